@@ -1,0 +1,191 @@
+// The only file that knows Python. Every array arrives as an address plus
+// shape, strides and dtype (the Python layer, svp_fast/_arrays.py, normalises
+// numpy arrays, memmaps and torch tensors and keeps them alive); outputs are
+// written into buffers the Python layer allocated. The GIL is released around
+// every core call and re-taken only inside the progress hook.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "svp/common.h"
+#include "svp/kcenter.h"
+#include "svp/uncertainty.h"
+#ifdef SVP_WITH_CUDA
+#include "svp/cuda.h"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+svp::MatrixView view(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
+                     int dtype) {
+  svp::MatrixView X;
+  X.data = reinterpret_cast<const void*>(ptr);
+  X.rows = rows;
+  X.cols = cols;
+  X.row_stride = row_stride;
+  SVP_CHECK_ARG(dtype >= 0 && dtype <= 3, "unknown dtype code %d", dtype);
+  X.dtype = static_cast<svp::DType>(dtype);
+  return X;
+}
+
+// Calls back into Python between steps: checks for signals (Ctrl-C) and runs
+// the user's progress callback. A Python exception raised there is kept and
+// re-raised once the core has unwound.
+class PyProgress final : public svp::Progress {
+ public:
+  explicit PyProgress(py::object callback) : callback_(std::move(callback)) {}
+  ~PyProgress() override {
+    if (type_ || value_ || tb_) {
+      py::gil_scoped_acquire gil;
+      Py_XDECREF(type_);
+      Py_XDECREF(value_);
+      Py_XDECREF(tb_);
+    }
+  }
+  bool poll(int64_t done, const int64_t*) override {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) {
+      stash();
+      return false;
+    }
+    if (!callback_.is_none()) {
+      PyObject* r = PyObject_CallFunction(callback_.ptr(), "L", static_cast<long long>(done));
+      if (!r) {
+        stash();
+        return false;
+      }
+      Py_DECREF(r);
+    }
+    return true;
+  }
+  // Re-raise the stashed exception (GIL held by the caller).
+  [[noreturn]] void rethrow() {
+    if (type_) {
+      PyErr_Restore(type_, value_, tb_);
+      type_ = value_ = tb_ = nullptr;
+      throw py::error_already_set();
+    }
+    throw py::value_error("cancelled");
+  }
+
+ private:
+  void stash() { PyErr_Fetch(&type_, &value_, &tb_); }
+  py::object callback_;
+  PyObject* type_ = nullptr;
+  PyObject* value_ = nullptr;
+  PyObject* tb_ = nullptr;
+};
+
+py::dict stats_dict(const svp::KCenterStats& s) {
+  py::dict d;
+  d["distance_evals"] = s.distance_evals;
+  d["scan_evals"] = s.scan_evals;
+  d["ambiguous_steps"] = s.ambiguous_steps;
+  d["exact_distance_evals"] = s.exact_distance_evals;
+  d["fallback_step"] = s.fallback_step;
+  d["float64_accumulation"] = s.float64_accumulation;
+  d["setup_seconds"] = s.setup_seconds;
+  d["select_seconds"] = s.select_seconds;
+  d["method"] = s.method_used == static_cast<int>(svp::KCenterMethod::pruned) ? "pruned" : "scan";
+  return d;
+}
+
+py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
+                     int dtype, int metric, int64_t budget, std::uintptr_t selected_ptr,
+                     int64_t n_selected, int64_t start, int method, std::uintptr_t cells_ptr,
+                     int64_t n_cells, double fallback_fraction, int num_threads,
+                     std::uintptr_t picks_ptr, std::uintptr_t radii_ptr, py::object progress,
+                     double poll_interval, std::string simd, std::string arg_name) {
+  svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+  svp::KCenterOptions opt;
+  SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+  opt.metric = static_cast<svp::Metric>(metric);
+  opt.budget = budget;
+  opt.already_selected = reinterpret_cast<const int64_t*>(selected_ptr);
+  opt.n_selected = n_selected;
+  opt.start = start;
+  SVP_CHECK_ARG(method == 0 || method == 1, "unknown method code %d", method);
+  opt.method = static_cast<svp::KCenterMethod>(method);
+  opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
+  opt.cells.n_cells = n_cells;
+  opt.fallback_fraction = fallback_fraction;
+  opt.num_threads = num_threads;
+  opt.poll_interval = poll_interval;
+  opt.simd = simd.empty() ? nullptr : simd.c_str();
+  opt.arg_name = arg_name.c_str();
+  PyProgress hook(std::move(progress));
+  opt.progress = &hook;
+  svp::KCenterStats stats;
+  bool cancelled = false;
+  {
+    py::gil_scoped_release nogil;
+    try {
+      svp::kcenter_cpu(X, opt, reinterpret_cast<int64_t*>(picks_ptr),
+                       reinterpret_cast<double*>(radii_ptr), &stats);
+    } catch (const svp::Cancelled&) {
+      cancelled = true;
+    }
+  }
+  if (cancelled) hook.rethrow();
+  return stats_dict(stats);
+}
+
+void uncertainty_scores_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
+                            int dtype, int method, int input, bool check_finite,
+                            double probs_tolerance, int num_threads, std::uintptr_t out_ptr,
+                            std::string simd, std::string arg_name) {
+  svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+  svp::UncertaintyOptions opt;
+  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+  SVP_CHECK_ARG(input == 0 || input == 1, "unknown input code %d", input);
+  opt.method = static_cast<svp::UncertaintyMethod>(method);
+  opt.input = static_cast<svp::ScoreInput>(input);
+  opt.check_finite = check_finite;
+  opt.probs_tolerance = probs_tolerance;
+  opt.num_threads = num_threads;
+  opt.simd = simd.empty() ? nullptr : simd.c_str();
+  opt.arg_name = arg_name.c_str();
+  py::gil_scoped_release nogil;
+  svp::uncertainty_scores_cpu(X, opt, reinterpret_cast<double*>(out_ptr));
+}
+
+void topk_desc(std::uintptr_t scores_ptr, int64_t n, int64_t k, std::uintptr_t order_ptr,
+               std::uintptr_t top_ptr, int num_threads) {
+  py::gil_scoped_release nogil;
+  svp::topk_desc(reinterpret_cast<const double*>(scores_ptr), n, k,
+                 reinterpret_cast<int64_t*>(order_ptr), reinterpret_cast<double*>(top_ptr),
+                 num_threads);
+}
+
+py::dict build_info() {
+  py::dict d;
+  svp::CpuInfo c = svp::cpu_info();
+  d["simd"] = c.simd;
+  d["simd_compiled"] = c.simd_compiled;
+  d["openmp"] = c.openmp;
+  d["omp_max_threads"] = c.omp_max_threads;
+#ifdef SVP_WITH_CUDA
+  d["cuda_compiled"] = true;
+  d["cuda_architectures"] = SVP_CUDA_ARCHS;
+#else
+  d["cuda_compiled"] = false;
+  d["cuda_architectures"] = "";
+#endif
+  d["version"] = SVP_VERSION;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "svp_fast selection core (C++/OpenMP, optional CUDA). Use svp_fast's Python API.";
+  py::register_exception<svp::ValueError>(m, "CoreValueError", PyExc_ValueError);
+  m.def("kcenter_cpu", &kcenter_cpu);
+  m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
+  m.def("topk_desc", &topk_desc);
+  m.def("build_info", &build_info);
+}

@@ -1,0 +1,175 @@
+// Engines: the state of a k-center run over a set of points, and the one
+// primitive every driver (single process, pruned, distributed) is built on:
+// "add these centers; tell me the best candidates".
+//
+// Values are squared distances in the working space (Euclidean: the input;
+// cosine: rows scaled to unit norm), accumulated in Acc (float, or double for
+// float64 input and for float32 input whose squares would overflow).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "svp/common.h"
+
+namespace svp {
+namespace cpu {
+
+inline float half_bits_to_float(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {
+      int s = 0;
+      while (!(mant & 0x400u)) { mant <<= 1; ++s; }
+      bits = sign | (static_cast<uint32_t>(127 - 14 - s) << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Strict total order on candidates: larger value first, then lower index.
+inline bool better(double v1, int64_t i1, double v2, int64_t i2) {
+  return v1 > v2 || (v1 == v2 && i1 < i2);
+}
+
+struct Top2 {
+  double v1 = -1, v2 = -1;
+  int64_t i1 = -1, i2 = -1;
+  void push(double v, int64_t i) {
+    if (i1 < 0 || better(v, i, v1, i1)) {
+      v2 = v1;
+      i2 = i1;
+      v1 = v;
+      i1 = i;
+    } else if (i2 < 0 || better(v, i, v2, i2)) {
+      v2 = v;
+      i2 = i;
+    }
+  }
+  void merge(const Top2& o) {
+    if (o.i1 >= 0) push(o.v1, o.i1);
+    if (o.i2 >= 0) push(o.v2, o.i2);
+  }
+};
+
+// Error model of a computed squared distance v (see kcenter.cpp):
+// |v - exact| <= E(v) = eps*v + alpha*sqrt(v) + beta.
+struct ErrorModel {
+  double eps = 0, alpha = 0, beta = 0;
+  double E(double v) const {
+    if (!(v < std::numeric_limits<double>::infinity())) return 0;
+    return eps * v + alpha * std::sqrt(v > 0 ? v : 0) + beta;
+  }
+};
+
+// A live point whose value lies in the ambiguity band of a step.
+struct BandMember {
+  int64_t index;
+  double m;        // its current min squared distance (fast arithmetic)
+  double m2;       // a lower bound on the distance to any center but `assign`
+  int64_t assign;  // ordinal of the center that gave m
+};
+
+// How rows reach the kernels: the matrix, the kernel table, and (cosine) the
+// per-row scale 1/||x|| in Acc for the fast path and the float64 norms for the
+// exact path, which normalises by division (x / ||x||, as a float64 reference
+// would, so rows that are positive multiples of each other are exactly equal).
+template <typename Acc>
+struct RowSource {
+  MatrixView X;
+  const KernelTable* k = nullptr;
+  const Acc* scale = nullptr;       // [N] or null (Euclidean)
+  const double* norm64 = nullptr;   // [N] or null (Euclidean)
+
+  D2RowsFn<Acc> d2() const;
+  // center row r, scaled, converted to Acc: out[D]
+  void center(int64_t r, Acc* out) const;
+  // the same in float64
+  void center64(int64_t r, double* out) const;
+};
+
+template <>
+inline D2RowsFn<float> RowSource<float>::d2() const { return k->d2_rows_f32; }
+template <>
+inline D2RowsFn<double> RowSource<double>::d2() const { return k->d2_rows_f64; }
+
+template <typename Acc>
+inline void RowSource<Acc>::center64(int64_t r, double* out) const {
+  const char* row = X.row(r);
+  const double nrm = norm64 ? norm64[r] : 1.0;
+  for (int64_t j = 0; j < X.cols; ++j) {
+    double v;
+    switch (X.dtype) {
+      case DType::f32: { float f; std::memcpy(&f, row + 4 * j, 4); v = f; break; }
+      case DType::f64: { std::memcpy(&v, row + 8 * j, 8); break; }
+      case DType::f16: { uint16_t h; std::memcpy(&h, row + 2 * j, 2); v = half_bits_to_float(h); break; }
+      default: { uint16_t h; std::memcpy(&h, row + 2 * j, 2); uint32_t b = uint32_t(h) << 16;
+                 float f; std::memcpy(&f, &b, 4); v = f; break; }
+    }
+    out[j] = norm64 ? v / nrm : v;
+  }
+}
+
+template <typename Acc>
+inline void RowSource<Acc>::center(int64_t r, Acc* out) const {
+  std::vector<double> tmp(static_cast<size_t>(X.cols));
+  center64(r, tmp.data());
+  for (int64_t j = 0; j < X.cols; ++j) out[j] = static_cast<Acc>(tmp[j]);
+}
+
+template <typename Acc>
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const RowSource<Acc>& src_ref() const = 0;
+  // Remove a point from the candidates (picked or already selected).
+  virtual void exclude(int64_t row) = 0;
+  // Apply q centers (rows, with their ordinals in the run's center list).
+  virtual void add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) = 0;
+  // The two best live candidates. Every live point whose value could lie in
+  // the band [v1 - 2E(v1), v1] is up to date when this returns.
+  virtual Top2 top2(const ErrorModel& err) = 0;
+  // The live points with value >= thr.
+  virtual void band(double thr, std::vector<BandMember>& out) = 0;
+  // Point-center distances computed so far.
+  virtual int64_t distance_evals() const = 0;
+  // The float64 minimum over `centers` of the squared distance to ycenter
+  // (a point scaled to the working space, float64), given an upper bound on
+  // it. Engines that know the geometry skip centers that cannot beat `upper`.
+  // evals: incremented by the float64 distances computed.
+  virtual double exact_min(const double* ycenter, double upper, const int64_t* centers,
+                           int64_t K, int threads, int64_t* evals);
+};
+
+// float64 squared distances from rows[0..cnt) (working space: normalised by
+// division for cosine) to ycenter (already in the working space).
+void exact_d2_rows(const MatrixView& X, const KernelTable& k, const double* norm64,
+                   const int64_t* rows, int64_t cnt, const double* ycenter, double* out);
+
+// exact_min without geometry: every center, in float64.
+double exact_min_all(const MatrixView& X, const KernelTable& k, const double* norm64,
+                     const double* ycenter, const int64_t* centers, int64_t K, int threads);
+
+template <typename Acc>
+inline double Engine<Acc>::exact_min(const double* ycenter, double upper, const int64_t* centers,
+                                     int64_t K, int threads, int64_t* evals) {
+  (void)upper;
+  *evals += K;
+  return exact_min_all(src_ref().X, *src_ref().k, src_ref().norm64, ycenter, centers, K, threads);
+}
+
+}  // namespace cpu
+}  // namespace svp

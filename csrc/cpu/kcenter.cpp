@@ -1,0 +1,375 @@
+// The CPU k-center driver: argument checks, one validation pass, the choice
+// of arithmetic, and the picking loop with its certified argmax.
+//
+// Certified argmax. The engines compute squared distances in float32 (or
+// float64) with an a-priori error bound |v - exact| <= E(v) (ErrorModel). At
+// each step, let M be the largest computed value. The exact winner's computed
+// value is at least M - 2E(M), so when no other live point reaches that band
+// the computed argmax is the exact one. Otherwise the band's members are
+// compared in float64: each member's distance to the center that gave its
+// value is recomputed in float64, and a full float64 minimum over all centers
+// is needed only when a second center was nearly as close (tracked as m2).
+// Picks therefore never depend on summation order, SIMD width, thread count,
+// method or backend: they are the picks of float64 arithmetic.
+//
+// Error bound. Euclidean, float32 accumulation of D terms (x_j - c_j)^2 with
+// x_j, c_j exact in float32: each difference is rounded once, each square-add
+// once (FMA), and any summation order of D non-negative terms errs by at most
+// gamma_{D-1} times the sum: |v - exact| <= ((D + 2) u) v with u = 2^-24, plus
+// at most (D + 2) 2^-149 from underflow. Cosine works on rows scaled by 1/||x||
+// (computed in float64, rounded once), which adds an error of at most
+// 4 u sqrt(v) + 4 u^2 relative to unit-norm rows. The model doubles every term.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "engine.h"
+#include "kernels.h"
+#include "pruned_engine.h"
+#include "scan_engine.h"
+#include "svp/kcenter.h"
+
+namespace svp {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+int resolve_threads(int requested) {
+  return requested > 0 ? requested : std::max(1, omp_get_max_threads());
+}
+
+// Facts about the whole matrix from one parallel pass.
+struct MatrixFacts {
+  int64_t bad_row = -1, bad_col = -1;
+  double bad_value = 0;
+  double max_abs = 0;
+  int64_t zero_row = -1;  // first all-zero row (cosine)
+  double min_norm = std::numeric_limits<double>::infinity();
+  double max_norm = 0;
+};
+
+MatrixFacts inspect(const MatrixView& X, const cpu::KernelTable& k, int threads,
+                    double* norm64 /* [N] or null: filled with ||x|| */) {
+  MatrixFacts facts;
+  const int64_t n = X.rows;
+  std::vector<MatrixFacts> per(static_cast<size_t>(threads));
+#pragma omp parallel num_threads(threads)
+  {
+    MatrixFacts f;
+    const int tid = omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      cpu::RowFacts rf;
+      k.row_facts(X.dtype, X.row(i), X.cols, &rf);
+      if (rf.bad_col >= 0) {
+        if (f.bad_row < 0) {
+          f.bad_row = i;
+          f.bad_col = rf.bad_col;
+        }
+        continue;
+      }
+      f.max_abs = std::max(f.max_abs, rf.max_abs);
+      const double norm = std::sqrt(rf.sumsq);
+      if (norm == 0 && f.zero_row < 0) f.zero_row = i;
+      f.min_norm = std::min(f.min_norm, norm);
+      f.max_norm = std::max(f.max_norm, norm);
+      if (norm64) norm64[i] = norm;
+    }
+    per[static_cast<size_t>(tid)] = f;
+  }
+  for (const MatrixFacts& f : per) {
+    if (f.bad_row >= 0 && (facts.bad_row < 0 || f.bad_row < facts.bad_row)) {
+      facts.bad_row = f.bad_row;
+      facts.bad_col = f.bad_col;
+    }
+    if (f.zero_row >= 0 && (facts.zero_row < 0 || f.zero_row < facts.zero_row))
+      facts.zero_row = f.zero_row;
+    facts.max_abs = std::max(facts.max_abs, f.max_abs);
+    facts.min_norm = std::min(facts.min_norm, f.min_norm);
+    facts.max_norm = std::max(facts.max_norm, f.max_norm);
+  }
+  if (facts.bad_row >= 0) {
+    std::vector<double> row(static_cast<size_t>(X.cols));
+    cpu::RowSource<double> src;
+    src.X = X;
+    src.center64(facts.bad_row, row.data());
+    facts.bad_value = row[static_cast<size_t>(facts.bad_col)];
+  }
+  return facts;
+}
+
+cpu::ErrorModel error_model(bool float64_acc, Metric metric, int64_t D) {
+  cpu::ErrorModel e;
+  const double u = float64_acc ? std::ldexp(1.0, -53) : std::ldexp(1.0, -24);
+  const double tiny = float64_acc ? std::ldexp(1.0, -1070) : std::ldexp(1.0, -148);
+  e.eps = 2.0 * (static_cast<double>(D) + 2.0) * u;
+  e.beta = 2.0 * (static_cast<double>(D) + 2.0) * tiny;
+  if (metric == Metric::cosine) {
+    e.alpha = 2.0 * 4.0 * u;
+    e.beta += 2.0 * 4.0 * u * u;
+  }
+  return e;
+}
+
+class Poller {
+ public:
+  Poller(Progress* p, double interval) : p_(p), interval_(interval), last_(Clock::now()) {}
+  void operator()(int64_t done, const int64_t* picks, bool force = false) {
+    if (!p_) return;
+    Clock::time_point now = Clock::now();
+    if (!force && std::chrono::duration<double>(now - last_).count() < interval_) return;
+    last_ = now;
+    if (!p_->poll(done, picks)) throw Cancelled();
+  }
+
+ private:
+  Progress* p_;
+  double interval_;
+  Clock::time_point last_;
+};
+
+// The picking loop, generic over the accumulation type.
+template <typename Acc>
+void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable& k,
+         int threads, const double* norm64, int64_t* picks, double* radii,
+         KCenterStats* st, Clock::time_point t_setup) {
+  const int64_t n = X.rows, D = X.cols;
+  std::vector<Acc> scale;
+  cpu::RowSource<Acc> src;
+  src.X = X;
+  src.k = &k;
+  if (norm64) {
+    scale.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) scale[i] = static_cast<Acc>(1.0 / norm64[i]);
+    src.scale = scale.data();
+    src.norm64 = norm64;
+  }
+  const bool f64 = std::is_same<Acc, double>::value;
+  const cpu::ErrorModel err = error_model(f64, opt.metric, D);
+  // float64 arithmetic for the exact comparisons
+  cpu::RowSource<double> exact = {X, &k, nullptr, norm64};
+
+  Poller poll(opt.progress, opt.poll_interval);
+  std::unique_ptr<cpu::Engine<Acc>> engine;
+  if (opt.method == KCenterMethod::pruned) {
+    engine.reset(new cpu::PrunedEngine<Acc>(src, opt.cells, threads, opt.fallback_fraction,
+                                            [&](int64_t done) { poll(done, picks); }));
+    st->method_used = static_cast<int>(KCenterMethod::pruned);
+  } else {
+    engine.reset(new cpu::ScanEngine<Acc>(src, threads));
+    st->method_used = static_cast<int>(KCenterMethod::scan);
+  }
+  st->setup_seconds = seconds_since(t_setup);
+  Clock::time_point t_select = Clock::now();
+
+  std::vector<int64_t> centers;  // ordinal -> row
+  centers.reserve(static_cast<size_t>(opt.n_selected + opt.budget));
+  std::vector<double> buf(static_cast<size_t>(D));
+  std::vector<int64_t> ords;
+
+  int64_t live = n;  // points that are neither centers nor picked
+  auto add_batch = [&](const int64_t* rows, int64_t q) {
+    st->scan_evals += live * q;
+    ords.resize(static_cast<size_t>(q));
+    for (int64_t j = 0; j < q; ++j) {
+      ords[j] = static_cast<int64_t>(centers.size());
+      centers.push_back(rows[j]);
+    }
+    engine->add_centers(rows, ords.data(), q);
+  };
+
+  int64_t t0 = 0;
+  if (opt.n_selected > 0) {
+    for (int64_t j = 0; j < opt.n_selected; ++j) engine->exclude(opt.already_selected[j]);
+    live -= opt.n_selected;
+    const int64_t batch = 16;  // centers per pass: rows stay in cache across them
+    for (int64_t j = 0; j < opt.n_selected; j += batch) {
+      poll(0, picks);
+      add_batch(opt.already_selected + j, std::min(batch, opt.n_selected - j));
+    }
+  } else {
+    picks[0] = opt.start;
+    if (radii) radii[0] = std::numeric_limits<double>::infinity();
+    engine->exclude(opt.start);
+    --live;
+    if (opt.budget > 1) add_batch(&opt.start, 1);
+    t0 = 1;
+  }
+
+  // float64 distance from a candidate (in the working space) to center row c
+  auto exact_d2 = [&](const double* ycenter, int64_t c) {
+    double out;
+    cpu::exact_d2_rows(X, k, norm64, &c, 1, ycenter, &out);
+    return out;
+  };
+
+  std::vector<cpu::BandMember> members;
+  // radius (squared, working space) of the previous pick: reported radii are
+  // made non-increasing, as exact ones are (rounding could break that by ulps)
+  double prev_radius = std::numeric_limits<double>::infinity();
+  for (int64_t t = t0; t < opt.budget; ++t) {
+    poll(t, picks);
+    const cpu::Top2 top = engine->top2(err);
+    SVP_ASSERT(top.i1 >= 0);
+    const double M = top.v1;
+    int64_t winner = top.i1;
+    double radius = M;
+    const double thr = M - 2.0 * err.E(M);
+    if (top.i2 >= 0 && top.v2 >= thr) {
+      // ambiguous: decide in float64
+      ++st->ambiguous_steps;
+      members.clear();
+      engine->band(thr, members);
+      struct Cand {
+        int64_t index;
+        double upper;  // float64 distance to its assigned center
+        bool exact;    // upper is its exact min
+      };
+      std::vector<Cand> cands;
+      cands.reserve(members.size());
+      for (const cpu::BandMember& b : members) {
+        exact.center64(b.index, buf.data());
+        const double u = exact_d2(buf.data(), centers[static_cast<size_t>(b.assign)]);
+        ++st->exact_distance_evals;
+        const bool certain = b.m2 - b.m > 2.0 * err.E(b.m2);
+        cands.push_back({b.index, u, certain});
+      }
+      std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+        return cpu::better(a.upper, a.index, b.upper, b.index);
+      });
+      double best_v = -1;
+      int64_t best_i = -1;
+      for (const Cand& c : cands) {
+        if (best_i >= 0 && !cpu::better(c.upper, c.index, best_v, best_i)) break;
+        double v = c.upper;
+        if (!c.exact) {
+          exact.center64(c.index, buf.data());
+          v = engine->exact_min(buf.data(), c.upper, centers.data(),
+                                static_cast<int64_t>(centers.size()), threads,
+                                &st->exact_distance_evals);
+        }
+        if (best_i < 0 || cpu::better(v, c.index, best_v, best_i)) {
+          best_v = v;
+          best_i = c.index;
+        }
+      }
+      SVP_ASSERT(best_i >= 0);
+      winner = best_i;
+      radius = best_v;
+    }
+    picks[t] = winner;
+    prev_radius = std::min(prev_radius, std::max(radius, 0.0));
+    if (radii) radii[t] = opt.metric == Metric::cosine ? 0.5 * prev_radius : std::sqrt(prev_radius);
+    engine->exclude(winner);
+    --live;
+    if (t + 1 < opt.budget) add_batch(&winner, 1);
+  }
+  poll(opt.budget, picks, true);
+  st->distance_evals = engine->distance_evals();
+  st->select_seconds = seconds_since(t_select);
+  if (auto* pruned = dynamic_cast<cpu::PrunedEngine<Acc>*>(engine.get()))
+    st->fallback_step = pruned->fallback_step();
+}
+
+}  // namespace
+
+void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
+                 double* radii, KCenterStats* stats) {
+  Clock::time_point t_setup = Clock::now();
+  KCenterStats local;
+  KCenterStats* st = stats ? stats : &local;
+  *st = KCenterStats();
+  const char* name = opt.arg_name ? opt.arg_name : "embeddings";
+  const int64_t n = X.rows, D = X.cols;
+
+  SVP_CHECK_ARG(n >= 1 && D >= 1, "%s must be a non-empty 2-D array, got shape (%lld, %lld)",
+                name, (long long)n, (long long)D);
+  SVP_CHECK_ARG(opt.budget >= 0, "budget must be >= 0, got %lld", (long long)opt.budget);
+  SVP_CHECK_ARG(opt.n_selected >= 0 && opt.n_selected <= n,
+                "already_selected has %lld entries for %lld points", (long long)opt.n_selected,
+                (long long)n);
+  {
+    std::vector<char> seen(static_cast<size_t>(n), 0);
+    for (int64_t j = 0; j < opt.n_selected; ++j) {
+      const int64_t s = opt.already_selected[j];
+      SVP_CHECK_ARG(s >= 0 && s < n, "already_selected[%lld] = %lld is out of range [0, %lld)",
+                    (long long)j, (long long)s, (long long)n);
+      SVP_CHECK_ARG(!seen[s], "already_selected holds index %lld twice", (long long)s);
+      seen[s] = 1;
+    }
+  }
+  SVP_CHECK_ARG(opt.budget <= n - opt.n_selected,
+                "budget must be at most the number of points not already selected (%lld), got %lld",
+                (long long)(n - opt.n_selected), (long long)opt.budget);
+  if (opt.n_selected == 0 && opt.budget > 0)
+    SVP_CHECK_ARG(opt.start >= 0 && opt.start < n, "start must be in [0, %lld), got %lld",
+                  (long long)n, (long long)opt.start);
+  if (opt.method == KCenterMethod::pruned) {
+    SVP_CHECK_ARG(opt.cells.cell_of != nullptr && opt.cells.n_cells >= 1,
+                  "the pruned method needs a cell partition");
+    for (int64_t i = 0; i < n; ++i)
+      SVP_CHECK_ARG(opt.cells.cell_of[i] >= 0 && opt.cells.cell_of[i] < opt.cells.n_cells,
+                    "cells[%lld] = %lld is out of range [0, %lld)", (long long)i,
+                    (long long)opt.cells.cell_of[i], (long long)opt.cells.n_cells);
+  }
+  if (opt.budget == 0) return;
+
+  const int threads = resolve_threads(opt.num_threads);
+  const cpu::KernelTable& k = cpu::kernels_or_throw(opt.simd);
+
+  // One pass: NaN/Inf, magnitudes, and (cosine) the row norms.
+  std::vector<double> norm64;
+  if (opt.metric == Metric::cosine) norm64.resize(static_cast<size_t>(n));
+  MatrixFacts f = inspect(X, k, threads, norm64.empty() ? nullptr : norm64.data());
+  if (f.bad_row >= 0 && opt.check_finite)
+    throw ValueError(format("%s must be finite, got %g at row %lld, column %lld", name,
+                            f.bad_value, (long long)f.bad_row, (long long)f.bad_col));
+  SVP_CHECK_ARG(f.bad_row < 0, "%s holds non-finite values (row %lld)", name,
+                (long long)f.bad_row);
+  if (opt.metric == Metric::cosine)
+    SVP_CHECK_ARG(f.zero_row < 0,
+                  "%s row %lld is all zeros; the cosine metric needs rows of nonzero norm",
+                  name, (long long)f.zero_row);
+
+  // float32 arithmetic unless the input is float64 or its squares could leave
+  // float32's normal range (then float64 arithmetic, same picks).
+  bool f64 = X.dtype == DType::f64;
+  if (X.dtype == DType::f64)
+    SVP_CHECK_ARG(f.max_abs <= 1e150,
+                  "%s holds values up to %g, whose squared distances overflow float64; "
+                  "rescale the embeddings", name, f.max_abs);
+  if (opt.metric == Metric::euclidean) {
+    const double hi = 4e18 / std::sqrt(static_cast<double>(D));
+    if (f.max_abs > hi || (f.max_abs > 0 && f.max_abs < std::ldexp(1.0, -40))) f64 = true;
+  } else {
+    if (f.min_norm < std::ldexp(1.0, -100) || f.max_norm > std::ldexp(1.0, 100)) f64 = true;
+  }
+  st->float64_accumulation = f64;
+  const double* s64 = norm64.empty() ? nullptr : norm64.data();
+  if (f64)
+    run<double>(X, opt, k, threads, s64, picks, radii, st, t_setup);
+  else
+    run<float>(X, opt, k, threads, s64, picks, radii, st, t_setup);
+}
+
+CpuInfo cpu_info() {
+  CpuInfo info;
+  info.simd = cpu::kernels().name;
+  info.simd_compiled = cpu::kernels_compiled();
+  info.omp_max_threads = omp_get_max_threads();
+  info.openmp = true;
+  return info;
+}
+
+}  // namespace svp

@@ -1,0 +1,60 @@
+// CPU kernels, compiled once per instruction set (kernels_impl.h included by
+// kernels_avx512.cpp, kernels_avx2.cpp, kernels_generic.cpp) and chosen at run
+// time by the CPU's features (override: SVP_FAST_SIMD=avx512|avx2|generic).
+#pragma once
+
+#include <cstdint>
+
+#include "svp/common.h"
+#include "svp/uncertainty.h"
+
+namespace svp {
+namespace cpu {
+
+// Squared distances, accumulated in Acc (float or double):
+//   out[r] = sum_j (row_r[j] * scale[r] - center[j])^2   (scale == nullptr: 1)
+// rows: [n] pointers to rows of `dtype` with D elements; center: [D].
+template <typename Acc>
+using D2RowsFn = void (*)(DType dtype, const char* const* rows, const Acc* scale,
+                          int64_t n, const Acc* center, int64_t D, Acc* out);
+
+// Per-row facts for input validation and norms.
+struct RowFacts {
+  double sumsq;     // sum of squares, float64
+  double max_abs;   // largest |x_j| among finite entries
+  int64_t bad_col;  // first column holding NaN or +-Inf, or -1
+};
+using RowFactsFn = void (*)(DType dtype, const char* row, int64_t D, RowFacts* out);
+
+// Uncertainty scores of n rows of C classes (float32 arithmetic; float64 for
+// float64 input). Returns the index of the first row that is not a valid
+// input (a probability row that is not a distribution) or -1.
+using ScoreRowsFn = int64_t (*)(DType dtype, const char* const* rows, int64_t n,
+                                int64_t C, UncertaintyMethod method, ScoreInput input,
+                                double probs_tolerance, double* out);
+
+struct KernelTable {
+  const char* name;
+  D2RowsFn<float> d2_rows_f32;
+  D2RowsFn<double> d2_rows_f64;
+  RowFactsFn row_facts;
+  ScoreRowsFn score_rows;
+};
+
+// The table in use (the best ISA this CPU supports, unless overridden).
+const KernelTable& kernels();
+// A specific ISA's table, or nullptr if it is not compiled or not supported here.
+const KernelTable* kernels_for(const char* isa);
+// kernels_for(isa), or kernels() for null; a ValueError naming `isa` if it is
+// not available here.
+const KernelTable& kernels_or_throw(const char* isa);
+// ISAs compiled into this build, e.g. "avx512,avx2,generic".
+const char* kernels_compiled();
+
+// Per-ISA tables (defined in the per-ISA translation units).
+const KernelTable* table_avx512();
+const KernelTable* table_avx2();
+const KernelTable* table_generic();
+
+}  // namespace cpu
+}  // namespace svp

@@ -1,0 +1,21 @@
+// The CPU kernels for one instruction set; see kernels_impl.h.
+#define SVP_ISA_AVX2 1
+#define SVP_ISA_NS isa_avx2
+#include "kernels_impl.h"
+
+namespace svp {
+namespace cpu {
+
+const KernelTable* table_avx2() {
+  static const KernelTable table = {
+      "avx2",
+      &isa_avx2::d2_rows<isa_avx2::F>,
+      &isa_avx2::d2_rows<isa_avx2::D>,
+      &isa_avx2::row_facts,
+      &isa_avx2::score_rows,
+  };
+  return &table;
+}
+
+}  // namespace cpu
+}  // namespace svp

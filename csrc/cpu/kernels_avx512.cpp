@@ -1,0 +1,21 @@
+// The CPU kernels for one instruction set; see kernels_impl.h.
+#define SVP_ISA_AVX512 1
+#define SVP_ISA_NS isa_avx512
+#include "kernels_impl.h"
+
+namespace svp {
+namespace cpu {
+
+const KernelTable* table_avx512() {
+  static const KernelTable table = {
+      "avx512",
+      &isa_avx512::d2_rows<isa_avx512::F>,
+      &isa_avx512::d2_rows<isa_avx512::D>,
+      &isa_avx512::row_facts,
+      &isa_avx512::score_rows,
+  };
+  return &table;
+}
+
+}  // namespace cpu
+}  // namespace svp

@@ -1,0 +1,21 @@
+// The CPU kernels for one instruction set; see kernels_impl.h.
+#define SVP_ISA_GENERIC 1
+#define SVP_ISA_NS isa_generic
+#include "kernels_impl.h"
+
+namespace svp {
+namespace cpu {
+
+const KernelTable* table_generic() {
+  static const KernelTable table = {
+      "generic",
+      &isa_generic::d2_rows<isa_generic::F>,
+      &isa_generic::d2_rows<isa_generic::D>,
+      &isa_generic::row_facts,
+      &isa_generic::score_rows,
+  };
+  return &table;
+}
+
+}  // namespace cpu
+}  // namespace svp

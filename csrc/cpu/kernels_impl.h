@@ -1,0 +1,830 @@
+// The CPU kernels, written once over a small SIMD abstraction and compiled per
+// instruction set. Exactly one of SVP_ISA_AVX512, SVP_ISA_AVX2, SVP_ISA_GENERIC
+// is defined by the including translation unit, which is compiled with the
+// matching -m flags; SVP_ISA_NS names its namespace.
+//
+// Every kernel reads a row once per call and accumulates in float32 (float64
+// for float64 input). The k-center driver does not rely on bit-identical
+// results across ISAs: it certifies its picks with a rigorous error bound
+// (kcenter.cpp), so any summation order is fine here.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#if defined(SVP_ISA_AVX512) || defined(SVP_ISA_AVX2)
+#include <immintrin.h>
+#endif
+
+#include "kernels.h"
+
+namespace svp {
+namespace cpu {
+namespace SVP_ISA_NS {
+
+// ---------------------------------------------------------------- scalars --
+
+static inline float half_to_float(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: value = mant * 2^-24; renormalise
+      int s = 0;
+      while (!(mant & 0x400u)) {
+        mant <<= 1;
+        ++s;
+      }
+      mant &= 0x3ffu;
+      bits = sign | (static_cast<uint32_t>(127 - 14 - s) << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+static inline float bf16_to_float(uint16_t b) {
+  uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <DType T>
+static inline double elem(const char* row, int64_t j) {
+  if constexpr (T == DType::f32) {
+    float v;
+    std::memcpy(&v, row + 4 * j, 4);
+    return v;
+  } else if constexpr (T == DType::f64) {
+    double v;
+    std::memcpy(&v, row + 8 * j, 8);
+    return v;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * j, 2);
+    return T == DType::f16 ? half_to_float(h) : bf16_to_float(h);
+  }
+}
+
+// ------------------------------------------------------ SIMD abstraction --
+// Two lane types per ISA: F (float lanes) and D (double lanes). Each offers
+// zero/set1/loadc/store, arithmetic, reductions and a typed row load.
+
+#if defined(SVP_ISA_AVX512)
+
+struct F {
+  using S = float;
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(S s) { return _mm512_set1_ps(s); }
+  static V loadc(const S* p) { return _mm512_loadu_ps(p); }
+  static void store(S* p, V v) { _mm512_storeu_ps(p, v); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V fmsub(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static S reduce_add(V v) { return _mm512_reduce_add_ps(v); }
+  static S reduce_max(V v) { return _mm512_reduce_max_ps(v); }
+  // a > b ? x : y
+  static V select_gt(V a, V b, V x, V y) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x);
+  }
+  template <DType T>
+  static V load(const char* row, int64_t j) {
+    if constexpr (T == DType::f32) {
+      return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + j);
+    } else if constexpr (T == DType::f16) {
+      return _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * j)));
+    } else if constexpr (T == DType::bf16) {
+      __m512i w = _mm512_cvtepu16_epi32(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * j)));
+      return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+    } else {
+      const double* p = reinterpret_cast<const double*>(row) + j;
+      __m256 lo = _mm512_cvtpd_ps(_mm512_loadu_pd(p));
+      __m256 hi = _mm512_cvtpd_ps(_mm512_loadu_pd(p + 8));
+      return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
+  }
+  static V vexp(V x);
+  static V vlog(V x);
+};
+
+struct D {
+  using S = double;
+  using V = __m512d;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V set1(S s) { return _mm512_set1_pd(s); }
+  static V loadc(const S* p) { return _mm512_loadu_pd(p); }
+  static void store(S* p, V v) { _mm512_storeu_pd(p, v); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V fmsub(V a, V b, V c) { return _mm512_fmsub_pd(a, b, c); }
+  static V max(V a, V b) { return _mm512_max_pd(a, b); }
+  static V min(V a, V b) { return _mm512_min_pd(a, b); }
+  static S reduce_add(V v) { return _mm512_reduce_add_pd(v); }
+  static S reduce_max(V v) { return _mm512_reduce_max_pd(v); }
+  template <DType T>
+  static V load(const char* row, int64_t j) {
+    if constexpr (T == DType::f32) {
+      return _mm512_cvtps_pd(_mm256_loadu_ps(reinterpret_cast<const float*>(row) + j));
+    } else if constexpr (T == DType::f16) {
+      return _mm512_cvtps_pd(
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * j))));
+    } else if constexpr (T == DType::bf16) {
+      __m256i w = _mm256_cvtepu16_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * j)));
+      return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+    } else {
+      return _mm512_loadu_pd(reinterpret_cast<const double*>(row) + j);
+    }
+  }
+};
+
+// exp for x <= 0 (softmax arguments): Cephes-style range reduction and a
+// degree-6 polynomial, about 2 ulp. Exactly 0 below -87.3 (no subnormals).
+inline F::V F::vexp(V x) {
+  const __m512 too_small = _mm512_set1_ps(-87.3f);
+  __mmask16 zero_mask = _mm512_cmp_ps_mask(x, too_small, _CMP_LT_OQ);
+  x = _mm512_max_ps(x, too_small);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  __m512 r2 = _mm512_mul_ps(r, r);
+  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  __m512 res = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~zero_mask), res);
+}
+
+// log for x > 0 normal (Cephes logf), about 2 ulp.
+inline F::V F::vlog(V x) {
+  __m512i xi = _mm512_castps_si512(x);
+  __m512i ei = _mm512_sub_epi32(_mm512_srli_epi32(xi, 23), _mm512_set1_epi32(126));
+  __m512 m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(xi, _mm512_set1_epi32(0x007fffff)),
+                                                 _mm512_set1_epi32(0x3f000000)));  // [0.5, 1)
+  __m512 e = _mm512_cvtepi32_ps(ei);
+  __mmask16 small = _mm512_cmp_ps_mask(m, _mm512_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+  e = _mm512_mask_sub_ps(e, small, e, _mm512_set1_ps(1.0f));
+  m = _mm512_mask_add_ps(m, small, m, m);
+  m = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+  __m512 z = _mm512_mul_ps(m, m);
+  __m512 y = _mm512_set1_ps(7.0376836292E-2f);
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.1514610310E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.1676998740E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.2420140846E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(1.4249322787E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-1.6668057665E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(2.0000714765E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(-2.4999993993E-1f));
+  y = _mm512_fmadd_ps(y, m, _mm512_set1_ps(3.3333331174E-1f));
+  y = _mm512_mul_ps(_mm512_mul_ps(y, m), z);
+  y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), y);
+  y = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), y);
+  __m512 r = _mm512_add_ps(m, y);
+  return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), r);
+}
+
+#elif defined(SVP_ISA_AVX2)
+
+struct F {
+  using S = float;
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(S s) { return _mm256_set1_ps(s); }
+  static V loadc(const S* p) { return _mm256_loadu_ps(p); }
+  static void store(S* p, V v) { _mm256_storeu_ps(p, v); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static S reduce_add(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static S reduce_max(V v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static V select_gt(V a, V b, V x, V y) {
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ));
+  }
+  template <DType T>
+  static V load(const char* row, int64_t j) {
+    if constexpr (T == DType::f32) {
+      return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + j);
+    } else if constexpr (T == DType::f16) {
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * j)));
+    } else if constexpr (T == DType::bf16) {
+      __m256i w = _mm256_cvtepu16_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * j)));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+    } else {
+      const double* p = reinterpret_cast<const double*>(row) + j;
+      __m128 lo = _mm256_cvtpd_ps(_mm256_loadu_pd(p));
+      __m128 hi = _mm256_cvtpd_ps(_mm256_loadu_pd(p + 4));
+      return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+    }
+  }
+  static V vexp(V x);
+  static V vlog(V x);
+};
+
+struct D {
+  using S = double;
+  using V = __m256d;
+  static constexpr int W = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V set1(S s) { return _mm256_set1_pd(s); }
+  static V loadc(const S* p) { return _mm256_loadu_pd(p); }
+  static void store(S* p, V v) { _mm256_storeu_pd(p, v); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V fmsub(V a, V b, V c) { return _mm256_fmsub_pd(a, b, c); }
+  static V max(V a, V b) { return _mm256_max_pd(a, b); }
+  static V min(V a, V b) { return _mm256_min_pd(a, b); }
+  static S reduce_add(V v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+  static S reduce_max(V v) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_max_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+  template <DType T>
+  static V load(const char* row, int64_t j) {
+    if constexpr (T == DType::f32) {
+      return _mm256_cvtps_pd(_mm_loadu_ps(reinterpret_cast<const float*>(row) + j));
+    } else if constexpr (T == DType::f16) {
+      return _mm256_cvtps_pd(
+          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 2 * j))));
+    } else if constexpr (T == DType::bf16) {
+      __m128i w = _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 2 * j)));
+      return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(w, 16)));
+    } else {
+      return _mm256_loadu_pd(reinterpret_cast<const double*>(row) + j);
+    }
+  }
+};
+
+inline F::V F::vexp(V x) {
+  const __m256 too_small = _mm256_set1_ps(-87.3f);
+  __m256 keep = _mm256_cmp_ps(x, too_small, _CMP_GE_OQ);
+  x = _mm256_max_ps(x, too_small);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+  __m256 r2 = _mm256_mul_ps(r, r);
+  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_and_ps(res, keep);
+}
+
+inline F::V F::vlog(V x) {
+  __m256i xi = _mm256_castps_si256(x);
+  __m256i ei = _mm256_sub_epi32(_mm256_srli_epi32(xi, 23), _mm256_set1_epi32(126));
+  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(xi, _mm256_set1_epi32(0x007fffff)),
+                                                 _mm256_set1_epi32(0x3f000000)));
+  __m256 e = _mm256_cvtepi32_ps(ei);
+  __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+  e = _mm256_sub_ps(e, _mm256_and_ps(small, _mm256_set1_ps(1.0f)));
+  m = _mm256_add_ps(m, _mm256_and_ps(small, m));
+  m = _mm256_sub_ps(m, _mm256_set1_ps(1.0f));
+  __m256 z = _mm256_mul_ps(m, m);
+  __m256 y = _mm256_set1_ps(7.0376836292E-2f);
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174E-1f));
+  y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
+  y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+  y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+  __m256 r = _mm256_add_ps(m, y);
+  return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), r);
+}
+
+#else  // SVP_ISA_GENERIC: fixed-size arrays the compiler may vectorise
+
+template <typename Scalar, int Width>
+struct GenericLanes {
+  using S = Scalar;
+  struct V {
+    S v[Width];
+  };
+  static constexpr int W = Width;
+  static V zero() { return set1(S(0)); }
+  static V set1(S s) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = s;
+    return r;
+  }
+  static V loadc(const S* p) {
+    V r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+  }
+  static void store(S* p, V v) { std::memcpy(p, v.v, sizeof(v.v)); }
+#define SVP_GENERIC_BINOP(name, expr)           \
+  static V name(V a, V b) {                     \
+    V r;                                        \
+    for (int i = 0; i < W; ++i) r.v[i] = expr;  \
+    return r;                                   \
+  }
+  SVP_GENERIC_BINOP(add, a.v[i] + b.v[i])
+  SVP_GENERIC_BINOP(sub, a.v[i] - b.v[i])
+  SVP_GENERIC_BINOP(mul, a.v[i] * b.v[i])
+  SVP_GENERIC_BINOP(max, a.v[i] > b.v[i] ? a.v[i] : b.v[i])
+  SVP_GENERIC_BINOP(min, a.v[i] < b.v[i] ? a.v[i] : b.v[i])
+#undef SVP_GENERIC_BINOP
+  static V fmadd(V a, V b, V c) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
+    return r;
+  }
+  static V fmsub(V a, V b, V c) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] - c.v[i];
+    return r;
+  }
+  static S reduce_add(V a) {
+    S s = 0;
+    for (int i = 0; i < W; ++i) s += a.v[i];
+    return s;
+  }
+  static S reduce_max(V a) {
+    S s = a.v[0];
+    for (int i = 1; i < W; ++i) s = a.v[i] > s ? a.v[i] : s;
+    return s;
+  }
+  static V select_gt(V a, V b, V x, V y) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] > b.v[i] ? x.v[i] : y.v[i];
+    return r;
+  }
+  template <DType T>
+  static V load(const char* row, int64_t j) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = static_cast<S>(elem<T>(row, j + i));
+    return r;
+  }
+  static V vexp(V x) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = x.v[i] < S(-87.3) ? S(0) : std::exp(x.v[i]);
+    return r;
+  }
+  static V vlog(V x) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = std::log(x.v[i]);
+    return r;
+  }
+};
+using F = GenericLanes<float, 8>;
+using D = GenericLanes<double, 4>;
+
+#endif
+
+// A partial chunk at a row's end: n < W elements, the rest set to `fill`.
+template <class I, DType T>
+static inline typename I::V load_tail(const char* row, int64_t j, int64_t n,
+                                      typename I::S fill) {
+  alignas(64) typename I::S buf[I::W];
+  for (int64_t i = 0; i < I::W; ++i)
+    buf[i] = i < n ? static_cast<typename I::S>(elem<T>(row, j + i)) : fill;
+  return I::loadc(buf);
+}
+
+template <class I>
+static inline typename I::V loadc_tail(const typename I::S* p, int64_t n) {
+  alignas(64) typename I::S buf[I::W];
+  for (int64_t i = 0; i < I::W; ++i) buf[i] = i < n ? p[i] : typename I::S(0);
+  return I::loadc(buf);
+}
+
+// ------------------------------------------------------------ distances --
+
+// Four rows at a time: four independent accumulator chains hide FMA latency,
+// and each center chunk is loaded once for four rows.
+template <class I, DType T, bool Scaled>
+static void d2_rows_t(const char* const* rows, const typename I::S* scale, int64_t n,
+                      const typename I::S* c, int64_t D, typename I::S* out) {
+  using V = typename I::V;
+  using S = typename I::S;
+  constexpr int W = I::W;
+  const int64_t Dfull = D - D % W;
+  int64_t r = 0;
+  for (; r + 4 <= n; r += 4) {
+    const char* x0 = rows[r];
+    const char* x1 = rows[r + 1];
+    const char* x2 = rows[r + 2];
+    const char* x3 = rows[r + 3];
+    V s0 = I::set1(Scaled ? scale[r] : S(1)), s1 = I::set1(Scaled ? scale[r + 1] : S(1));
+    V s2 = I::set1(Scaled ? scale[r + 2] : S(1)), s3 = I::set1(Scaled ? scale[r + 3] : S(1));
+    V a0 = I::zero(), a1 = I::zero(), a2 = I::zero(), a3 = I::zero();
+    auto step = [&](V cv, V v0, V v1, V v2, V v3) {
+      V d0 = Scaled ? I::fmsub(v0, s0, cv) : I::sub(v0, cv);
+      V d1 = Scaled ? I::fmsub(v1, s1, cv) : I::sub(v1, cv);
+      V d2 = Scaled ? I::fmsub(v2, s2, cv) : I::sub(v2, cv);
+      V d3 = Scaled ? I::fmsub(v3, s3, cv) : I::sub(v3, cv);
+      a0 = I::fmadd(d0, d0, a0);
+      a1 = I::fmadd(d1, d1, a1);
+      a2 = I::fmadd(d2, d2, a2);
+      a3 = I::fmadd(d3, d3, a3);
+    };
+    for (int64_t j = 0; j < Dfull; j += W) {
+      step(I::loadc(c + j), I::template load<T>(x0, j), I::template load<T>(x1, j),
+           I::template load<T>(x2, j), I::template load<T>(x3, j));
+    }
+    if (Dfull < D) {
+      const int64_t t = D - Dfull;
+      step(loadc_tail<I>(c + Dfull, t), load_tail<I, T>(x0, Dfull, t, 0),
+           load_tail<I, T>(x1, Dfull, t, 0), load_tail<I, T>(x2, Dfull, t, 0),
+           load_tail<I, T>(x3, Dfull, t, 0));
+    }
+    out[r] = I::reduce_add(a0);
+    out[r + 1] = I::reduce_add(a1);
+    out[r + 2] = I::reduce_add(a2);
+    out[r + 3] = I::reduce_add(a3);
+  }
+  for (; r < n; ++r) {
+    const char* x = rows[r];
+    V s = I::set1(Scaled ? scale[r] : S(1));
+    V a = I::zero();
+    for (int64_t j = 0; j < Dfull; j += W) {
+      V v = I::template load<T>(x, j);
+      V d = Scaled ? I::fmsub(v, s, I::loadc(c + j)) : I::sub(v, I::loadc(c + j));
+      a = I::fmadd(d, d, a);
+    }
+    if (Dfull < D) {
+      const int64_t t = D - Dfull;
+      V v = load_tail<I, T>(x, Dfull, t, 0);
+      V cv = loadc_tail<I>(c + Dfull, t);
+      V d = Scaled ? I::fmsub(v, s, cv) : I::sub(v, cv);
+      a = I::fmadd(d, d, a);
+    }
+    out[r] = I::reduce_add(a);
+  }
+}
+
+template <class I>
+static void d2_rows(DType dtype, const char* const* rows, const typename I::S* scale,
+                    int64_t n, const typename I::S* center, int64_t D,
+                    typename I::S* out) {
+#define SVP_D2_CASE(T)                                                        \
+  case T:                                                                     \
+    if (scale)                                                                \
+      d2_rows_t<I, T, true>(rows, scale, n, center, D, out);                  \
+    else                                                                      \
+      d2_rows_t<I, T, false>(rows, scale, n, center, D, out);                 \
+    return;
+  switch (dtype) {
+    SVP_D2_CASE(DType::f32)
+    SVP_D2_CASE(DType::f16)
+    SVP_D2_CASE(DType::bf16)
+    SVP_D2_CASE(DType::f64)
+  }
+#undef SVP_D2_CASE
+}
+
+// ------------------------------------------------------------ row facts --
+
+template <DType T>
+static void row_facts_t(const char* row, int64_t D, RowFacts* out) {
+  // Largest magnitude by the integer order of |x|'s bits: one vectorisable
+  // pass that also reveals NaN/Inf (their magnitude bits are the largest).
+  uint64_t mx = 0;
+  uint64_t inf_bits;
+  if constexpr (T == DType::f32) {
+    inf_bits = 0x7f800000u;
+    const char* p = row;
+    for (int64_t j = 0; j < D; ++j) {
+      uint32_t b;
+      std::memcpy(&b, p + 4 * j, 4);
+      uint64_t a = b & 0x7fffffffu;
+      mx = a > mx ? a : mx;
+    }
+  } else if constexpr (T == DType::f64) {
+    inf_bits = 0x7ff0000000000000ull;
+    for (int64_t j = 0; j < D; ++j) {
+      uint64_t b;
+      std::memcpy(&b, row + 8 * j, 8);
+      uint64_t a = b & 0x7fffffffffffffffull;
+      mx = a > mx ? a : mx;
+    }
+  } else {
+    inf_bits = T == DType::f16 ? 0x7c00u : 0x7f80u;
+    for (int64_t j = 0; j < D; ++j) {
+      uint16_t b;
+      std::memcpy(&b, row + 2 * j, 2);
+      uint64_t a = b & 0x7fffu;
+      mx = a > mx ? a : mx;
+    }
+  }
+  out->bad_col = -1;
+  if (mx >= inf_bits) {
+    double m = 0;
+    for (int64_t j = 0; j < D; ++j) {
+      double v = elem<T>(row, j);
+      if (!std::isfinite(v)) {
+        if (out->bad_col < 0) out->bad_col = j;
+      } else {
+        m = std::max(m, std::fabs(v));
+      }
+    }
+    out->max_abs = m;
+    out->sumsq = std::numeric_limits<double>::quiet_NaN();
+    return;
+  }
+  // decode the largest magnitude
+  if constexpr (T == DType::f32) {
+    uint32_t b = static_cast<uint32_t>(mx);
+    float f;
+    std::memcpy(&f, &b, 4);
+    out->max_abs = f;
+  } else if constexpr (T == DType::f64) {
+    double f;
+    std::memcpy(&f, &mx, 8);
+    out->max_abs = f;
+  } else {
+    uint16_t b = static_cast<uint16_t>(mx);
+    char tmp[2];
+    std::memcpy(tmp, &b, 2);
+    out->max_abs = elem<T>(tmp, 0);
+  }
+  // sum of squares = squared distance to the origin, in float64
+  double acc = 0;
+  const int64_t Dfull = D - D % D::W;
+  typename D::V a = D::zero();
+  for (int64_t j = 0; j < Dfull; j += D::W) {
+    typename D::V v = D::template load<T>(row, j);
+    a = D::fmadd(v, v, a);
+  }
+  acc = D::reduce_add(a);
+  for (int64_t j = Dfull; j < D; ++j) {
+    double v = elem<T>(row, j);
+    acc += v * v;
+  }
+  out->sumsq = acc;
+}
+
+static void row_facts(DType dtype, const char* row, int64_t D, RowFacts* out) {
+  switch (dtype) {
+    case DType::f32: return row_facts_t<DType::f32>(row, D, out);
+    case DType::f16: return row_facts_t<DType::f16>(row, D, out);
+    case DType::bf16: return row_facts_t<DType::bf16>(row, D, out);
+    case DType::f64: return row_facts_t<DType::f64>(row, D, out);
+  }
+}
+
+// ----------------------------------------------------------- uncertainty --
+
+static inline double combine_score(UncertaintyMethod method, double p1, double p2,
+                                   double entropy) {
+  switch (method) {
+    case UncertaintyMethod::least_confidence: return 1.0 - p1;
+    case UncertaintyMethod::entropy: return entropy;
+    case UncertaintyMethod::margin: return 1.0 - (p1 - p2);
+  }
+  return 0;
+}
+
+// float32 lanes for float32/float16/bfloat16 rows. Each row is swept twice
+// (max, then the sums), but the second sweep hits L1: memory sees one pass.
+template <DType T>
+static int64_t score_rows_f(const char* const* rows, int64_t n, int64_t C,
+                            UncertaintyMethod method, ScoreInput input, double tol,
+                            double* out) {
+  using I = F;
+  using V = I::V;
+  constexpr int W = I::W;
+  const int64_t Cfull = C - C % W;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const bool want2 = method == UncertaintyMethod::margin;
+  for (int64_t r = 0; r < n; ++r) {
+    const char* x = rows[r];
+    if (input == ScoreInput::logits) {
+      // pass 1: largest and second largest logit
+      V m1 = I::set1(ninf), m2 = I::set1(ninf);
+      for (int64_t j = 0; j < Cfull; j += W) {
+        V v = I::template load<T>(x, j);
+        if (want2) m2 = I::max(m2, I::min(m1, v));
+        m1 = I::max(m1, v);
+      }
+      float top1 = I::reduce_max(m1);
+      float top2 = ninf;
+      if (want2) {
+        // lane-wise top-2 -> global top-2
+        alignas(64) float a1[W], a2[W];
+        I::store(a1, m1);
+        I::store(a2, m2);
+        // second largest of the multiset {lane maxima} U {lane second maxima}:
+        // drop one instance of top1, take the largest of the rest
+        bool seen_top = false;
+        for (int i = 0; i < W; ++i) {
+          if (a1[i] == top1 && !seen_top) {
+            seen_top = true;
+          } else {
+            top2 = std::max(top2, a1[i]);
+          }
+          top2 = std::max(top2, a2[i]);
+        }
+      }
+      for (int64_t j = Cfull; j < C; ++j) {
+        float v = static_cast<float>(elem<T>(x, j));
+        if (want2) {
+          if (v > top1) {
+            top2 = top1;
+            top1 = v;
+          } else if (v > top2) {
+            top2 = v;
+          }
+        } else {
+          top1 = std::max(top1, v);
+        }
+      }
+      // pass 2: S = sum exp(z - top1), Tn = sum exp(z - top1) * (z - top1)
+      V mv = I::set1(top1);
+      V s = I::zero(), t = I::zero();
+      const bool want_t = method == UncertaintyMethod::entropy;
+      for (int64_t j = 0; j < Cfull; j += W) {
+        V d = I::sub(I::template load<T>(x, j), mv);
+        V e = I::vexp(d);
+        s = I::add(s, e);
+        if (want_t) t = I::fmadd(e, d, t);
+      }
+      if (Cfull < C) {
+        // fill with a finite, very negative logit: exp() is exactly 0 there
+        V d = I::sub(load_tail<I, T>(x, Cfull, C - Cfull, -1e30f), mv);
+        V e = I::vexp(d);
+        s = I::add(s, e);
+        if (want_t) t = I::fmadd(e, d, t);
+      }
+      double S = I::reduce_add(s);
+      double Tn = want_t ? I::reduce_add(t) : 0.0;
+      double p1 = 1.0 / S;
+      double p2 = (want2 && C > 1) ? static_cast<double>(std::exp(top2 - top1)) / S : 0.0;
+      double H = want_t ? std::log(S) - Tn / S : 0.0;
+      out[r] = static_cast<float>(combine_score(method, p1, p2, H));
+    } else {
+      // probabilities: validate (min, sum) and score in one sweep
+      V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(std::numeric_limits<float>::infinity());
+      V sum = I::zero(), ent = I::zero();
+      const bool want_h = method == UncertaintyMethod::entropy;
+      const V tiny = I::set1(std::numeric_limits<float>::min());
+      auto body = [&](V v) {
+        if (want2) m2 = I::max(m2, I::min(m1, v));
+        m1 = I::max(m1, v);
+        mn = I::min(mn, v);
+        sum = I::add(sum, v);
+        if (want_h) {
+          // p log p, with 0 for p below the smallest normal (and p = 0)
+          V pv = I::max(v, tiny);
+          V pl = I::mul(v, I::vlog(pv));
+          ent = I::sub(ent, I::select_gt(v, tiny, pl, I::zero()));
+        }
+      };
+      for (int64_t j = 0; j < Cfull; j += W) body(I::template load<T>(x, j));
+      float top1 = I::reduce_max(m1), top2 = ninf, lo = 0, total = 0, H = 0;
+      if (want2) {
+        alignas(64) float a1[W], a2[W];
+        I::store(a1, m1);
+        I::store(a2, m2);
+        bool seen_top = false;
+        for (int i = 0; i < W; ++i) {
+          if (a1[i] == top1 && !seen_top) seen_top = true;
+          else top2 = std::max(top2, a1[i]);
+          top2 = std::max(top2, a2[i]);
+        }
+      }
+      lo = Cfull > 0 ? -I::reduce_max(I::sub(I::zero(), mn)) : std::numeric_limits<float>::infinity();
+      total = I::reduce_add(sum);
+      H = want_h ? I::reduce_add(ent) : 0.0f;
+      for (int64_t j = Cfull; j < C; ++j) {
+        float v = static_cast<float>(elem<T>(x, j));
+        if (v > top1) {
+          top2 = top1;
+          top1 = v;
+        } else if (v > top2) {
+          top2 = v;
+        }
+        lo = std::min(lo, v);
+        total += v;
+        if (want_h && v > std::numeric_limits<float>::min()) H -= v * std::log(v);
+      }
+      if (lo < -tol || std::fabs(static_cast<double>(total) - 1.0) > tol) return r;
+      if (C == 1) top2 = 0;
+      out[r] = static_cast<float>(combine_score(method, top1, top2, H));
+    }
+  }
+  return -1;
+}
+
+// float64 rows: plain scalar float64 arithmetic (rare input; accuracy first).
+static int64_t score_rows_d(const char* const* rows, int64_t n, int64_t C,
+                            UncertaintyMethod method, ScoreInput input, double tol,
+                            double* out) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  for (int64_t r = 0; r < n; ++r) {
+    const char* x = rows[r];
+    double top1 = ninf, top2 = ninf;
+    for (int64_t j = 0; j < C; ++j) {
+      double v = elem<DType::f64>(x, j);
+      if (v > top1) {
+        top2 = top1;
+        top1 = v;
+      } else if (v > top2) {
+        top2 = v;
+      }
+    }
+    if (input == ScoreInput::logits) {
+      double S = 0, Tn = 0;
+      for (int64_t j = 0; j < C; ++j) {
+        double d = elem<DType::f64>(x, j) - top1;
+        double e = std::exp(d);
+        S += e;
+        Tn += e * d;
+      }
+      double p1 = 1.0 / S;
+      double p2 = C > 1 ? std::exp(top2 - top1) / S : 0.0;
+      out[r] = combine_score(method, p1, p2, std::log(S) - Tn / S);
+    } else {
+      double lo = std::numeric_limits<double>::infinity(), total = 0, H = 0;
+      for (int64_t j = 0; j < C; ++j) {
+        double v = elem<DType::f64>(x, j);
+        lo = std::min(lo, v);
+        total += v;
+        if (v > 0) H -= v * std::log(v);
+      }
+      if (lo < -tol || std::fabs(total - 1.0) > tol) return r;
+      if (C == 1) top2 = 0;
+      out[r] = combine_score(method, top1, top2, H);
+    }
+  }
+  return -1;
+}
+
+static int64_t score_rows(DType dtype, const char* const* rows, int64_t n, int64_t C,
+                          UncertaintyMethod method, ScoreInput input, double tol,
+                          double* out) {
+  switch (dtype) {
+    case DType::f32: return score_rows_f<DType::f32>(rows, n, C, method, input, tol, out);
+    case DType::f16: return score_rows_f<DType::f16>(rows, n, C, method, input, tol, out);
+    case DType::bf16: return score_rows_f<DType::bf16>(rows, n, C, method, input, tol, out);
+    case DType::f64: return score_rows_d(rows, n, C, method, input, tol, out);
+  }
+  return -1;
+}
+
+}  // namespace SVP_ISA_NS
+}  // namespace cpu
+}  // namespace svp

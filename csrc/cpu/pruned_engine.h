@@ -1,0 +1,89 @@
+// The pruned engine: exact k-center that skips what provably cannot move.
+//
+// Points are grouped into cells (any partition; k-means makes a good one).
+// Per cell: its centroid mu, its radius r = max ||x - mu||, and the largest
+// current min-distance of its live members (cmax). Per point: p(x) = ||x - mu||,
+// members sorted by p. For a new center c with dc = ||c - mu||, the triangle
+// inequality gives ||x - c|| >= |dc - p(x)| >= dc - r, so
+//   - a cell with (dc - r)^2 >= cmax cannot change: skipped whole;
+//   - otherwise only members with |dc - p(x)| < sqrt(cmax) can change: a
+//     contiguous range of the sorted members (binary search);
+//   - inside it a member is skipped when (dc - p(x))^2 >= m(x).
+// Bounds are computed in float64 with a relative margin, so every skipped
+// distance is provably no smaller than the value it would have replaced, and
+// the certified argmax of kcenter.cpp gives the scan's picks exactly.
+//
+// When pruning does not pay (isotropic noise), the engine notices over a
+// window of steps and hands its state to the plain scan.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "engine.h"
+#include "scan_engine.h"
+#include "svp/kcenter.h"
+
+namespace svp {
+namespace cpu {
+
+template <typename Acc>
+class PrunedEngine final : public Engine<Acc> {
+ public:
+  // poll(done) is called during the (possibly long) setup.
+  PrunedEngine(const RowSource<Acc>& src, const CellPartition& cells, int num_threads,
+               double fallback_fraction, std::function<void(int64_t)> poll);
+
+  const RowSource<Acc>& src_ref() const override { return src_; }
+  void exclude(int64_t row) override;
+  void add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) override;
+  Top2 top2(const ErrorModel& err) override;
+  void band(double thr, std::vector<BandMember>& out) override;
+  int64_t distance_evals() const override;
+  double exact_min(const double* ycenter, double upper, const int64_t* centers, int64_t K,
+                   int threads, int64_t* evals) override;
+
+  // Step (count of add_centers calls) at which the engine fell back to the
+  // scan, or -1.
+  int64_t fallback_step() const { return fallback_step_; }
+
+ private:
+  void add_one(const Acc* c, const double* c64, int64_t ordinal);
+  void update_cell_top(int64_t k);
+  void maybe_fall_back();
+  void fall_back();
+
+  RowSource<Acc> src_;
+  int threads_;
+  double fallback_fraction_;
+  int64_t n_cells_ = 0, D_ = 0, n_ = 0;
+
+  // per cell
+  std::vector<int64_t> lo_;       // [n_cells + 1] member range in cell order
+  std::vector<double> centroid_;  // [n_cells, D] float64, working space
+  std::vector<double> radius_;    // [n_cells]
+  std::vector<double> dc_;        // [n_cells] distance of the current center
+  std::vector<Top2> ctop_;        // [n_cells] best two live members
+  std::vector<double> m2floor_;   // [n_cells] lower bound for skipped centers
+  // per point, in cell order
+  std::vector<int64_t> perm_;  // position -> row
+  std::vector<int64_t> where_;  // row -> position
+  std::vector<double> p_;      // ||x - mu_cell||
+  std::vector<Acc> m_, m2_;
+  std::vector<int64_t> assign_;
+
+  std::vector<Acc> cbuf_;
+  std::vector<double> cbuf64_;
+  Top2 top_;
+  int64_t evals_ = 0;
+
+  // fallback bookkeeping
+  int64_t steps_ = 0, live_ = 0;
+  int64_t window_steps_ = 0, window_evals_ = 0, window_scan_ = 0;
+  int64_t fallback_step_ = -1;
+  std::unique_ptr<ScanEngine<Acc>> scan_;
+};
+
+}  // namespace cpu
+}  // namespace svp

@@ -1,0 +1,151 @@
+#include "scan_engine.h"
+
+#include <omp.h>
+
+#include <limits>
+
+namespace svp {
+namespace cpu {
+
+template <typename Acc>
+ScanEngine<Acc>::ScanEngine(const RowSource<Acc>& src, int num_threads)
+    : src_(src), threads_(num_threads) {
+  const int64_t n = src.X.rows;
+  m_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
+  m2_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
+  assign_.assign(static_cast<size_t>(n), -1);
+  // Rows per kernel call: enough to amortise the call, few enough that a
+  // chunk stays in L2 while a batch of centers passes over it.
+  const int64_t row_bytes = src.X.cols * static_cast<int64_t>(dtype_size(src.X.dtype));
+  chunk_ = std::max<int64_t>(16, std::min<int64_t>(256, (256 << 10) / std::max<int64_t>(row_bytes, 1)));
+}
+
+template <typename Acc>
+void ScanEngine<Acc>::add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) {
+  const int64_t n = src_.X.rows, D = src_.X.cols;
+  centers_.resize(static_cast<size_t>(q * D));
+  for (int64_t k = 0; k < q; ++k) src_.center(rows[k], centers_.data() + k * D);
+  const D2RowsFn<Acc> d2 = src_.d2();
+  const int64_t chunk = chunk_;
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  Acc* m = m_.data();
+  Acc* m2 = m2_.data();
+  int64_t* assign = assign_.data();
+  const Acc* centers = centers_.data();
+  const Acc* scale = src_.scale;
+  const MatrixView& X = src_.X;
+
+  std::vector<Top2> tops(static_cast<size_t>(std::max(threads_, 1)));
+  std::vector<int64_t> evals(tops.size(), 0);
+#pragma omp parallel num_threads(threads_)
+  {
+    const int tid = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    std::vector<const char*> ptrs(static_cast<size_t>(chunk));
+    std::vector<int64_t> idx(static_cast<size_t>(chunk));
+    std::vector<Acc> sc(static_cast<size_t>(chunk)), out(static_cast<size_t>(chunk));
+    Top2 top;
+    int64_t my_evals = 0;
+    // contiguous ranges of chunks per thread: each thread streams its rows
+    const int64_t per = (n_chunks + nt - 1) / nt;
+    const int64_t c_lo = tid * per, c_hi = std::min(n_chunks, c_lo + per);
+    for (int64_t c = c_lo; c < c_hi; ++c) {
+      const int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
+      int64_t live = 0;
+      for (int64_t i = lo; i < hi; ++i) {
+        if (m[i] < Acc(0)) continue;  // picked or already selected
+        ptrs[live] = X.row(i);
+        idx[live] = i;
+        if (scale) sc[live] = scale[i];
+        ++live;
+      }
+      for (int64_t k = 0; k < q; ++k) {
+        d2(X.dtype, ptrs.data(), scale ? sc.data() : nullptr, live, centers + k * D, D,
+           out.data());
+        const int64_t ord = ordinals[k];
+        for (int64_t r = 0; r < live; ++r) {
+          const int64_t i = idx[r];
+          const Acc d = out[r];
+          if (d < m[i]) {
+            m2[i] = m[i];
+            m[i] = d;
+            assign[i] = ord;
+          } else if (d < m2[i]) {
+            m2[i] = d;
+          }
+        }
+      }
+      my_evals += live * q;
+      for (int64_t r = 0; r < live; ++r) top.push(static_cast<double>(m[idx[r]]), idx[r]);
+    }
+    tops[static_cast<size_t>(tid)] = top;
+    evals[static_cast<size_t>(tid)] = my_evals;
+  }
+  top_ = Top2();
+  for (size_t t = 0; t < tops.size(); ++t) {
+    top_.merge(tops[t]);
+    evals_ += evals[t];
+  }
+}
+
+template <typename Acc>
+void ScanEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
+  const int64_t n = src_.X.rows;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(m_[i]);
+    if (v >= 0 && v >= thr) out.push_back({i, v, static_cast<double>(m2_[i]), assign_[i]});
+  }
+}
+
+template <typename Acc>
+void ScanEngine<Acc>::refresh_top2() {
+  top_ = Top2();
+  const int64_t n = src_.X.rows;
+  for (int64_t i = 0; i < n; ++i)
+    if (m_[i] >= Acc(0)) top_.push(static_cast<double>(m_[i]), i);
+}
+
+void exact_d2_rows(const MatrixView& X, const KernelTable& k, const double* norm64,
+                   const int64_t* rows, int64_t cnt, const double* ycenter, double* out) {
+  const int64_t D = X.cols;
+  if (!norm64) {
+    const char* ptrs[64];
+    for (int64_t b = 0; b < cnt; b += 64) {
+      const int64_t c = std::min<int64_t>(64, cnt - b);
+      for (int64_t j = 0; j < c; ++j) ptrs[j] = X.row(rows[b + j]);
+      k.d2_rows_f64(X.dtype, ptrs, nullptr, c, ycenter, D, out + b);
+    }
+    return;
+  }
+  RowSource<double> src;
+  src.X = X;
+  src.k = &k;
+  src.norm64 = norm64;
+  std::vector<double> buf(static_cast<size_t>(D));
+  for (int64_t j = 0; j < cnt; ++j) {
+    src.center64(rows[j], buf.data());
+    const char* p = reinterpret_cast<const char*>(buf.data());
+    k.d2_rows_f64(DType::f64, &p, nullptr, 1, ycenter, D, out + j);
+  }
+}
+
+double exact_min_all(const MatrixView& X, const KernelTable& k, const double* norm64,
+                     const double* ycenter, const int64_t* centers, int64_t K, int threads) {
+  const int64_t D = X.cols;
+  double best = std::numeric_limits<double>::infinity();
+  const int64_t block = 64;
+#pragma omp parallel for num_threads(threads) reduction(min : best) schedule(static) if (K * D > (1 << 20))
+  for (int64_t b = 0; b < K; b += block) {
+    const int64_t cnt = std::min(block, K - b);
+    double out[64];
+    exact_d2_rows(X, k, norm64, centers + b, cnt, ycenter, out);
+    for (int64_t j = 0; j < cnt; ++j) best = std::min(best, out[j]);
+  }
+  return best;
+}
+
+template class ScanEngine<float>;
+template class ScanEngine<double>;
+
+}  // namespace cpu
+}  // namespace svp

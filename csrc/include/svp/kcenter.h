@@ -1,0 +1,77 @@
+// Exact greedy k-center (farthest-first traversal).
+//
+// Semantics (shared by every backend and method):
+// - centers start as `already_selected` (never returned), or, when there are
+//   none, as {start}, which is then the first pick;
+// - each pick is the live point whose distance to its nearest center is the
+//   largest; ties go to the lowest index;
+// - picks are certified: distances are computed in float32 (float64 for
+//   float64 input) with a rigorous error bound, and whenever two candidates are
+//   closer than that bound the choice is made in float64. So the picks are those
+//   of float64 arithmetic, whatever the backend, method, thread count or SIMD
+//   width (see docs in README: "Exactness").
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "svp/common.h"
+
+namespace svp {
+
+enum class KCenterMethod : int { scan = 0, pruned = 1 };
+
+// A partition of the points into cells, for the pruned method. Any partition is
+// correct; a good one (k-means) prunes more.
+struct CellPartition {
+  const int64_t* cell_of = nullptr;  // [N] cell of each point, in [0, n_cells)
+  int64_t n_cells = 0;
+};
+
+struct KCenterOptions {
+  Metric metric = Metric::euclidean;
+  int64_t budget = 0;
+  const int64_t* already_selected = nullptr;  // [n_selected] row indices
+  int64_t n_selected = 0;
+  int64_t start = 0;  // first pick when n_selected == 0
+  KCenterMethod method = KCenterMethod::scan;
+  CellPartition cells;  // required for the pruned method
+  // Pruned method: fall back to the scan when, over a window of steps, it
+  // evaluates more than this fraction of the point distances a scan would.
+  double fallback_fraction = 2.0;  // > 1: never fall back
+  bool check_finite = true;
+  int num_threads = 0;  // 0: OpenMP's default
+  Progress* progress = nullptr;
+  double poll_interval = 0.1;  // seconds between progress->poll calls
+  const char* arg_name = "embeddings";  // used in error messages
+  const char* simd = nullptr;  // force a kernel ISA ("avx512", "avx2", "generic")
+};
+
+struct KCenterStats {
+  int64_t distance_evals = 0;  // point-center distances computed in the fast path
+  int64_t scan_evals = 0;      // what a plain scan would have computed
+  int64_t ambiguous_steps = 0;      // steps whose argmax needed float64 checks
+  int64_t exact_distance_evals = 0;  // float64 point-center distances
+  int64_t fallback_step = -1;  // step at which the pruned method fell back to the scan
+  bool float64_accumulation = false;
+  double setup_seconds = 0;   // validation, norms, cells
+  double select_seconds = 0;  // the picking loop
+  int method_used = 0;        // KCenterMethod
+};
+
+// X: N x D embeddings. picks: [budget] output. radii: [budget] output or null;
+// radius[t] is the distance from pick t to its nearest earlier center (+inf for
+// the start pick), Euclidean distance or cosine distance 1 - cos.
+void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
+                 double* radii, KCenterStats* stats);
+
+// Build/run-time facts for svp_fast.build_info().
+struct CpuInfo {
+  const char* simd;  // ISA used by the kernels: "avx512", "avx2" or "generic"
+  const char* simd_compiled;  // ISAs compiled in
+  int omp_max_threads;
+  bool openmp;
+};
+CpuInfo cpu_info();
+
+}  // namespace svp

@@ -1,0 +1,129 @@
+"""Cells for the pruned k-center: a k-means partition of the embeddings.
+
+Any partition gives the same picks (the core's bounds hold for every
+partition); a good one prunes more. k-means is trained on a sample with FAISS
+(``faiss-cpu``), or with a small numpy Lloyd's loop when FAISS is missing, and
+every point is assigned to its nearest centroid in chunks, so memory stays
+O(N + sample + cells x D) even for memmapped float16 inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .._arrays import BF16, Matrix
+
+_CHUNK_BYTES = 64 << 20
+
+
+def default_n_cells(n: int) -> int:
+    """About 4 sqrt(N) cells, a power of two in [16, 4096]."""
+    target = 4.0 * math.sqrt(max(n, 1))
+    return int(min(4096, max(16, 2 ** round(math.log2(target)))))
+
+
+def _rows_f32(m: Matrix, lo: int, hi: int, normalize: bool) -> np.ndarray:
+    """Rows [lo, hi) of a CPU matrix as a float32 C-contiguous array."""
+    x = m.owner
+    if m.kind == "torch":
+        x = x[lo:hi].float().numpy() if m.dtype_code == BF16 else x[lo:hi].numpy()
+    else:
+        x = x[lo:hi]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if normalize:
+        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+        x = (x / np.maximum(norms, 1e-300)).astype(np.float32)
+    return x
+
+
+def _take_f32(m: Matrix, idx: np.ndarray, normalize: bool) -> np.ndarray:
+    x = m.owner
+    if m.kind == "torch":
+        import torch
+
+        t = x[torch.from_numpy(idx)]
+        x = t.float().numpy()
+    else:
+        x = x[idx]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if normalize:
+        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+        x = (x / np.maximum(norms, 1e-300)).astype(np.float32)
+    return x
+
+
+def _kmeans_numpy(sample: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.ndarray:
+    centroids = sample[rng.choice(sample.shape[0], size=k, replace=False)].copy()
+    for _ in range(iters):
+        labels = _assign_numpy(sample, centroids)
+        sums = np.zeros_like(centroids, dtype=np.float64)
+        np.add.at(sums, labels, sample)
+        counts = np.bincount(labels, minlength=k)
+        nonempty = counts > 0
+        centroids[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
+    return centroids
+
+
+def _assign_numpy(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    c2 = (centroids.astype(np.float64) ** 2).sum(1)
+    d = c2[None, :] - 2.0 * (x @ centroids.T)
+    return np.argmin(d, axis=1).astype(np.int64)
+
+
+def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int = 0,
+                iters: int = 10, sample_per_cell: int = 64, use_faiss: bool | None = None):
+    """Partition the rows of a CPU matrix into ``n_cells`` k-means cells.
+
+    Returns ``(cell_of, info)``: an int64 array [N] and a dict of timings.
+    """
+    t0 = time.perf_counter()
+    n, d = m.rows, m.cols
+    n_cells = int(max(1, min(n_cells, n)))
+    normalize = metric == "cosine"
+    rng = np.random.default_rng(seed)
+    sample_n = int(min(n, max(n_cells * sample_per_cell, 1)))
+    idx = np.sort(rng.choice(n, size=sample_n, replace=False)) if sample_n < n else np.arange(n)
+    sample = _take_f32(m, idx, normalize)
+    faiss = None
+    if use_faiss is not False:
+        try:
+            import faiss  # type: ignore
+        except ImportError:
+            if use_faiss:
+                raise
+    if faiss is not None and n_cells > 1:
+        km = faiss.Kmeans(d, n_cells, niter=iters, seed=int(seed) & 0x7FFFFFFF, verbose=False,
+                          max_points_per_centroid=sample_per_cell, min_points_per_centroid=1)
+        km.train(sample)
+        centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+        index = faiss.IndexFlatL2(d)
+        index.add(centroids)
+
+        def assign(x):
+            return index.search(x, 1)[1][:, 0].astype(np.int64)
+    elif n_cells > 1:
+        centroids = _kmeans_numpy(sample, n_cells, iters, rng)
+
+        def assign(x):
+            return _assign_numpy(x, centroids)
+    else:
+        centroids = sample[:1]
+
+        def assign(x):
+            return np.zeros(x.shape[0], dtype=np.int64)
+    t_train = time.perf_counter() - t0
+    cell_of = np.empty(n, dtype=np.int64)
+    rows_per_chunk = max(1, _CHUNK_BYTES // max(1, d * 4))
+    for lo in range(0, n, rows_per_chunk):
+        hi = min(n, lo + rows_per_chunk)
+        cell_of[lo:hi] = assign(_rows_f32(m, lo, hi, normalize))
+    info = {"n_cells": n_cells, "train_seconds": t_train,
+            "assign_seconds": time.perf_counter() - t0 - t_train,
+            "kmeans": "faiss" if faiss is not None else "numpy"}
+    return cell_of, info
+
+
+__all__ = ["build_cells", "default_n_cells"]

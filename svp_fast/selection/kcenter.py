@@ -1,0 +1,206 @@
+"""Exact greedy k-center (farthest-first traversal) over embeddings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import _core
+from .._arrays import (as_index_array, as_matrix, check_budget, check_choice, check_index,
+                       check_threads)
+from .._progress import make_hook
+from .cells import build_cells, default_n_cells
+
+METRICS = ("euclidean", "cosine")
+METHODS = ("auto", "scan", "pruned")
+
+
+@dataclass
+class KCenterStats:
+    """What a k-center run did. ``evaluated_fraction`` is the share of the
+    point-center distances of a plain scan that were actually computed."""
+
+    method: str
+    backend: str
+    distance_evals: int
+    scan_evals: int
+    ambiguous_steps: int
+    exact_distance_evals: int
+    fallback_step: int
+    float64_accumulation: bool
+    setup_seconds: float
+    select_seconds: float
+    cells_seconds: float = 0.0
+    n_cells: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def evaluated_fraction(self) -> float:
+        return self.distance_evals / self.scan_evals if self.scan_evals else 0.0
+
+
+def _choose_method(method: str, n: int, budget: int, n_cells: int) -> str:
+    if method != "auto":
+        return method
+    # Cells cost about a k-means assignment (N x cells x D flops, done as a
+    # matrix product) before the first pick; they pay off only over many picks.
+    if n < 4096 or budget < max(64, n_cells // 4):
+        return "scan"
+    return "pruned"
+
+
+def kcenter(
+    embeddings: Any,
+    budget: int,
+    *,
+    already_selected: Any = None,
+    start: Optional[int] = None,
+    metric: str = "euclidean",
+    method: str = "auto",
+    return_radii: bool = False,
+    return_stats: bool = False,
+    progress: Any = False,
+    callback: Optional[Callable[[np.ndarray], None]] = None,
+    n_cells: Optional[int] = None,
+    seed: int = 0,
+    num_threads: Optional[int] = None,
+    simd: Optional[str] = None,
+):
+    """Pick ``budget`` points by exact greedy k-center (farthest-first traversal).
+
+    Each pick is the point farthest from its nearest center; centers start as
+    ``already_selected`` (never returned) or, when that is empty, as ``start``,
+    which is then the first pick. Ties go to the lowest index.
+
+    Picks are exact: distances are computed in float32 (float64 for float64
+    input, or when squares would overflow float32) with a rigorous error bound,
+    and near-ties are decided in float64. The same input gives the same picks on
+    every run, thread count, CPU, backend and ``method``, equal to those of a
+    float64 reference. Extra memory is O(N + D) (plus O(N) for the cells of the
+    pruned method); the embeddings are never copied unless their layout needs it
+    (see ``svp_fast._arrays``) and never modified.
+
+    Args:
+        embeddings: (N, D) array: numpy array or memmap (float16/32/64), torch
+            tensor (CPU or CUDA; float16, bfloat16, float32, float64). Work
+            runs where the data lives.
+        budget: number of new picks, 0 <= budget <= N - len(already_selected).
+        already_selected: indices of initial centers (labelled or kept points),
+            distinct, in [0, N). Passing a prefix of an earlier result continues
+            that run exactly.
+        start: first pick when ``already_selected`` is empty (default 0).
+        metric: "euclidean", or "cosine" (Euclidean on rows scaled to unit norm;
+            radii are then cosine distances 1 - cos).
+        method: "scan" reads every point each step; "pruned" groups points into
+            k-means cells and skips those the triangle inequality proves cannot
+            move; "auto" prunes when the budget is large enough to pay for the
+            cells and falls back to the scan when pruning does not pay.
+        return_radii: also return radius[t], the distance from pick t to its
+            nearest earlier center (+inf for the start pick); non-increasing.
+        return_stats: also return a :class:`KCenterStats`.
+        progress: True for a tqdm progress bar (off by default), or a tqdm object.
+        callback: called with the picks so far (a read-only numpy array) about
+            every ``0.1`` s during the run, e.g. to checkpoint them.
+        n_cells: number of cells for the pruned method (default ~4 sqrt(N)).
+        seed: seed of the k-means that builds the cells (does not affect picks).
+        num_threads: CPU threads (default: OpenMP's default).
+        simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
+
+    Returns:
+        indices (int64, pick order) in the caller's array type (numpy, or a
+        torch tensor on the input's device), followed by radii (float64) if
+        ``return_radii`` and stats if ``return_stats``.
+
+    Raises:
+        TypeError / ValueError naming the argument for bad input (NaN/Inf, wrong
+        shape or dtype, budget out of range, bad indices, unknown metric/method).
+        KeyboardInterrupt on Ctrl-C, within about 0.1 s.
+    """
+    m = as_matrix(embeddings, "embeddings")
+    metric = check_choice(metric, "metric", METRICS)
+    method = check_choice(method, "method", METHODS)
+    threads = check_threads(num_threads)
+    if already_selected is None:
+        selected = np.zeros(0, dtype=np.int64)
+    else:
+        selected = as_index_array(already_selected, "already_selected", m.rows)
+    budget = check_budget(budget, m.rows - selected.size,
+                          "the number of points not already selected")
+    if start is not None:
+        if selected.size:
+            raise ValueError("start applies only when already_selected is empty; "
+                             f"got start={start!r} and {selected.size} already selected")
+        start = check_index(start, "start", m.rows)
+    start = 0 if start is None else int(start)
+    if n_cells is not None:
+        n_cells = check_budget(n_cells, m.rows, "the number of points")
+        if n_cells < 1:
+            raise ValueError(f"n_cells must be >= 1, got {n_cells}")
+
+    if m.device == "cuda":
+        from .. import _cuda_backend
+
+        return _cuda_backend.kcenter(m, budget, selected, start, metric, method,
+                                     return_radii, return_stats, progress, callback,
+                                     n_cells, seed)
+
+    picks = np.empty(budget, dtype=np.int64)
+    radii = np.empty(budget, dtype=np.float64) if return_radii else None
+    cells_n = n_cells or default_n_cells(m.rows)
+    chosen = _choose_method(method, m.rows, budget, cells_n)
+    cells_seconds = 0.0
+    cell_of = None
+    if chosen == "pruned" and budget > 0:
+        t0 = time.perf_counter()
+        cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed)
+        cells_seconds = time.perf_counter() - t0
+    # auto: give up on pruning when it evaluates most of what a scan would
+    fallback = 0.5 if method == "auto" else 2.0
+
+    def on_poll(done: int) -> None:
+        if callback is not None:
+            view = picks[:done]
+            view.flags.writeable = False
+            callback(view)
+
+    hook, close = make_hook(budget, progress, "k-center", "pick", on_poll if callback else None)
+    try:
+        raw = _core.kcenter_cpu(
+            m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, METRICS.index(metric), budget,
+            selected.ctypes.data if selected.size else 0, selected.size, start,
+            1 if chosen == "pruned" else 0,
+            cell_of.ctypes.data if cell_of is not None else 0,
+            cells_n if cell_of is not None else 0, fallback, threads,
+            picks.ctypes.data, radii.ctypes.data if radii is not None else 0,
+            hook, 0.1, simd or "", "embeddings")
+    finally:
+        close()
+    del m  # keep the input (or its copy) alive until here
+    stats = KCenterStats(
+        method=raw["method"], backend="cpu", distance_evals=raw["distance_evals"],
+        scan_evals=raw["scan_evals"], ambiguous_steps=raw["ambiguous_steps"],
+        exact_distance_evals=raw["exact_distance_evals"], fallback_step=raw["fallback_step"],
+        float64_accumulation=raw["float64_accumulation"], setup_seconds=raw["setup_seconds"],
+        select_seconds=raw["select_seconds"], cells_seconds=cells_seconds,
+        n_cells=cells_n if cell_of is not None else 0)
+    return _package(embeddings, picks, radii, stats, return_radii, return_stats)
+
+
+def _package(embeddings, picks, radii, stats, return_radii, return_stats):
+    from .._arrays import is_torch
+
+    if is_torch(embeddings):
+        import torch
+
+        picks = torch.from_numpy(picks).to(embeddings.device)
+        if radii is not None:
+            radii = torch.from_numpy(radii).to(embeddings.device)
+    out = [picks]
+    if return_radii:
+        out.append(radii)
+    if return_stats:
+        out.append(stats)
+    return out[0] if len(out) == 1 else tuple(out)
