@@ -11,6 +11,7 @@
 
 #include "svp/common.h"
 #include "svp/kcenter.h"
+#include "svp/shard.h"
 #include "svp/uncertainty.h"
 #ifdef SVP_WITH_CUDA
 #include "svp/cuda.h"
@@ -90,7 +91,8 @@ py::dict stats_dict(const svp::KCenterStats& s) {
   d["float64_accumulation"] = s.float64_accumulation;
   d["setup_seconds"] = s.setup_seconds;
   d["select_seconds"] = s.select_seconds;
-  d["method"] = s.method_used == static_cast<int>(svp::KCenterMethod::pruned) ? "pruned" : "scan";
+  static const char* names[] = {"scan", "pruned", "lazy"};
+  d["method"] = names[s.method_used];
   return d;
 }
 
@@ -108,7 +110,7 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   opt.already_selected = reinterpret_cast<const int64_t*>(selected_ptr);
   opt.n_selected = n_selected;
   opt.start = start;
-  SVP_CHECK_ARG(method == 0 || method == 1, "unknown method code %d", method);
+  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
   opt.method = static_cast<svp::KCenterMethod>(method);
   opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
   opt.cells.n_cells = n_cells;
@@ -179,6 +181,42 @@ py::dict build_info() {
   return d;
 }
 
+py::dict shard_facts(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype,
+                     int num_threads, std::string simd) {
+  svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+  svp::ShardFacts f;
+  {
+    py::gil_scoped_release nogil;
+    f = svp::shard_facts(X, num_threads, simd.empty() ? nullptr : simd.c_str());
+  }
+  py::dict d;
+  d["bad_row"] = f.bad_row;
+  d["bad_col"] = f.bad_col;
+  d["bad_value"] = f.bad_value;
+  d["zero_row"] = f.zero_row;
+  d["max_abs"] = f.max_abs;
+  d["min_norm"] = f.min_norm;
+  d["max_norm"] = f.max_norm;
+  return d;
+}
+
+bool shard_needs_float64(double max_abs, double min_norm, double max_norm, int dtype, int metric,
+                         int64_t D) {
+  svp::ShardFacts f;
+  f.max_abs = max_abs;
+  f.min_norm = min_norm;
+  f.max_norm = max_norm;
+  return svp::shard_needs_float64(f, static_cast<svp::DType>(dtype),
+                                  static_cast<svp::Metric>(metric), D);
+}
+
+// The shard keeps the caller's buffers alive through `owner`.
+struct PyShard {
+  py::object owner;
+  std::string simd, arg_name;
+  std::unique_ptr<svp::KCenterShard> shard;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -188,4 +226,72 @@ PYBIND11_MODULE(_core, m) {
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
   m.def("topk_desc", &topk_desc);
   m.def("build_info", &build_info);
+  m.def("shard_facts", &shard_facts);
+  m.def("shard_needs_float64", &shard_needs_float64);
+  py::class_<PyShard>(m, "KCenterShard")
+      .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
+                       int64_t row_stride, int dtype, int metric, int method,
+                       std::uintptr_t cells_ptr, int64_t n_cells, bool float64, int num_threads,
+                       std::string simd, std::string arg_name) {
+        auto* p = new PyShard();
+        p->owner = std::move(owner);
+        p->simd = std::move(simd);
+        p->arg_name = std::move(arg_name);
+        svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+        svp::ShardOptions opt;
+        SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+        SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+        opt.metric = static_cast<svp::Metric>(metric);
+        opt.method = static_cast<svp::KCenterMethod>(method);
+        opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
+        opt.cells.n_cells = n_cells;
+        opt.float64 = float64;
+        opt.num_threads = num_threads;
+        opt.simd = p->simd.empty() ? nullptr : p->simd.c_str();
+        opt.arg_name = p->arg_name.c_str();
+        {
+          py::gil_scoped_release nogil;
+          p->shard.reset(new svp::KCenterShard(X, opt));
+        }
+        return p;
+      }))
+      .def_property_readonly("rows", [](PyShard& s) { return s.shard->rows(); })
+      .def("exclude", [](PyShard& s, int64_t r) { s.shard->exclude(r); })
+      .def("add_center",
+           [](PyShard& s, std::uintptr_t raw, int64_t local_row) {
+             py::gil_scoped_release nogil;
+             s.shard->add_center(reinterpret_cast<const void*>(raw), local_row);
+           })
+      .def("top2",
+           [](PyShard& s) {
+             svp::ShardCandidate a, b;
+             {
+               py::gil_scoped_release nogil;
+               s.shard->top2(&a, &b);
+             }
+             return py::make_tuple(a.value, a.index, b.value, b.index);
+           })
+      .def("error_bound", [](PyShard& s, double v) { return s.shard->error_bound(v); })
+      .def("band",
+           [](PyShard& s, double thr) {
+             std::vector<svp::ShardBandMember> b;
+             {
+               py::gil_scoped_release nogil;
+               b = s.shard->band(thr);
+             }
+             std::vector<int64_t> idx;
+             std::vector<double> val;
+             for (const auto& x : b) {
+               idx.push_back(x.index);
+               val.push_back(x.value);
+             }
+             return py::make_tuple(idx, val);
+           })
+      .def("exact_min",
+           [](PyShard& s, std::uintptr_t raw_y, std::uintptr_t rows_ptr, int64_t count) {
+             py::gil_scoped_release nogil;
+             return s.shard->exact_min(reinterpret_cast<const void*>(raw_y),
+                                       reinterpret_cast<const int64_t*>(rows_ptr), count);
+           })
+      .def_property_readonly("distance_evals", [](PyShard& s) { return s.shard->distance_evals(); });
 }

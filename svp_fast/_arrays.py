@@ -19,6 +19,7 @@ The caller's data is never written to.
 from __future__ import annotations
 
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +33,9 @@ _EXPECTED = "a floating dtype (float16, bfloat16, float32 or float64)"
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return None
-    return torch
+    # A tensor can only exist once torch is imported: never import it here
+    # (that alone costs the first call half a second).
+    return sys.modules.get("torch")
 
 
 def is_torch(x: Any) -> bool:

@@ -87,6 +87,14 @@ struct BandMember {
 // per-row scale 1/||x|| in Acc for the fast path and the float64 norms for the
 // exact path, which normalises by division (x / ||x||, as a float64 reference
 // would, so rows that are positive multiples of each other are exactly equal).
+// A center: a row of this engine's matrix (row >= 0), or a vector given by
+// the caller (row = -1), e.g. one broadcast by another rank. raw points at D
+// elements of the matrix's dtype in both cases.
+struct CenterRef {
+  int64_t row;
+  const char* raw;
+};
+
 template <typename Acc>
 struct RowSource {
   MatrixView X;
@@ -95,10 +103,12 @@ struct RowSource {
   const double* norm64 = nullptr;   // [N] or null (Euclidean)
 
   D2RowsFn<Acc> d2() const;
-  // center row r, scaled, converted to Acc: out[D]
-  void center(int64_t r, Acc* out) const;
-  // the same in float64
-  void center64(int64_t r, double* out) const;
+  CenterRef ref(int64_t r) const { return {r, X.row(r)}; }
+  // a center in the working space, float64: out[D]
+  void center64(const CenterRef& c, double* out) const;
+  void center64(int64_t r, double* out) const { center64(ref(r), out); }
+  // the same rounded to Acc
+  void center(const CenterRef& c, Acc* out) const;
 };
 
 template <>
@@ -106,27 +116,43 @@ inline D2RowsFn<float> RowSource<float>::d2() const { return k->d2_rows_f32; }
 template <>
 inline D2RowsFn<double> RowSource<double>::d2() const { return k->d2_rows_f64; }
 
-template <typename Acc>
-inline void RowSource<Acc>::center64(int64_t r, double* out) const {
-  const char* row = X.row(r);
-  const double nrm = norm64 ? norm64[r] : 1.0;
-  for (int64_t j = 0; j < X.cols; ++j) {
-    double v;
-    switch (X.dtype) {
-      case DType::f32: { float f; std::memcpy(&f, row + 4 * j, 4); v = f; break; }
-      case DType::f64: { std::memcpy(&v, row + 8 * j, 8); break; }
-      case DType::f16: { uint16_t h; std::memcpy(&h, row + 2 * j, 2); v = half_bits_to_float(h); break; }
-      default: { uint16_t h; std::memcpy(&h, row + 2 * j, 2); uint32_t b = uint32_t(h) << 16;
-                 float f; std::memcpy(&f, &b, 4); v = f; break; }
+inline double raw_elem(DType t, const char* row, int64_t j) {
+  switch (t) {
+    case DType::f32: { float f; std::memcpy(&f, row + 4 * j, 4); return f; }
+    case DType::f64: { double v; std::memcpy(&v, row + 8 * j, 8); return v; }
+    case DType::f16: { uint16_t h; std::memcpy(&h, row + 2 * j, 2); return half_bits_to_float(h); }
+    case DType::bf16: {
+      uint16_t h;
+      std::memcpy(&h, row + 2 * j, 2);
+      uint32_t b = static_cast<uint32_t>(h) << 16;
+      float f;
+      std::memcpy(&f, &b, 4);
+      return f;
     }
-    out[j] = norm64 ? v / nrm : v;
   }
+  return 0;
 }
 
 template <typename Acc>
-inline void RowSource<Acc>::center(int64_t r, Acc* out) const {
+inline void RowSource<Acc>::center64(const CenterRef& c, double* out) const {
+  const int64_t D = X.cols;
+  for (int64_t j = 0; j < D; ++j) out[j] = raw_elem(X.dtype, c.raw, j);
+  if (!norm64) return;
+  double nrm;
+  if (c.row >= 0) {
+    nrm = norm64[c.row];
+  } else {  // the same arithmetic as the owner's norm (row_facts)
+    RowFacts f;
+    k->row_facts(X.dtype, c.raw, D, &f);
+    nrm = std::sqrt(f.sumsq);
+  }
+  for (int64_t j = 0; j < D; ++j) out[j] /= nrm;
+}
+
+template <typename Acc>
+inline void RowSource<Acc>::center(const CenterRef& c, Acc* out) const {
   std::vector<double> tmp(static_cast<size_t>(X.cols));
-  center64(r, tmp.data());
+  center64(c, tmp.data());
   for (int64_t j = 0; j < X.cols; ++j) out[j] = static_cast<Acc>(tmp[j]);
 }
 
@@ -137,8 +163,8 @@ class Engine {
   virtual const RowSource<Acc>& src_ref() const = 0;
   // Remove a point from the candidates (picked or already selected).
   virtual void exclude(int64_t row) = 0;
-  // Apply q centers (rows, with their ordinals in the run's center list).
-  virtual void add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) = 0;
+  // Apply q centers, with their ordinals in the run's center list.
+  virtual void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) = 0;
   // The two best live candidates. Every live point whose value could lie in
   // the band [v1 - 2E(v1), v1] is up to date when this returns.
   virtual Top2 top2(const ErrorModel& err) = 0;

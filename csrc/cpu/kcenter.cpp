@@ -30,7 +30,9 @@
 #include <vector>
 
 #include "engine.h"
+#include "prepare.h"
 #include "kernels.h"
+#include "lazy_engine.h"
 #include "pruned_engine.h"
 #include "scan_engine.h"
 #include "svp/kcenter.h"
@@ -47,79 +49,6 @@ double seconds_since(Clock::time_point t0) {
 
 int resolve_threads(int requested) {
   return requested > 0 ? requested : std::max(1, omp_get_max_threads());
-}
-
-// Facts about the whole matrix from one parallel pass.
-struct MatrixFacts {
-  int64_t bad_row = -1, bad_col = -1;
-  double bad_value = 0;
-  double max_abs = 0;
-  int64_t zero_row = -1;  // first all-zero row (cosine)
-  double min_norm = std::numeric_limits<double>::infinity();
-  double max_norm = 0;
-};
-
-MatrixFacts inspect(const MatrixView& X, const cpu::KernelTable& k, int threads,
-                    double* norm64 /* [N] or null: filled with ||x|| */) {
-  MatrixFacts facts;
-  const int64_t n = X.rows;
-  std::vector<MatrixFacts> per(static_cast<size_t>(threads));
-#pragma omp parallel num_threads(threads)
-  {
-    MatrixFacts f;
-    const int tid = omp_get_thread_num();
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      cpu::RowFacts rf;
-      k.row_facts(X.dtype, X.row(i), X.cols, &rf);
-      if (rf.bad_col >= 0) {
-        if (f.bad_row < 0) {
-          f.bad_row = i;
-          f.bad_col = rf.bad_col;
-        }
-        continue;
-      }
-      f.max_abs = std::max(f.max_abs, rf.max_abs);
-      const double norm = std::sqrt(rf.sumsq);
-      if (norm == 0 && f.zero_row < 0) f.zero_row = i;
-      f.min_norm = std::min(f.min_norm, norm);
-      f.max_norm = std::max(f.max_norm, norm);
-      if (norm64) norm64[i] = norm;
-    }
-    per[static_cast<size_t>(tid)] = f;
-  }
-  for (const MatrixFacts& f : per) {
-    if (f.bad_row >= 0 && (facts.bad_row < 0 || f.bad_row < facts.bad_row)) {
-      facts.bad_row = f.bad_row;
-      facts.bad_col = f.bad_col;
-    }
-    if (f.zero_row >= 0 && (facts.zero_row < 0 || f.zero_row < facts.zero_row))
-      facts.zero_row = f.zero_row;
-    facts.max_abs = std::max(facts.max_abs, f.max_abs);
-    facts.min_norm = std::min(facts.min_norm, f.min_norm);
-    facts.max_norm = std::max(facts.max_norm, f.max_norm);
-  }
-  if (facts.bad_row >= 0) {
-    std::vector<double> row(static_cast<size_t>(X.cols));
-    cpu::RowSource<double> src;
-    src.X = X;
-    src.center64(facts.bad_row, row.data());
-    facts.bad_value = row[static_cast<size_t>(facts.bad_col)];
-  }
-  return facts;
-}
-
-cpu::ErrorModel error_model(bool float64_acc, Metric metric, int64_t D) {
-  cpu::ErrorModel e;
-  const double u = float64_acc ? std::ldexp(1.0, -53) : std::ldexp(1.0, -24);
-  const double tiny = float64_acc ? std::ldexp(1.0, -1070) : std::ldexp(1.0, -148);
-  e.eps = 2.0 * (static_cast<double>(D) + 2.0) * u;
-  e.beta = 2.0 * (static_cast<double>(D) + 2.0) * tiny;
-  if (metric == Metric::cosine) {
-    e.alpha = 2.0 * 4.0 * u;
-    e.beta += 2.0 * 4.0 * u * u;
-  }
-  return e;
 }
 
 class Poller {
@@ -156,7 +85,7 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     src.norm64 = norm64;
   }
   const bool f64 = std::is_same<Acc, double>::value;
-  const cpu::ErrorModel err = error_model(f64, opt.metric, D);
+  const cpu::ErrorModel err = cpu::error_model(f64, opt.metric, D);
   // float64 arithmetic for the exact comparisons
   cpu::RowSource<double> exact = {X, &k, nullptr, norm64};
 
@@ -166,6 +95,9 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     engine.reset(new cpu::PrunedEngine<Acc>(src, opt.cells, threads, opt.fallback_fraction,
                                             [&](int64_t done) { poll(done, picks); }));
     st->method_used = static_cast<int>(KCenterMethod::pruned);
+  } else if (opt.method == KCenterMethod::lazy) {
+    engine.reset(new cpu::LazyEngine<Acc>(src, threads));
+    st->method_used = static_cast<int>(KCenterMethod::lazy);
   } else {
     engine.reset(new cpu::ScanEngine<Acc>(src, threads));
     st->method_used = static_cast<int>(KCenterMethod::scan);
@@ -177,16 +109,19 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
   centers.reserve(static_cast<size_t>(opt.n_selected + opt.budget));
   std::vector<double> buf(static_cast<size_t>(D));
   std::vector<int64_t> ords;
+  std::vector<cpu::CenterRef> refs;
 
   int64_t live = n;  // points that are neither centers nor picked
   auto add_batch = [&](const int64_t* rows, int64_t q) {
     st->scan_evals += live * q;
     ords.resize(static_cast<size_t>(q));
+    refs.resize(static_cast<size_t>(q));
     for (int64_t j = 0; j < q; ++j) {
       ords[j] = static_cast<int64_t>(centers.size());
+      refs[j] = src.ref(rows[j]);
       centers.push_back(rows[j]);
     }
-    engine->add_centers(rows, ords.data(), q);
+    engine->add_centers(refs.data(), ords.data(), q);
   };
 
   int64_t t0 = 0;
@@ -331,30 +266,9 @@ void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
   // One pass: NaN/Inf, magnitudes, and (cosine) the row norms.
   std::vector<double> norm64;
   if (opt.metric == Metric::cosine) norm64.resize(static_cast<size_t>(n));
-  MatrixFacts f = inspect(X, k, threads, norm64.empty() ? nullptr : norm64.data());
-  if (f.bad_row >= 0 && opt.check_finite)
-    throw ValueError(format("%s must be finite, got %g at row %lld, column %lld", name,
-                            f.bad_value, (long long)f.bad_row, (long long)f.bad_col));
-  SVP_CHECK_ARG(f.bad_row < 0, "%s holds non-finite values (row %lld)", name,
-                (long long)f.bad_row);
-  if (opt.metric == Metric::cosine)
-    SVP_CHECK_ARG(f.zero_row < 0,
-                  "%s row %lld is all zeros; the cosine metric needs rows of nonzero norm",
-                  name, (long long)f.zero_row);
-
-  // float32 arithmetic unless the input is float64 or its squares could leave
-  // float32's normal range (then float64 arithmetic, same picks).
-  bool f64 = X.dtype == DType::f64;
-  if (X.dtype == DType::f64)
-    SVP_CHECK_ARG(f.max_abs <= 1e150,
-                  "%s holds values up to %g, whose squared distances overflow float64; "
-                  "rescale the embeddings", name, f.max_abs);
-  if (opt.metric == Metric::euclidean) {
-    const double hi = 4e18 / std::sqrt(static_cast<double>(D));
-    if (f.max_abs > hi || (f.max_abs > 0 && f.max_abs < std::ldexp(1.0, -40))) f64 = true;
-  } else {
-    if (f.min_norm < std::ldexp(1.0, -100) || f.max_norm > std::ldexp(1.0, 100)) f64 = true;
-  }
+  const cpu::MatrixFacts f = cpu::inspect(X, k, threads, norm64.empty() ? nullptr : norm64.data());
+  cpu::check_facts(f, X, opt.metric, name);
+  const bool f64 = cpu::needs_float64(f, X.dtype, opt.metric, D);
   st->float64_accumulation = f64;
   const double* s64 = norm64.empty() ? nullptr : norm64.data();
   if (f64)

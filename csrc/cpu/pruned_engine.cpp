@@ -134,14 +134,14 @@ void PrunedEngine<Acc>::exclude(int64_t row) {
 }
 
 template <typename Acc>
-void PrunedEngine<Acc>::add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) {
+void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
   if (scan_) {
-    scan_->add_centers(rows, ordinals, q);
+    scan_->add_centers(refs, ordinals, q);
     return;
   }
   const int64_t before = evals_;
   for (int64_t j = 0; j < q; ++j) {
-    src_.center64(rows[j], cbuf64_.data());
+    src_.center64(refs[j], cbuf64_.data());
     for (int64_t t = 0; t < D_; ++t) cbuf_[t] = static_cast<Acc>(cbuf64_[t]);
     add_one(cbuf_.data(), cbuf64_.data(), ordinals[j]);
   }

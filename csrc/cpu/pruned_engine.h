@@ -37,7 +37,7 @@ class PrunedEngine final : public Engine<Acc> {
 
   const RowSource<Acc>& src_ref() const override { return src_; }
   void exclude(int64_t row) override;
-  void add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) override;
+  void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
   Top2 top2(const ErrorModel& err) override;
   void band(double thr, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override;

@@ -21,10 +21,10 @@ ScanEngine<Acc>::ScanEngine(const RowSource<Acc>& src, int num_threads)
 }
 
 template <typename Acc>
-void ScanEngine<Acc>::add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) {
+void ScanEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
   const int64_t n = src_.X.rows, D = src_.X.cols;
   centers_.resize(static_cast<size_t>(q * D));
-  for (int64_t k = 0; k < q; ++k) src_.center(rows[k], centers_.data() + k * D);
+  for (int64_t k = 0; k < q; ++k) src_.center(refs[k], centers_.data() + k * D);
   const D2RowsFn<Acc> d2 = src_.d2();
   const int64_t chunk = chunk_;
   const int64_t n_chunks = (n + chunk - 1) / chunk;

@@ -18,7 +18,7 @@ class ScanEngine final : public Engine<Acc> {
 
   const RowSource<Acc>& src_ref() const override { return src_; }
   void exclude(int64_t row) override { m_[row] = Acc(-1); }
-  void add_centers(const int64_t* rows, const int64_t* ordinals, int64_t q) override;
+  void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
   Top2 top2(const ErrorModel&) override { return top_; }
   void band(double thr, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }

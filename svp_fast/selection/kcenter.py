@@ -15,7 +15,7 @@ from .._progress import make_hook
 from .cells import build_cells, default_n_cells
 
 METRICS = ("euclidean", "cosine")
-METHODS = ("auto", "scan", "pruned")
+METHODS = ("auto", "scan", "pruned", "lazy")
 
 
 @dataclass
@@ -171,7 +171,7 @@ def kcenter(
         raw = _core.kcenter_cpu(
             m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, METRICS.index(metric), budget,
             selected.ctypes.data if selected.size else 0, selected.size, start,
-            1 if chosen == "pruned" else 0,
+            {"scan": 0, "pruned": 1, "lazy": 2}[chosen],
             cell_of.ctypes.data if cell_of is not None else 0,
             cells_n if cell_of is not None else 0, fallback, threads,
             picks.ctypes.data, radii.ctypes.data if radii is not None else 0,

@@ -19,7 +19,7 @@
 
 namespace svp {
 
-enum class KCenterMethod : int { scan = 0, pruned = 1 };
+enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2 };
 
 // A partition of the points into cells, for the pruned method. Any partition is
 // correct; a good one (k-means) prunes more.
@@ -39,7 +39,6 @@ struct KCenterOptions {
   // Pruned method: fall back to the scan when, over a window of steps, it
   // evaluates more than this fraction of the point distances a scan would.
   double fallback_fraction = 2.0;  // > 1: never fall back
-  bool check_finite = true;
   int num_threads = 0;  // 0: OpenMP's default
   Progress* progress = nullptr;
   double poll_interval = 0.1;  // seconds between progress->poll calls

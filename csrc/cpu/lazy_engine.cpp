@@ -1,0 +1,267 @@
+#include "lazy_engine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <queue>
+#include <type_traits>
+
+namespace svp {
+namespace cpu {
+
+namespace {
+constexpr int64_t kTile = 16;  // rows refreshed together (stay in L1)
+}
+
+template <typename Acc>
+LazyEngine<Acc>::LazyEngine(const RowSource<Acc>& src, int num_threads)
+    : src_(src), threads_(num_threads) {
+  n_ = src.X.rows;
+  D_ = src.X.cols;
+  direct_centers_ = std::is_same<Acc, float>::value && src.X.dtype == DType::f32 && !src.scale;
+  m_.assign(static_cast<size_t>(n_), std::numeric_limits<Acc>::infinity());
+  m2_.assign(static_cast<size_t>(n_), std::numeric_limits<Acc>::infinity());
+  assign_.assign(static_cast<size_t>(n_), -1);
+  last_.assign(static_cast<size_t>(n_), 0);
+  active_.resize(static_cast<size_t>(n_));
+  std::iota(active_.begin(), active_.end(), 0);
+  in_active_.assign(static_cast<size_t>(n_), 1);
+  theta_ = -std::numeric_limits<double>::infinity();
+  // Active-set size: large enough that theta is lowered rarely (each lowering
+  // refreshes a batch), small enough that keeping it fresh is cheap.
+  target_ = std::max<int64_t>(256, n_ / 128);
+  if (const char* e = std::getenv("SVP_LAZY_DIV")) target_ = std::max<int64_t>(64, n_ / std::atoi(e));  // TEMP tuning
+  cbuf_.resize(static_cast<size_t>(D_ * std::max(1, threads_)));
+}
+
+template <typename Acc>
+const Acc* LazyEngine<Acc>::center(int64_t j, Acc* buf) const {
+  const CenterRef& c = centers_[static_cast<size_t>(j)];
+  if (direct_centers_) return reinterpret_cast<const Acc*>(c.raw);
+  src_.center(c, buf);
+  return buf;
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
+  const size_t row_bytes = static_cast<size_t>(D_) * dtype_size(src_.X.dtype);
+  for (int64_t j = 0; j < q; ++j) {
+    SVP_ASSERT(ordinals[j] == static_cast<int64_t>(centers_.size()));
+    CenterRef c = refs[j];
+    if (c.row < 0) {  // keep a copy: it is needed again when dormant points refresh
+      remote_.emplace_back(c.raw, c.raw + row_bytes);
+      c.raw = remote_.back().data();
+    }
+    centers_.push_back(c);
+  }
+  const int64_t K = static_cast<int64_t>(centers_.size());
+  const int64_t na = static_cast<int64_t>(active_.size());
+  const D2RowsFn<Acc> d2 = src_.d2();
+  const MatrixView& X = src_.X;
+  const int64_t D = D_;
+  // centers of this batch, in the working space
+  std::vector<Acc> cs(static_cast<size_t>(q * D));
+  std::vector<const Acc*> cp(static_cast<size_t>(q));
+  for (int64_t j = 0; j < q; ++j) {
+    cp[j] = center(K - q + j, cs.data() + j * D);
+  }
+  int64_t evals = 0;
+  const int64_t chunk = 64;
+#pragma omp parallel num_threads(threads_) reduction(+ : evals) if (na * D > (1 << 15))
+  {
+    const char* ptrs[chunk];
+    Acc sc[chunk], out[chunk];
+    int64_t idx[chunk];
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < na; b += chunk) {
+      const int64_t e = std::min(na, b + chunk);
+      int64_t live = 0;
+      for (int64_t a = b; a < e; ++a) {
+        const int64_t i = active_[a];
+        if (m_[i] < Acc(0)) continue;
+        ptrs[live] = X.row(i);
+        if (src_.scale) sc[live] = src_.scale[i];
+        idx[live++] = i;
+      }
+      for (int64_t j = 0; j < q; ++j) {
+        d2(X.dtype, ptrs, src_.scale ? sc : nullptr, live, cp[j], D, out);
+        for (int64_t r = 0; r < live; ++r) {
+          const int64_t i = idx[r];
+          const Acc d = out[r];
+          if (d < m_[i]) {
+            m2_[i] = m_[i];
+            m_[i] = d;
+            assign_[i] = ordinals[j];
+          } else if (d < m2_[i]) {
+            m2_[i] = d;
+          }
+        }
+      }
+      evals += live * q;
+    }
+  }
+  evals_ += evals;
+  compact();
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::compact() {
+  // drop picked points and those below theta (they turn dormant, fresh now)
+  const int64_t K = static_cast<int64_t>(centers_.size());
+  size_t w = 0;
+  for (size_t a = 0; a < active_.size(); ++a) {
+    const int64_t i = active_[a];
+    const double v = static_cast<double>(m_[i]);
+    if (v >= 0 && v >= theta_) {
+      active_[w++] = i;
+    } else {
+      in_active_[i] = 0;
+      last_[i] = K;
+    }
+  }
+  active_.resize(w);
+  recompute_top();
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::recompute_top() {
+  top_ = Top2();
+  for (int64_t i : active_) top_.push(static_cast<double>(m_[i]), i);
+}
+
+template <typename Acc>
+Top2 LazyEngine<Acc>::top2(const ErrorModel& err) {
+  for (;;) {
+    if (!active_.empty()) {
+      const double M = top_.v1;
+      const double lim = M - 2.0 * err.E(M);
+      if (theta_ <= lim) {
+        raise_theta(lim);
+        return top_;
+      }
+    }
+    const size_t before = active_.size();
+    const double theta_before = theta_;
+    lower_theta(err);
+    if (active_.size() == before && theta_ == theta_before) return top_;  // nothing left
+  }
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::raise_theta(double limit) {
+  const int64_t na = static_cast<int64_t>(active_.size());
+  if (na <= 2 * target_) return;
+  std::vector<Acc> vals(static_cast<size_t>(na));
+  for (int64_t a = 0; a < na; ++a) vals[a] = m_[active_[a]];
+  std::nth_element(vals.begin(), vals.begin() + (target_ - 1), vals.end(), std::greater<Acc>());
+  const double t = std::min(limit, static_cast<double>(vals[target_ - 1]));
+  if (t > theta_) {
+    theta_ = t;
+    compact();
+  }
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::lower_theta(const ErrorModel& err) {
+  const double lim = active_.empty() ? std::numeric_limits<double>::infinity()
+                                     : top_.v1 - 2.0 * err.E(top_.v1);
+  // dormant live points, largest stale value first
+  std::vector<std::pair<Acc, int64_t>> dormant;
+  dormant.reserve(static_cast<size_t>(n_ - static_cast<int64_t>(active_.size())));
+  for (int64_t i = 0; i < n_; ++i)
+    if (!in_active_[i] && m_[i] >= Acc(0)) dormant.push_back({m_[i], i});
+  if (dormant.empty()) {
+    theta_ = std::min(theta_, lim);
+    return;
+  }
+  const int64_t T = std::min<int64_t>(target_, static_cast<int64_t>(dormant.size()));
+  auto by_value = [](const std::pair<Acc, int64_t>& a, const std::pair<Acc, int64_t>& b) {
+    return a.first > b.first;
+  };
+  std::nth_element(dormant.begin(), dormant.begin() + (T - 1), dormant.end(), by_value);
+  double new_theta = static_cast<double>(dormant[T - 1].first);
+  if (T == static_cast<int64_t>(dormant.size())) new_theta = -std::numeric_limits<double>::infinity();
+  new_theta = std::min(new_theta, lim);
+  std::vector<int64_t> rows;
+  for (const auto& p : dormant)
+    if (static_cast<double>(p.first) >= new_theta) rows.push_back(p.second);
+  refresh(rows);
+  theta_ = new_theta;
+  for (int64_t i : rows) {
+    if (static_cast<double>(m_[i]) >= theta_) {
+      in_active_[i] = 1;
+      active_.push_back(i);
+    }
+  }
+  std::sort(active_.begin(), active_.end());
+  recompute_top();
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
+  const int64_t K = static_cast<int64_t>(centers_.size());
+  // tiles of rows that have seen the same centers: sort by last refresh
+  std::sort(rows.begin(), rows.end(),
+            [&](int64_t a, int64_t b) { return last_[a] < last_[b] || (last_[a] == last_[b] && a < b); });
+  const int64_t nr = static_cast<int64_t>(rows.size());
+  const D2RowsFn<Acc> d2 = src_.d2();
+  const MatrixView& X = src_.X;
+  const int64_t D = D_;
+  int64_t evals = 0;
+#pragma omp parallel num_threads(threads_) reduction(+ : evals)
+  {
+    const int tid = omp_get_thread_num();
+    Acc* buf = cbuf_.data() + static_cast<size_t>(tid) * D;
+    const char* ptrs[kTile];
+    Acc sc[kTile], out[kTile];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nr; b += kTile) {
+      const int64_t cnt = std::min(kTile, nr - b);
+      const int64_t* tile = rows.data() + b;
+      for (int64_t r = 0; r < cnt; ++r) {
+        ptrs[r] = X.row(tile[r]);
+        if (src_.scale) sc[r] = src_.scale[tile[r]];
+      }
+      const int64_t j0 = last_[tile[0]];
+      for (int64_t j = j0; j < K; ++j) {
+        const Acc* c = center(j, buf);
+        d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D, out);
+        for (int64_t r = 0; r < cnt; ++r) {
+          const int64_t i = tile[r];
+          if (last_[i] > j) continue;  // already has this center
+          const Acc d = out[r];
+          if (d < m_[i]) {
+            m2_[i] = m_[i];
+            m_[i] = d;
+            assign_[i] = j;
+          } else if (d < m2_[i]) {
+            m2_[i] = d;
+          }
+        }
+      }
+      evals += cnt * (K - j0);
+      for (int64_t r = 0; r < cnt; ++r) last_[tile[r]] = K;
+    }
+  }
+  evals_ += evals;
+  refresh_evals_ += evals;
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
+  // dormant points are below theta <= thr (top2's guarantee)
+  for (int64_t i : active_) {
+    const double v = static_cast<double>(m_[i]);
+    if (v >= 0 && v >= thr) out.push_back({i, v, static_cast<double>(m2_[i]), assign_[i]});
+  }
+}
+
+template class LazyEngine<float>;
+template class LazyEngine<double>;
+
+}  // namespace cpu
+}  // namespace svp

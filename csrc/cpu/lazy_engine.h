@@ -1,0 +1,69 @@
+// The lazy engine: exact k-center that refreshes a point only when it could
+// matter.
+//
+// A point's min-distance only falls as centers are added, so a value computed
+// earlier ("stale") is an upper bound of its current one. The engine keeps an
+// active set A = {live points with value >= theta} up to date every step; the
+// other ("dormant") points keep stale values below theta and cannot be the
+// maximum while the maximum is above theta. When the certified argmax needs
+// more (the band [M - 2E(M), M] reaches below theta), theta is lowered and the
+// dormant points above it are refreshed against all centers added since their
+// last refresh, in cache-blocked tiles (rows in L1, centers streamed: compute
+// bound, several times the per-distance throughput of a streaming scan).
+//
+// It helps on any data, including isotropic noise where no geometric bound
+// prunes (measured on 50,000 x 64 Gaussian points: about a third of the
+// scan's distances).
+#pragma once
+
+#include <vector>
+
+#include "engine.h"
+
+namespace svp {
+namespace cpu {
+
+template <typename Acc>
+class LazyEngine final : public Engine<Acc> {
+ public:
+  LazyEngine(const RowSource<Acc>& src, int num_threads);
+
+  const RowSource<Acc>& src_ref() const override { return src_; }
+  void exclude(int64_t row) override { m_[row] = Acc(-1); }
+  void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
+  Top2 top2(const ErrorModel& err) override;
+  void band(double thr, std::vector<BandMember>& out) override;
+  int64_t distance_evals() const override { return evals_; }
+
+  int64_t refreshed() const { return refresh_evals_; }
+
+ private:
+  // fetch the working-space vector of center ordinal j (a pointer into X for
+  // float32 Euclidean input, else converted into buf)
+  const Acc* center(int64_t j, Acc* buf) const;
+  // refresh `rows` (dormant, live) against the centers they have not seen
+  void refresh(std::vector<int64_t>& rows);
+  void compact();
+  void recompute_top();
+  void lower_theta(const ErrorModel& err);
+  void raise_theta(double limit);
+
+  RowSource<Acc> src_;
+  int threads_;
+  int64_t n_, D_;
+  bool direct_centers_;  // centers are rows of X usable as Acc vectors
+  std::vector<Acc> m_, m2_;
+  std::vector<int64_t> assign_, last_;
+  std::vector<CenterRef> centers_;     // ordinal -> center
+  std::vector<std::vector<char>> remote_;  // copies of caller-given centers
+  std::vector<int64_t> active_;       // sorted
+  std::vector<char> in_active_;
+  double theta_;
+  int64_t target_;
+  Top2 top_;
+  int64_t evals_ = 0, refresh_evals_ = 0;
+  std::vector<Acc> cbuf_;
+};
+
+}  // namespace cpu
+}  // namespace svp
