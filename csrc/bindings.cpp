@@ -272,6 +272,7 @@ PYBIND11_MODULE(_core, m) {
              return py::make_tuple(a.value, a.index, b.value, b.index);
            })
       .def("error_bound", [](PyShard& s, double v) { return s.shard->error_bound(v); })
+      .def("exact_tolerance", [](PyShard& s, double v) { return s.shard->exact_tolerance(v); })
       .def("band",
            [](PyShard& s, double thr) {
              std::vector<svp::ShardBandMember> b;

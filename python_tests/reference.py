@@ -16,8 +16,21 @@ def _as64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def tie_tolerance(v, d, metric):
+    """Distances (squared, working space) within this of the largest are ties.
+
+    The same bound svp_fast uses (csrc/cpu/prepare.h, exact_tie_model): float64
+    rounding of a D-term sum, plus, for cosine, of the division by the norm."""
+    u = 2.0 ** -53
+    tol = 4.0 * (d + 2.0) * u * v + 4.0 * (d + 2.0) * 2.0 ** -1070
+    if metric == "cosine":
+        tol += 4.0 * (2.0 * d + 8.0) * u * np.sqrt(max(v, 0.0))
+    return tol
+
+
 def kcenter_ref(x, budget, already_selected=None, start=0, metric="euclidean"):
-    """Greedy farthest-first traversal in float64; ties to the lowest index.
+    """Greedy farthest-first traversal in float64; ties to the lowest index,
+    where distances equal within float64 rounding (tie_tolerance) are ties.
 
     Returns (picks, radii) with radii[t] the distance of pick t to its nearest
     earlier center (Euclidean, or 1 - cos for the cosine metric).
@@ -46,9 +59,10 @@ def kcenter_ref(x, budget, already_selected=None, start=0, metric="euclidean"):
         add(start)
     while len(picks) < budget:
         v = np.where(live, min_d2, -1.0)
-        i = int(np.argmax(v))  # first maximum: lowest index
+        mx = v.max()
+        i = int(np.argmax(v >= mx - tie_tolerance(mx, x.shape[1], metric)))  # lowest index
         picks.append(i)
-        radii.append(v[i])
+        radii.append(mx)
         live[i] = False
         add(i)
     radii = np.asarray(radii, dtype=np.float64)

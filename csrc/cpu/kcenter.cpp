@@ -150,6 +150,8 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
   };
 
   std::vector<cpu::BandMember> members;
+  std::vector<std::pair<double, int64_t>> computed;
+  const cpu::ErrorModel tie = cpu::exact_tie_model(opt.metric, D);
   // radius (squared, working space) of the previous pick: reported radii are
   // made non-increasing, as exact ones are (rounding could break that by ulps)
   double prev_radius = std::numeric_limits<double>::infinity();
@@ -183,10 +185,15 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
       std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
         return cpu::better(a.upper, a.index, b.upper, b.index);
       });
-      double best_v = -1;
-      int64_t best_i = -1;
+      // Exact values equal within float64's own error bound are ties (real
+      // ties, e.g. symmetric integer data, land anywhere within it): the winner
+      // is the lowest index among members within tie(mx) of the largest, mx.
+      // Members come by decreasing upper bound; once one's upper bound is below
+      // mx - tie(mx), no later member can reach the tie set.
+      computed.clear();
+      double mx = -std::numeric_limits<double>::infinity();
       for (const Cand& c : cands) {
-        if (best_i >= 0 && !cpu::better(c.upper, c.index, best_v, best_i)) break;
+        if (!computed.empty() && c.upper < mx - tie.E(mx)) break;
         double v = c.upper;
         if (!c.exact) {
           exact.center64(c.index, buf.data());
@@ -194,14 +201,15 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
                                 static_cast<int64_t>(centers.size()), threads,
                                 &st->exact_distance_evals);
         }
-        if (best_i < 0 || cpu::better(v, c.index, best_v, best_i)) {
-          best_v = v;
-          best_i = c.index;
-        }
+        computed.push_back({v, c.index});
+        mx = std::max(mx, v);
       }
-      SVP_ASSERT(best_i >= 0);
+      SVP_ASSERT(!computed.empty());
+      int64_t best_i = -1;
+      for (const auto& p : computed)
+        if (p.first >= mx - tie.E(mx) && (best_i < 0 || p.second < best_i)) best_i = p.second;
       winner = best_i;
-      radius = best_v;
+      radius = mx;
     }
     picks[t] = winner;
     prev_radius = std::min(prev_radius, std::max(radius, 0.0));

@@ -75,6 +75,16 @@ ErrorModel error_model(bool float64_acc, Metric metric, int64_t D) {
   return e;
 }
 
+ErrorModel exact_tie_model(Metric metric, int64_t D) {
+  const double u = std::ldexp(1.0, -53);
+  const double d = static_cast<double>(D);
+  ErrorModel e;
+  e.eps = 4.0 * (d + 2.0) * u;
+  e.alpha = metric == Metric::cosine ? 4.0 * (2.0 * d + 8.0) * u : 0.0;
+  e.beta = 4.0 * (d + 2.0) * std::ldexp(1.0, -1070);
+  return e;
+}
+
 void check_facts(const MatrixFacts& f, const MatrixView& X, Metric metric, const char* name) {
   if (f.bad_row >= 0)
     throw ValueError(format("%s must be finite, got %g at row %lld, column %lld", name,

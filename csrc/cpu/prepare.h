@@ -35,5 +35,13 @@ bool needs_float64(const MatrixFacts& f, DType dtype, Metric metric, int64_t D);
 
 ErrorModel error_model(bool float64_acc, Metric metric, int64_t D);
 
+// Error bound of the float64 ("exact") path: values within it of each other are
+// ties, decided by the lowest index. Euclidean: float32/16 differences and
+// squares are exact in float64, only the sum rounds; cosine: rows are divided
+// by their float64 norms, a common scale error of about (D/2 + 2) 2^-53 per
+// row, which moves a squared distance v by at most about (2D + 8) 2^-53 sqrt(v).
+// Every term is doubled, then the whole bound doubled again for margin.
+ErrorModel exact_tie_model(Metric metric, int64_t D);
+
 }  // namespace cpu
 }  // namespace svp

@@ -52,6 +52,7 @@ struct KCenterShard::Impl {
   virtual void add_center(const void*, int64_t) = 0;
   virtual void top2(ShardCandidate*, ShardCandidate*) = 0;
   virtual double error_bound(double) const = 0;
+  virtual double exact_tolerance(double) const = 0;
   virtual std::vector<ShardBandMember> band(double) = 0;
   virtual double exact_min(const void*, const int64_t*, int64_t) = 0;
   virtual int64_t evals() const = 0;
@@ -68,7 +69,7 @@ struct ShardImpl final : KCenterShard::Impl {
   std::vector<double> norm64;
   std::vector<Acc> scale;
   cpu::RowSource<Acc> src;
-  cpu::ErrorModel err;
+  cpu::ErrorModel err, tie;
   std::unique_ptr<cpu::Engine<Acc>> engine;
   int64_t ordinal = 0;
 
@@ -85,6 +86,7 @@ struct ShardImpl final : KCenterShard::Impl {
       src.norm64 = norm64.data();
     }
     err = cpu::error_model(std::is_same<Acc, double>::value, opt.metric, X.cols);
+    tie = cpu::exact_tie_model(opt.metric, X.cols);
     if (X.rows == 0) return;
     switch (opt.method) {
       case KCenterMethod::pruned:
@@ -124,6 +126,7 @@ struct ShardImpl final : KCenterShard::Impl {
     b->index = t.i2;
   }
   double error_bound(double v) const override { return err.E(v); }
+  double exact_tolerance(double v) const override { return tie.E(v); }
   std::vector<ShardBandMember> band(double thr) override {
     std::vector<ShardBandMember> out;
     if (!engine) return out;
@@ -174,6 +177,7 @@ void KCenterShard::exclude(int64_t r) { impl_->exclude(r); }
 void KCenterShard::add_center(const void* raw, int64_t r) { impl_->add_center(raw, r); }
 void KCenterShard::top2(ShardCandidate* a, ShardCandidate* b) { impl_->top2(a, b); }
 double KCenterShard::error_bound(double v) const { return impl_->error_bound(v); }
+double KCenterShard::exact_tolerance(double v) const { return impl_->exact_tolerance(v); }
 std::vector<ShardBandMember> KCenterShard::band(double thr) { return impl_->band(thr); }
 double KCenterShard::exact_min(const void* raw_y, const int64_t* rows, int64_t count) {
   return impl_->exact_min(raw_y, rows, count);

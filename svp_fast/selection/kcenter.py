@@ -150,7 +150,7 @@ def kcenter(
     picks = np.empty(budget, dtype=np.int64)
     radii = np.empty(budget, dtype=np.float64) if return_radii else None
     cells_n = n_cells or default_n_cells(m.rows)
-    chosen = _choose_method(method, m.rows, budget, cells_n)
+    chosen = _choose_method(method, m.rows, budget, cells_n) if budget > 0 else "scan"
     cells_seconds = 0.0
     cell_of = None
     if chosen == "pruned" and budget > 0:

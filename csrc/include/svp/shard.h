@@ -69,6 +69,9 @@ class KCenterShard {
   void top2(ShardCandidate* first, ShardCandidate* second);
   // |computed - exact| <= error_bound(computed) for every value reported.
   double error_bound(double value) const;
+  // float64 values (exact_min) within exact_tolerance(v) of the largest v are
+  // ties: the lowest global index among them wins.
+  double exact_tolerance(double value) const;
   // Local live points with value >= thr.
   std::vector<ShardBandMember> band(double thr);
   // float64 squared distance from vector raw_y (D elements of X's dtype) to

