@@ -226,6 +226,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
   m.def("topk_desc", &topk_desc);
   m.def("build_info", &build_info);
+  m.def("measure_read_bandwidth", [](int64_t bytes, int threads, int repeats) {
+    py::gil_scoped_release nogil;
+    return svp::measure_read_bandwidth(bytes, threads, repeats);
+  });
   m.def("shard_facts", &shard_facts);
   m.def("shard_needs_float64", &shard_needs_float64);
   py::class_<PyShard>(m, "KCenterShard")

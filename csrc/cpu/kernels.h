@@ -25,6 +25,8 @@ struct RowFacts {
   int64_t bad_col;  // first column holding NaN or +-Inf, or -1
 };
 using RowFactsFn = void (*)(DType dtype, const char* row, int64_t D, RowFacts* out);
+// The first column of a row holding NaN or +-Inf, or -1 (one integer pass).
+using NonfiniteColFn = int64_t (*)(DType dtype, const char* row, int64_t D);
 
 // Uncertainty scores of n rows of C classes (float32 arithmetic; float64 for
 // float64 input). Returns the index of the first row that is not a valid
@@ -38,6 +40,7 @@ struct KernelTable {
   D2RowsFn<float> d2_rows_f32;
   D2RowsFn<double> d2_rows_f64;
   RowFactsFn row_facts;
+  NonfiniteColFn nonfinite_col;
   ScoreRowsFn score_rows;
 };
 

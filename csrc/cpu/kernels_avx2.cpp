@@ -12,6 +12,7 @@ const KernelTable* table_avx2() {
       &isa_avx2::d2_rows<isa_avx2::F>,
       &isa_avx2::d2_rows<isa_avx2::D>,
       &isa_avx2::row_facts,
+      &isa_avx2::nonfinite_col,
       &isa_avx2::score_rows,
   };
   return &table;

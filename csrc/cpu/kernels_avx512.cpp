@@ -12,6 +12,7 @@ const KernelTable* table_avx512() {
       &isa_avx512::d2_rows<isa_avx512::F>,
       &isa_avx512::d2_rows<isa_avx512::D>,
       &isa_avx512::row_facts,
+      &isa_avx512::nonfinite_col,
       &isa_avx512::score_rows,
   };
   return &table;

@@ -12,6 +12,7 @@ const KernelTable* table_generic() {
       &isa_generic::d2_rows<isa_generic::F>,
       &isa_generic::d2_rows<isa_generic::D>,
       &isa_generic::row_facts,
+      &isa_generic::nonfinite_col,
       &isa_generic::score_rows,
   };
   return &table;

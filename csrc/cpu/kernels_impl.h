@@ -626,6 +626,53 @@ static void row_facts(DType dtype, const char* row, int64_t D, RowFacts* out) {
   }
 }
 
+template <DType T>
+static int64_t nonfinite_col_t(const char* row, int64_t D) {
+  // the largest magnitude bits; NaN/Inf have the largest (see row_facts_t)
+  uint64_t mx = 0, inf_bits;
+  if constexpr (T == DType::f32) {
+    inf_bits = 0x7f800000u;
+    for (int64_t j = 0; j < D; ++j) {
+      uint32_t b;
+      std::memcpy(&b, row + 4 * j, 4);
+      uint32_t a = b & 0x7fffffffu;
+      mx = a > mx ? a : mx;
+    }
+  } else if constexpr (T == DType::f64) {
+    inf_bits = 0x7ff0000000000000ull;
+    for (int64_t j = 0; j < D; ++j) {
+      uint64_t b;
+      std::memcpy(&b, row + 8 * j, 8);
+      uint64_t a = b & 0x7fffffffffffffffull;
+      mx = a > mx ? a : mx;
+    }
+  } else {
+    inf_bits = T == DType::f16 ? 0x7c00u : 0x7f80u;
+    uint32_t m16 = 0;
+    for (int64_t j = 0; j < D; ++j) {
+      uint16_t b;
+      std::memcpy(&b, row + 2 * j, 2);
+      uint32_t a = b & 0x7fffu;
+      m16 = a > m16 ? a : m16;
+    }
+    mx = m16;
+  }
+  if (mx < inf_bits) return -1;
+  for (int64_t j = 0; j < D; ++j)
+    if (!std::isfinite(elem<T>(row, j))) return j;
+  return -1;
+}
+
+static int64_t nonfinite_col(DType dtype, const char* row, int64_t D) {
+  switch (dtype) {
+    case DType::f32: return nonfinite_col_t<DType::f32>(row, D);
+    case DType::f16: return nonfinite_col_t<DType::f16>(row, D);
+    case DType::bf16: return nonfinite_col_t<DType::bf16>(row, D);
+    case DType::f64: return nonfinite_col_t<DType::f64>(row, D);
+  }
+  return -1;
+}
+
 // ----------------------------------------------------------- uncertainty --
 
 static inline double combine_score(UncertaintyMethod method, double p1, double p2,

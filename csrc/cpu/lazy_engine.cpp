@@ -260,6 +260,24 @@ void LazyEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
   }
 }
 
+template <typename Acc>
+void LazyEngine<Acc>::adopt(std::vector<Acc>&& m, std::vector<Acc>&& m2,
+                            std::vector<int64_t>&& assign, int64_t K, int64_t evals) {
+  m_ = std::move(m);
+  m2_ = std::move(m2);
+  assign_ = std::move(assign);
+  last_.assign(static_cast<size_t>(n_), K);
+  centers_.assign(static_cast<size_t>(K), CenterRef{-1, nullptr});  // never read again
+  active_.clear();
+  for (int64_t i = 0; i < n_; ++i) {
+    in_active_[i] = m_[i] >= Acc(0);
+    if (in_active_[i]) active_.push_back(i);
+  }
+  theta_ = -std::numeric_limits<double>::infinity();
+  evals_ = evals;
+  recompute_top();
+}
+
 template class LazyEngine<float>;
 template class LazyEngine<double>;
 

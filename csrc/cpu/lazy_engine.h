@@ -37,6 +37,11 @@ class LazyEngine final : public Engine<Acc> {
 
   int64_t refreshed() const { return refresh_evals_; }
 
+  // Take over an up-to-date state after K centers (another engine's hand-over):
+  // every point is fresh, so the centers before K are never needed again.
+  void adopt(std::vector<Acc>&& m, std::vector<Acc>&& m2, std::vector<int64_t>&& assign,
+             int64_t K, int64_t evals);
+
  private:
   // fetch the working-space vector of center ordinal j (a pointer into X for
   // float32 Euclidean input, else converted into buf)

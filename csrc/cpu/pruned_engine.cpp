@@ -99,6 +99,33 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   poll(0);
   where_.resize(static_cast<size_t>(n));
   for (int64_t q = 0; q < n; ++q) where_[perm_[q]] = q;
+  cellpos_.resize(static_cast<size_t>(n));
+  for (int64_t k = 0; k < nc; ++k)
+    for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q) cellpos_[q] = static_cast<int32_t>(k);
+  cell_centers_.assign(static_cast<size_t>(nc), {});
+  changed_.assign(static_cast<size_t>(nc), 0);
+  // centroid-to-centroid distances: a center c in cell a is at least
+  // cc(a, k) - p(c) from centroid k, which rules most cells out without
+  // computing ||c - mu_k|| (kept for up to 2048 cells: 32 MB)
+  if (nc <= 2048 && nc > 1) {
+    cc_.assign(static_cast<size_t>(nc * nc), 0.0);
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<const char*> ptrs(64);
+      std::vector<double> out(64);
+#pragma omp for schedule(dynamic, 8)
+      for (int64_t a = 0; a < nc; ++a) {
+        for (int64_t b = 0; b < nc; b += 64) {
+          const int64_t cnt = std::min<int64_t>(64, nc - b);
+          for (int64_t t = 0; t < cnt; ++t)
+            ptrs[t] = reinterpret_cast<const char*>(centroid_.data() + (b + t) * D);
+          src_.k->d2_rows_f64(DType::f64, ptrs.data(), nullptr, cnt, centroid_.data() + a * D, D,
+                              out.data());
+          for (int64_t t = 0; t < cnt; ++t) cc_[a * nc + b + t] = std::sqrt(out[t]);
+        }
+      }
+    }
+  }
 
   m_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
   m2_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
@@ -106,6 +133,8 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   m2floor_.assign(static_cast<size_t>(nc), std::numeric_limits<double>::infinity());
   dc_.assign(static_cast<size_t>(nc), 0.0);
   ctop_.assign(static_cast<size_t>(nc), Top2());
+  while (leaves_ < nc) leaves_ *= 2;
+  tree_.assign(static_cast<size_t>(2 * leaves_), Top2());
   for (int64_t k = 0; k < nc; ++k) update_cell_top(k);
   cbuf_.resize(static_cast<size_t>(D));
   cbuf64_.resize(static_cast<size_t>(D));
@@ -118,32 +147,50 @@ void PrunedEngine<Acc>::update_cell_top(int64_t k) {
   for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q)
     if (m_[q] >= Acc(0)) t.push(static_cast<double>(m_[q]), perm_[q]);
   ctop_[k] = t;
+  tree_update(k);
+}
+
+template <typename Acc>
+void PrunedEngine<Acc>::tree_update(int64_t k) {
+  int64_t node = leaves_ + k;
+  tree_[node] = ctop_[k];
+  for (node /= 2; node >= 1; node /= 2) {
+    Top2 t = tree_[2 * node];
+    t.merge(tree_[2 * node + 1]);
+    tree_[node] = t;
+  }
 }
 
 template <typename Acc>
 void PrunedEngine<Acc>::exclude(int64_t row) {
   --live_;
-  if (scan_) {
-    scan_->exclude(row);
+  if (fallback_) {
+    fallback_->exclude(row);
     return;
   }
   const int64_t q = where_[row];
   m_[q] = Acc(-1);
-  const int64_t k = std::upper_bound(lo_.begin(), lo_.end(), q) - lo_.begin() - 1;
-  update_cell_top(k);
+  update_cell_top(cellpos_[q]);
 }
 
 template <typename Acc>
 void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
-  if (scan_) {
-    scan_->add_centers(refs, ordinals, q);
+  for (int64_t j = 0; j < q; ++j) {  // centers by cell, for exact_min
+    ++n_centers_;
+    if (refs[j].row >= 0) {
+      cell_centers_[cellpos_[where_[refs[j].row]]].push_back(refs[j].row);
+      ++n_local_centers_;
+    }
+  }
+  if (fallback_) {
+    fallback_->add_centers(refs, ordinals, q);
     return;
   }
   const int64_t before = evals_;
   for (int64_t j = 0; j < q; ++j) {
     src_.center64(refs[j], cbuf64_.data());
     for (int64_t t = 0; t < D_; ++t) cbuf_[t] = static_cast<Acc>(cbuf64_[t]);
-    add_one(cbuf_.data(), cbuf64_.data(), ordinals[j]);
+    add_one(refs[j], cbuf_.data(), cbuf64_.data(), ordinals[j]);
   }
   if (q == 1) {
     ++steps_;
@@ -155,89 +202,136 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
 }
 
 template <typename Acc>
-void PrunedEngine<Acc>::add_one(const Acc* c, const double* c64, int64_t ordinal) {
-  const int64_t nc = n_cells_, D = D_;
+int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double dc, const Acc* c,
+                                     int64_t ordinal, const char** ptrs, Acc* sc, Acc* out,
+                                     int64_t* pos) {
   const MatrixView& X = src_.X;
   const D2RowsFn<Acc> d2 = src_.d2();
-  const KernelTable& k = *src_.k;
-  int64_t evals = 0;
-#pragma omp parallel num_threads(threads_) reduction(+ : evals)
-  {
-    std::vector<const char*> ptrs(64);
-    std::vector<double> out64(64);
-    std::vector<Acc> sc(64), out(64);
-    std::vector<int64_t> pos(64);
-    // distances from the center to every centroid, float64
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < nc; b += 64) {
-      const int64_t cnt = std::min<int64_t>(64, nc - b);
-      for (int64_t t = 0; t < cnt; ++t)
-        ptrs[t] = reinterpret_cast<const char*>(centroid_.data() + (b + t) * D);
-      k.d2_rows_f64(DType::f64, ptrs.data(), nullptr, cnt, c64, D, out64.data());
-      for (int64_t t = 0; t < cnt; ++t) dc_[b + t] = std::sqrt(out64[t]);
+  bool changed = false;
+  int64_t cnt = 0, evals = 0;
+  auto flush = [&]() {
+    if (cnt == 0) return;
+    d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D_, out);
+    evals += cnt;
+    for (int64_t t = 0; t < cnt; ++t) {
+      const int64_t qq = pos[t];
+      const Acc d = out[t];
+      if (d < m_[qq]) {
+        m2_[qq] = m_[qq];
+        m_[qq] = d;
+        assign_[qq] = ordinal;
+        changed = true;
+      } else if (d < m2_[qq]) {
+        m2_[qq] = d;
+      }
     }
-    // (implicit barrier)
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t kc = 0; kc < nc; ++kc) {
-      const Top2& ct = ctop_[kc];
-      if (ct.i1 < 0) continue;  // no live member
-      const double cmax = ct.v1;
-      const double dc = dc_[kc], r = radius_[kc];
-      const double lb_cell = dc * (1 - kRel) - r * (1 + kRel);
-      if (lb_cell > 0 && lb_cell * lb_cell >= cmax) {
-        m2floor_[kc] = std::min(m2floor_[kc], lb_cell * lb_cell);
-        continue;  // no member can get closer
+    cnt = 0;
+  };
+  for (int64_t qq = qa; qq < qb; ++qq) {
+    const Acc mq = m_[qq];
+    if (mq < Acc(0)) continue;  // excluded
+    const double pq = p_[qq];
+    const double lb = std::fabs(dc - pq) - kRel * (dc + pq);
+    if (lb > 0 && lb * lb >= static_cast<double>(mq)) {
+      const Acc lb2 = round_down<Acc>(lb * lb);
+      if (lb2 < m2_[qq]) m2_[qq] = lb2;
+      continue;
+    }
+    const int64_t row = perm_[qq];
+    ptrs[cnt] = X.row(row);
+    if (src_.scale) sc[cnt] = src_.scale[row];
+    pos[cnt] = qq;
+    if (++cnt == 64) flush();
+  }
+  flush();
+  if (changed) {  // the cell's best two; the tree is updated serially by the caller
+    Top2 t;
+    for (int64_t q = lo_[kc]; q < lo_[kc + 1]; ++q)
+      if (m_[q] >= Acc(0)) t.push(static_cast<double>(m_[q]), perm_[q]);
+    ctop_[kc] = t;
+    changed_[kc] = 1;
+  }
+  return evals;
+}
+
+template <typename Acc>
+void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double* c64,
+                                int64_t ordinal) {
+  const int64_t nc = n_cells_, D = D_;
+  const KernelTable& k = *src_.k;
+  // cheap bound from the center's own cell, when it is one of our points
+  const double* ccrow = nullptr;
+  double pc = 0;
+  if (!cc_.empty() && ref.row >= 0) {
+    const int64_t q = where_[ref.row];
+    ccrow = cc_.data() + static_cast<int64_t>(cellpos_[q]) * nc;
+    pc = p_[q];
+  }
+  // pass 1 (serial, cheap): which cells can change, and which of their members
+  struct Work {
+    int64_t cell, qa, qb;
+    double dc;
+  };
+  std::vector<Work> work;
+  int64_t candidates = 0;
+  for (int64_t kc = 0; kc < nc; ++kc) {
+    const Top2& ct = ctop_[kc];
+    if (ct.i1 < 0) continue;  // no live member
+    const double cmax = ct.v1;
+    const bool finite = cmax < std::numeric_limits<double>::infinity();
+    const double R = finite ? std::sqrt(cmax) : 0.0;
+    const double r = radius_[kc];
+    if (ccrow && finite) {
+      const double lb = (ccrow[kc] - pc) * (1 - kRel) - r * (1 + kRel);
+      if (lb > 0 && lb * lb >= cmax) {
+        m2floor_[kc] = std::min(m2floor_[kc], lb * lb);
+        continue;
       }
-      const int64_t a = lo_[kc], b = lo_[kc + 1];
-      int64_t qa = a, qb = b;
-      if (cmax < std::numeric_limits<double>::infinity()) {
-        // members with p outside [dc - R - slack, dc + R + slack] are at least
-        // R = sqrt(cmax) away from c
-        const double R = std::sqrt(cmax);
-        const double slack = 1e-9 * (dc + R + r);
-        const double* pb = p_.data();
-        qa = std::lower_bound(pb + a, pb + b, dc - R - slack) - pb;
-        qb = std::upper_bound(pb + a, pb + b, dc + R + slack) - pb;
-        if (qa > a || qb < b) m2floor_[kc] = std::min(m2floor_[kc], cmax);
-      }
-      bool changed = false;
-      int64_t cnt = 0;
-      auto flush = [&]() {
-        if (cnt == 0) return;
-        d2(X.dtype, ptrs.data(), src_.scale ? sc.data() : nullptr, cnt, c, D, out.data());
-        evals += cnt;
-        for (int64_t t = 0; t < cnt; ++t) {
-          const int64_t qq = pos[t];
-          const Acc d = out[t];
-          if (d < m_[qq]) {
-            m2_[qq] = m_[qq];
-            m_[qq] = d;
-            assign_[qq] = ordinal;
-            changed = true;
-          } else if (d < m2_[qq]) {
-            m2_[qq] = d;
-          }
-        }
-        cnt = 0;
-      };
-      for (int64_t qq = qa; qq < qb; ++qq) {
-        const Acc mq = m_[qq];
-        if (mq < Acc(0)) continue;  // excluded
-        const double pq = p_[qq];
-        const double lb = std::fabs(dc - pq) - kRel * (dc + pq);
-        if (lb > 0 && lb * lb >= static_cast<double>(mq)) {
-          const Acc lb2 = round_down<Acc>(lb * lb);
-          if (lb2 < m2_[qq]) m2_[qq] = lb2;
-          continue;
-        }
-        const int64_t row = perm_[qq];
-        ptrs[cnt] = X.row(row);
-        if (src_.scale) sc[cnt] = src_.scale[row];
-        pos[cnt] = qq;
-        if (++cnt == 64) flush();
-      }
-      flush();
-      if (changed) update_cell_top(kc);
+    }
+    double d2c;
+    const char* mu = reinterpret_cast<const char*>(centroid_.data() + kc * D);
+    k.d2_rows_f64(DType::f64, &mu, nullptr, 1, c64, D, &d2c);
+    const double dc = std::sqrt(d2c);
+    const double lb_cell = dc * (1 - kRel) - r * (1 + kRel);
+    if (lb_cell > 0 && lb_cell * lb_cell >= cmax) {
+      m2floor_[kc] = std::min(m2floor_[kc], lb_cell * lb_cell);
+      continue;  // no member can get closer
+    }
+    const int64_t a = lo_[kc], b = lo_[kc + 1];
+    int64_t qa = a, qb = b;
+    if (finite) {
+      // members with p outside [dc - R - slack, dc + R + slack] are at least
+      // R = sqrt(cmax) away from c
+      const double slack = 1e-9 * (dc + R + r);
+      const double* pb = p_.data();
+      qa = std::lower_bound(pb + a, pb + b, dc - R - slack) - pb;
+      qb = std::upper_bound(pb + a, pb + b, dc + R + slack) - pb;
+      if (qa > a || qb < b) m2floor_[kc] = std::min(m2floor_[kc], cmax);
+    }
+    if (qa < qb) {
+      work.push_back({kc, qa, qb, dc});
+      candidates += qb - qa;
+    }
+  }
+  // pass 2: scan the candidate members (threads only when there is enough work)
+  int64_t evals = 0;
+  const int64_t nw = static_cast<int64_t>(work.size());
+  const bool parallel = threads_ > 1 && candidates * D >= (1 << 16) && nw > 1;
+#pragma omp parallel num_threads(threads_) reduction(+ : evals) if (parallel)
+  {
+    const char* ptrs[64];
+    Acc sc[64], out[64];
+    int64_t pos[64];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < nw; ++w) {
+      const Work& wk = work[w];
+      evals += scan_cell(wk.cell, wk.qa, wk.qb, wk.dc, c, ordinal, ptrs, sc, out, pos);
+    }
+  }
+  for (const Work& wk : work) {
+    if (changed_[wk.cell]) {
+      changed_[wk.cell] = 0;
+      tree_update(wk.cell);
     }
   }
   evals_ += evals;
@@ -245,16 +339,14 @@ void PrunedEngine<Acc>::add_one(const Acc* c, const double* c64, int64_t ordinal
 
 template <typename Acc>
 Top2 PrunedEngine<Acc>::top2(const ErrorModel& err) {
-  if (scan_) return scan_->top2(err);
-  Top2 t;
-  for (int64_t k = 0; k < n_cells_; ++k) t.merge(ctop_[k]);
-  return t;
+  if (fallback_) return fallback_->top2(err);
+  return tree_[1];
 }
 
 template <typename Acc>
 void PrunedEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
-  if (scan_) {
-    scan_->band(thr, out);
+  if (fallback_) {
+    fallback_->band(thr, out);
     return;
   }
   for (int64_t k = 0; k < n_cells_; ++k) {
@@ -269,35 +361,33 @@ void PrunedEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
 
 template <typename Acc>
 int64_t PrunedEngine<Acc>::distance_evals() const {
-  return evals_ + (scan_ ? scan_->distance_evals() : 0);
+  return evals_ + (fallback_ ? fallback_->distance_evals() : 0);
 }
 
 template <typename Acc>
 double PrunedEngine<Acc>::exact_min(const double* ycenter, double upper, const int64_t* centers,
                                     int64_t K, int threads, int64_t* evals) {
+  if (K != n_centers_ || n_local_centers_ != n_centers_)  // not our list: no shortcut
+    return Engine<Acc>::exact_min(ycenter, upper, centers, K, threads, evals);
   const int64_t nc = n_cells_, D = D_;
   const KernelTable& k = *src_.k;
-  // distance from y to every centroid
-  std::vector<double> e(static_cast<size_t>(nc));
-  {
-    std::vector<const char*> ptrs(64);
-    std::vector<double> out(64);
-    for (int64_t b = 0; b < nc; b += 64) {
-      const int64_t cnt = std::min<int64_t>(64, nc - b);
-      for (int64_t t = 0; t < cnt; ++t)
-        ptrs[t] = reinterpret_cast<const char*>(centroid_.data() + (b + t) * D);
-      k.d2_rows_f64(DType::f64, ptrs.data(), nullptr, cnt, ycenter, D, out.data());
-      for (int64_t t = 0; t < cnt; ++t) e[b + t] = std::sqrt(out[t]);
-    }
-  }
-  // centers that the triangle inequality cannot rule out
   std::vector<int64_t> keep;
-  for (int64_t j = 0; j < K; ++j) {
-    const int64_t q = where_[centers[j]];
-    const int64_t kc = std::upper_bound(lo_.begin(), lo_.end(), q) - lo_.begin() - 1;
-    const double lb = std::fabs(e[kc] - p_[q]) - kRel * (e[kc] + p_[q]);
-    if (lb > 0 && lb * lb > upper * (1 + kRel)) continue;
-    keep.push_back(centers[j]);
+  for (int64_t kc = 0; kc < nc; ++kc) {
+    const std::vector<int64_t>& cs = cell_centers_[kc];
+    if (cs.empty()) continue;
+    double d2c;
+    const char* mu = reinterpret_cast<const char*>(centroid_.data() + kc * D);
+    k.d2_rows_f64(DType::f64, &mu, nullptr, 1, ycenter, D, &d2c);
+    const double e = std::sqrt(d2c);
+    // every center of this cell is at least e - r from y
+    const double lb_cell = e * (1 - kRel) - radius_[kc] * (1 + kRel);
+    if (lb_cell > 0 && lb_cell * lb_cell > upper * (1 + kRel)) continue;
+    for (int64_t row : cs) {
+      const double pq = p_[where_[row]];
+      const double lb = std::fabs(e - pq) - kRel * (e + pq);
+      if (lb > 0 && lb * lb > upper * (1 + kRel)) continue;
+      keep.push_back(row);
+    }
   }
   *evals += static_cast<int64_t>(keep.size());
   const double best = exact_min_all(src_.X, k, src_.norm64, ycenter, keep.data(),
@@ -307,22 +397,23 @@ double PrunedEngine<Acc>::exact_min(const double* ycenter, double upper, const i
 
 template <typename Acc>
 void PrunedEngine<Acc>::maybe_fall_back() {
+  // Windows of 64 steps. Nothing pruned in a window: fall back at once. Past
+  // the first 256 steps (cells prune little while the radius is still large),
+  // fall back when a window evaluates more than fallback_fraction of a scan.
   const int64_t window = 64;
   if (fallback_fraction_ > 1.0 || window_steps_ < window) return;
   const double frac = window_scan_ > 0 ? static_cast<double>(window_evals_) /
                                              static_cast<double>(window_scan_)
                                        : 0.0;
   window_steps_ = window_evals_ = window_scan_ = 0;
-  if (frac > fallback_fraction_) fall_back();
+  if (frac >= 0.95 || (steps_ >= 256 && frac > fallback_fraction_)) fall_back();
 }
 
 template <typename Acc>
 void PrunedEngine<Acc>::fall_back() {
   fallback_step_ = steps_;
-  scan_.reset(new ScanEngine<Acc>(src_, threads_));
-  std::vector<Acc>& m = scan_->m();
-  std::vector<Acc>& m2 = scan_->m2();
-  std::vector<int64_t>& as = scan_->assign();
+  std::vector<Acc> m(static_cast<size_t>(n_)), m2(static_cast<size_t>(n_));
+  std::vector<int64_t> as(static_cast<size_t>(n_));
   for (int64_t k = 0; k < n_cells_; ++k) {
     for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q) {
       const int64_t row = perm_[q];
@@ -331,8 +422,10 @@ void PrunedEngine<Acc>::fall_back() {
       as[row] = assign_[q];
     }
   }
-  scan_->refresh_top2();
-  // the per-point state now lives in the scan; keep the geometry for exact_min
+  fallback_.reset(new LazyEngine<Acc>(src_, threads_));
+  fallback_->adopt(std::move(m), std::move(m2), std::move(as), n_centers_, evals_);
+  evals_ = 0;  // counted by the lazy engine from now on
+  // the per-point state now lives there; keep the geometry for exact_min
   std::vector<Acc>().swap(m_);
   std::vector<Acc>().swap(m2_);
   std::vector<int64_t>().swap(assign_);

@@ -13,8 +13,9 @@
 // distance is provably no smaller than the value it would have replaced, and
 // the certified argmax of kcenter.cpp gives the scan's picks exactly.
 //
-// When pruning does not pay (isotropic noise), the engine notices over a
-// window of steps and hands its state to the plain scan.
+// When pruning does not pay (isotropic noise, or data whose cells stay wider
+// than the covering radius), the engine notices over windows of steps and
+// hands its state to the lazy engine, which needs no geometry.
 #pragma once
 
 #include <functional>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "lazy_engine.h"
 #include "scan_engine.h"
 #include "svp/kcenter.h"
 
@@ -41,16 +43,23 @@ class PrunedEngine final : public Engine<Acc> {
   Top2 top2(const ErrorModel& err) override;
   void band(double thr, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override;
+  // centers must be every center added so far (the driver's list): they are
+  // looked up by cell, and whole cells of centers are skipped by the triangle
+  // inequality.
   double exact_min(const double* ycenter, double upper, const int64_t* centers, int64_t K,
                    int threads, int64_t* evals) override;
 
   // Step (count of add_centers calls) at which the engine fell back to the
-  // scan, or -1.
+  // lazy engine, or -1.
   int64_t fallback_step() const { return fallback_step_; }
 
  private:
-  void add_one(const Acc* c, const double* c64, int64_t ordinal);
+  void add_one(const CenterRef& ref, const Acc* c, const double* c64, int64_t ordinal);
+  // scan cell kc's members in [qa, qb) against center c; returns evaluations
+  int64_t scan_cell(int64_t kc, int64_t qa, int64_t qb, double dc, const Acc* c,
+                    int64_t ordinal, const char** ptrs, Acc* sc, Acc* out, int64_t* pos);
   void update_cell_top(int64_t k);
+  void tree_update(int64_t k);
   void maybe_fall_back();
   void fall_back();
 
@@ -66,13 +75,20 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<double> dc_;        // [n_cells] distance of the current center
   std::vector<Top2> ctop_;        // [n_cells] best two live members
   std::vector<double> m2floor_;   // [n_cells] lower bound for skipped centers
+  std::vector<double> cc_;        // [n_cells, n_cells] centroid distances, or empty
+  std::vector<char> changed_;     // [n_cells] scratch: cells updated this step
+  std::vector<Top2> tree_;        // tournament tree over ctop_ (root: tree_[1])
+  int64_t leaves_ = 1;
+  std::vector<std::vector<int64_t>> cell_centers_;  // [n_cells] rows of centers
   // per point, in cell order
   std::vector<int64_t> perm_;  // position -> row
   std::vector<int64_t> where_;  // row -> position
+  std::vector<int32_t> cellpos_;  // position -> cell
   std::vector<double> p_;      // ||x - mu_cell||
   std::vector<Acc> m_, m2_;
   std::vector<int64_t> assign_;
 
+  int64_t n_centers_ = 0, n_local_centers_ = 0;
   std::vector<Acc> cbuf_;
   std::vector<double> cbuf64_;
   Top2 top_;
@@ -82,7 +98,7 @@ class PrunedEngine final : public Engine<Acc> {
   int64_t steps_ = 0, live_ = 0;
   int64_t window_steps_ = 0, window_evals_ = 0, window_scan_ = 0;
   int64_t fallback_step_ = -1;
-  std::unique_ptr<ScanEngine<Acc>> scan_;
+  std::unique_ptr<LazyEngine<Acc>> fallback_;  // the engine after a fallback
 };
 
 }  // namespace cpu

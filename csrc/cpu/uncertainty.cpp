@@ -38,12 +38,11 @@ void uncertainty_scores_cpu(const MatrixView& X, const UncertaintyOptions& opt,
       if (opt.check_finite) {
         bool bad = false;
         for (int64_t i = lo; i < hi; ++i) {
-          cpu::RowFacts rf;
-          k.row_facts(X.dtype, X.row(i), C, &rf);
-          if (rf.bad_col >= 0) {
+          const int64_t col = k.nonfinite_col(X.dtype, X.row(i), C);
+          if (col >= 0) {
             if (i < my_bad_row) {
               my_bad_row = i;
-              my_bad_col = rf.bad_col;
+              my_bad_col = col;
             }
             bad = true;
             break;

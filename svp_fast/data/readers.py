@@ -246,9 +246,10 @@ def load_arrays(path: PathLike, *, test_fraction: float = 0.2, seed: int = 0,
                 if f.is_file():
                     arrays[key] = np.load(f, allow_pickle=False)
         else:
-            with np.load(p, allow_pickle=False) as z:
-                if not hasattr(z, "files"):
-                    raise ValueError(f"{str(p)!r} is a single .npy array; {expected}")
+            loaded = np.load(p, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                raise ValueError(f"{str(p)!r} is a single .npy array; {expected}")
+            with loaded as z:
                 arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         if isinstance(e, ValueError) and expected in str(e):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._fs import atomic_write
 from ..data.base import Dataset, as_indices
 from .models import Classifier, create_model
 
@@ -174,6 +174,11 @@ class _Batches(torch.utils.data.Dataset):
         return idx, self.dataset.batch(idx, augment=self.augment, generator=gen)
 
 
+def _as_is(item):
+    """Keep minibatches as built (the default would turn index arrays into tensors)."""
+    return item
+
+
 def iterate_batches(dataset: Dataset, indices: np.ndarray, batch_size: int, *,
                     augment: bool = False, seed: int = 0,
                     num_workers: int = 0) -> Iterator[tuple[np.ndarray, tuple]]:
@@ -185,7 +190,7 @@ def iterate_batches(dataset: Dataset, indices: np.ndarray, batch_size: int, *,
             yield batches[k]
         return
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False,
-                                         num_workers=num_workers, persistent_workers=False)
+                                         num_workers=num_workers, collate_fn=_as_is)
     yield from loader
 
 
@@ -271,7 +276,7 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
     optimizer = torch.optim.SGD(model.parameters(), lr=config.schedule[0][1],
                                 momentum=config.momentum, weight_decay=config.weight_decay,
                                 nesterov=config.nesterov and config.momentum > 0)
-    labels = torch.from_numpy(dataset.labels)
+    labels = torch.tensor(dataset.labels, dtype=torch.long)  # labels may be read-only
     rng = np.random.default_rng(seed)
     lrs = [r for e, r in config.schedule for _ in range(e)]
     result = TrainResult()
@@ -418,7 +423,6 @@ def save_checkpoint(model: Classifier, path: Union[str, os.PathLike], *,
     crash never leaves a truncated checkpoint. ``name``/``spec``/``options``
     default to what :func:`create_model` recorded on the model.
     """
-    path = Path(path)
     built = getattr(model, "_svp_build", {})
     state = {
         "format": "svp_fast.checkpoint/1",
@@ -428,17 +432,7 @@ def save_checkpoint(model: Classifier, path: Union[str, os.PathLike], *,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Union[str, os.PathLike], *, device: Any = "cpu") -> Classifier:

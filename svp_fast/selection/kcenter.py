@@ -45,11 +45,12 @@ class KCenterStats:
 def _choose_method(method: str, n: int, budget: int, n_cells: int) -> str:
     if method != "auto":
         return method
-    # Cells cost about a k-means assignment (N x cells x D flops, done as a
-    # matrix product) before the first pick; they pay off only over many picks.
-    if n < 4096 or budget < max(64, n_cells // 4):
-        return "scan"
-    return "pruned"
+    # Cells cost a k-means (about N x cells x D flops, as matrix products)
+    # before the first pick: worth it only over many picks. The lazy engine
+    # needs no setup and never reads more than the scan.
+    if n < 4096 or budget < max(256, n_cells):
+        return "lazy"
+    return "pruned"  # falls back to lazy when the cells do not prune
 
 
 def kcenter(
@@ -94,10 +95,14 @@ def kcenter(
         start: first pick when ``already_selected`` is empty (default 0).
         metric: "euclidean", or "cosine" (Euclidean on rows scaled to unit norm;
             radii are then cosine distances 1 - cos).
-        method: "scan" reads every point each step; "pruned" groups points into
-            k-means cells and skips those the triangle inequality proves cannot
-            move; "auto" prunes when the budget is large enough to pay for the
-            cells and falls back to the scan when pruning does not pay.
+        method: "scan" reads every point each step; "lazy" keeps only the
+            points near the top up to date (a stale min-distance is an upper
+            bound) and refreshes the rest in cache-blocked batches when needed;
+            "pruned" groups points into k-means cells and skips those the
+            triangle inequality proves cannot move; "auto" (default) uses
+            cells when the budget is large enough to pay for them and hands
+            over to "lazy" when they do not prune, else "lazy". All give the
+            same picks.
         return_radii: also return radius[t], the distance from pick t to its
             nearest earlier center (+inf for the start pick); non-increasing.
         return_stats: also return a :class:`KCenterStats`.
@@ -157,7 +162,8 @@ def kcenter(
         t0 = time.perf_counter()
         cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed)
         cells_seconds = time.perf_counter() - t0
-    # auto: give up on pruning when it evaluates most of what a scan would
+    # auto: hand over to the lazy engine when the cells keep evaluating more
+    # than half of what a scan would (BENCHMARKS.md: pruning trajectories)
     fallback = 0.5 if method == "auto" else 2.0
 
     def on_poll(done: int) -> None:

@@ -73,4 +73,8 @@ struct CpuInfo {
 };
 CpuInfo cpu_info();
 
+// Best-of-`repeats` read bandwidth (bytes/s) streaming a buffer of `bytes`
+// with `num_threads` threads (0: all): the memory floor of a scan.
+double measure_read_bandwidth(int64_t bytes, int num_threads, int repeats);
+
 }  // namespace svp

@@ -1,0 +1,279 @@
+"""Core-set and active-learning pipelines end to end on digits, and their run folders."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import svp_fast.pipelines.coreset as coreset_module
+from ml_helpers import digits, one_torch_thread, quick  # noqa: F401  (fixtures)
+from svp_fast.pipelines.active import active_sizes, run_active
+from svp_fast.pipelines.common import METHODS, ModelSetup
+from svp_fast.pipelines.coreset import FULL, run_coreset
+from svp_fast.pipelines.run_folder import RunFolder, RunFolderExistsError
+from svp_fast.proxy import infer, load_checkpoint
+from svp_fast.selection.kcenter import kcenter
+from svp_fast.selection.uncertainty import uncertainty
+
+PROXY = quick("mlp_small", "3@0.1")
+TARGET = quick("mlp_large", "4@0.1")
+
+
+@pytest.fixture(scope="module")
+def coreset_run(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("runs") / "coreset"
+    result = run_coreset(digits.train, digits.test, methods=list(METHODS), size=0.5,
+                         proxy=PROXY, target=TARGET, include_full=True, seed=3, out_dir=out)
+    return result, out
+
+
+# ----------------------------------------------------------------------------- core-set
+
+def test_coreset_selects_and_trains_every_method(coreset_run, digits):
+    result, _ = coreset_run
+    n, budget = len(digits.train), round(0.5 * len(digits.train))
+    assert [r["method"] for r in result.summary] == [FULL] + list(METHODS)
+    for method in METHODS:
+        idx = result.selected[method]
+        assert idx.dtype == np.int64 and idx.size == budget
+        assert np.unique(idx).size == budget and idx.min() >= 0 and idx.max() < n
+    for row in result.summary:
+        assert row["accuracy"] > 0.85, row  # chance is 0.1
+        assert row["total_seconds"] == pytest.approx(
+            row["selection_runtime_seconds"] + row["target_training_seconds"])
+    full = result.summary[0]
+    assert full["labelled"] == n and full["selection_runtime_seconds"] == 0
+    rand = next(r for r in result.summary if r["method"] == "random")
+    assert rand["selector"] == "" and rand["selector_training_seconds"] == 0
+    kc = next(r for r in result.summary if r["method"] == "kcenter")
+    assert kc["selector"] == "proxy" and kc["selector_training_seconds"] > 0
+    assert kc["inference_seconds"] > 0 and kc["selector_accuracy"] > 0.8
+    fg = next(r for r in result.summary if r["method"] == "forgetting")
+    assert fg["inference_seconds"] == 0  # forgetting needs no inference pass
+
+
+def test_coreset_selections_equal_the_selection_api_on_the_proxy(coreset_run, digits):
+    """The pipeline's picks are those of kcenter/uncertainty on the saved proxy's outputs."""
+    result, out = coreset_run
+    proxy = load_checkpoint(out / "selector.pt")
+    outputs = infer(proxy, digits.train)
+    picks = result.selected["kcenter"]
+    # k-center continues exactly from its first pick
+    rest = kcenter(outputs.features, picks.size - 1, already_selected=picks[:1])
+    assert np.array_equal(rest, picks[1:])
+    for method in ("least_confidence", "entropy", "margin"):
+        expected = uncertainty(outputs.logits, picks.size, method=method)
+        assert np.array_equal(result.selected[method], expected), method
+
+
+def test_run_folder_contents(coreset_run):
+    result, out = coreset_run
+    names = {p.name for p in out.iterdir()}
+    expected = {"config.json", "stages.csv", "stages.json", "summary.csv", "results.json",
+                "plot.png", "selector.pt", "target_all.pt"}
+    expected |= {f"selected_{m}.npy" for m in METHODS} | {f"target_{m}.pt" for m in METHODS}
+    assert names == expected
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no partial folders
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "coreset" and config["seed"] == 3 and config["budget"] == 674
+    assert config["proxy"]["train"]["schedule"] == "3@0.1"
+    assert config["train_set"]["name"] == "digits/train"
+    for m in METHODS:
+        assert np.array_equal(np.load(out / f"selected_{m}.npy"), result.selected[m])
+    with open(out / "stages.csv") as f:
+        stages = list(csv.DictReader(f))
+    assert {s["stage"] for s in stages} == {"selector_training", "inference", "selection",
+                                            "target_training"}
+    assert json.loads((out / "stages.json").read_text()) == json.loads(
+        json.dumps(result.stages))
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert [s["method"] for s in summary] == [r["method"] for r in result.summary]
+    assert float(summary[1]["accuracy"]) == pytest.approx(result.summary[1]["accuracy"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["selected_sizes"]["kcenter"] == 674
+    assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_target_selector_is_the_full_data_reference(digits):
+    result = run_coreset(digits.train, digits.test, methods=["least_confidence"], size=300,
+                         selector="target", proxy=PROXY, target=TARGET, include_full=True)
+    full, lc = result.summary
+    # one target trained on all data serves as selector and as the reference row
+    assert full["accuracy"] == lc["selector_accuracy"]
+    assert full["target_training_seconds"] == lc["selector_training_seconds"]
+    trainings = [s for s in result.stages if s["labelled"] == len(digits.train)
+                 and s["stage"].endswith("training")]
+    assert len(trainings) == 1 and trainings[0]["model"] == "mlp_large"
+    assert lc["labelled"] == 300 and result.selected["least_confidence"].size == 300
+
+
+def test_random_only_trains_no_selector(digits, monkeypatch):
+    calls = []
+    real_fit = coreset_module.fit
+    monkeypatch.setattr(coreset_module, "fit", lambda setup, *a, **k: calls.append(setup.name)
+                        or real_fit(setup, *a, **k))
+    result = run_coreset(digits.train, digits.test, methods="random", size=100,
+                         proxy=PROXY, target=TARGET)
+    assert calls == ["mlp_large"] and result.selected["random"].size == 100
+
+
+def test_existing_folder_refused_before_any_work(tmp_path, digits, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("old run")
+    monkeypatch.setattr(coreset_module, "fit", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(RunFolderExistsError, match="already exists.*overwrite"):
+        run_coreset(digits.train, digits.test, size=10, out_dir=out)
+    assert (out / "keep.txt").read_text() == "old run"
+
+
+def test_overwrite_replaces_the_old_run(tmp_path, digits):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("old run")
+    run_coreset(digits.train, digits.test, methods="random", size=50, proxy=PROXY,
+                target=TARGET, out_dir=out, overwrite=True, save_models=False)
+    names = {p.name for p in out.iterdir()}
+    assert "keep.txt" not in names and "selected_random.npy" in names
+    assert not any(n.endswith(".pt") for n in names)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_crash_leaves_no_folder(tmp_path, digits, monkeypatch):
+    out = tmp_path / "run"
+    real_fit = coreset_module.fit
+    calls = []
+
+    def failing_fit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash while training the target")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(coreset_module, "fit", failing_fit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_coreset(digits.train, digits.test, methods="kcenter", size=50, proxy=PROXY,
+                    target=TARGET, out_dir=out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_folder_commit_is_atomic(tmp_path):
+    with RunFolder(tmp_path / "r") as run:
+        run.write_json("a.json", {"x": float("nan"), "y": np.int64(3)})
+        assert not (tmp_path / "r").exists() and run.tmp.parent == tmp_path
+    assert json.loads((tmp_path / "r" / "a.json").read_text()) == {"x": None, "y": 3}
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"methods": "kmeans"}, ValueError, "method must be one of .*got 'kmeans'"),
+    ({"methods": ["random", "random"]}, ValueError, "must not repeat"),
+    ({"size": 5000}, ValueError, r"size must be in \[0, 1347\] examples, got 5000"),
+    ({"size": 1.5}, ValueError, r"size as a fraction must be in \[0, 1\]"),
+    ({"size": "half"}, TypeError, "size must be a count or a fraction"),
+    ({"selector": "oracle"}, ValueError, "selector must be one of"),
+    ({"proxy": "resnet9"}, ValueError, "model must be one of .*got 'resnet9'"),
+    ({"metric": "manhattan"}, ValueError, "metric must be"),
+    ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
+])
+def test_coreset_errors(digits, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        run_coreset(digits.train, digits.test, **kwargs)
+
+
+# ----------------------------------------------------------------------------- active learning
+
+def test_active_learning_end_to_end(tmp_path, digits):
+    out = tmp_path / "active"
+    sizes = [60, 120, 200]
+    result = run_active(digits.train, digits.test, methods=["least_confidence", "kcenter", "random"],
+                        sizes=sizes, proxy=PROXY, target=TARGET, target_each_round=True, seed=1,
+                        out_dir=out)
+    initial = {m: result.selected[m][:60] for m in result.selected}
+    # every method starts from the same random initial set
+    assert all(np.array_equal(initial["random"], v) for v in initial.values())
+    for method, labelled in result.selected.items():
+        assert labelled.size == 200 and np.unique(labelled).size == 200
+    for row in result.summary:
+        assert row["labelled"] == 200 and row["accuracy"] > 0.75, row
+    rounds = [r for r in result.rounds if r["method"] == "least_confidence"]
+    assert [r["labelled"] for r in rounds] == sizes
+    assert all(r["target_accuracy"] is not None for r in rounds)
+    assert rounds[0]["selector_accuracy"] is not None and rounds[-1]["selector_accuracy"] is None
+    lc = next(r for r in result.summary if r["method"] == "least_confidence")
+    assert lc["selector_training_seconds"] > 0 and lc["inference_seconds"] > 0
+    # per-round targets are not charged to the selection runtime
+    per_round = sum(s["seconds"] for s in result.stages if s["stage"] == "target_per_round"
+                    and s["method"] == "least_confidence")
+    assert per_round > 0
+    assert lc["total_seconds"] == pytest.approx(lc["selection_runtime_seconds"]
+                                                + lc["target_training_seconds"])
+    assert {p.name for p in out.iterdir()} >= {"config.json", "rounds.csv", "plot.png",
+                                                "selected_kcenter.npy", "target_random.pt"}
+
+
+def test_active_least_confidence_picks_the_proxys_most_uncertain_pool_rows(digits, monkeypatch):
+    """One round, checked against the selection API on the same proxy."""
+    import svp_fast.pipelines.active as active_module
+
+    models = []
+    real_fit = active_module.fit
+
+    def keep(*args, **kwargs):
+        trained = real_fit(*args, **kwargs)
+        models.append(trained.model)
+        return trained
+
+    monkeypatch.setattr(active_module, "fit", keep)
+    result = run_active(digits.train, digits.test, methods="least_confidence", sizes=[50, 80],
+                        proxy=PROXY, target=TARGET, seed=2)
+    labelled = result.selected["least_confidence"]
+    pool = np.setdiff1d(np.arange(len(digits.train)), labelled[:50])
+    logits = infer(models[0], digits.train, indices=pool).logits
+    assert np.array_equal(labelled[50:], pool[uncertainty(logits, 30)])
+
+
+def test_active_kcenter_covers_from_the_labelled_set(digits, monkeypatch):
+    import svp_fast.pipelines.active as active_module
+
+    models = []
+    real_fit = active_module.fit
+    monkeypatch.setattr(active_module, "fit", lambda *a, **k: models.append(real_fit(*a, **k))
+                        or models[-1])
+    result = run_active(digits.train, digits.test, methods="kcenter", sizes=[40, 70],
+                        proxy=PROXY, target=TARGET, seed=0)
+    labelled = result.selected["kcenter"]
+    features = infer(models[0].model, digits.train).features
+    assert np.array_equal(labelled[40:], kcenter(features, 30, already_selected=labelled[:40]))
+
+
+def test_active_with_the_target_as_selector(digits):
+    result = run_active(digits.train, digits.test, methods="margin", sizes=[50, 90],
+                        selector="target", proxy=PROXY, target=TARGET, target_each_round=True)
+    first = result.rounds[0]
+    assert first["selector_accuracy"] == first["target_accuracy"]  # the same model
+    assert not [s for s in result.stages if s["stage"] == "target_per_round"]
+    assert result.summary[0]["selector"] == "target"
+
+
+def test_active_sizes_helper():
+    assert active_sizes(1000, 1000, 10000) == list(range(1000, 10001, 1000))
+    assert active_sizes(100, 300, 500) == [100, 400, 500]
+    with pytest.raises(ValueError, match="final"):
+        active_sizes(100, 10, 50)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"methods": "forgetting"}, ValueError, "core-set method"),
+    ({"sizes": [100, 100]}, ValueError, "increase strictly"),
+    ({"sizes": [0, 10]}, ValueError, r"sizes\[0\].*>= 1"),
+    ({"sizes": [100, 2000]}, ValueError, r"at most the training-set size \(1347\)"),
+    ({"sizes": []}, ValueError, "at least the initial"),
+    ({"sizes": [10, 20.5]}, TypeError, "integers"),
+    ({"methods": "coreset"}, ValueError, "method must be one of"),
+    ({"proxy": ModelSetup.__name__}, ValueError, "model must be one of"),
+])
+def test_active_errors(digits, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        run_active(digits.train, digits.test, **kwargs)

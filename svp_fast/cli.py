@@ -1,0 +1,569 @@
+"""The ``svp-fast`` command.
+
+Subcommands (``svp-fast COMMAND --help`` for each):
+
+* ``coreset``: core-set selection via proxy on a dataset, with a run folder.
+* ``active``: active learning via proxy on a dataset, with a run folder.
+* ``kcenter``: greedy k-center on a ``.npy`` of embeddings -> ``.npy`` of indices.
+* ``uncertainty``: top-k uncertainty on a ``.npy`` of logits/probabilities -> ``.npy``.
+* ``demo``: a core-set run on the bundled digits in well under a minute.
+
+Each subcommand is one ``add_<name>_parser(subparsers)`` function that sets
+``func`` to one ``run_<name>(args)`` function, so a new subcommand (e.g.
+``bench``) or a new flag is added in one place. User errors (missing data,
+unknown models or methods, budgets out of range, an existing output) end with
+exit code 2 and a one-line message on stderr; ``--traceback`` shows the stack
+instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+# Heavy modules (torch, the pipelines) are imported inside the subcommands that
+# need them, so that `svp-fast kcenter` and `--help` start fast.
+
+PROG = "svp-fast"
+
+
+class UsageError(Exception):
+    """A mistake in the command line found by a subcommand (exit code 2)."""
+
+
+# Errors that mean "the user asked for something that cannot be done", shown
+# as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (UsageError, ValueError, TypeError, FileNotFoundError, NotADirectoryError,
+               FileExistsError, PermissionError, IsADirectoryError, ImportError)
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def size_arg(text: str):
+    """'5000' -> 5000 examples; '0.5' -> the fraction 0.5."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (e.g. 5000) or a fraction "
+                                         f"(e.g. 0.5), got {text!r}") from None
+    return value
+
+
+def sizes_arg(text: str) -> list:
+    """'1000,2000,4000' or 'start:stop:step' (stop included) -> a list of ints."""
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) != 3 or parts[2] < 1:
+                raise ValueError
+            from .pipelines.active import active_sizes
+
+            return active_sizes(parts[0], parts[2], parts[1])
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected sizes like 1000,2000,4000 or 1000:10000:1000 (start:stop:step), "
+            f"got {text!r}") from None
+
+
+def methods_arg(text: str) -> list:
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
+# ----------------------------------------------------------------------------- shared options
+
+# Models and schedules used when --proxy/--target/--*-schedule are not given.
+# Fashion-MNIST's are the settings of benchmarks/experiment_fashion_mnist.py; the
+# 32x32 ones are the paper's (ResNet-20 proxy, ResNet-164 target, 181 epochs).
+PAPER_SCHEDULE = "1@0.01,90@0.1,45@0.01,45@0.001"
+DEFAULTS = {
+    "digits": ("mlp_small", "mlp_large", "10@0.1", "30@0.1"),
+    "fashion-mnist": ("cnn_small", "cnn_large", "2@0.05", "4@0.05,1@0.005"),
+    "image32": ("preact20", "preact164", PAPER_SCHEDULE, PAPER_SCHEDULE),
+    "image": ("cnn_small", "cnn_large", "10@0.05", "30@0.05"),
+    "vector": ("mlp_small", "mlp_large", "10@0.05", "30@0.05"),
+}
+
+
+def _defaults_for(dataset_name: str, spec) -> tuple:
+    if dataset_name in DEFAULTS:
+        return DEFAULTS[dataset_name]
+    if spec.kind == "image" and spec.input_shape and min(spec.input_shape[1:]) >= 32:
+        return DEFAULTS["image32"]
+    return DEFAULTS.get(spec.kind, DEFAULTS["vector"])
+
+
+# Names spelled out here so that building the parser does not import torch
+# (a test checks them against svp_fast.data.DATASETS and the pipelines).
+DATASET_NAMES = ("arrays", "cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder")
+MODEL_NAMES = ("preact20", "preact56", "preact110", "preact164", "cnn_small", "cnn_large",
+               "mlp_small", "mlp_large")
+CORESET_METHODS = ("kcenter", "least_confidence", "entropy", "margin", "forgetting", "random")
+ACTIVE_METHODS = ("kcenter", "least_confidence", "entropy", "margin", "random")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=True, choices=DATASET_NAMES,
+                   help="which dataset (see svp_fast.data)")
+    g.add_argument("--data-dir", metavar="PATH",
+                   help="folder (or .npz file for 'arrays') holding the data; fashion-mnist "
+                        "defaults to /usr/share/datasets/fashion-mnist, digits needs none")
+    g.add_argument("--augmentation", choices=["auto", "none", "crop_flip"], default="auto",
+                   help="training augmentation (auto: crop+flip for 32x32 images, else none)")
+    g.add_argument("--image-size", type=int, default=32,
+                   help="imagefolder only: side of the square images (default 32)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models and training")
+    g.add_argument("--proxy", metavar="MODEL", help=f"proxy model: {', '.join(MODEL_NAMES)} "
+                   "(default: by dataset)")
+    g.add_argument("--target", metavar="MODEL", help="target model (default: by dataset)")
+    g.add_argument("--proxy-schedule", metavar="E@LR,...",
+                   help="proxy learning-rate schedule, epochs@rate pairs (e.g. 1@0.1,2@0.01)")
+    g.add_argument("--target-schedule", metavar="E@LR,...", help="target schedule")
+    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight-decay", type=float, default=5e-4)
+    g.add_argument("--eval-every", type=int, default=1,
+                   help="evaluate on the test set every N epochs (0: only at the end)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="processes building minibatches (helps image folders)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, all cores)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser, methods: Sequence[str], default_method: str) -> None:
+    g = p.add_argument_group("selection and output")
+    g.add_argument("--method", type=methods_arg, default=[default_method], metavar="M[,M...]",
+                   help=f"selection method(s), comma-separated: {', '.join(methods)} "
+                        f"(default {default_method})")
+    g.add_argument("--selector", choices=["proxy", "target"], default="proxy",
+                   help="which model selects: the proxy (SVP) or the target itself (baseline)")
+    g.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean",
+                   help="k-center distance")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", metavar="DIR", help="write the run folder here (refused if it "
+                   "exists, unless --overwrite)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run folder (the old one stays until the new one "
+                        "is complete)")
+    g.add_argument("--no-checkpoints", action="store_true",
+                   help="do not write model checkpoints into the run folder")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or epoch logs")
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def load_data(args):
+    from .data import load_dataset
+
+    options: dict[str, Any] = {}
+    if args.augmentation != "auto":
+        options["augmentation"] = args.augmentation
+    if args.dataset == "imagefolder":
+        options["image_size"] = args.image_size
+    splits = load_dataset(args.dataset, args.data_dir, **options)
+    return splits
+
+
+def model_setups(args, train_set):
+    from .pipelines.common import ModelSetup
+    from .proxy.training import TrainConfig
+
+    proxy, target, proxy_sched, target_sched = _defaults_for(args.dataset, train_set.spec)
+
+    def config(schedule):
+        return TrainConfig(schedule, batch_size=args.batch_size, momentum=args.momentum,
+                           weight_decay=args.weight_decay, eval_every=args.eval_every,
+                           num_workers=args.workers, device=args.device,
+                           progress=not args.quiet)
+
+    return (ModelSetup(args.proxy or proxy, config(args.proxy_schedule or proxy_sched)),
+            ModelSetup(args.target or target, config(args.target_schedule or target_sched)))
+
+
+def command_line(argv: Optional[Sequence[str]]) -> str:
+    import shlex
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(shlex.quote(w) for w in [PROG, *words])
+
+
+# ----------------------------------------------------------------------------- coreset
+
+def add_coreset_parser(sub) -> None:
+    p = sub.add_parser("coreset", help="core-set selection via proxy",
+                       description="Train the selector on all the training data, select a subset "
+                                   "with each method, train the target on it; report accuracy and "
+                                   "the time of every stage.")
+    add_data_arguments(p)
+    add_model_arguments(p)
+    add_run_arguments(p, CORESET_METHODS, "kcenter")
+    p.add_argument("--size", type=size_arg, default=0.5,
+                   help="subset size: a count (5000) or a fraction (0.5, default)")
+    p.add_argument("--full", action="store_true",
+                   help="also train the target on all the data (the reference row)")
+    p.set_defaults(func=run_coreset_command)
+
+
+def run_coreset_command(args) -> int:
+    from .pipelines.coreset import run_coreset
+
+    set_threads(args.threads)
+    splits = load_data(args)
+    proxy, target = model_setups(args, splits.train)
+    result = run_coreset(splits.train, splits.test, methods=args.method, size=args.size,
+                         selector=args.selector, proxy=proxy, target=target,
+                         include_full=args.full, metric=args.metric, seed=args.seed,
+                         out_dir=args.out, overwrite=args.overwrite,
+                         save_models=not args.no_checkpoints, progress=not args.quiet,
+                         extra_config={"command": args.command_line})
+    _report(result, args)
+    return 0
+
+
+# ----------------------------------------------------------------------------- active
+
+def add_active_parser(sub) -> None:
+    p = sub.add_parser("active", help="active learning via proxy",
+                       description="A random initial labelled set, then rounds of (train the "
+                                   "selector on the labelled set, select from the pool, reveal "
+                                   "labels); finally the target trains on the labelled set.")
+    add_data_arguments(p)
+    add_model_arguments(p)
+    add_run_arguments(p, ACTIVE_METHODS, "least_confidence")
+    p.add_argument("--sizes", type=sizes_arg, required=True, metavar="SIZES",
+                   help="labelled-set sizes: initial, then after each round; "
+                        "'1000,2000,4000' or '1000:10000:1000' (start:stop:step)")
+    p.add_argument("--target-each-round", action="store_true",
+                   help="also train the target on every round's labelled set (accuracy curve)")
+    p.set_defaults(func=run_active_command)
+
+
+def run_active_command(args) -> int:
+    from .pipelines.active import run_active
+
+    set_threads(args.threads)
+    splits = load_data(args)
+    proxy, target = model_setups(args, splits.train)
+    result = run_active(splits.train, splits.test, methods=args.method, sizes=args.sizes,
+                        selector=args.selector, proxy=proxy, target=target,
+                        target_each_round=args.target_each_round, metric=args.metric,
+                        seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
+                        save_models=not args.no_checkpoints, progress=not args.quiet,
+                        extra_config={"command": args.command_line})
+    _report(result, args)
+    return 0
+
+
+def _report(result, args) -> None:
+    print(result.table())
+    if result.out_dir is not None:
+        print(f"run folder: {result.out_dir}")
+
+
+# ----------------------------------------------------------------------------- .npy helpers
+
+def load_npy(path: str, what: str):
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} file {path!r} does not exist"
+                                if not p.exists() else f"{what} path {path!r} is not a file")
+    try:
+        # memory-mapped: large files are read as the selection goes, not copied
+        return np.load(p, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{what} file {path!r} is not a plain .npy array: {e}") from None
+
+
+def check_output(path: str, overwrite: bool, what: str = "output") -> Path:
+    p = Path(path)
+    if p.suffix != ".npy":
+        raise UsageError(f"{what} {path!r} must end in .npy")
+    if p.exists() and not overwrite:
+        raise UsageError(f"{what} {path!r} already exists; pass --overwrite to replace it")
+    if p.is_dir():
+        raise UsageError(f"{what} {path!r} is a folder")
+    return p
+
+
+def save_npy(path: Path, array) -> None:
+    import numpy as np
+
+    from ._fs import atomic_write
+
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
+# ----------------------------------------------------------------------------- kcenter
+
+def add_kcenter_parser(sub) -> None:
+    p = sub.add_parser("kcenter", help="greedy k-center on a .npy of embeddings",
+                       description="Exact greedy k-center (farthest-first traversal) on an (N, D) "
+                                   ".npy; writes the picks (int64, pick order) to a .npy.")
+    p.add_argument("embeddings", help="(N, D) .npy file (float16/32/64), read memory-mapped")
+    p.add_argument("--budget", type=size_arg, required=True,
+                   help="new picks: a count, or a fraction of N")
+    p.add_argument("--out", required=True, help="output .npy of picked indices")
+    p.add_argument("--already-selected", metavar="NPY",
+                   help=".npy of indices already selected (initial centers, never returned)")
+    p.add_argument("--start", type=int, help="first pick when nothing is already selected "
+                   "(default 0)")
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--method", choices=["auto", "scan", "pruned", "lazy"], default="auto")
+    p.add_argument("--radii", metavar="NPY", help="also write the coverage radius of every pick")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_kcenter_command)
+
+
+def _budget(value, n: int) -> int:
+    if isinstance(value, float):
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"budget as a fraction must be in [0, 1], got {value}")
+        return int(round(value * n))
+    return value
+
+
+def run_kcenter_command(args) -> int:
+    import numpy as np
+
+    from .selection.kcenter import kcenter
+
+    out = check_output(args.out, args.overwrite)
+    radii_out = check_output(args.radii, args.overwrite, "radii output") if args.radii else None
+    x = load_npy(args.embeddings, "embeddings")
+    if x.ndim != 2:
+        raise UsageError(f"embeddings must be a 2-D (N, D) array, got shape {x.shape}")
+    selected = None
+    if args.already_selected:
+        selected = np.asarray(load_npy(args.already_selected, "already-selected"))
+    t0 = time.perf_counter()
+    res = kcenter(x, _budget(args.budget, x.shape[0]), already_selected=selected, start=args.start,
+                  metric=args.metric, method=args.method, return_radii=radii_out is not None,
+                  progress=not args.no_progress, num_threads=args.threads)
+    picks, radii = (res if radii_out is not None else (res, None))
+    seconds = time.perf_counter() - t0
+    save_npy(out, picks)
+    if radii_out is not None:
+        save_npy(radii_out, radii)
+    print(f"k-center: {picks.size} picks from {x.shape[0]} points in {seconds:.2f} s -> {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+def add_uncertainty_parser(sub) -> None:
+    p = sub.add_parser("uncertainty", help="top-k uncertainty on a .npy of logits or probabilities",
+                       description="The budget most uncertain rows of an (N, C) .npy, most "
+                                   "uncertain first, ties to the lowest index (the same picks as "
+                                   "svp_fast.uncertainty).")
+    p.add_argument("scores_input", metavar="LOGITS", help="(N, C) .npy of logits or probabilities")
+    p.add_argument("--budget", type=size_arg, required=True, help="a count, or a fraction of N")
+    p.add_argument("--out", required=True, help="output .npy of indices")
+    p.add_argument("--method", choices=["least_confidence", "entropy", "margin"],
+                   default="least_confidence")
+    p.add_argument("--inputs", choices=["logits", "probs"], default="logits")
+    p.add_argument("--scores-out", metavar="NPY", help="also write every row's score")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_uncertainty_command)
+
+
+def uncertainty_with_progress(x, budget: int, *, method: str, inputs: str, progress: bool,
+                              num_threads: Optional[int] = None, chunk_rows: int = 1 << 16):
+    """:func:`svp_fast.uncertainty` in chunks of rows with a progress bar.
+
+    Returns (indices, scores of every row). The picks equal those of
+    ``svp_fast.uncertainty(x, budget, ...)``: the per-row float64 scores are
+    the same ones it computes (rows are scored independently), and the same
+    k-selection orders them. Reading a large memory-mapped file is what takes
+    time, so the bar follows the rows read.
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from . import _core
+    from ._arrays import as_matrix, check_budget, check_choice, check_threads
+    from .selection import uncertainty as unc
+
+    method = check_choice(method, "method", unc.METHODS)
+    inputs = check_choice(inputs, "inputs", unc.INPUTS)
+    threads = check_threads(num_threads)
+    n = x.shape[0]
+    budget = check_budget(budget, n, "the number of rows")
+    scores = np.empty(n, dtype=np.float64)
+    out_dtype = np.float64 if x.dtype == np.float64 else np.float32
+    with tqdm(total=n, desc=f"uncertainty ({method})", unit="row", disable=not progress,
+              leave=False, dynamic_ncols=True) as bar:
+        for lo in range(0, n, chunk_rows):
+            hi = min(n, lo + chunk_rows)
+            try:
+                m = as_matrix(x[lo:hi], "x")
+                scores[lo:hi] = unc._scores_cpu(m, method, inputs, True, 1e-3, threads, None)
+            except ValueError:
+                # name the right row: let the whole-array call raise its own message
+                unc.uncertainty_scores(x, method=method, inputs=inputs, num_threads=num_threads)
+                raise
+            bar.update(hi - lo)
+    order = np.empty(budget, dtype=np.int64)
+    top = np.empty(budget, dtype=np.float64)
+    if budget:
+        _core.topk_desc(scores.ctypes.data, n, budget, order.ctypes.data, top.ctypes.data, threads)
+    return order, scores.astype(out_dtype)
+
+
+def run_uncertainty_command(args) -> int:
+    out = check_output(args.out, args.overwrite)
+    scores_out = (check_output(args.scores_out, args.overwrite, "scores output")
+                  if args.scores_out else None)
+    x = load_npy(args.scores_input, "logits")
+    if x.ndim != 2:
+        raise UsageError(f"logits must be a 2-D (N, C) array, got shape {x.shape}")
+    t0 = time.perf_counter()
+    picks, scores = uncertainty_with_progress(x, _budget(args.budget, x.shape[0]),
+                                              method=args.method, inputs=args.inputs,
+                                              progress=not args.no_progress,
+                                              num_threads=args.threads)
+    seconds = time.perf_counter() - t0
+    save_npy(out, picks)
+    if scores_out is not None:
+        save_npy(scores_out, scores)
+    print(f"uncertainty ({args.method}): {picks.size} of {x.shape[0]} rows in {seconds:.2f} s -> {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="core-set selection via proxy on the bundled digits (~30 s)",
+                       description="Core-set selection on scikit-learn's digits: the target on "
+                                   "all data, on a random half, on halves selected by a small "
+                                   "proxy with each method, and by the target itself; prints "
+                                   "accuracy and the time of every stage.")
+    p.add_argument("--size", type=size_arg, default=0.5, help="subset size (default 0.5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="DIR", help="also write the two run folders (proxy- and "
+                   "target-selected) under DIR")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--progress", action="store_true", help="show training progress bars")
+    # Models this small gain nothing from more threads, and on a shared machine
+    # OpenMP threads waiting for a busy core can stall each step many times over.
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_demo_command)
+
+
+# the demo's models: a small MLP proxy, a CNN target ~10x its cost per epoch
+DEMO_PROXY = ("mlp_small", "15@0.1")
+DEMO_TARGET = ("cnn_large", "20@0.05,10@0.005")
+
+
+def run_demo_command(args) -> int:
+    from .data import load_digits
+    from .pipelines.common import METHODS, ModelSetup
+    from .pipelines.coreset import FULL, run_coreset
+    from .pipelines.results import format_table
+    from .proxy.training import TrainConfig
+
+    set_threads(args.threads)
+    splits = load_digits(seed=args.seed)
+
+    def setup(name_schedule):
+        name, schedule = name_schedule
+        return ModelSetup(name, TrainConfig(schedule, batch_size=64, eval_every=0,
+                                            progress=args.progress))
+
+    proxy, target = setup(DEMO_PROXY), setup(DEMO_TARGET)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        from .pipelines.run_folder import check_run_folder
+
+        for name in ("target-selected", "proxy-selected"):
+            check_run_folder(out / name, args.overwrite)
+    print(f"svp-fast demo: digits ({len(splits.train)} train / {len(splits.test)} test images), "
+          f"keep {args.size} of the training set\n"
+          f"  proxy  {proxy.name} ({proxy.train.epochs} epochs)\n"
+          f"  target {target.name} ({target.train.epochs} epochs)\n", flush=True)
+    t0 = time.perf_counter()
+    common = dict(size=args.size, proxy=proxy, target=target, seed=args.seed,
+                  overwrite=args.overwrite, extra_config={"command": args.command_line})
+    # selector=target trains the target on all data: that model is also the reference row
+    by_target = run_coreset(splits.train, splits.test, methods=["kcenter", "least_confidence"],
+                            selector="target", include_full=True,
+                            out_dir=out / "target-selected" if out else None, **common)
+    by_proxy = run_coreset(splits.train, splits.test, methods=[m for m in METHODS],
+                           selector="proxy", out_dir=out / "proxy-selected" if out else None,
+                           **common)
+    full = [r for r in by_target.summary if r["method"] == FULL]
+    rows = full + [r for r in by_proxy.summary if r["method"] == "random"] + \
+        [r for r in by_proxy.summary if r["method"] != "random"] + \
+        [r for r in by_target.summary if r["method"] != FULL]
+    print(format_table(rows, reference=full[0] if full else None))
+    print(f"\nselection runtime = training the selector + inference + selection; "
+          f"speed-up = total time of '{FULL}' / total time of the row.")
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    if out is not None:
+        print(f"run folders: {out / 'target-selected'}, {out / 'proxy-selected'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Selection via Proxy: train a cheap proxy, select data with it, "
+                               "train the target on the selection.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of errors (for bug reports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (add_coreset_parser, add_active_parser, add_kcenter_parser,
+                add_uncertainty_parser, add_demo_parser):
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``svp-fast``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = command_line(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.traceback:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,568 @@
+"""Exact greedy k-center over shards held by the ranks of a torch.distributed group.
+
+The protocol (one selection step, identical on every rank):
+
+1. Each rank asks its shard for its two best candidates (largest squared
+   distance to the nearest center, in the shard's working arithmetic) and
+   all-gathers them: 4 float64 per rank (value, global index, value, global
+   index).
+2. Every rank decides the same thing from the same numbers: the best value M
+   (ties to the lowest global index) wins outright when no other candidate
+   reaches thr = M - 2 E(M), E being the core's rigorous bound on the
+   rounding error of a computed value. Otherwise the step is *ambiguous* (a
+   few % of steps in float32/float16; none in float64): every rank
+   all-gathers its band members (values >= thr) with their raw rows, computes
+   for each member the float64 distance to its own nearest local center, an
+   all-reduce(min) gives each member's exact distance to the nearest center
+   anywhere, and the largest wins (ties to the lowest global index).
+3. The winner's owner removes it from its candidates and broadcasts its raw
+   row (D elements of the input dtype); every rank applies it as the new
+   center.
+
+The picks are therefore those of single-process ``svp_fast.kcenter`` on the
+concatenated shards, which are those of float64 arithmetic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import _core
+from .._arrays import F64, as_index_array, check_budget, check_choice, check_index, check_threads, is_torch
+from .._progress import make_hook
+from ..selection.cells import build_cells, default_n_cells
+from ._comm import Communicator, DistributedKCenterError, backend_map
+from ._shards import DTYPE_NAMES, LocalShard, make_shard
+
+METRICS = ("euclidean", "cosine")
+METHODS = ("auto", "scan", "pruned", "lazy")
+_METHOD_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
+_NAME = "local_embeddings"
+# rows of already_selected moved per collective during setup
+_SETUP_CHUNK_BYTES = 8 << 20
+
+
+@dataclass
+class DistributedKCenterStats:
+    """What one rank did in a distributed k-center run."""
+
+    method: str
+    backend: str  # of the step collectives: "gloo", "nccl", ...
+    device: str  # where this rank's rows live: "cpu" or "cuda"
+    world_size: int
+    rank: int
+    local_rows: int
+    offset: int  # global index of this rank's first row
+    total_rows: int
+    steps: int  # selection steps run (picks decided by the protocol)
+    ambiguous_steps: int
+    band_members: int  # candidates compared in float64, over all ambiguous steps
+    distance_evals: int  # point-center distances this rank computed
+    float64_accumulation: bool
+    setup_seconds: float  # validation, agreement, cells, already_selected
+    cells_seconds: float
+    select_seconds: float  # the step loop
+    communication_seconds: float  # of select_seconds: inside collectives (waiting included)
+    collectives: int  # issued by the step loop
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.select_seconds / self.steps if self.steps else 0.0
+
+    @property
+    def communication_seconds_per_step(self) -> float:
+        return self.communication_seconds / self.steps if self.steps else 0.0
+
+
+def _require_group(group):
+    if not dist.is_available():
+        raise RuntimeError("svp_fast.distributed needs torch.distributed, which this torch build lacks")
+    if not dist.is_initialized():
+        raise RuntimeError(
+            "svp_fast.distributed.kcenter needs an initialised torch.distributed process group: "
+            "call torch.distributed.init_process_group(...) first (torchrun sets its environment), "
+            "or pass group=")
+    if group is not None and not isinstance(group, dist.ProcessGroup):
+        raise TypeError(f"group must be a torch.distributed ProcessGroup or None, got {type(group).__name__}")
+    if dist.get_rank(group) < 0:
+        raise ValueError("this process is not a member of group")
+
+
+def _error_record(e: BaseException) -> list:
+    return [type(e).__name__, str(e)]
+
+
+def _raise_first_error(records: list, local_error: Optional[BaseException], rank: int) -> None:
+    """Raise on every rank when any rank failed its local checks."""
+    if local_error is not None:
+        raise local_error
+    for r, rec in enumerate(records):
+        if rec is not None:
+            kind = {"TypeError": TypeError, "ValueError": ValueError}.get(rec[0], RuntimeError)
+            raise kind(f"rank {r}: {rec[1]}")
+
+
+def _replicated_arguments(budget, already_selected, start, metric, method, n_cells):
+    """Type checks of the arguments every rank must pass alike, and their fingerprint."""
+    metric = check_choice(metric, "metric", METRICS)
+    method = check_choice(method, "method", METHODS)
+    # range checks need the global N: done after the agreement
+    budget = check_budget(budget, np.iinfo(np.int64).max)
+    if already_selected is None:
+        selected = np.zeros(0, dtype=np.int64)
+    else:
+        selected = as_index_array(already_selected, "already_selected", np.iinfo(np.int64).max)
+    if start is not None:
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+            raise TypeError(f"start must be an integer, got {type(start).__name__} {start!r}")
+        start = int(start)
+    if n_cells is not None:
+        if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
+            raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
+        n_cells = int(n_cells)
+    fingerprint = {
+        "budget": budget, "metric": metric, "method": method, "start": start, "n_cells": n_cells,
+        "already_selected": f"{selected.size} indices, sha1 "
+                            + hashlib.sha1(selected.tobytes()).hexdigest()[:12],
+    }
+    return budget, selected, start, metric, method, n_cells, fingerprint
+
+
+def _check_agreement(infos: list) -> None:
+    """The same arrays layout and arguments on every rank, or a clear error."""
+    first = infos[0]
+    for key, what in (("device", "device type"), ("cols", "number of columns D"),
+                      ("dtype", "dtype")):
+        for r, info in enumerate(infos):
+            if info[key] != first[key]:
+                kind = TypeError if key == "dtype" else ValueError
+                raise kind(f"{_NAME} must have the same {what} on every rank, got "
+                           f"{first[key]} on rank 0 and {info[key]} on rank {r}")
+    for key in first["args"]:
+        for r, info in enumerate(infos):
+            if info["args"][key] != first["args"][key]:
+                raise ValueError(
+                    f"{key} must be the same on every rank, got {first['args'][key]!r} on rank 0 "
+                    f"and {info['args'][key]!r} on rank {r}")
+
+
+def _check_facts(infos: list, offsets: np.ndarray, metric: str, dtype_code: int) -> dict:
+    """Raise the single-process errors with global row indices; return reduced facts."""
+    for r, info in enumerate(infos):
+        f = info["facts"]
+        if f["bad_row"] >= 0:
+            raise ValueError(
+                f"{_NAME} must be finite, got {f['bad_value']:g} at row {offsets[r] + f['bad_row']}, "
+                f"column {f['bad_col']} (rank {r}, local row {f['bad_row']})")
+    if metric == "cosine":
+        for r, info in enumerate(infos):
+            f = info["facts"]
+            if f["zero_row"] >= 0:
+                raise ValueError(
+                    f"{_NAME} row {offsets[r] + f['zero_row']} (rank {r}, local row {f['zero_row']}) "
+                    "is all zeros; the cosine metric needs rows of nonzero norm")
+    reduced = {
+        "max_abs": max(info["facts"]["max_abs"] for info in infos),
+        "min_norm": min(info["facts"]["min_norm"] for info in infos),
+        "max_norm": max(info["facts"]["max_norm"] for info in infos),
+    }
+    if dtype_code == F64 and reduced["max_abs"] > 1e150:
+        raise ValueError(f"{_NAME} holds values up to {reduced['max_abs']:g}, whose squared distances "
+                         "overflow float64; rescale the embeddings")
+    return reduced
+
+
+def _setup_device(backends: dict, shard: Optional[LocalShard]) -> torch.device:
+    """Where the setup messages live: the CPU when the group moves CPU tensors."""
+    if "cpu" in backends:
+        return torch.device("cpu")
+    if shard is not None and shard.device_type == "cuda":
+        return shard.torch_device
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def _step_device(backends: dict, shard: LocalShard) -> torch.device:
+    """Where the step messages live: on the GPU for NCCL, else in host memory."""
+    if shard.device_type == "cuda" and backends.get("cuda") == "nccl":
+        return shard.torch_device
+    if "cpu" not in backends:
+        raise ValueError(
+            f"the process group's backend ({', '.join(f'{k}:{v}' for k, v in backends.items())}) "
+            f"cannot move CPU tensors, and {_NAME} is on the CPU: initialise the group with "
+            "backend='gloo' (or 'cpu:gloo,cuda:nccl'), or pass CUDA tensors")
+    return torch.device("cpu")
+
+
+def kcenter(
+    local_embeddings: Any,
+    budget: int,
+    *,
+    already_selected: Any = None,
+    start: Optional[int] = None,
+    metric: str = "euclidean",
+    method: str = "auto",
+    group: Any = None,
+    return_radii: bool = False,
+    return_stats: bool = False,
+    progress: Any = False,
+    n_cells: Optional[int] = None,
+    seed: int = 0,
+    num_threads: Optional[int] = None,
+    simd: Optional[str] = None,
+    _poll_completion: Optional[bool] = None,
+):
+    """Exact greedy k-center over the rows held by all ranks of a process group.
+
+    Call it on every rank of ``group`` with the same arguments except
+    ``local_embeddings``. Rank r's rows are rows ``offset_r ... offset_r +
+    n_r - 1`` of the concatenated embeddings (ranks in group order;
+    ``offset_r`` is the sum of the lower ranks' row counts, agreed at the
+    start). Every rank returns the same global picks: those of single-process
+    :func:`svp_fast.kcenter` on the concatenated embeddings, exactly (same
+    tie rule: lowest global index; same float64-certified decisions).
+
+    Communication per step, on the common path: one all-gather of the top-2
+    candidates (4 float64 = 32 bytes per rank) and one broadcast of the
+    winning row from its owner (D elements of the input dtype). On an
+    ambiguous step (a near tie, typically a few % of float32/float16 steps,
+    none for float64), three more: an all-gather of the band sizes (8 bytes
+    per rank), an all-gather of the band members (8 bytes + one row each), and
+    an all-reduce(min) of their exact distances (8 bytes per member). Setup
+    costs a handful of small collectives, plus one all-reduce per 8 MiB of
+    ``already_selected`` rows.
+
+    Args:
+        local_embeddings: this rank's (n_r, D) shard: numpy array or memmap
+            (float16/32/64), or torch tensor (CPU or CUDA; float16, bfloat16,
+            float32, float64). n_r may be 0 (shape (0, D)) and may differ
+            between ranks; D and dtype must agree. Never copied unless its
+            layout needs it (see ``svp_fast._arrays``), never modified.
+        budget: number of new picks, 0 <= budget <= N - len(already_selected)
+            with N the total number of rows.
+        already_selected: global indices of initial centers (never returned),
+            the same on every rank. Their owners send their rows to everyone.
+        start: global index of the first pick when ``already_selected`` is
+            empty (default 0).
+        metric: "euclidean" or "cosine" (radii are then 1 - cos).
+        method: the local engine. "scan" reads the whole shard each step;
+            "lazy" refreshes only the candidates that may reach the top;
+            "pruned" skips k-means cells (built per shard) that the triangle
+            inequality proves cannot move (pays on clustered proxy features,
+            not on isotropic data); "auto" (default) is "lazy". The picks do
+            not depend on it.
+        group: the torch.distributed process group (default: the default
+            group, e.g. the one torchrun's environment initialised). gloo for
+            CPU arrays, NCCL for CUDA tensors (then messages live on the GPU).
+        return_radii: also return radius[t], the distance from pick t to its
+            nearest earlier center (+inf for the start pick); non-increasing.
+        return_stats: also return this rank's :class:`DistributedKCenterStats`.
+        progress: True: a tqdm progress bar on the group's rank 0; or a tqdm
+            object (updated on the rank that passes it).
+        n_cells: cells per shard for "pruned" (default ~4 sqrt(n_r)).
+        seed: seed of the k-means that builds the cells (does not affect picks).
+        num_threads: CPU threads per rank (default: OpenMP's default; with
+            several ranks per host, give each rank its share of the cores).
+        simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
+
+    Returns:
+        indices (int64, global, pick order): numpy, or a torch tensor on
+        ``local_embeddings``' device for torch input; then radii (float64)
+        if ``return_radii`` and the stats if ``return_stats``.
+
+    Raises:
+        TypeError / ValueError on every rank for bad input on any rank, naming
+        the argument and, for rows, the global row, the rank and the local row
+        (NaN/Inf, zero rows for cosine, D or dtype differing between ranks,
+        arguments differing between ranks, budget or indices out of range).
+        DistributedKCenterError (a RuntimeError) on the surviving ranks when a
+        rank dies or stops answering: it names the collective, the step and the
+        process-group timeout, and comes within that timeout.
+    """
+    _require_group(group)
+    t_setup = time.perf_counter()
+    threads = check_threads(num_threads)
+    simd = simd or ""
+
+    # 1. Local checks. Errors are shared before anyone raises: a rank that
+    #    raised alone would leave the others waiting in the next collective.
+    local_error = None
+    shard = None
+    info = {"rows": 0, "cols": None, "dtype": None, "device": None, "facts": None, "args": {}}
+    try:
+        shard = make_shard(local_embeddings, _NAME)
+        info.update(rows=shard.rows, cols=shard.cols, dtype=DTYPE_NAMES[shard.dtype_code],
+                    device=shard.device_type)
+        budget, selected, start, metric, method, n_cells, info["args"] = _replicated_arguments(
+            budget, already_selected, start, metric, method, n_cells)
+        info["facts"] = shard.facts(threads, simd)
+    except (TypeError, ValueError, RuntimeError) as e:
+        local_error = e
+    backends = backend_map(group)
+    setup = Communicator(group, _setup_device(backends, shard), _poll_completion)
+    rank, world = setup.rank, setup.world_size
+    infos = setup.all_gather_json(
+        "all-gather of the shard shapes, dtypes and arguments",
+        {"info": info, "error": _error_record(local_error) if local_error else None})
+    _raise_first_error([i["error"] for i in infos], local_error, rank)
+    infos = [i["info"] for i in infos]
+
+    # 2. Agreement and global checks: every rank holds the same numbers, so
+    #    every rank raises the same error (no collective in between).
+    _check_agreement(infos)
+    rows = np.array([i["rows"] for i in infos], dtype=np.int64)
+    ends = np.cumsum(rows)
+    offsets = ends - rows
+    n_total = int(ends[-1])
+    offset = int(offsets[rank])
+    if n_total == 0:
+        raise ValueError(f"{_NAME} must hold rows on some rank: every rank's shard is empty "
+                         f"(shapes (0, {shard.cols}))")
+    bad = np.flatnonzero(selected >= n_total)
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(f"already_selected[{j}] = {int(selected[j])} is out of range [0, {n_total})")
+    budget = check_budget(budget, n_total - selected.size, "the number of points not already selected")
+    if start is not None:
+        if selected.size:
+            raise ValueError("start applies only when already_selected is empty; "
+                             f"got start={start!r} and {selected.size} already selected")
+        start = check_index(start, "start", n_total)
+    start = 0 if start is None else start
+    reduced = _check_facts(infos, offsets, metric, shard.dtype_code)
+    metric_code = METRICS.index(metric)
+    float64 = bool(_core.shard_needs_float64(reduced["max_abs"], reduced["min_norm"],
+                                             reduced["max_norm"], shard.dtype_code, metric_code,
+                                             shard.cols))
+    chosen = "lazy" if method == "auto" else method
+    if chosen == "pruned" and shard.device_type == "cuda":
+        raise ValueError("method='pruned' is not available for CUDA shards yet; use 'lazy' or 'scan'")
+    device = _step_device(backends, shard)
+
+    # 3. Local state. A failure here (out of memory, FAISS) is shared too.
+    cells_seconds = 0.0
+    local_error = None
+    try:
+        cells, cells_n = None, 0
+        if chosen == "pruned" and shard.rows > 0 and budget > 0:
+            t0 = time.perf_counter()
+            cells_n = min(shard.rows, n_cells or default_n_cells(shard.rows))
+            cells, _ = build_cells(shard.m, cells_n, metric=metric, seed=seed)
+            cells_seconds = time.perf_counter() - t0
+        shard.build(metric_code, _METHOD_CODES[chosen], float64, cells, cells_n, threads, simd)
+    except Exception as e:  # noqa: BLE001 - re-raised on this rank, reported on the others
+        local_error = e
+    status = setup.all_gather_json("all-gather of the setup status",
+                                   _error_record(local_error) if local_error else None)
+    _raise_first_error(status, local_error, rank)
+
+    comm = setup if device == setup.device else Communicator(group, device, _poll_completion)
+    driver = _Driver(shard, comm, offsets, ends, rank, metric, budget)
+    driver.apply_selected(selected)
+    if selected.size == 0 and budget > 0:
+        driver.apply_start(start)
+    setup_seconds = time.perf_counter() - t_setup
+
+    # 4. The steps.
+    if progress is True or progress is False or progress is None:
+        bar = progress is True and rank == 0  # one bar for the whole group
+    else:
+        bar = progress  # the caller's tqdm, on the rank that passed it
+    hook, close = make_hook(budget, bar, "k-center", "pick")
+    t_select = time.perf_counter()
+    comm_seconds0, comm_calls0 = comm.seconds, comm.calls
+    try:
+        driver.run(hook)
+    finally:
+        close()
+    select_seconds = time.perf_counter() - t_select
+
+    stats = DistributedKCenterStats(
+        method=chosen, backend=comm.backend, device=shard.device_type, world_size=world, rank=rank,
+        local_rows=shard.rows, offset=offset, total_rows=n_total, steps=driver.steps,
+        ambiguous_steps=driver.ambiguous_steps, band_members=driver.band_members,
+        distance_evals=shard.distance_evals, float64_accumulation=float64,
+        setup_seconds=setup_seconds, cells_seconds=cells_seconds, select_seconds=select_seconds,
+        communication_seconds=comm.seconds - comm_seconds0, collectives=comm.calls - comm_calls0)
+    picks, radii = driver.picks, (driver.radii if return_radii else None)
+    if is_torch(local_embeddings):
+        picks = torch.from_numpy(picks).to(local_embeddings.device)
+        if radii is not None:
+            radii = torch.from_numpy(radii).to(local_embeddings.device)
+    out = [picks]
+    if return_radii:
+        out.append(radii)
+    if return_stats:
+        out.append(stats)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+class _Driver:
+    """The step loop of one rank; every method is called on every rank in the same order."""
+
+    def __init__(self, shard: LocalShard, comm: Communicator, offsets, ends, rank, metric, budget):
+        self.shard, self.comm = shard, comm
+        self.offsets, self.ends = offsets, ends
+        self.rank, self.world = rank, comm.world_size
+        self.offset = int(offsets[rank])
+        self.cosine = metric == "cosine"
+        self.budget = budget
+        self.picks = np.empty(budget, dtype=np.int64)
+        self.radii = np.empty(budget, dtype=np.float64)
+        self.done = 0  # picks made
+        self.steps = self.ambiguous_steps = self.band_members = 0
+        # local rows of the centers this rank owns: the float64 tie-breaks
+        # measure a candidate against them
+        self.local_centers = np.empty(16, dtype=np.int64)
+        self.n_local_centers = 0
+        dev = comm.device
+        self.row_bytes = shard.row_bytes
+        self.row = torch.empty(self.row_bytes, dtype=torch.uint8, device=dev)
+        self.top_send = torch.empty(4, dtype=torch.float64, device=dev)
+        self.top_all = torch.empty(4 * self.world, dtype=torch.float64, device=dev)
+        self.count_send = torch.empty(1, dtype=torch.int64, device=dev)
+        self.count_all = torch.empty(self.world, dtype=torch.int64, device=dev)
+        self.on_cpu = dev.type == "cpu"
+        self.top_send_np = self.top_send.numpy() if self.on_cpu else np.empty(4, dtype=np.float64)
+
+    # -- ownership --------------------------------------------------------
+
+    def owner(self, g: int) -> int:
+        return int(np.searchsorted(self.ends, g, side="right"))
+
+    def _remember_center(self, local_row: int) -> None:
+        if self.n_local_centers == self.local_centers.size:
+            self.local_centers = np.resize(self.local_centers, 2 * self.local_centers.size)
+        self.local_centers[self.n_local_centers] = local_row
+        self.n_local_centers += 1
+
+    def _exclude_if_mine(self, g: int) -> int:
+        """Local row of global index g here (after excluding it), or -1."""
+        if self.owner(g) != self.rank:
+            return -1
+        local = g - self.offset
+        self.shard.exclude(local)
+        return local
+
+    def _add_center(self, g: int, local: int) -> None:
+        """Every rank: g becomes a center. Its owner broadcasts the row."""
+        owner = self.owner(g)
+        if local >= 0:
+            self.shard.copy_row(local, self.row)
+        self.comm.broadcast("broadcast of the new center's row", self.row, owner)
+        self.shard.add_center(self.row, local)
+        if local >= 0:
+            self._remember_center(local)
+
+    # -- setup ------------------------------------------------------------
+
+    def apply_selected(self, selected: np.ndarray) -> None:
+        if selected.size == 0:
+            return
+        rb = self.row_bytes
+        chunk = max(1, min(selected.size, _SETUP_CHUNK_BYTES // rb))
+        locals_ = [self._exclude_if_mine(int(g)) for g in selected]
+        n_chunks = -(-selected.size // chunk)
+        for c, lo in enumerate(range(0, selected.size, chunk)):
+            hi = min(selected.size, lo + chunk)
+            self.comm.phase = f"setup: already_selected rows, chunk {c + 1} of {n_chunks}"
+            buf = torch.zeros((hi - lo) * rb, dtype=torch.uint8, device=self.comm.device)
+            for j in range(lo, hi):
+                if locals_[j] >= 0:
+                    self.shard.copy_row(locals_[j], buf[(j - lo) * rb:(j - lo + 1) * rb])
+            # exactly one rank contributes each row, the others zeros: the sum of
+            # bytes is the row, bit for bit, whatever the dtype
+            self.comm.all_reduce("all-reduce of the already_selected rows", buf, dist.ReduceOp.SUM)
+            for j in range(lo, hi):
+                self.shard.add_center(buf[(j - lo) * rb:(j - lo + 1) * rb], locals_[j])
+                if locals_[j] >= 0:
+                    self._remember_center(locals_[j])
+
+    def apply_start(self, start: int) -> None:
+        self.comm.phase = "setup: the start pick"
+        self.picks[0] = start
+        self.radii[0] = math.inf
+        self.done = 1
+        local = self._exclude_if_mine(start)
+        if self.budget > 1:
+            self._add_center(start, local)
+
+    # -- steps ------------------------------------------------------------
+
+    def run(self, hook) -> None:
+        self.prev_radius = math.inf  # squared, working space
+        for t in range(self.done, self.budget):
+            self.comm.phase = f"step {t} of {self.budget}"
+            winner, radius = self._step()
+            self.steps += 1
+            self.picks[t] = winner
+            self.prev_radius = min(self.prev_radius, max(radius, 0.0))
+            self.radii[t] = 0.5 * self.prev_radius if self.cosine else math.sqrt(self.prev_radius)
+            self.done = t + 1
+            local = self._exclude_if_mine(winner)
+            if t + 1 < self.budget:
+                self._add_center(winner, local)
+            hook(t + 1)
+
+    def _step(self):
+        v1, i1, v2, i2 = self.shard.top2()
+        off = self.offset
+        buf = self.top_send_np
+        buf[0], buf[1] = v1, (off + i1 if i1 >= 0 else -1)
+        buf[2], buf[3] = v2, (off + i2 if i2 >= 0 else -1)
+        if not self.on_cpu:
+            self.top_send.copy_(torch.from_numpy(buf))
+        self.comm.all_gather("all-gather of the top-2 candidates", self.top_send, self.top_all)
+        tops = (self.top_all.numpy() if self.on_cpu else self.top_all.cpu().numpy()).reshape(-1, 2)
+        index = tops[:, 1]
+        value = np.where(index >= 0, tops[:, 0], -np.inf)
+        m = float(value.max())
+        if not m >= 0:
+            raise AssertionError("no candidate left on any rank")  # budget was checked
+        winner = int(index[value == m].min())
+        thr = m - 2.0 * self.shard.error_bound(m)
+        if np.count_nonzero(value >= thr) == 1:
+            return winner, m
+        return self._decide_band(thr)
+
+    def _decide_band(self, thr: float):
+        """An ambiguous step: compare the band's members in float64 across ranks."""
+        self.ambiguous_steps += 1
+        comm, rb, dev = self.comm, self.row_bytes, self.comm.device
+        local_idx, _ = self.shard.band(thr)
+        self.count_send.fill_(len(local_idx))
+        comm.all_gather("all-gather of the band sizes", self.count_send, self.count_all)
+        counts = self.count_all.cpu().numpy()
+        width = int(counts.max())
+        record = 8 + rb  # int64 global index, then the raw row
+        send = torch.zeros(width * record, dtype=torch.uint8, device=dev)
+        for j, local in enumerate(local_idx):
+            g = torch.tensor([self.offset + local], dtype=torch.int64)
+            send[j * record: j * record + 8].copy_(g.view(torch.uint8))
+            self.shard.copy_row(local, send[j * record + 8:(j + 1) * record])
+        gathered = torch.empty(width * record * self.world, dtype=torch.uint8, device=dev)
+        comm.all_gather("all-gather of the band members", send, gathered)
+        heads = gathered.view(-1, record)[:, :8].cpu().contiguous().view(torch.int64).numpy().ravel()
+        slots = [r * width + j for r in range(self.world) for j in range(int(counts[r]))]
+        slots.sort(key=lambda s: heads[s])  # ties go to the lowest global index
+        exact = torch.empty(len(slots), dtype=torch.float64)
+        centers = self.local_centers[: self.n_local_centers]
+        for k, s in enumerate(slots):
+            member = gathered[s * record + 8:(s + 1) * record]
+            exact[k] = self.shard.exact_min(member, centers)
+        exact = exact.to(dev)
+        comm.all_reduce("all-reduce (min) of the band's exact distances", exact, dist.ReduceOp.MIN)
+        exact = exact.cpu().numpy()
+        self.band_members += len(slots)
+        best = int(np.argmax(exact))  # first maximum: lowest global index
+        return int(heads[slots[best]]), float(exact[best])
+
+
+__all__ = ["DistributedKCenterError", "DistributedKCenterStats", "kcenter"]

@@ -1,0 +1,243 @@
+"""The local shard of a distributed k-center run, on the CPU or a CUDA device.
+
+The driver (``kcenter.py``) talks to one :class:`LocalShard`; the class is
+chosen by where the local rows live. Both wrap the core's stepwise shard
+(``svp_fast._core.KCenterShard``, or ``KCenterShardCuda`` for CUDA tensors) and
+hide raw pointers: rows travel between ranks as their raw bytes (uint8
+tensors), so every dtype (float16, bfloat16, float32, float64) is carried
+bit for bit by every backend.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .. import _core
+from .._arrays import BF16, F16, F32, F64, Matrix, as_matrix, is_torch
+
+DTYPE_NAMES = {F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64"}
+ITEMSIZE = {F32: 4, F16: 2, BF16: 2, F64: 8}
+_NUMPY_FLOATS = {np.dtype(np.float32): F32, np.dtype(np.float16): F16, np.dtype(np.float64): F64}
+_EXPECTED = "a floating dtype (float16, bfloat16, float32 or float64)"
+
+EMPTY_FACTS = dict(bad_row=-1, bad_col=-1, bad_value=0.0, zero_row=-1, max_abs=0.0,
+                   min_norm=float("inf"), max_norm=0.0)
+
+
+def local_matrix(x: Any, name: str) -> Matrix:
+    """``as_matrix`` that also accepts an empty shard of shape (0, D)."""
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[0] == 0 and shape[1] >= 1:
+        if is_torch(x):
+            codes = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16, torch.float64: F64}
+            if x.dtype not in codes:
+                raise TypeError(f"{name} must have {_EXPECTED}, got {x.dtype}")
+            if x.device.type not in ("cpu", "cuda"):
+                raise TypeError(f"{name} must live on the CPU or a CUDA device, got device {x.device}")
+            code, kind = codes[x.dtype], "torch"
+            device, index = x.device.type, (x.device.index if x.device.type == "cuda" else None)
+        else:
+            dt = np.dtype(getattr(x, "dtype", np.float64))
+            if dt.newbyteorder("=") not in _NUMPY_FLOATS:
+                raise TypeError(f"{name} must have {_EXPECTED}, got {dt}")
+            code, kind, device, index = _NUMPY_FLOATS[dt.newbyteorder("=")], "numpy", "cpu", None
+        # The core never reads an empty shard; it still wants a valid address.
+        dummy = np.zeros(1, dtype=np.float64)
+        return Matrix(ptr=dummy.ctypes.data, rows=0, cols=int(shape[1]), row_stride=int(shape[1]),
+                      dtype_code=code, kind=kind, device=device, device_index=index,
+                      owner=dummy, copied=False)
+    return as_matrix(x, name)
+
+
+def torch_facts(t: torch.Tensor, chunk_bytes: int = 64 << 20) -> dict:
+    """``_core.shard_facts`` computed with torch on the tensor's device (float64).
+
+    Used for CUDA shards. Norms may differ from the C++ pass by rounding; they
+    only choose the arithmetic (both choices give exact picks).
+    """
+    facts = dict(EMPTY_FACTS)
+    rows, cols = t.shape
+    step = max(1, chunk_bytes // max(1, cols * 8))
+    for lo in range(0, rows, step):
+        c = t[lo: lo + step].to(torch.float64)
+        bad = ~torch.isfinite(c)
+        if bool(bad.any()):
+            r = int(bad.any(1).nonzero()[0, 0])
+            col = int(bad[r].nonzero()[0, 0])
+            facts.update(bad_row=lo + r, bad_col=col, bad_value=float(c[r, col]))
+            return facts
+        norms = torch.linalg.vector_norm(c, dim=1)
+        zero = (norms == 0).nonzero()
+        if facts["zero_row"] < 0 and zero.numel():
+            facts["zero_row"] = lo + int(zero[0, 0])
+        facts["max_abs"] = max(facts["max_abs"], float(c.abs().max()))
+        facts["min_norm"] = min(facts["min_norm"], float(norms.min()))
+        facts["max_norm"] = max(facts["max_norm"], float(norms.max()))
+    return facts
+
+
+class LocalShard:
+    """This rank's rows and the core's k-center state over them.
+
+    Construction only inspects the array (cheap, may raise TypeError /
+    ValueError naming ``name``); :meth:`build` creates the core state once all
+    ranks agree on the arithmetic.
+    """
+
+    def __init__(self, m: Matrix, name: str):
+        self.m = m
+        self.name = name
+        self.rows, self.cols, self.dtype_code = m.rows, m.cols, m.dtype_code
+        self.row_bytes = m.cols * ITEMSIZE[m.dtype_code]
+        self.core = None
+        self._cells = None  # keeps the pruned method's cell ids alive
+
+    device_type = "cpu"
+
+    def facts(self, num_threads: int, simd: str) -> dict:
+        raise NotImplementedError
+
+    def build(self, metric_code: int, method_code: int, float64: bool, cells: Optional[np.ndarray],
+              n_cells: int, num_threads: int, simd: str) -> None:
+        raise NotImplementedError
+
+    # -- the stepwise protocol (local indices) ------------------------------
+
+    def exclude(self, local_row: int) -> None:
+        self.core.exclude(local_row)
+
+    def top2(self):
+        return self.core.top2()
+
+    def error_bound(self, value: float) -> float:
+        return self.core.error_bound(value)
+
+    def band(self, thr: float):
+        return self.core.band(thr)
+
+    @property
+    def distance_evals(self) -> int:
+        return int(self.core.distance_evals) if self.core is not None else 0
+
+    def copy_row(self, local_row: int, dst: torch.Tensor) -> None:
+        """Raw bytes of local row ``local_row`` into ``dst`` (uint8, ``row_bytes``)."""
+        raise NotImplementedError
+
+    def add_center(self, row: torch.Tensor, local_row: int) -> None:
+        """Apply a center given by its raw bytes ``row`` (-1: another rank owns it)."""
+        raise NotImplementedError
+
+    def exact_min(self, row: torch.Tensor, local_rows: np.ndarray) -> float:
+        """float64 squared distance from the raw row ``row`` to the nearest of ``local_rows``."""
+        raise NotImplementedError
+
+
+class CpuShard(LocalShard):
+    """Rows in host memory (numpy array or memmap, CPU tensor): ``_core.KCenterShard``."""
+
+    device_type = "cpu"
+
+    def facts(self, num_threads: int, simd: str) -> dict:
+        if self.rows == 0:
+            return dict(EMPTY_FACTS)
+        m = self.m
+        return dict(_core.shard_facts(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
+                                      num_threads, simd))
+
+    def build(self, metric_code, method_code, float64, cells, n_cells, num_threads, simd):
+        m = self.m
+        self._cells = cells
+        self.core = _core.KCenterShard(
+            m.owner, m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, metric_code, method_code,
+            cells.ctypes.data if cells is not None else 0, n_cells if cells is not None else 0,
+            float64, num_threads, simd, self.name)
+
+    def copy_row(self, local_row, dst):
+        m = self.m
+        src = m.ptr + local_row * m.row_stride * ITEMSIZE[m.dtype_code]
+        ctypes.memmove(dst.data_ptr(), src, self.row_bytes)
+
+    def add_center(self, row, local_row):
+        self.core.add_center(row.data_ptr(), local_row)
+
+    def exact_min(self, row, local_rows):
+        return self.core.exact_min(row.data_ptr(), local_rows.ctypes.data, local_rows.size)
+
+
+class CudaShard(LocalShard):
+    """Rows on a CUDA device: ``_core.KCenterShardCuda``.
+
+    Contract assumed of ``KCenterShardCuda`` (same constructor and methods as
+    ``KCenterShard``): the row pointers it is given (``ptr``, ``add_center``'s
+    and ``exact_min``'s ``raw``) are device addresses on the shard's device;
+    ``cells_ptr`` and ``exact_min``'s ``local_rows_ptr`` are host addresses;
+    ``top2``, ``band`` and ``exact_min`` return host values. The rows it is
+    given stay valid until the call returns (the driver synchronises the
+    device before reusing a message buffer).
+    """
+
+    device_type = "cuda"
+
+    def __init__(self, m: Matrix, name: str):
+        super().__init__(m, name)
+        self.torch_device = torch.device("cuda", m.device_index)
+        self.tensor = m.owner if m.rows else None
+        self._stage = None  # device copy of a row received over a CPU (gloo) group
+
+    @staticmethod
+    def core_class():
+        cls = getattr(_core, "KCenterShardCuda", None)
+        if cls is None:
+            built = _core.build_info().get("cuda_compiled", False)
+            raise RuntimeError(
+                "svp_fast.distributed.kcenter cannot select on CUDA tensors yet: this build of "
+                "svp_fast has no CUDA shard (svp_fast._core.KCenterShardCuda"
+                + (" is not in this CUDA build" if built else "; svp_fast was built without CUDA")
+                + "). Pass the local embeddings as a CPU array or tensor with a gloo group.")
+        return cls
+
+    def facts(self, num_threads, simd):
+        if self.rows == 0:
+            return dict(EMPTY_FACTS)
+        return torch_facts(self.tensor)
+
+    def build(self, metric_code, method_code, float64, cells, n_cells, num_threads, simd):
+        m = self.m
+        self._cells = cells
+        self.core = self.core_class()(
+            m.owner, m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, metric_code, method_code,
+            cells.ctypes.data if cells is not None else 0, n_cells if cells is not None else 0,
+            float64, num_threads, simd, self.name)
+
+    def _row_bytes_view(self, local_row: int) -> torch.Tensor:
+        return self.tensor[local_row].contiguous().view(torch.uint8)
+
+    def copy_row(self, local_row, dst):
+        dst.copy_(self._row_bytes_view(local_row))
+
+    def _on_device(self, row: torch.Tensor) -> torch.Tensor:
+        if row.device == self.torch_device:
+            return row
+        if self._stage is None or self._stage.numel() != row.numel():
+            self._stage = torch.empty(row.numel(), dtype=torch.uint8, device=self.torch_device)
+        self._stage.copy_(row)
+        return self._stage
+
+    def add_center(self, row, local_row):
+        self.core.add_center(self._on_device(row).data_ptr(), local_row)
+
+    def exact_min(self, row, local_rows):
+        return self.core.exact_min(self._on_device(row).data_ptr(), local_rows.ctypes.data,
+                                   local_rows.size)
+
+
+def make_shard(x: Any, name: str) -> LocalShard:
+    m = local_matrix(x, name)
+    if m.device == "cuda":
+        CudaShard.core_class()  # fail now, on this rank, with the reason
+        return CudaShard(m, name)
+    return CpuShard(m, name)
