@@ -19,7 +19,7 @@ def _as64(x) -> np.ndarray:
 def tie_tolerance(v, d, metric):
     """Distances (squared, working space) within this of the largest are ties.
 
-    The same bound svp_fast uses (csrc/cpu/prepare.h, exact_tie_model): float64
+    The same bound svp_fast uses (csrc/include/svp/exactness.h, exact_tie_model): float64
     rounding of a D-term sum, plus, for cosine, of the division by the norm."""
     u = 2.0 ** -53
     tol = 4.0 * (d + 2.0) * u * v + 4.0 * (d + 2.0) * 2.0 ** -1070

@@ -15,6 +15,7 @@
 
 #include "kernels.h"
 #include "svp/common.h"
+#include "svp/exactness.h"
 
 namespace svp {
 namespace cpu {
@@ -65,15 +66,7 @@ struct Top2 {
   }
 };
 
-// Error model of a computed squared distance v (see kcenter.cpp):
-// |v - exact| <= E(v) = eps*v + alpha*sqrt(v) + beta.
-struct ErrorModel {
-  double eps = 0, alpha = 0, beta = 0;
-  double E(double v) const {
-    if (!(v < std::numeric_limits<double>::infinity())) return 0;
-    return eps * v + alpha * std::sqrt(v > 0 ? v : 0) + beta;
-  }
-};
+using svp::ErrorModel;
 
 // A live point whose value lies in the ambiguity band of a step.
 struct BandMember {

@@ -85,7 +85,7 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     src.norm64 = norm64;
   }
   const bool f64 = std::is_same<Acc, double>::value;
-  const cpu::ErrorModel err = cpu::error_model(f64, opt.metric, D);
+  const cpu::ErrorModel err = svp::error_model(f64, opt.metric, D);
   // float64 arithmetic for the exact comparisons
   cpu::RowSource<double> exact = {X, &k, nullptr, norm64};
 
@@ -151,7 +151,7 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
 
   std::vector<cpu::BandMember> members;
   std::vector<std::pair<double, int64_t>> computed;
-  const cpu::ErrorModel tie = cpu::exact_tie_model(opt.metric, D);
+  const cpu::ErrorModel tie = svp::exact_tie_model(opt.metric, D);
   // radius (squared, working space) of the previous pick: reported radii are
   // made non-increasing, as exact ones are (rounding could break that by ulps)
   double prev_radius = std::numeric_limits<double>::infinity();

@@ -62,29 +62,6 @@ MatrixFacts inspect(const MatrixView& X, const KernelTable& k, int threads,
   return facts;
 }
 
-ErrorModel error_model(bool float64_acc, Metric metric, int64_t D) {
-  ErrorModel e;
-  const double u = float64_acc ? std::ldexp(1.0, -53) : std::ldexp(1.0, -24);
-  const double tiny = float64_acc ? std::ldexp(1.0, -1070) : std::ldexp(1.0, -148);
-  e.eps = 2.0 * (static_cast<double>(D) + 2.0) * u;
-  e.beta = 2.0 * (static_cast<double>(D) + 2.0) * tiny;
-  if (metric == Metric::cosine) {
-    e.alpha = 2.0 * 4.0 * u;
-    e.beta += 2.0 * 4.0 * u * u;
-  }
-  return e;
-}
-
-ErrorModel exact_tie_model(Metric metric, int64_t D) {
-  const double u = std::ldexp(1.0, -53);
-  const double d = static_cast<double>(D);
-  ErrorModel e;
-  e.eps = 4.0 * (d + 2.0) * u;
-  e.alpha = metric == Metric::cosine ? 4.0 * (2.0 * d + 8.0) * u : 0.0;
-  e.beta = 4.0 * (d + 2.0) * std::ldexp(1.0, -1070);
-  return e;
-}
-
 void check_facts(const MatrixFacts& f, const MatrixView& X, Metric metric, const char* name) {
   if (f.bad_row >= 0)
     throw ValueError(format("%s must be finite, got %g at row %lld, column %lld", name,
@@ -101,12 +78,7 @@ void check_facts(const MatrixFacts& f, const MatrixView& X, Metric metric, const
 }
 
 bool needs_float64(const MatrixFacts& f, DType dtype, Metric metric, int64_t D) {
-  if (dtype == DType::f64) return true;
-  if (metric == Metric::euclidean) {
-    const double hi = 4e18 / std::sqrt(static_cast<double>(D));
-    return f.max_abs > hi || (f.max_abs > 0 && f.max_abs < std::ldexp(1.0, -40));
-  }
-  return f.min_norm < std::ldexp(1.0, -100) || f.max_norm > std::ldexp(1.0, 100);
+  return svp::needs_float64(dtype, metric, D, f.max_abs, f.min_norm, f.max_norm);
 }
 
 }  // namespace cpu

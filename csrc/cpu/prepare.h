@@ -29,19 +29,8 @@ MatrixFacts inspect(const MatrixView& X, const KernelTable& k, int threads, doub
 // float64 values whose squares overflow).
 void check_facts(const MatrixFacts& f, const MatrixView& X, Metric metric, const char* name);
 
-// float32 arithmetic unless the input is float64 or its squared distances
-// could leave float32's normal range (then float64 arithmetic: same picks).
+// The precision rule of svp/exactness.h on these facts.
 bool needs_float64(const MatrixFacts& f, DType dtype, Metric metric, int64_t D);
-
-ErrorModel error_model(bool float64_acc, Metric metric, int64_t D);
-
-// Error bound of the float64 ("exact") path: values within it of each other are
-// ties, decided by the lowest index. Euclidean: float32/16 differences and
-// squares are exact in float64, only the sum rounds; cosine: rows are divided
-// by their float64 norms, a common scale error of about (D/2 + 2) 2^-53 per
-// row, which moves a squared distance v by at most about (2D + 8) 2^-53 sqrt(v).
-// Every term is doubled, then the whole bound doubled again for margin.
-ErrorModel exact_tie_model(Metric metric, int64_t D);
 
 }  // namespace cpu
 }  // namespace svp
