@@ -210,6 +210,40 @@ bool shard_needs_float64(double max_abs, double min_norm, double max_norm, int d
                                   static_cast<svp::Metric>(metric), D);
 }
 
+#ifdef SVP_WITH_CUDA
+svp::cuda::DeviceMatrix device_view(std::uintptr_t ptr, int64_t rows, int64_t cols,
+                                    int64_t row_stride, int dtype, int device,
+                                    std::uintptr_t stream) {
+  svp::cuda::DeviceMatrix X;
+  X.data = reinterpret_cast<const void*>(ptr);
+  X.rows = rows;
+  X.cols = cols;
+  X.row_stride = row_stride;
+  SVP_CHECK_ARG(dtype >= 0 && dtype <= 3, "unknown dtype code %d", dtype);
+  X.dtype = static_cast<svp::DType>(dtype);
+  X.device = device;
+  X.stream = stream;
+  return X;
+}
+
+svp::cuda::KCenterCudaOptions cuda_kc_options(int metric, int64_t budget, std::uintptr_t sel_ptr,
+                                              int64_t n_sel, int64_t start, int method,
+                                              std::uintptr_t cells_ptr, int64_t n_cells) {
+  svp::cuda::KCenterCudaOptions opt;
+  SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+  opt.metric = static_cast<svp::Metric>(metric);
+  opt.budget = budget;
+  opt.already_selected = reinterpret_cast<const int64_t*>(sel_ptr);
+  opt.n_selected = n_sel;
+  opt.start = start;
+  opt.method = method == 1 ? svp::KCenterMethod::pruned : svp::KCenterMethod::scan;
+  opt.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
+  opt.n_cells = n_cells;
+  return opt;
+}
+#endif
+
 // The shard keeps the caller's buffers alive through `owner`.
 struct PyShard {
   py::object owner;
@@ -231,6 +265,74 @@ PYBIND11_MODULE(_core, m) {
     return svp::measure_read_bandwidth(bytes, threads, repeats);
   });
   m.def("shard_facts", &shard_facts);
+#ifdef SVP_WITH_CUDA
+  py::register_exception<svp::cuda::CudaError>(m, "CudaError", PyExc_RuntimeError);
+  m.def("cuda_device_count", []() { return svp::cuda::device_count(); });
+  m.def("cuda_device_name", [](int d) { return svp::cuda::device_name(d); });
+  m.def("kcenter_cuda_workspace",
+        [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
+           int metric, int64_t budget, int64_t n_sel, int method, int64_t n_cells) {
+          auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
+          auto opt = cuda_kc_options(metric, budget, 0, n_sel, 0, method, 0, n_cells);
+          py::gil_scoped_release nogil;
+          return svp::cuda::kcenter_cuda_workspace(X, opt);
+        });
+  m.def("kcenter_cuda",
+        [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
+           std::uintptr_t stream, int metric, int64_t budget, std::uintptr_t sel_ptr, int64_t n_sel,
+           int64_t start, int method, std::uintptr_t cells_ptr, int64_t n_cells,
+           std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t picks_ptr,
+           std::uintptr_t radii_ptr, py::object progress, double poll_interval,
+           std::string arg_name) {
+          auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
+          auto opt = cuda_kc_options(metric, budget, sel_ptr, n_sel, start, method, cells_ptr, n_cells);
+          opt.poll_interval = poll_interval;
+          opt.arg_name = arg_name.c_str();
+          PyProgress hook(std::move(progress));
+          opt.progress = &hook;
+          svp::KCenterStats stats;
+          bool cancelled = false;
+          {
+            py::gil_scoped_release nogil;
+            try {
+              svp::cuda::kcenter_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
+                                      reinterpret_cast<int64_t*>(picks_ptr),
+                                      reinterpret_cast<double*>(radii_ptr), &stats);
+            } catch (const svp::Cancelled&) {
+              cancelled = true;
+            }
+          }
+          if (cancelled) hook.rethrow();
+          return stats_dict(stats);
+        });
+  m.def("uncertainty_cuda_workspace",
+        [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
+           int64_t k) {
+          auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
+          py::gil_scoped_release nogil;
+          return svp::cuda::uncertainty_cuda_workspace(X, k);
+        });
+  m.def("uncertainty_cuda",
+        [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
+           std::uintptr_t stream, int method, int input, bool check_finite, double tol,
+           std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t scores_ptr, int64_t k,
+           std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string arg_name) {
+          auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
+          svp::cuda::UncertaintyCudaOptions opt;
+          SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+          SVP_CHECK_ARG(input == 0 || input == 1, "unknown input code %d", input);
+          opt.method = static_cast<svp::UncertaintyMethod>(method);
+          opt.input = static_cast<svp::ScoreInput>(input);
+          opt.check_finite = check_finite;
+          opt.probs_tolerance = tol;
+          opt.arg_name = arg_name.c_str();
+          py::gil_scoped_release nogil;
+          svp::cuda::uncertainty_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
+                                      reinterpret_cast<void*>(scores_ptr), k,
+                                      reinterpret_cast<int64_t*>(order_ptr),
+                                      reinterpret_cast<void*>(top_ptr));
+        });
+#endif
   m.def("shard_needs_float64", &shard_needs_float64);
   py::class_<PyShard>(m, "KCenterShard")
       .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,

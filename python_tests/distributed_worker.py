@@ -83,6 +83,9 @@ def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> N
             if case.get("cols_on_rank") and rank in case["cols_on_rank"]:
                 x = np.ascontiguousarray(np.asarray(x)[:, : case["cols_on_rank"][rank]])
             budget = case["budget_on_rank"][rank] if "budget_on_rank" in case else case["budget"]
+            # small rounds exercise the multi-round float64 tie-break on modest bands
+            from svp_fast.distributed import _kcenter
+            _kcenter._BAND_ROUND_BYTES = case.get("band_round_bytes", 1 << 20)
             picks, radii, stats = sd.kcenter(
                 x, budget, already_selected=case.get("selected"), start=case.get("start"),
                 metric=case["metric"], method=case["method"], group=group, return_radii=True,

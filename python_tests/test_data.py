@@ -292,6 +292,18 @@ def test_array_dataset_never_modifies_inputs_and_labels_are_read_only():
         ds.labels[0] = 5
 
 
+def test_array_dataset_shares_read_only_and_copies_strided_inputs(tmp_path):
+    x = np.arange(24, dtype=np.uint8).reshape(6, 4)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")  # read-only: no warning, no copy
+    ds = ArrayDataset(mapped, np.arange(6) % 2, mean=0, std=1)
+    assert np.shares_memory(ds.inputs.numpy(), mapped)
+    reversed_rows = x[::-1]  # negative strides: copied once
+    ds = ArrayDataset(reversed_rows, np.arange(6) % 2, mean=0, std=1)
+    first, = ds.batch(np.array([0]))
+    np.testing.assert_allclose(first.numpy()[0], x[5] / 255)
+
+
 def test_array_dataset_errors():
     with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
         ArrayDataset(np.zeros((3, 2), np.float32), [0, 1])

@@ -43,6 +43,8 @@ def _data(kind: str, n: int, d: int, dtype, seed: int) -> np.ndarray:
         # few distinct rows and many duplicates: exact ties everywhere, across
         # shards, down to distance 0 (all ties go to the lowest global index)
         x = rng.integers(1, 4, size=(n, d)).astype(np.float64)
+    elif kind == "ties2":  # only 2**d distinct rows
+        x = rng.integers(1, 3, size=(n, d)).astype(np.float64)
     else:  # pragma: no cover
         raise ValueError(kind)
     return x.astype(dtype)
@@ -74,6 +76,12 @@ CASES = {
           data="clustered", kind="torch", selected=40),
         C("ties_everything", [300, 300], method="lazy", data="ties", d=4, budget=600),
         C("equal_f32_cosine_polling", [500, 500], metric="cosine", method="auto", poll=True),
+        C("ties_cosine_f64_pruned", [250, 200], "float64", "cosine", "pruned", data="ties", d=4,
+          budget=300),
+        # 8 distinct rows, every pick after the 8th is an exact tie among all remaining
+        # points; bands travel in rounds of 3 members per rank
+        C("ties_in_rounds", [70, 50], method="lazy", data="ties2", d=3, budget=120,
+          band_round_bytes=3 * (8 + 3 * 4)),
         C("budget_zero", [50, 50], budget=0),
         C("budget_one_start_on_rank1", [50, 50], budget=1, start=70),
     ],
@@ -87,6 +95,8 @@ CASES = {
           data="clustered", selected=25),
         C("ties_f16_empty_first", [0, 350, 250], "float16", method="lazy", data="ties", d=4,
           budget=500),
+        C("ties_cosine_f32_scan", [300, 150, 150], metric="cosine", data="ties", d=3, budget=400,
+          band_round_bytes=5 * (8 + 3 * 4)),
     ],
     4: [
         C("empty_second_f32_lazy_selected", [500, 0, 300, 700], method="lazy", selected=30),

@@ -18,6 +18,8 @@ from svp_fast.selection.uncertainty import uncertainty
 
 PROXY = quick("mlp_small", "3@0.1")
 TARGET = quick("mlp_large", "4@0.1")
+# labelled sets of a few hundred examples need more epochs for as many steps
+SMALL_SET_TARGET = quick("mlp_large", "15@0.1")
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +173,7 @@ def test_run_folder_commit_is_atomic(tmp_path):
     ({"methods": ["random", "random"]}, ValueError, "must not repeat"),
     ({"size": 5000}, ValueError, r"size must be in \[0, 1347\] examples, got 5000"),
     ({"size": 1.5}, ValueError, r"size as a fraction must be in \[0, 1\]"),
+    ({"size": 0.0001}, ValueError, "size must keep at least one of the 1347 examples"),
     ({"size": "half"}, TypeError, "size must be a count or a fraction"),
     ({"selector": "oracle"}, ValueError, "selector must be one of"),
     ({"proxy": "resnet9"}, ValueError, "model must be one of .*got 'resnet9'"),
@@ -188,7 +191,8 @@ def test_active_learning_end_to_end(tmp_path, digits):
     out = tmp_path / "active"
     sizes = [60, 120, 200]
     result = run_active(digits.train, digits.test, methods=["least_confidence", "kcenter", "random"],
-                        sizes=sizes, proxy=PROXY, target=TARGET, target_each_round=True, seed=1,
+                        sizes=sizes, proxy=PROXY, target=SMALL_SET_TARGET, target_each_round=True,
+                        seed=1,
                         out_dir=out)
     initial = {m: result.selected[m][:60] for m in result.selected}
     # every method starts from the same random initial set
@@ -196,7 +200,7 @@ def test_active_learning_end_to_end(tmp_path, digits):
     for method, labelled in result.selected.items():
         assert labelled.size == 200 and np.unique(labelled).size == 200
     for row in result.summary:
-        assert row["labelled"] == 200 and row["accuracy"] > 0.75, row
+        assert row["labelled"] == 200 and row["accuracy"] > 0.8, row
     rounds = [r for r in result.rounds if r["method"] == "least_confidence"]
     assert [r["labelled"] for r in rounds] == sizes
     assert all(r["target_accuracy"] is not None for r in rounds)
@@ -277,3 +281,10 @@ def test_active_sizes_helper():
 def test_active_errors(digits, kwargs, error, match):
     with pytest.raises(error, match=match):
         run_active(digits.train, digits.test, **kwargs)
+
+
+def test_package_level_names():
+    import svp_fast.pipelines as pipelines
+
+    assert pipelines.run_coreset is run_coreset and pipelines.run_active is run_active
+    assert pipelines.METHODS == METHODS and pipelines.ModelSetup is ModelSetup

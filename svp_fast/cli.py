@@ -19,7 +19,6 @@ instead.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -86,7 +85,7 @@ def methods_arg(text: str) -> list:
 PAPER_SCHEDULE = "1@0.01,90@0.1,45@0.01,45@0.001"
 DEFAULTS = {
     "digits": ("mlp_small", "mlp_large", "10@0.1", "30@0.1"),
-    "fashion-mnist": ("cnn_small", "cnn_large", "2@0.05", "4@0.05,1@0.005"),
+    "fashion-mnist": ("cnn_small", "cnn_large", "2@0.05", "2@0.05,1@0.005"),
     "image32": ("preact20", "preact164", PAPER_SCHEDULE, PAPER_SCHEDULE),
     "image": ("cnn_small", "cnn_large", "10@0.05", "30@0.05"),
     "vector": ("mlp_small", "mlp_large", "10@0.05", "30@0.05"),
@@ -310,7 +309,7 @@ def check_output(path: str, overwrite: bool, what: str = "output") -> Path:
 def save_npy(path: Path, array) -> None:
     import numpy as np
 
-    from ._fs import atomic_write
+    from ._util import atomic_write
 
     atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
@@ -339,11 +338,11 @@ def add_kcenter_parser(sub) -> None:
 
 
 def _budget(value, n: int) -> int:
-    if isinstance(value, float):
-        if not 0.0 <= value <= 1.0:
-            raise UsageError(f"budget as a fraction must be in [0, 1], got {value}")
-        return int(round(value * n))
-    return value
+    """A fraction of N becomes a count; counts go to the API, which checks them
+    against what is left to pick."""
+    from ._util import count_from_size
+
+    return count_from_size(value, n, "budget") if isinstance(value, float) else value
 
 
 def run_kcenter_command(args) -> int:
@@ -394,45 +393,39 @@ def add_uncertainty_parser(sub) -> None:
 
 def uncertainty_with_progress(x, budget: int, *, method: str, inputs: str, progress: bool,
                               num_threads: Optional[int] = None, chunk_rows: int = 1 << 16):
-    """:func:`svp_fast.uncertainty` in chunks of rows with a progress bar.
+    """:func:`svp_fast.uncertainty` in chunks of rows, with a progress bar.
 
-    Returns (indices, scores of every row). The picks equal those of
-    ``svp_fast.uncertainty(x, budget, ...)``: the per-row float64 scores are
-    the same ones it computes (rows are scored independently), and the same
-    k-selection orders them. Reading a large memory-mapped file is what takes
-    time, so the bar follows the rows read.
+    Returns (indices, scores of every row). Rows are scored independently, so
+    chunking changes no score; scores are compared in their own precision
+    (float32, or float64 for float64 input) with ties to the lowest index, as
+    :func:`svp_fast.uncertainty` documents, so the picks are the same. Reading
+    a large memory-mapped file is what takes the time: the bar follows it.
     """
     import numpy as np
     from tqdm.auto import tqdm
 
-    from . import _core
-    from ._arrays import as_matrix, check_budget, check_choice, check_threads
-    from .selection import uncertainty as unc
+    from ._arrays import check_budget
+    from .selection.uncertainty import uncertainty_scores
 
-    method = check_choice(method, "method", unc.METHODS)
-    inputs = check_choice(inputs, "inputs", unc.INPUTS)
-    threads = check_threads(num_threads)
     n = x.shape[0]
     budget = check_budget(budget, n, "the number of rows")
-    scores = np.empty(n, dtype=np.float64)
-    out_dtype = np.float64 if x.dtype == np.float64 else np.float32
+    parts = []
     with tqdm(total=n, desc=f"uncertainty ({method})", unit="row", disable=not progress,
               leave=False, dynamic_ncols=True) as bar:
         for lo in range(0, n, chunk_rows):
             hi = min(n, lo + chunk_rows)
             try:
-                m = as_matrix(x[lo:hi], "x")
-                scores[lo:hi] = unc._scores_cpu(m, method, inputs, True, 1e-3, threads, None)
+                parts.append(uncertainty_scores(x[lo:hi], method=method, inputs=inputs,
+                                                num_threads=num_threads))
             except ValueError:
-                # name the right row: let the whole-array call raise its own message
-                unc.uncertainty_scores(x, method=method, inputs=inputs, num_threads=num_threads)
+                # a bad row: let the whole-array call raise, naming the row in the file
+                uncertainty_scores(x, method=method, inputs=inputs, num_threads=num_threads)
                 raise
             bar.update(hi - lo)
-    order = np.empty(budget, dtype=np.int64)
-    top = np.empty(budget, dtype=np.float64)
-    if budget:
-        _core.topk_desc(scores.ctypes.data, n, budget, order.ctypes.data, top.ctypes.data, threads)
-    return order, scores.astype(out_dtype)
+    scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    # a stable sort of the negated scores keeps equal scores in index order
+    order = np.argsort(-scores, kind="stable")[:budget].astype(np.int64)
+    return order, scores
 
 
 def run_uncertainty_command(args) -> int:
@@ -531,6 +524,11 @@ def run_demo_command(args) -> int:
 
 # ----------------------------------------------------------------------------- main
 
+# One function per subcommand; a new one (e.g. `bench`) is one more entry here.
+SUBCOMMANDS = [add_coreset_parser, add_active_parser, add_kcenter_parser, add_uncertainty_parser,
+               add_demo_parser]
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -541,8 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true",
                         help="show the full traceback of errors (for bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_coreset_parser, add_active_parser, add_kcenter_parser,
-                add_uncertainty_parser, add_demo_parser):
+    for add in SUBCOMMANDS:
         add(sub)
     return parser
 

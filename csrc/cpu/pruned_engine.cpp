@@ -187,10 +187,14 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
     return;
   }
   const int64_t before = evals_;
-  for (int64_t j = 0; j < q; ++j) {
-    src_.center64(refs[j], cbuf64_.data());
-    for (int64_t t = 0; t < D_; ++t) cbuf_[t] = static_cast<Acc>(cbuf64_[t]);
-    add_one(refs[j], cbuf_.data(), cbuf64_.data(), ordinals[j]);
+  if (q > 1) {
+    add_batch(refs, ordinals, q);
+  } else {
+    for (int64_t j = 0; j < q; ++j) {
+      src_.center64(refs[j], cbuf64_.data());
+      for (int64_t t = 0; t < D_; ++t) cbuf_[t] = static_cast<Acc>(cbuf64_[t]);
+      add_one(refs[j], cbuf_.data(), cbuf64_.data(), ordinals[j]);
+    }
   }
   if (q == 1) {
     ++steps_;
@@ -332,6 +336,90 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     if (changed_[wk.cell]) {
       changed_[wk.cell] = 0;
       tree_update(wk.cell);
+    }
+  }
+  evals_ += evals;
+}
+
+template <typename Acc>
+void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
+  const int64_t nc = n_cells_, D = D_;
+  const KernelTable& k = *src_.k;
+  const MatrixView& X = src_.X;
+  const D2RowsFn<Acc> d2 = src_.d2();
+  std::vector<double> c64(static_cast<size_t>(q * D));
+  std::vector<Acc> cacc(static_cast<size_t>(q * D));
+  for (int64_t j = 0; j < q; ++j) {
+    src_.center64(refs[j], c64.data() + j * D);
+    for (int64_t t = 0; t < D; ++t) cacc[j * D + t] = static_cast<Acc>(c64[j * D + t]);
+  }
+  int64_t evals = 0;
+#pragma omp parallel num_threads(threads_) reduction(+ : evals)
+  {
+    const char* ptrs[64];
+    Acc sc[64], out[64];
+    std::vector<double> dc(static_cast<size_t>(q));
+    std::vector<char> on(static_cast<size_t>(q));
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t kc = 0; kc < nc; ++kc) {
+      if (ctop_[kc].i1 < 0) continue;
+      const double cmax = ctop_[kc].v1, r = radius_[kc];
+      const char* mu = reinterpret_cast<const char*>(centroid_.data() + kc * D);
+      bool any = false;
+      for (int64_t j = 0; j < q; ++j) {
+        double d2c;
+        k.d2_rows_f64(DType::f64, &mu, nullptr, 1, c64.data() + j * D, D, &d2c);
+        dc[j] = std::sqrt(d2c);
+        const double lb = dc[j] * (1 - kRel) - r * (1 + kRel);
+        on[j] = !(lb > 0 && lb * lb >= cmax);
+        if (!on[j]) m2floor_[kc] = std::min(m2floor_[kc], lb * lb);
+        any = any || on[j];
+      }
+      if (!any) continue;
+      bool changed = false;
+      for (int64_t qa = lo_[kc]; qa < lo_[kc + 1]; qa += 64) {
+        const int64_t qb = std::min(lo_[kc + 1], qa + 64);
+        int64_t cnt = 0;
+        int64_t pos[64];
+        for (int64_t qq = qa; qq < qb; ++qq) {
+          if (m_[qq] < Acc(0)) continue;
+          const int64_t row = perm_[qq];
+          ptrs[cnt] = X.row(row);
+          if (src_.scale) sc[cnt] = src_.scale[row];
+          pos[cnt++] = qq;
+        }
+        if (cnt == 0) continue;
+        for (int64_t j = 0; j < q; ++j) {
+          if (!on[j]) continue;
+          d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, cacc.data() + j * D, D, out);
+          evals += cnt;
+          for (int64_t t = 0; t < cnt; ++t) {
+            const int64_t qq = pos[t];
+            const Acc d = out[t];
+            if (d < m_[qq]) {
+              m2_[qq] = m_[qq];
+              m_[qq] = d;
+              assign_[qq] = ordinals[j];
+              changed = true;
+            } else if (d < m2_[qq]) {
+              m2_[qq] = d;
+            }
+          }
+        }
+      }
+      if (changed) {
+        Top2 t;
+        for (int64_t qq = lo_[kc]; qq < lo_[kc + 1]; ++qq)
+          if (m_[qq] >= Acc(0)) t.push(static_cast<double>(m_[qq]), perm_[qq]);
+        ctop_[kc] = t;
+        changed_[kc] = 1;
+      }
+    }
+  }
+  for (int64_t kc = 0; kc < nc; ++kc) {
+    if (changed_[kc]) {
+      changed_[kc] = 0;
+      tree_update(kc);
     }
   }
   evals_ += evals;

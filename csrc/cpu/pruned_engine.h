@@ -55,6 +55,9 @@ class PrunedEngine final : public Engine<Acc> {
 
  private:
   void add_one(const CenterRef& ref, const Acc* c, const double* c64, int64_t ordinal);
+  // several centers at once (the initial ones): per cell, the centers that
+  // survive its bounds are applied while its members stay in cache
+  void add_batch(const CenterRef* refs, const int64_t* ordinals, int64_t q);
   // scan cell kc's members in [qa, qb) against center c; returns evaluations
   int64_t scan_cell(int64_t kc, int64_t qa, int64_t qb, double dc, const Acc* c,
                     int64_t ordinal, const char** ptrs, Acc* sc, Acc* out, int64_t* pos);

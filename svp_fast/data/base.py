@@ -24,7 +24,7 @@ as they are.
 from __future__ import annotations
 
 import abc
-import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -167,6 +167,20 @@ def crop_flip(images: torch.Tensor, generator: Optional[torch.Generator], paddin
                   rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def _as_tensor(values: Any) -> torch.Tensor:
+    """A tensor sharing memory with ``values`` where torch allows it."""
+    arr = np.asarray(values)
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)  # torch cannot view negative strides; a copy
+    if not arr.flags.writeable:
+        # torch warns that writing to such a tensor is undefined; this class
+        # never writes to its inputs, so the shared read-only memory is safe
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(arr)
+    return torch.from_numpy(arr)
+
+
 class ArrayDataset(Dataset):
     """Images or feature vectors held in memory.
 
@@ -183,14 +197,15 @@ class ArrayDataset(Dataset):
             and horizontal flip, for 32x32 images).
         name: shown in logs and run folders.
 
-    The inputs are kept by reference when they are already a contiguous tensor
-    or array; they are never modified.
+    The inputs are kept by reference (no copy) when they are a tensor or a
+    C-contiguous array (a memory-mapped one too); other layouts are copied
+    once. They are never modified.
     """
 
     def __init__(self, inputs: Any, labels: Any, *, num_classes: Optional[int] = None,
                  mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                  augmentation: str = "none", name: str = "arrays"):
-        x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs.detach()
+        x = inputs.detach() if isinstance(inputs, torch.Tensor) else _as_tensor(inputs)
         if x.device.type != "cpu":
             raise ValueError(f"inputs must be on the CPU, got a tensor on {x.device}")
         if x.dim() not in (2, 4):
@@ -285,16 +300,3 @@ class ArrayDataset(Dataset):
         if augment and self._augmentation == "crop_flip":
             x = crop_flip(x, generator)
         return (x,)
-
-
-def check_fraction_or_size(value: Any, n: int, name: str) -> int:
-    """A size from an int count in [0, n] or a float fraction in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a count or a fraction, got {type(value).__name__} {value!r}")
-    if isinstance(value, numbers.Integral):
-        if not 0 <= int(value) <= n:
-            raise ValueError(f"{name} must be in [0, {n}] examples, got {int(value)}")
-        return int(value)
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} as a fraction must be in [0, 1], got {value}")
-    return int(round(float(value) * n))

@@ -20,7 +20,18 @@ The command line does the same: ``torchrun --nproc-per-node 4 -m svp_fast kcente
 its messages and a model of its cost at scale are in docs/distributed.md.
 """
 
-from ._comm import DistributedKCenterError
-from ._kcenter import DistributedKCenterStats, kcenter
-
 __all__ = ["DistributedKCenterError", "DistributedKCenterStats", "kcenter"]
+
+
+def __getattr__(name):
+    # torch is imported on first use, not with the package: `svp-fast --help`
+    # and the command line's argument parsing (svp_fast.distributed.cli) stay fast.
+    if name in __all__:
+        from . import _kcenter
+
+        return getattr(_kcenter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

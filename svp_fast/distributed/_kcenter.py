@@ -10,11 +10,12 @@ The protocol (one selection step, identical on every rank):
    (ties to the lowest global index) wins outright when no other candidate
    reaches thr = M - 2 E(M), E being the core's rigorous bound on the
    rounding error of a computed value. Otherwise the step is *ambiguous* (a
-   few % of steps in float32/float16; none in float64): every rank
+   few % of steps in float32/float16; in float64 only on real ties): every rank
    all-gathers its band members (values >= thr) with their raw rows, computes
    for each member the float64 distance to its own nearest local center, an
    all-reduce(min) gives each member's exact distance to the nearest center
-   anywhere, and the largest wins (ties to the lowest global index).
+   anywhere, and the largest wins; values within float64's own error bound of
+   the largest are ties, won by the lowest global index.
 3. The winner's owner removes it from its candidates and broadcasts its raw
    row (D elements of the input dtype); every rank applies it as the new
    center.
@@ -48,6 +49,8 @@ _METHOD_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
 _NAME = "local_embeddings"
 # rows of already_selected moved per collective during setup
 _SETUP_CHUNK_BYTES = 8 << 20
+# band members (index + row) one rank sends per round of an ambiguous step
+_BAND_ROUND_BYTES = 1 << 20
 
 
 @dataclass
@@ -232,8 +235,8 @@ def kcenter(
     Communication per step, on the common path: one all-gather of the top-2
     candidates (4 float64 = 32 bytes per rank) and one broadcast of the
     winning row from its owner (D elements of the input dtype). On an
-    ambiguous step (a near tie, typically a few % of float32/float16 steps,
-    none for float64), three more: an all-gather of the band sizes (8 bytes
+    ambiguous step (a near tie: typically a few % of float32/float16 steps,
+    and in float64 only where points really tie), three more: an all-gather of the band sizes (8 bytes
     per rank), an all-gather of the band members (8 bytes + one row each), and
     an all-reduce(min) of their exact distances (8 bytes per member). Setup
     costs a handful of small collectives, plus one all-reduce per 8 MiB of
@@ -427,10 +430,12 @@ class _Driver:
         self.row = torch.empty(self.row_bytes, dtype=torch.uint8, device=dev)
         self.top_send = torch.empty(4, dtype=torch.float64, device=dev)
         self.top_all = torch.empty(4 * self.world, dtype=torch.float64, device=dev)
-        self.count_send = torch.empty(1, dtype=torch.int64, device=dev)
-        self.count_all = torch.empty(self.world, dtype=torch.int64, device=dev)
         self.on_cpu = dev.type == "cpu"
         self.top_send_np = self.top_send.numpy() if self.on_cpu else np.empty(4, dtype=np.float64)
+        # ambiguous steps: (members sent this round, largest possible exact value left)
+        self.meta_send_t = torch.empty(2, dtype=torch.float64, device=dev)
+        self.meta_send = self.meta_send_t.numpy() if self.on_cpu else np.empty(2, dtype=np.float64)
+        self.meta_all = torch.empty(2 * self.world, dtype=torch.float64, device=dev)
 
     # -- ownership --------------------------------------------------------
 
@@ -468,7 +473,11 @@ class _Driver:
             return
         rb = self.row_bytes
         chunk = max(1, min(selected.size, _SETUP_CHUNK_BYTES // rb))
-        locals_ = [self._exclude_if_mine(int(g)) for g in selected]
+        owners = np.searchsorted(self.ends, selected, side="right")
+        locals_ = np.where(owners == self.rank, selected - self.offset, -1).tolist()
+        for local in locals_:
+            if local >= 0:
+                self.shard.exclude(local)
         n_chunks = -(-selected.size // chunk)
         for c, lo in enumerate(range(0, selected.size, chunk)):
             hi = min(selected.size, lo + chunk)
@@ -517,10 +526,9 @@ class _Driver:
         buf = self.top_send_np
         buf[0], buf[1] = v1, (off + i1 if i1 >= 0 else -1)
         buf[2], buf[3] = v2, (off + i2 if i2 >= 0 else -1)
-        if not self.on_cpu:
-            self.top_send.copy_(torch.from_numpy(buf))
-        self.comm.all_gather("all-gather of the top-2 candidates", self.top_send, self.top_all)
-        tops = (self.top_all.numpy() if self.on_cpu else self.top_all.cpu().numpy()).reshape(-1, 2)
+        self.comm.all_gather("all-gather of the top-2 candidates", self._dev(buf, self.top_send),
+                             self.top_all)
+        tops = self._host(self.top_all).reshape(-1, 2)
         index = tops[:, 1]
         value = np.where(index >= 0, tops[:, 0], -np.inf)
         m = float(value.max())
@@ -533,36 +541,84 @@ class _Driver:
         return self._decide_band(thr)
 
     def _decide_band(self, thr: float):
-        """An ambiguous step: compare the band's members in float64 across ranks."""
+        """An ambiguous step: compare the band's members in float64 across ranks.
+
+        The winner is what single-process kcenter picks: with ``top`` the
+        largest exact (float64) distance to the nearest center among the band's
+        members, the lowest global index among the members within
+        ``exact_tolerance(top)`` of it. Members travel in rounds of at most
+        ``_BAND_ROUND_BYTES`` per rank, largest computed value first, so that
+        a huge band (many exact ties) never needs more memory than one round;
+        the rounds stop when no member left on any rank can reach
+        ``top - exact_tolerance(top)`` (its exact value is at most its computed
+        value plus ``error_bound``). A typical band fits in one round: three
+        collectives (sizes, members, exact minima).
+        """
         self.ambiguous_steps += 1
-        comm, rb, dev = self.comm, self.row_bytes, self.comm.device
-        local_idx, _ = self.shard.band(thr)
-        self.count_send.fill_(len(local_idx))
-        comm.all_gather("all-gather of the band sizes", self.count_send, self.count_all)
-        counts = self.count_all.cpu().numpy()
-        width = int(counts.max())
+        comm, rb, dev, shard = self.comm, self.row_bytes, self.comm.device, self.shard
+        local_idx, local_val = shard.band(thr)
+        local_idx = np.asarray(local_idx, dtype=np.int64)
+        local_val = np.asarray(local_val, dtype=np.float64)
+        order = np.lexsort((local_idx, -local_val))  # largest value first, then lowest index
+        local_idx, local_val = local_idx[order], local_val[order]
         record = 8 + rb  # int64 global index, then the raw row
-        send = torch.zeros(width * record, dtype=torch.uint8, device=dev)
-        for j, local in enumerate(local_idx):
-            g = torch.tensor([self.offset + local], dtype=torch.int64)
-            send[j * record: j * record + 8].copy_(g.view(torch.uint8))
-            self.shard.copy_row(local, send[j * record + 8:(j + 1) * record])
-        gathered = torch.empty(width * record * self.world, dtype=torch.uint8, device=dev)
-        comm.all_gather("all-gather of the band members", send, gathered)
-        heads = gathered.view(-1, record)[:, :8].cpu().contiguous().view(torch.int64).numpy().ravel()
-        slots = [r * width + j for r in range(self.world) for j in range(int(counts[r]))]
-        slots.sort(key=lambda s: heads[s])  # ties go to the lowest global index
-        exact = torch.empty(len(slots), dtype=torch.float64)
+        per_round = max(1, _BAND_ROUND_BYTES // record)
         centers = self.local_centers[: self.n_local_centers]
-        for k, s in enumerate(slots):
-            member = gathered[s * record + 8:(s + 1) * record]
-            exact[k] = self.shard.exact_min(member, centers)
-        exact = exact.to(dev)
-        comm.all_reduce("all-reduce (min) of the band's exact distances", exact, dist.ReduceOp.MIN)
-        exact = exact.cpu().numpy()
-        self.band_members += len(slots)
-        best = int(np.argmax(exact))  # first maximum: lowest global index
-        return int(heads[slots[best]]), float(exact[best])
+        top = -math.inf
+        values, indices = [], []  # exact values and global indices of the members compared
+        pos, rounds = 0, 0
+        while True:
+            rounds += 1
+            take = local_idx[pos: pos + per_round]
+            pos += take.size
+            # the largest exact value a member still waiting here can have
+            next_upper = (local_val[pos] + shard.error_bound(local_val[pos])
+                          if pos < local_idx.size else -math.inf)
+            self.meta_send[0], self.meta_send[1] = take.size, next_upper
+            comm.all_gather(f"all-gather of the band sizes (round {rounds})",
+                            self._dev(self.meta_send, self.meta_send_t), self.meta_all)
+            meta = self._host(self.meta_all).reshape(-1, 2)
+            counts = meta[:, 0].astype(np.int64)
+            width = int(counts.max())
+            if width:
+                send = torch.zeros(width * record, dtype=torch.uint8, device=dev)
+                heads = torch.from_numpy((self.offset + take).view(np.uint8).reshape(-1, 8))
+                for j, local in enumerate(take.tolist()):
+                    send[j * record: j * record + 8].copy_(heads[j])
+                    shard.copy_row(local, send[j * record + 8:(j + 1) * record])
+                gathered = torch.empty(width * record * self.world, dtype=torch.uint8, device=dev)
+                comm.all_gather(f"all-gather of the band members (round {rounds})", send, gathered)
+                slots = [r * width + j for r in range(self.world) for j in range(int(counts[r]))]
+                g = gathered.view(-1, record)[:, :8].cpu().contiguous().view(torch.int64)
+                exact = torch.empty(len(slots), dtype=torch.float64)
+                for k, slot in enumerate(slots):
+                    exact[k] = shard.exact_min(gathered[slot * record + 8:(slot + 1) * record],
+                                               centers)
+                exact = exact.to(dev)
+                comm.all_reduce(f"all-reduce (min) of the band's exact distances (round {rounds})",
+                                exact, dist.ReduceOp.MIN)
+                values.append(exact.cpu().numpy())
+                indices.append(g.numpy().ravel()[slots])
+                top = max(top, float(values[-1].max()))
+                self.band_members += len(slots)
+            if not np.any(meta[:, 1] >= top - shard.exact_tolerance(top)):
+                break
+        values, indices = np.concatenate(values), np.concatenate(indices)
+        # As in single-process kcenter: float64 values within float64's own
+        # error of the largest are ties (real ties land anywhere within it),
+        # and the lowest global index among them wins.
+        tied = values >= top - shard.exact_tolerance(top)
+        return int(indices[tied].min()), top
+
+    def _dev(self, host: np.ndarray, dev_tensor: torch.Tensor) -> torch.Tensor:
+        """A small host array as the message tensor (a view on the CPU, a copy on a GPU)."""
+        if self.on_cpu:
+            return dev_tensor  # shares memory with `host`
+        dev_tensor.copy_(torch.from_numpy(host))
+        return dev_tensor
+
+    def _host(self, t: torch.Tensor) -> np.ndarray:
+        return t.numpy() if self.on_cpu else t.cpu().numpy()
 
 
 __all__ = ["DistributedKCenterError", "DistributedKCenterStats", "kcenter"]

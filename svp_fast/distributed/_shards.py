@@ -116,6 +116,10 @@ class LocalShard:
     def error_bound(self, value: float) -> float:
         return self.core.error_bound(value)
 
+    def exact_tolerance(self, value: float) -> float:
+        """float64 values within this of the largest are ties (lowest index wins)."""
+        return self.core.exact_tolerance(value)
+
     def band(self, thr: float):
         return self.core.band(thr)
 

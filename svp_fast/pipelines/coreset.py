@@ -17,9 +17,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
-
-from ..data.base import Dataset, check_fraction_or_size
+from .._util import count_from_size
+from ..data.base import Dataset
 from ..proxy.training import TrainConfig
 from .common import (SELECTORS, UNCERTAINTY_METHODS, ModelSetup, StageLog, check_methods,
                      check_seed, fit, model_outputs, select)
@@ -84,7 +83,9 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
     proxy, target = as_setup(proxy, "proxy"), as_setup(target, "target")
     seed = check_seed(seed)
     n = len(train_set)
-    budget = check_fraction_or_size(size, n, "size")
+    budget = count_from_size(size, n, "size")
+    if budget < 1:
+        raise ValueError(f"size must keep at least one of the {n} examples, got {size!r}")
     if out_dir is not None:
         check_run_folder(out_dir, overwrite)
     sel_setup = proxy if selector == "proxy" else target
@@ -104,8 +105,7 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
             return folder.file(name) if folder is not None and save_models else None
 
         shared: dict[str, float] = {}
-        sel = None
-        sel_acc = None
+        sel = sel_acc = outputs = None
         if needs_selector:
             sel = fit(sel_setup, train_set, test_set, None, seed, f"{selector}/all",
                       desc=f"{selector} ({sel_setup.name})",
@@ -119,8 +119,6 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                 shared["inference"] = outputs.seconds
                 log.add(method="shared", stage="inference", model=sel_setup.name, round=0,
                         labelled=n, seconds=outputs.seconds)
-            else:
-                outputs = None
 
         summary, selected = [], {}
         if include_full:
@@ -139,7 +137,7 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         for method in methods:
             with log.time(method=method, stage="selection", model=sel_setup.name
                           if method != "random" else "", round=0, labelled=budget) as rec:
-                idx = select(method, budget, outputs=outputs if method != "random" else None,
+                idx = select(method, budget, outputs=outputs,
                              tracker=sel.tracker if sel is not None else None, n=n, metric=metric,
                              seed=seed, progress=progress)
             selected[method] = idx

@@ -7,7 +7,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -25,8 +25,10 @@ class RunResult:
     Attributes:
         kind: "coreset" or "active".
         config: everything that defines the run (JSON-able; ``config.json``).
-        stages: timed stages (``stages.csv``): method, stage, model, round,
-            labelled-set size, seconds, test accuracy of the model trained there.
+        stages: timed stages (``stages.csv``): method ("shared" for a stage
+            several methods use, e.g. the proxy trained once for all of them),
+            stage, model, round, labelled-set size, seconds, test accuracy of the
+            model trained there.
         summary: one row per method (and "all data" for a core-set run with the
             full-data reference): target accuracy, the labelled-set size, seconds
             per stage (``<stage>_seconds``), ``selection_runtime_seconds``

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from .._fs import current_umask
+from .._util import current_umask
 
 
 class RunFolderExistsError(FileExistsError):

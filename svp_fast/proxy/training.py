@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._fs import atomic_write
+from .._util import atomic_write
 from ..data.base import Dataset, as_indices
 from .models import Classifier, create_model
 
@@ -92,7 +92,9 @@ class TrainConfig:
             for 32x32 images; datasets without one ignore it).
         eval_every: evaluate on the held-out set every this many epochs (and
             always after the last); 0 evaluates only after the last epoch.
-        eval_batch_size: minibatch size for evaluation and inference.
+        eval_batch_size: minibatch size for evaluation and inference (on CPUs
+            small batches keep activations in cache and run fastest; raise it
+            on GPUs).
         num_workers: processes that build minibatches (useful for image
             folders, which decode files; 0 builds them in the training process).
         device: "cpu", "cuda", "cuda:1", ..., or "auto" (CUDA when available).
@@ -106,7 +108,7 @@ class TrainConfig:
     nesterov: bool = False
     augment: bool = True
     eval_every: int = 1
-    eval_batch_size: int = 512
+    eval_batch_size: int = 128
     num_workers: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -276,7 +278,8 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
     optimizer = torch.optim.SGD(model.parameters(), lr=config.schedule[0][1],
                                 momentum=config.momentum, weight_decay=config.weight_decay,
                                 nesterov=config.nesterov and config.momentum > 0)
-    labels = torch.tensor(dataset.labels, dtype=torch.long)  # labels may be read-only
+    # a copy on the device (dataset labels may be read-only numpy arrays)
+    labels = torch.tensor(dataset.labels, dtype=torch.long, device=device)
     rng = np.random.default_rng(seed)
     lrs = [r for e, r in config.schedule for _ in range(e)]
     result = TrainResult()
@@ -287,14 +290,16 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
         order = rows[rng.permutation(rows.size)]
         model.train()
         t0 = time.perf_counter()
-        total_loss, total_correct = 0.0, 0
+        # summed on the device: no host sync per step on GPUs
+        loss_sum = torch.zeros((), device=device)
+        correct_sum = torch.zeros((), dtype=torch.long, device=device)
         bar = tqdm(total=rows.size, desc=f"{desc} {epoch}/{len(lrs)}", unit="ex", leave=False,
                    disable=not config.progress, dynamic_ncols=True)
         batch_seed = int(rng.integers(2**31))
         for idx, inputs in iterate_batches(dataset, order, config.batch_size,
                                            augment=config.augment, seed=batch_seed,
                                            num_workers=config.num_workers):
-            y = labels[torch.from_numpy(idx)].to(device, non_blocking=True)
+            y = labels[torch.from_numpy(idx).to(device, non_blocking=True)]
             logits = model(*_to(inputs, device))
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -303,10 +308,11 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
             correct = logits.detach().argmax(1) == y
             if tracker is not None:
                 tracker.update(idx, correct.cpu().numpy())
-            total_loss += float(loss.detach())
-            total_correct += int(correct.sum())
+            loss_sum += loss.detach()
+            correct_sum += correct.sum()
             bar.update(len(idx))
         bar.close()
+        total_loss, total_correct = float(loss_sum), int(correct_sum)
         train_seconds = time.perf_counter() - t0
         eval_acc, eval_seconds = None, 0.0
         last = epoch == len(lrs)
@@ -359,7 +365,7 @@ class Inference:
         return self.logits.argmax(axis=1)
 
 
-def infer(model: Classifier, dataset: Dataset, *, indices: Any = None, batch_size: int = 512,
+def infer(model: Classifier, dataset: Dataset, *, indices: Any = None, batch_size: int = 128,
           features: bool = True, device: Any = None, num_workers: int = 0,
           progress: bool = False, desc: str = "infer") -> Inference:
     """Features and logits of ``dataset`` rows ``indices`` (default all), in
@@ -402,7 +408,7 @@ def infer(model: Classifier, dataset: Dataset, *, indices: Any = None, batch_siz
     return Inference(rows, feats, logits, time.perf_counter() - t0)
 
 
-def evaluate(model: Classifier, dataset: Dataset, *, indices: Any = None, batch_size: int = 512,
+def evaluate(model: Classifier, dataset: Dataset, *, indices: Any = None, batch_size: int = 128,
              device: Any = None, num_workers: int = 0) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` (no augmentation)."""
     out = infer(model, dataset, indices=indices, batch_size=batch_size, features=False,

@@ -1,0 +1,187 @@
+"""CPU benchmarks of the selection core, side by side with the baselines in one run.
+
+    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned] [--quick]
+
+coreset      CIFAR-10-sized core-set: N=50,000, D=64 (Gaussian), 1,000 already
+             selected, 24,000 picks: the original SVP loop (numpy + scipy cdist,
+             float32 matrix), its float64 O(N) variant, and svp_fast.
+floor        N=1,000,000, D=128, float32 and float16, 200 picks: time per step
+             against the memory-read floor N*D*bytes / bandwidth measured here.
+uncertainty  N=1,000,000 x 1,000 classes, top 10%: against numpy and torch
+             composites.
+pruned       issue 4: real Fashion-MNIST proxy features (30,000 picks),
+             synthetic clustered N=200,000 D=256 (10,000 picks), isotropic
+             noise (auto against scan).
+Prints a table per group and writes benchmarks/results/cpu_<group>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import svp_fast  # noqa: E402
+from svp_fast import _core  # noqa: E402
+
+from baselines import first_difference, lean_kcenter_f64, svp_original_kcenter  # noqa: E402
+from datasets import fashion_mnist_proxy_features, isotropic, synthetic_clustered  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "svp_fast": svp_fast.build_info(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def table(rows, cols):
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |", flush=True)
+
+
+def save(name, rows):
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / f"cpu_{name}.json", "w") as f:
+        json.dump({"machine": machine(), "rows": rows}, f, indent=1, default=str)
+
+
+def bench_coreset(quick):
+    rng = np.random.default_rng(0)
+    n, d = 50_000, 64
+    budget = 2_400 if quick else 24_000
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    sel = rng.choice(n, 1000, replace=False)
+    rows = []
+    t_svp, p_svp = timed(lambda: svp_original_kcenter(x, sel, budget))
+    rows.append({"method": "original SVP loop (numpy+scipy, f32 matrix)", "seconds": round(t_svp, 2)})
+    t_lean, p_lean = timed(lambda: lean_kcenter_f64(x, sel, budget))
+    rows.append({"method": "same loop, float64, O(N) memory", "seconds": round(t_lean, 2)})
+    for method in ("scan", "lazy", "auto"):
+        svp_fast.kcenter(x[:2000], 10, method=method)  # warm-up
+        t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, already_selected=sel, method=method,
+                                                    return_stats=True))
+        rows.append({"method": f"svp_fast {method} ({st.method})", "seconds": round(t, 3),
+                     "x original SVP": round(t_svp / t, 1),
+                     "first diff vs f64 loop": first_difference(p, p_lean),
+                     "first diff vs original": first_difference(p, p_svp),
+                     "evaluated": round(st.evaluated_fraction, 3),
+                     "float64 decisions": st.ambiguous_steps})
+    table(rows, ["method", "seconds", "x original SVP", "first diff vs f64 loop",
+                 "first diff vs original", "evaluated", "float64 decisions"])
+    save("coreset", rows)
+
+
+def bench_floor(quick):
+    n = 200_000 if quick else 1_000_000
+    bw = _core.measure_read_bandwidth(1 << 30, 0, 7)
+    rng = np.random.default_rng(1)
+    x32 = rng.standard_normal((n, 128), dtype=np.float32)
+    rows = []
+    for x in (x32, x32.astype(np.float16)):
+        svp_fast.kcenter(x, 3, method="scan")
+        steps = 200
+        _, (p, st) = timed(lambda: svp_fast.kcenter(x, steps + 1, method="scan", return_stats=True))
+        step = st.select_seconds / steps
+        floor = x.nbytes / bw
+        rows.append({"dtype": x.dtype.name, "N": n, "D": 128, "ms/step": round(step * 1e3, 2),
+                     "floor ms": round(floor * 1e3, 2), "/ floor": round(step / floor, 2),
+                     "read GB/s": round(bw / 1e9, 1)})
+    table(rows, ["dtype", "N", "D", "ms/step", "floor ms", "/ floor", "read GB/s"])
+    save("floor", rows)
+
+
+def bench_uncertainty(quick):
+    import torch
+
+    n = 100_000 if quick else 1_000_000
+    rng = np.random.default_rng(2)
+    z = (rng.standard_normal((n, 1000), dtype=np.float32) * 3)
+    k = n // 10
+    bw = _core.measure_read_bandwidth(1 << 30, 0, 5)
+    rows = []
+
+    def np_softmax(a):
+        e = np.exp(a - a.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    np_scores = {
+        "least_confidence": lambda: 1 - np_softmax(z).max(1),
+        "entropy": lambda: (lambda p: -(p * np.log(np.maximum(p, 1e-45))).sum(1))(np_softmax(z)),
+        "margin": lambda: (lambda s: 1 - (s[:, -1] - s[:, -2]))(np.sort(np_softmax(z), 1)),
+    }
+    zt = torch.from_numpy(z)
+    torch_scores = {
+        "least_confidence": lambda: 1 - torch.softmax(zt, 1).max(1).values,
+        "entropy": lambda: -(torch.softmax(zt, 1) * torch.log_softmax(zt, 1)).sum(1),
+        "margin": lambda: (lambda t: 1 - (t[:, 0] - t[:, 1]))(torch.topk(torch.softmax(zt, 1), 2, 1).values),
+    }
+    for m in ("least_confidence", "entropy", "margin"):
+        t_np, _ = timed(lambda: np.argpartition(-np_scores[m](), k)[:k])
+        t_t, _ = timed(lambda: torch.topk(torch_scores[m](), k).indices)
+        svp_fast.uncertainty(z[:1000], 10, method=m)
+        t_s, _ = timed(lambda: svp_fast.uncertainty(z, k, method=m))
+        rows.append({"method": m, "numpy s": round(t_np, 3), "torch s": round(t_t, 3),
+                     "svp_fast s": round(t_s, 3), "x numpy": round(t_np / t_s, 1),
+                     "x torch": round(t_t / t_s, 1), "floor s": round(z.nbytes / bw, 3)})
+    table(rows, ["method", "numpy s", "torch s", "svp_fast s", "x numpy", "x torch", "floor s"])
+    save("uncertainty", rows)
+
+
+def bench_pruned(quick):
+    rows = []
+    cases = [
+        ("Fashion-MNIST proxy features 60000x64", fashion_mnist_proxy_features(), 3000 if quick else 30_000),
+        ("synthetic clustered 200000x256", synthetic_clustered(50_000 if quick else 200_000, 256), 1000 if quick else 10_000),
+        ("isotropic noise 200000x64", isotropic(50_000 if quick else 200_000, 64), 1000 if quick else 10_000),
+        ("isotropic noise 50000x256, 300 picks", isotropic(50_000, 256, seed=3), 300),
+    ]
+    for name, x, b in cases:
+        res = {}
+        for method in ("scan", "pruned", "lazy", "auto"):
+            t, (p, st) = timed(lambda: svp_fast.kcenter(x, b, method=method, return_stats=True))
+            res[method] = (t, p, st)
+        t_scan, p_scan, _ = res["scan"]
+        for method in ("scan", "pruned", "lazy", "auto"):
+            t, p, st = res[method]
+            rows.append({"data": name, "picks": b, "method": f"{method} ({st.method})",
+                         "seconds": round(t, 2), "x scan": round(t_scan / t, 2),
+                         "evaluated": round(st.evaluated_fraction, 4),
+                         "cells s": round(st.cells_seconds, 2),
+                         "same picks": bool(np.array_equal(p, p_scan))})
+        print(name, "done", flush=True)
+    table(rows, ["data", "picks", "method", "seconds", "x scan", "evaluated", "cells s", "same picks"])
+    save("pruned", rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="coreset,floor,uncertainty,pruned")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    print(json.dumps(machine(), default=str))
+    for name in args.only.split(","):
+        print(f"\n## {name}")
+        {"coreset": bench_coreset, "floor": bench_floor, "uncertainty": bench_uncertainty,
+         "pruned": bench_pruned}[name](args.quick)
+
+
+if __name__ == "__main__":
+    main()

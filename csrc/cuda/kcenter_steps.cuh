@@ -1,0 +1,441 @@
+// The device side of CUDA k-center shared by the scan and the pruned kernels:
+// parameters, row distances, float64 distances, and the certified decision of
+// a step (the same rule as csrc/cpu/kcenter.cpp).
+#pragma once
+
+#include <cooperative_groups.h>
+
+#include "common.cuh"
+#include "svp/exactness.h"
+
+namespace svp {
+namespace cuda {
+
+namespace cg = cooperative_groups;
+
+constexpr int kThreads = 256;  // threads per block of the step kernels
+
+// Run state kept on the device between chunks of steps.
+struct KcState {
+  long long t;                // next pick to decide
+  double prev_radius;         // squared radius of the previous pick (working space)
+  long long ambiguous_steps;  // steps decided in float64
+  long long exact_evals;      // float64 distances computed
+  long long distance_evals;   // fast-path distances computed
+};
+
+template <typename Acc>
+struct KcParams {
+  const char* X;
+  long long N, D;
+  long long row_bytes;  // distance between rows, bytes
+  DType dtype;
+  Metric metric;
+  const Acc* scale;      // [N] 1/||x|| (cosine) or null
+  const double* norm64;  // [N] ||x|| (cosine) or null
+  Acc* m;                // [N] min squared distance; -1 = center or picked
+  Acc* m2;               // [N] lower bound on the distance to any other center
+  long long* assign;     // [N] ordinal of the center that gave m
+  const long long* init_rows;  // [n_sel] already selected rows
+  long long n_sel;
+  long long* picks;  // [budget] (device)
+  double* radii;     // [budget] or null
+  long long budget;
+  KcState* state;
+  Top4* blockres;  // [2][max_blocks]: block candidates, by step parity
+  double* blocksecond;  // [2][max_blocks]: largest second-best of a thread
+  int max_blocks;
+  long long* band_idx;           // [N]
+  unsigned long long* band_val;  // [N] float64 bits (non-negative: ordered as integers)
+  int* band_flag;                // [N]
+  int* band_count;               // [2]
+  ErrorModel err, tie;
+  int G;    // lanes per row: a power of two <= 32
+  int vec;  // rows are 16-byte aligned: vector loads
+  // pruned method (n_cells > 0): per-point arrays above are in cell order
+  long long n_cells;
+  const long long* perm;   // [N] position -> row
+  const long long* where;  // [N] row -> position
+  const int* cellpos;      // [N] position -> cell
+  const long long* lo;     // [n_cells + 1] member ranges
+  const double* p;         // [N] ||x - mu_cell||, ascending within a cell
+  const float* centroid;   // [n_cells, D] (working space)
+  const double* radius;    // [n_cells] max p of the cell
+  Top2* ctop;              // [n_cells] best two live members (row ids)
+  double* m2floor;         // [n_cells] lower bound for skipped centers
+  int* active;             // [n_cells] cells to scan this step
+  long long* act_range;    // [2 n_cells] member range [qa, qb) of each
+  int* n_active;           // [2] by step parity
+};
+
+// Position of row r in the per-point arrays (identity for the scan).
+template <typename Acc>
+__device__ inline long long pos_of(const KcParams<Acc>& p, long long r) {
+  return p.where ? __ldcg(p.where + r) : r;
+}
+template <typename Acc>
+__device__ inline long long row_of(const KcParams<Acc>& p, long long q) {
+  return p.perm ? p.perm[q] : q;
+}
+
+// Row of the center with this ordinal: already selected rows first, then the
+// picks (written by block 0 during the run: read past the L1 cache).
+__device__ inline long long center_row(const long long* init_rows, long long n_sel,
+                                       const long long* picks, long long ordinal) {
+  return ordinal < n_sel ? init_rows[ordinal] : __ldcg(picks + (ordinal - n_sel));
+}
+
+// Squared distance of one row to a center held in shared memory, computed by
+// the G lanes of a row group (lane l of G); every lane of the warp must call.
+// Per lane: sequential FMA over its chunks (at most ceil(D/8) terms for
+// D > 256, at most 8 + tail otherwise), then a tree over the G lanes: within
+// the error model of svp/exactness.h.
+template <typename T, int CPL, bool VEC>
+__device__ inline float row_d2(const char* row, long long D, int G, int l, unsigned mask, float s,
+                               const float* c) {
+  float acc = 0.f;
+  if constexpr (VEC) {
+    constexpr int E = Elem<T>::per16;
+    const long long nchunk = D / E;
+    const uint4* p = reinterpret_cast<const uint4*>(row);
+    const float4* c4 = reinterpret_cast<const float4*>(c);
+    for (long long base = 0; base < nchunk; base += static_cast<long long>(G) * CPL) {
+      uint4 v[CPL];
+#pragma unroll
+      for (int k = 0; k < CPL; ++k) {  // all loads first: several in flight
+        const long long ch = base + l + static_cast<long long>(k) * G;
+        v[k] = ch < nchunk ? __ldg(p + ch) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int k = 0; k < CPL; ++k) {
+        const long long ch = base + l + static_cast<long long>(k) * G;
+        if (ch < nchunk) {
+          float x[E];
+          Elem<T>::chunk(v[k], x);
+#pragma unroll
+          for (int q = 0; q < E / 4; ++q) {
+            const float4 cc = c4[ch * (E / 4) + q];
+            const float cv[4] = {cc.x, cc.y, cc.z, cc.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float d = fmaf(x[4 * q + e], s, -cv[e]);
+              acc = fmaf(d, d, acc);
+            }
+          }
+        }
+      }
+    }
+    for (long long j = nchunk * E + l; j < D; j += G) {
+      const float d = fmaf(Elem<T>::get(row, j), s, -c[j]);
+      acc = fmaf(d, d, acc);
+    }
+  } else {
+    for (long long j = l; j < D; j += G) {
+      const float d = fmaf(Elem<T>::get(row, j), s, -c[j]);
+      acc = fmaf(d, d, acc);
+    }
+  }
+  for (int off = G >> 1; off > 0; off >>= 1) acc += __shfl_xor_sync(mask, acc, off, G);
+  return acc;
+}
+
+// float64 accumulation (float64 input, or float32 input whose squares would
+// overflow float32): scalar loads, the same lane structure.
+template <typename T>
+__device__ inline double row_d2_f64(const char* row, long long D, int G, int l, unsigned mask,
+                                    double s, const double* c) {
+  double acc = 0.0;
+  for (long long j = l; j < D; j += G) {
+    const double d = fma(static_cast<double>(Elem<T>::get(row, j)), s, -c[j]);
+    acc = fma(d, d, acc);
+  }
+  for (int off = G >> 1; off > 0; off >>= 1) acc += __shfl_xor_sync(mask, acc, off, G);
+  return acc;
+}
+
+template <typename T, typename Acc, int CPL, bool VEC>
+__device__ inline Acc row_dist(const char* row, long long D, int G, int l, unsigned mask, Acc s,
+                               const Acc* c) {
+  if constexpr (sizeof(Acc) == 4)
+    return row_d2<T, CPL, VEC>(row, D, G, l, mask, s, c);
+  else
+    return row_d2_f64<T>(row, D, G, l, mask, s, c);
+}
+
+// Apply q centers (shared memory, q x D, ordinals ord0..ord0+q-1) to every live
+// row: fused distance, min update, and this thread's best candidates. Rows are
+// owned by a fixed group of G lanes (the same every step), so no other block
+// touches them. exclude_row (the center itself) is marked -1 by its owner.
+template <typename T, typename Acc, int CPL, bool VEC>
+__device__ inline void apply_centers(const KcParams<Acc>& p, const Acc* cs, int q,
+                                     long long ord0, long long exclude_row, Top2& top,
+                                     long long& evals) {
+  const int lane = threadIdx.x & 31;
+  const int G = p.G;
+  const int l = lane & (G - 1);
+  const int slot = lane / G;
+  const int rpw = 32 / G;
+  const unsigned mask = G == 32 ? 0xffffffffu : (((1u << G) - 1u) << (slot * G));
+  const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  for (long long qb = gwarp * rpw; qb < p.N; qb += nwarps * rpw) {
+    const long long qq = qb + slot;  // a position (a row, for the scan)
+    if (qq >= p.N) continue;         // whole group skips together
+    const long long r = row_of(p, qq);
+    Acc mr = p.m[qq];
+    if (r == exclude_row) {
+      if (l == 0) p.m[qq] = Acc(-1);
+      continue;
+    }
+    if (mr < Acc(0)) continue;  // a center or a pick: never a candidate again
+    const char* row = p.X + r * p.row_bytes;
+    const Acc s = p.scale ? p.scale[r] : Acc(1);
+    Acc m2v = Acc(0);
+    long long as = 0;
+    if (l == 0) {
+      m2v = p.m2[qq];
+      as = p.assign[qq];
+    }
+    bool changed = false;
+    for (int k = 0; k < q; ++k) {
+      const Acc d = row_dist<T, Acc, CPL, VEC>(row, p.D, G, l, mask, s, cs + k * p.D);
+      if (d < mr) {
+        m2v = mr;
+        mr = d;
+        as = ord0 + k;
+        changed = true;
+      } else if (d < m2v) {
+        m2v = d;
+        changed = true;
+      }
+    }
+    if (l == 0) {
+      if (changed) {
+        p.m[qq] = mr;
+        p.m2[qq] = m2v;
+        p.assign[qq] = as;
+      }
+      top2_push(top, static_cast<double>(mr), r);
+      evals += q;
+    }
+  }
+}
+
+// The "exact" float64 squared distance between rows y and z of X (warp-wide;
+// every lane gets it): rows divided by their float64 norms for cosine, as a
+// float64 reference computes them.
+template <typename Acc>
+__device__ inline double exact_d2_warp(const KcParams<Acc>& p, long long y, long long z) {
+  const int lane = threadIdx.x & 31;
+  const char* ry = p.X + y * p.row_bytes;
+  const char* rz = p.X + z * p.row_bytes;
+  const double ny = p.norm64 ? p.norm64[y] : 1.0, nz = p.norm64 ? p.norm64[z] : 1.0;
+  double acc = 0.0;
+  for (long long j = lane; j < p.D; j += 32) {
+    double a = elem_as_double(p.dtype, ry, j), b = elem_as_double(p.dtype, rz, j);
+    if (p.norm64) {
+      a /= ny;
+      b /= nz;
+    }
+    const double d = a - b;
+    acc = fma(d, d, acc);
+  }
+  return warp_sum(acc);
+}
+
+// Loads the working-space vector of row r into shared memory (every thread
+// of the block participates).
+template <typename Acc>
+__device__ inline void load_center(const KcParams<Acc>& p, long long r, Acc* out) {
+  const char* row = p.X + r * p.row_bytes;
+  const double nrm = p.norm64 ? p.norm64[r] : 1.0;
+  for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
+    const double v = elem_as_double(p.dtype, row, j);
+    out[j] = static_cast<Acc>(p.norm64 ? v / nrm : v);
+  }
+}
+
+// The block's candidates from every thread's two best: its top 4, and the
+// largest second-best of any thread (a thread whose second-best lies in the
+// band may hide a third member: then the band is collected explicitly).
+__device__ inline void write_block_candidates(const Top2& mine, Top4* res, double* second,
+                                              Top4* scratch) {
+  Top4 t;
+  top4_clear(t);
+  top4_push(t, mine.v1, mine.i1);
+  top4_push(t, mine.v2, mine.i2);
+  const Top4 b = top4_block_reduce(t, scratch);
+  double s2 = mine.v2;
+  for (int off = 16; off > 0; off >>= 1) s2 = fmax(s2, __shfl_xor_sync(0xffffffffu, s2, off));
+  __shared__ double s_sec[kThreads / 32];
+  if ((threadIdx.x & 31) == 0) s_sec[threadIdx.x >> 5] = s2;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double m = -2.0;
+    for (int w = 0; w < (blockDim.x >> 5); ++w) m = fmax(m, s_sec[w]);
+    res[blockIdx.x] = b;
+    second[blockIdx.x] = m;
+  }
+  __syncthreads();
+}
+
+// The largest second-best over all blocks (every block computes it).
+__device__ inline double global_second(const double* second, int nblocks) {
+  __shared__ double s_sec2[kThreads / 32];
+  double m = -2.0;
+  for (int b = threadIdx.x; b < nblocks; b += blockDim.x) m = fmax(m, __ldcg(second + b));
+  for (int off = 16; off > 0; off >>= 1) m = fmax(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0) s_sec2[threadIdx.x >> 5] = m;
+  __syncthreads();
+  m = -2.0;
+  for (int w = 0; w < (blockDim.x >> 5); ++w) m = fmax(m, s_sec2[w]);
+  __syncthreads();
+  return m;
+}
+
+// The global top-4 from the block candidates of parity `par` (every block
+// computes it; all get the same list).
+__device__ inline Top4 global_top4(const Top4* res, int nblocks, Top4* scratch) {
+  Top4 t;
+  top4_clear(t);
+  for (int b = threadIdx.x; b < nblocks; b += blockDim.x) {
+    Top4 o;
+    const double* src = reinterpret_cast<const double*>(res + b);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      o.v[k] = __ldcg(src + k);
+      o.i[k] = __ldcg(reinterpret_cast<const long long*>(src + 4) + k);
+    }
+    top4_merge(t, o);
+  }
+  return top4_block_reduce(t, scratch);
+}
+
+// Decide pick t from the global candidates (every block, identically).
+// Returns the winner and its squared radius. Uses grid-wide phases only when
+// the step is ambiguous (then every block takes the same branches, so every
+// block meets the same grid.sync calls).
+template <typename Acc>
+__device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid, long long t,
+                                   const Top4& g, double second, double* radius2,
+                                   long long* ambiguous, long long* exact_evals) {
+  __shared__ double s_red_v[kThreads / 32];
+  __shared__ long long s_red_i[kThreads / 32];
+  __shared__ int s_flag;
+  const double M = g.v[0];
+  const double thr = M - 2.0 * p.err.E(M);
+  int nb = 0;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) nb += (g.v[k] >= 0.0 && g.v[k] >= thr) ? 1 : 0;
+  if (nb <= 1) {
+    *radius2 = M;
+    return g.i[0];
+  }
+  // ambiguous: float64 decides among the band [thr, M]
+  ++*ambiguous;
+  const int slot = static_cast<int>(t & 1);
+  long long count;
+  // the band may hold more than the candidates known: collect it
+  const bool collect = nb == 4 || second >= thr;
+  if (collect) {
+    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long q = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; q < p.N;
+         q += stride) {
+      const double v = static_cast<double>(__ldcg(p.m + q));
+      if (v >= 0.0 && v >= thr) {
+        const int j = atomicAdd(p.band_count + slot, 1);
+        p.band_idx[j] = row_of(p, q);
+      }
+    }
+    grid.sync();
+    count = __ldcg(p.band_count + slot);
+  } else {
+    count = nb;
+  }
+  const int lane = threadIdx.x & 31;
+  const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  // R1: each member's float64 distance to the center that gave its value
+  for (long long j = gwarp; j < count; j += nwarps) {
+    const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
+    const long long qy = pos_of(p, y);
+    const long long a = __ldcg(p.assign + qy);
+    const long long c = center_row(p.init_rows, p.n_sel, p.picks, a);  // picks read via __ldcg
+    const double u = exact_d2_warp(p, y, c);
+    if (lane == 0) {
+      const double mm = static_cast<double>(__ldcg(p.m + qy));
+      double mm2 = static_cast<double>(__ldcg(p.m2 + qy));
+      if (p.n_cells) mm2 = fmin(mm2, __ldcg(p.m2floor + p.cellpos[qy]));
+      const bool certain = u == 0.0 || mm2 - mm > 2.0 * p.err.E(mm2);
+      p.band_val[j] = __double_as_longlong(u);
+      p.band_flag[j] = certain ? 0 : 1;
+    }
+  }
+  *exact_evals += count;
+  grid.sync();
+  // R2 (rare): members whose nearest center is uncertain get a float64
+  // minimum over every center, spread over the whole grid
+  if (threadIdx.x == 0) {
+    int any = 0;
+    for (long long j = 0; j < count; ++j) any |= __ldcg(p.band_flag + j);
+    s_flag = any;
+  }
+  __syncthreads();
+  if (s_flag) {
+    const long long K = p.n_sel + t;  // centers so far
+    for (long long j = 0; j < count; ++j) {
+      if (!__ldcg(p.band_flag + j)) continue;
+      const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
+      for (long long k = gwarp; k < K; k += nwarps) {
+        const double d = exact_d2_warp(p, y, center_row(p.init_rows, p.n_sel, p.picks, k));
+        if (lane == 0) atomicMin(p.band_val + j, static_cast<unsigned long long>(__double_as_longlong(d)));
+      }
+      *exact_evals += K;
+    }
+    grid.sync();
+  }
+  // R3: the largest float64 value; ties within float64 error: lowest index
+  double mx = -1.0;
+  for (long long j = threadIdx.x; j < count; j += blockDim.x)
+    mx = fmax(mx, __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + j))));
+  for (int off = 16; off > 0; off >>= 1) mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  if (lane == 0) s_red_v[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  mx = -1.0;
+  for (int w = 0; w < (blockDim.x >> 5); ++w) mx = fmax(mx, s_red_v[w]);
+  __syncthreads();
+  const double cut = mx - p.tie.E(mx);
+  long long best = 0x7fffffffffffffffLL;
+  for (long long j = threadIdx.x; j < count; j += blockDim.x) {
+    const double v = __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + j)));
+    const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
+    if (v >= cut && y < best) best = y;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const long long o = __shfl_xor_sync(0xffffffffu, best, off);
+    best = o < best ? o : best;
+  }
+  if (lane == 0) s_red_i[threadIdx.x >> 5] = best;
+  __syncthreads();
+  best = 0x7fffffffffffffffLL;
+  for (int w = 0; w < (blockDim.x >> 5); ++w) best = s_red_i[w] < best ? s_red_i[w] : best;
+  __syncthreads();
+  *radius2 = mx;
+  return best;
+}
+
+// Record pick t (block 0, thread 0) and keep the radii non-increasing.
+template <typename Acc>
+__device__ inline void commit(const KcParams<Acc>& p, long long t, long long winner,
+                              double radius2, double* prev_radius) {
+  const double r2 = fmin(*prev_radius, fmax(radius2, 0.0));
+  *prev_radius = r2;
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    p.picks[t] = winner;
+    if (p.radii) p.radii[t] = p.metric == Metric::cosine ? 0.5 * r2 : sqrt(r2);
+    p.band_count[(t + 1) & 1] = 0;  // next step's counter (not in use this step)
+  }
+}
+
+}  // namespace cuda
+}  // namespace svp

@@ -1,0 +1,80 @@
+// The CUDA backend: twins of the CPU k-center and uncertainty with the same
+// semantics, on device pointers, on the caller's device and stream.
+//
+// Memory: the caller (the Python layer, through torch's caching allocator)
+// provides one workspace buffer of the size the *_workspace functions report,
+// so memory is accounted for by the framework and returns to its cache.
+// No function here synchronises per step: k-center runs as a persistent,
+// cooperative kernel over chunks of steps; the host only enqueues chunks and
+// polls events (progress, Ctrl-C), with one synchronisation at the start
+// (input validation) and one at the end (statistics).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "svp/common.h"
+#include "svp/kcenter.h"
+#include "svp/uncertainty.h"
+
+namespace svp {
+namespace cuda {
+
+// A CUDA failure: the CUDA message, the call and where. Maps to RuntimeError.
+class CudaError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Number of visible devices; throws CudaError("no CUDA device ...") when the
+// driver or the device is missing.
+int device_count();
+std::string device_name(int device);
+
+struct DeviceMatrix {
+  const void* data = nullptr;  // device address of element (0, 0)
+  int64_t rows = 0, cols = 0;
+  int64_t row_stride = 0;  // elements
+  DType dtype = DType::f32;
+  int device = 0;
+  std::uintptr_t stream = 0;  // cudaStream_t of the caller (0: legacy default)
+};
+
+struct KCenterCudaOptions {
+  Metric metric = Metric::euclidean;
+  int64_t budget = 0;
+  const int64_t* already_selected = nullptr;  // HOST array [n_selected]
+  int64_t n_selected = 0;
+  int64_t start = 0;
+  KCenterMethod method = KCenterMethod::scan;  // scan or pruned (lazy runs as scan)
+  const int64_t* cell_of = nullptr;  // DEVICE array [N] (pruned), cell ids in [0, n_cells)
+  int64_t n_cells = 0;
+  Progress* progress = nullptr;  // picks passed to poll are null (they live on the device)
+  double poll_interval = 0.1;
+  const char* arg_name = "embeddings";
+};
+
+// Bytes of workspace kcenter_cuda needs.
+int64_t kcenter_cuda_workspace(const DeviceMatrix& X, const KCenterCudaOptions& opt);
+
+// picks: DEVICE int64 [budget]; radii: DEVICE float64 [budget] or null.
+void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* workspace,
+                  int64_t workspace_bytes, int64_t* picks, double* radii, KCenterStats* stats);
+
+struct UncertaintyCudaOptions {
+  UncertaintyMethod method = UncertaintyMethod::least_confidence;
+  ScoreInput input = ScoreInput::logits;
+  bool check_finite = true;
+  double probs_tolerance = 1e-3;
+  const char* arg_name = "x";
+};
+
+int64_t uncertainty_cuda_workspace(const DeviceMatrix& X, int64_t k);
+// scores: DEVICE [N], float32 (float64 for float64 input, computed in float64).
+// With k > 0 also the top k: order DEVICE int64 [k], top DEVICE [k] (scores'
+// type) or null. k < 0: scores only (no sort workspace).
+void uncertainty_cuda(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, void* workspace,
+                      int64_t workspace_bytes, void* scores, int64_t k, int64_t* order, void* top);
+
+}  // namespace cuda
+}  // namespace svp

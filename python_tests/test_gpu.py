@@ -1,0 +1,137 @@
+"""CUDA backend against the CPU backend (skipped, with the reason, without a GPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import cuda_available, cuda_skip_reason
+from reference import kcenter_ref, topk_ref, uncertainty_scores_ref
+
+import svp_fast
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())]
+
+TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+
+
+def close_radii(got, ref, rtol=1e-5):
+    got = np.asarray(got, dtype=np.float64)
+    assert np.array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=rtol, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("selected", [False, True])
+@pytest.mark.parametrize("n,d", [(1207, 64), (100, 3), (3001, 1), (1500, 2048), (257, 33)])
+def test_gpu_matches_cpu(dtype, metric, selected, n, d):
+    g = torch.Generator().manual_seed(n * 31 + d)
+    x = torch.randn(n, d, generator=g).to(dtype)
+    sel = torch.randperm(n, generator=g)[: n // 20] if selected else None
+    budget = min(1000, n - (0 if sel is None else sel.numel()))
+    cpu, cpu_r = svp_fast.kcenter(x, budget, already_selected=sel, metric=metric, method="scan",
+                                  return_radii=True)
+    for method in ("scan", "pruned"):
+        gpu, gpu_r, st = svp_fast.kcenter(x.cuda(), budget, already_selected=sel, metric=metric,
+                                          method=method, return_radii=True, return_stats=True,
+                                          n_cells=16)
+        assert gpu.is_cuda and gpu.dtype == torch.int64
+        np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+        close_radii(gpu_r.cpu().numpy(), cpu_r.numpy())
+        assert st.backend == "cuda"
+
+
+def test_gpu_matches_reference_clustered():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((30, 48)) * 5
+    x = centers[rng.integers(0, 30, 6000)] + 0.2 * rng.standard_normal((6000, 48))
+    ref, ref_r = kcenter_ref(x.astype(np.float32), 1500)
+    for method in ("scan", "pruned"):
+        p, r = svp_fast.kcenter(torch.from_numpy(x.astype(np.float32)).cuda(), 1500, method=method,
+                                return_radii=True, n_cells=64)
+        np.testing.assert_array_equal(p.cpu().numpy(), ref)
+        close_radii(r.cpu().numpy(), ref_r)
+
+
+def test_gpu_duplicates_and_ties():
+    base = torch.randn(64, 16)
+    x = torch.cat([base, base, base]).cuda()
+    for method in ("scan", "pruned"):
+        p = svp_fast.kcenter(x, 192, method=method, n_cells=8)
+        np.testing.assert_array_equal(p.cpu().numpy(), kcenter_ref(x, 192)[0])
+
+
+def test_gpu_resume_and_start():
+    x = torch.randn(5000, 32, device="cuda")
+    full = svp_fast.kcenter(x, 800, start=17)
+    assert int(full[0]) == 17
+    rest = svp_fast.kcenter(x, 400, already_selected=full[:400])
+    torch.testing.assert_close(rest, full[400:])
+
+
+def test_gpu_runs_on_callers_stream_and_device_memory_returns():
+    x = torch.randn(20000, 128, device="cuda")
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        p = svp_fast.kcenter(x, 300)
+        u = svp_fast.uncertainty(x, 100, method="entropy")
+    s.synchronize()
+    np.testing.assert_array_equal(p.cpu().numpy(), svp_fast.kcenter(x.cpu(), 300).numpy())
+    del p, u
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == base
+
+
+def test_gpu_bad_input():
+    x = torch.randn(100, 8, device="cuda")
+    x[40, 3] = float("nan")
+    with pytest.raises(ValueError, match="row 40, column 3"):
+        svp_fast.kcenter(x, 5)
+    with pytest.raises(ValueError, match="row 40, column 3"):
+        svp_fast.uncertainty(x, 5)
+    z = torch.zeros(10, 4, device="cuda")
+    with pytest.raises(ValueError, match="all zeros"):
+        svp_fast.kcenter(z, 2, metric="cosine")
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("method", ["least_confidence", "entropy", "margin"])
+@pytest.mark.parametrize("inputs", ["logits", "probs"])
+@pytest.mark.parametrize("c", [1, 7, 100, 1000])
+def test_gpu_uncertainty_scores(dtype, method, inputs, c):
+    z = torch.randn(777, c, dtype=torch.float64) * 3
+    x = (torch.softmax(z, 1) if inputs == "probs" else z).to(dtype)
+    cpu = svp_fast.uncertainty_scores(x, method=method, inputs=inputs)
+    gpu = svp_fast.uncertainty_scores(x.cuda(), method=method, inputs=inputs)
+    assert gpu.is_cuda
+    torch.testing.assert_close(gpu.cpu().double(), cpu.double(), rtol=1e-5, atol=2e-6)
+    ref = uncertainty_scores_ref(x, method, inputs)
+    np.testing.assert_allclose(gpu.cpu().double().numpy(), ref, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("method", ["least_confidence", "entropy", "margin"])
+def test_gpu_uncertainty_topk_exact(method):
+    z = (torch.randn(3000, 10, dtype=torch.float64) * 3).float()
+    ref_all = uncertainty_scores_ref(z, method)
+    keep, last = [], -np.inf
+    for i in np.argsort(ref_all):
+        if ref_all[i] - last > 1e-5:
+            keep.append(int(i))
+            last = ref_all[i]
+    z = z[torch.tensor(keep)[torch.randperm(len(keep))]]
+    ref = topk_ref(uncertainty_scores_ref(z, method), 300)
+    got = svp_fast.uncertainty(z.cuda(), 300, method=method)
+    np.testing.assert_array_equal(got.cpu().numpy(), ref)
+
+
+def test_gpu_uncertainty_ties_lowest_index():
+    z = torch.randn(40, 5)
+    x = torch.cat([z, z, z]).cuda()
+    idx, sc = svp_fast.uncertainty(x, 120, method="entropy", return_scores=True)
+    cpu_idx = svp_fast.uncertainty(x.cpu(), 120, method="entropy")
+    np.testing.assert_array_equal(idx.cpu().numpy(), cpu_idx.numpy())

@@ -1,0 +1,602 @@
+"""``svp-fast bench``: selection latency on this machine, beside plain numpy and PyTorch.
+
+For every point of a grid of N (rows), D (columns), dtype and budget it times
+
+* k-center with svp_fast (methods scan, lazy, pruned) on every available
+  backend (the CPU always; CUDA when torch sees a GPU and svp_fast was built
+  with CUDA), and the plain loops people write, measured in the same run:
+  numpy ``d = np.minimum(d, ((X - X[i])**2).sum(1)); i = d.argmax()`` and a
+  PyTorch norms + matrix-vector loop (on the CPU, and on the GPU when present);
+* top-k uncertainty (least confidence, entropy, margin; the budget is 10% of
+  N) on (N, C) logits, beside numpy and PyTorch softmax + top-k.
+
+Every measurement is one warm-up run, then ``--repeat`` timed runs, of which
+the median is kept. The baselines' per-step cost does not change from step to
+step, so they are timed over ``--baseline-steps`` steps; svp_fast always runs
+the whole budget (its lazy and pruned methods get cheaper as picks accumulate,
+and their one-off setup, e.g. the k-means cells, is included).
+
+It prints a table with the speed-up of each svp_fast row over each baseline,
+writes every measurement to a CSV file and plots time per step against N
+(PNG). The defaults finish in a few minutes on a 2-core machine; ``--quick``
+runs a tiny grid (seconds), and the grid flags scale it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+DTYPES = ("float32", "float16", "float64")
+KCENTER_METHODS = ("scan", "lazy", "pruned")
+UNCERTAINTY_METHODS = ("least_confidence", "entropy", "margin")
+
+
+def _int_list(text: str) -> List[int]:
+    try:
+        out = [int(float(t)) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 10000,100000, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return out
+
+
+def _choice_list(choices: Sequence[str]):
+    def parse(text: str) -> List[str]:
+        out = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in out if t not in choices]
+        if bad or not out:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated subset of {', '.join(choices)}, got {text!r}")
+        return out
+    return parse
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("grid")
+    g.add_argument("--n", type=_int_list, default=[10_000, 40_000, 160_000], metavar="N[,N...]",
+                   help="numbers of rows (default 10000,40000,160000)")
+    g.add_argument("--d", type=_int_list, default=[64, 256], metavar="D[,D...]",
+                   help="embedding widths for k-center (default 64,256)")
+    g.add_argument("--dtype", type=_choice_list(DTYPES), default=["float32", "float16"],
+                   metavar="T[,T...]", help="float32, float16, float64 (default float32,float16)")
+    g.add_argument("--budget", type=_int_list, default=[200], metavar="B[,B...]",
+                   help="k-center picks per run (default 200)")
+    g.add_argument("--classes", type=int, default=100,
+                   help="columns of the logits for uncertainty (default 100)")
+    g.add_argument("--data", choices=("clustered", "gaussian"), default="clustered",
+                   help="synthetic embeddings: clustered (like a proxy's features: 100 clusters in "
+                        "a 32-dim subspace) or isotropic gaussian (nothing to prune)")
+    g.add_argument("--input", metavar="NPY",
+                   help="time your own (N, D) embeddings instead: --n takes its first rows")
+    g.add_argument("--quick", action="store_true", help="a tiny grid, for a smoke test (seconds)")
+    w = p.add_argument_group("what to time")
+    w.add_argument("--methods", type=_choice_list(KCENTER_METHODS), default=list(KCENTER_METHODS),
+                   metavar="M[,M...]", help="svp_fast k-center methods (default scan,lazy,pruned)")
+    w.add_argument("--backends", type=_choice_list(("cpu", "cuda")), default=None, metavar="B[,B...]",
+                   help="cpu and/or cuda (default: cpu, plus cuda when torch sees a GPU)")
+    w.add_argument("--baselines", type=_choice_list(("numpy", "torch")), default=["numpy", "torch"],
+                   metavar="B[,B...]", help="plain loops to compare with (default numpy,torch)")
+    w.add_argument("--no-kcenter", action="store_true", help="skip k-center")
+    w.add_argument("--no-uncertainty", action="store_true", help="skip uncertainty")
+    t = p.add_argument_group("timing and output")
+    t.add_argument("--repeat", type=int, default=3, help="timed runs per measurement; the median "
+                   "is kept (default 3)")
+    t.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    t.add_argument("--baseline-steps", type=int, default=20,
+                   help="k-center steps timed for the baselines (default 20)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for svp_fast and torch (default: all cores)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--csv", default="svp_bench.csv", metavar="PATH", help="(default svp_bench.csv)")
+    t.add_argument("--plot", default="svp_bench.png", metavar="PATH",
+                   help="PNG of time per step against N (default svp_bench.png); '' for none")
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bench`` on the ``svp-fast`` command's subparsers."""
+    p = subparsers.add_parser(
+        "bench", help="selection latency on this machine, beside numpy and PyTorch loops",
+        description=__doc__.split("\n\n")[0].replace("``", ""))
+    add_bench_arguments(p)
+    p.set_defaults(func=run_bench)
+    return p
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Row:
+    task: str  # "kcenter" or "uncertainty"
+    impl: str  # "svp_fast", "numpy", "torch"
+    method: str
+    backend: str  # "cpu" or "cuda"
+    n: int
+    d: int  # D for k-center, classes for uncertainty
+    dtype: str
+    budget: int
+    steps_timed: int  # k-center steps in one timed run
+    seconds: float  # median of the timed runs
+    seconds_per_step: float  # k-center; uncertainty: = seconds
+    setup_seconds: float = 0.0  # svp_fast k-center: validation + cells, inside `seconds`
+    evaluated_fraction: float = float("nan")
+    repeats: int = 0
+    note: str = ""
+    speedup_vs_numpy: float = float("nan")
+    speedup_vs_torch: float = float("nan")
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Contender:
+    """One thing to time at a grid point: ``fn()`` runs it once."""
+
+    row: dict  # Row fields other than the timings
+    fn: Callable[[], object]
+    steps: int = 1  # k-center steps one run makes
+    seconds: float = 0.0
+    result: object = None
+    error: Optional[str] = None
+
+
+def _time_interleaved(contenders: List[_Contender], warmup: int, repeat: int,
+                      sync: Callable[[], None]) -> None:
+    """Median seconds of each contender over ``repeat`` rounds, after ``warmup``
+    rounds. Every round runs each contender once, in turn, so that a change in
+    the machine's load (other processes, frequency) hits them all alike."""
+    times = [[] for _ in contenders]
+    for round_ in range(warmup + max(1, repeat)):
+        for c, bucket in zip(contenders, times):
+            if c.error:
+                continue
+            sync()
+            t0 = time.perf_counter()
+            try:
+                c.result = c.fn()
+            except (RuntimeError, NotImplementedError, AttributeError) as e:  # backend not built
+                c.error = str(e)
+                continue
+            sync()
+            if round_ >= warmup:
+                bucket.append(time.perf_counter() - t0)
+    for c, bucket in zip(contenders, times):
+        if bucket:
+            c.seconds = statistics.median(bucket)
+
+
+def _clustered(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    k, sub = 100, min(32, d)
+    basis = np.linalg.qr(rng.standard_normal((d, sub)))[0].T  # sub x d, orthonormal rows
+    centers = rng.standard_normal((k, sub)) * 4.0
+    z = centers[rng.integers(0, k, n)] + rng.standard_normal((n, sub))
+    return (z @ basis + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def make_embeddings(n: int, d: int, dtype: str, kind: str, seed: int,
+                    source: Optional[np.ndarray] = None) -> np.ndarray:
+    if source is not None:
+        return np.array(source[:n], dtype=dtype)  # in memory: time the selection, not the disk
+    rng = np.random.default_rng(seed)
+    x = _clustered(n, d, rng) if kind == "clustered" else rng.standard_normal((n, d), dtype=np.float32)
+    return x.astype(dtype)
+
+
+def numpy_kcenter_loop(x32: np.ndarray, steps: int) -> np.ndarray:
+    """The plain numpy loop: one broadcast subtraction per step."""
+    n = x32.shape[0]
+    d = np.full(n, np.inf, dtype=np.float32)
+    i = 0
+    picks = np.empty(steps, dtype=np.int64)
+    for t in range(steps):
+        picks[t] = i
+        d = np.minimum(d, ((x32 - x32[i]) ** 2).sum(1))
+        i = int(d.argmax())
+    return picks
+
+
+def torch_kcenter_loop(xt, x2, steps: int):
+    """The better PyTorch loop: ||x||^2 - 2 x.c + ||c||^2 by matrix-vector product,
+    no host sync per step (the picks stay on the device until the end)."""
+    import torch
+
+    n = xt.shape[0]
+    d = torch.full((n,), float("inf"), dtype=x2.dtype, device=xt.device)
+    picks = torch.empty(steps, dtype=torch.int64, device=xt.device)
+    i = torch.zeros((), dtype=torch.int64, device=xt.device)
+    for t in range(steps):
+        picks[t] = i
+        c = xt[i]
+        dist = x2 - 2.0 * (xt @ c).to(x2.dtype) + x2[i]
+        torch.minimum(d, dist, out=d)
+        i = torch.argmax(d)
+    return picks
+
+
+def numpy_uncertainty(logits: np.ndarray, k: int, method: str) -> np.ndarray:
+    z = logits.astype(np.float32)
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    if method == "least_confidence":
+        s = 1.0 - p.max(1)
+    elif method == "entropy":
+        s = -(p * np.log(np.maximum(p, 1e-30))).sum(1)
+    else:
+        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        s = 1.0 - (top2[:, 1] - top2[:, 0])
+    idx = np.argpartition(-s, k - 1)[:k] if k < s.size else np.arange(s.size)
+    return idx[np.argsort(-s[idx], kind="stable")]
+
+
+def torch_uncertainty(logits, k: int, method: str):
+    import torch
+
+    p = torch.softmax(logits.float(), dim=1)
+    if method == "least_confidence":
+        s = 1.0 - p.max(1).values
+    elif method == "entropy":
+        s = -(p * torch.log(p.clamp_min(1e-30))).sum(1)
+    else:
+        top2 = p.topk(2, dim=1).values
+        s = 1.0 - (top2[:, 0] - top2[:, 1])
+    return torch.topk(s, k).indices
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class Bench:
+    def __init__(self, args, out=None):
+        import torch
+
+        import svp_fast
+
+        self.args, self.out = args, out if out is not None else sys.stdout
+        self.torch, self.svp = torch, svp_fast
+        self.threads = args.threads
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        info = svp_fast.build_info()
+        self.gpu = bool(torch.cuda.is_available())
+        self.svp_cuda = self.gpu and bool(info.get("cuda_compiled"))
+        backends = args.backends or (["cpu", "cuda"] if self.gpu else ["cpu"])
+        if "cuda" in backends and not self.gpu:
+            self.say("note: --backends cuda asked, but torch sees no GPU: CPU only")
+            backends = [b for b in backends if b != "cuda"]
+        self.backends = backends
+        self.rows: List[Row] = []
+        self.source = None
+        if args.input:
+            self.source = np.load(args.input, mmap_mode="r")
+            if self.source.ndim != 2:
+                raise ValueError(f"--input must hold an (N, D) array, got shape {self.source.shape}")
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def sync(self, backend: str) -> Callable[[], None]:
+        if backend == "cuda":
+            return self.torch.cuda.synchronize
+        return lambda: None
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        per = f"{row.seconds_per_step * 1e3:9.3f} ms/step" if row.task == "kcenter" \
+            else f"{row.seconds * 1e3:9.3f} ms"
+        self.say(f"  {row.task:11s} {row.backend:4s} {row.impl:8s} {row.method:16s} N={row.n:<9d} "
+                 f"{'D' if row.task == 'kcenter' else 'C'}={row.d:<5d} {row.dtype:8s} {per}"
+                 + (f"  ({row.note})" if row.note else ""))
+
+    # -- k-center -----------------------------------------------------------
+
+    def kcenter_grid(self) -> None:
+        a = self.args
+        widths = [self.source.shape[1]] if self.source is not None else a.d
+        for d in widths:
+            for dtype in a.dtype:
+                for n in a.n:
+                    if self.source is not None and n > self.source.shape[0]:
+                        self.say(f"  skip N={n}: --input has {self.source.shape[0]} rows")
+                        continue
+                    x = make_embeddings(n, d, dtype, a.data, a.seed, self.source)
+                    for budget in a.budget:
+                        if budget > n:
+                            continue
+                        for backend in self.backends:
+                            self.kcenter_point(x, budget, backend)
+
+    def kcenter_point(self, x: np.ndarray, budget: int, backend: str) -> None:
+        a, torch = self.args, self.torch
+        n, d = x.shape
+        dtype = str(x.dtype)
+        data = x if backend == "cpu" else torch.from_numpy(x).cuda()
+        base = dict(task="kcenter", backend=backend, n=n, d=d, dtype=dtype, budget=budget)
+        cands = []
+        svp_ok = backend == "cpu" or self.svp_cuda
+        threads = self.threads if backend == "cpu" else None
+        for method in a.methods if svp_ok else []:
+            cands.append(_Contender(
+                dict(base, impl="svp_fast", method=method),
+                lambda method=method: self.svp.kcenter(data, budget, method=method,
+                                                       return_stats=True, num_threads=threads),
+                steps=budget))
+        if not svp_ok:
+            self.say(f"  kcenter {backend}: svp_fast was built without CUDA; baselines only")
+        steps = max(1, min(budget, a.baseline_steps))
+        if "numpy" in a.baselines and backend == "cpu":
+            x32 = np.ascontiguousarray(x, dtype=np.float32)  # numpy's float16 math is emulated
+            cands.append(_Contender(
+                dict(base, impl="numpy", method="broadcast",
+                     note="float32 copy" if x.dtype != np.float32 else ""),
+                lambda: numpy_kcenter_loop(x32, steps), steps=steps))
+        if "torch" in a.baselines:
+            if x.dtype == np.float64:
+                work_dtype = torch.float64
+            else:  # on the CPU, half-precision matmul is slow and rarely used: float32 copy
+                work_dtype = torch.float32 if backend == "cpu" else getattr(torch, dtype)
+            xt = torch.from_numpy(np.ascontiguousarray(x)).to(backend).to(work_dtype)
+            acc = torch.float64 if x.dtype == np.float64 else torch.float32
+            x2 = (xt.to(acc) ** 2).sum(1)
+            cands.append(_Contender(
+                dict(base, impl="torch", method="norms+matvec",
+                     note="float32 copy" if backend == "cpu" and x.dtype == np.float16 else ""),
+                lambda: torch_kcenter_loop(xt, x2, steps), steps=steps))
+        _time_interleaved(cands, a.warmup, a.repeat, self.sync(backend))
+        for c in cands:
+            if c.error:
+                self.say(f"  kcenter {backend} {c.row['impl']} {c.row['method']}: unavailable ({c.error})")
+                continue
+            extra = {}
+            if c.row["impl"] == "svp_fast":
+                stats = c.result[1]
+                extra = dict(setup_seconds=stats.setup_seconds + stats.cells_seconds,
+                             evaluated_fraction=stats.evaluated_fraction)
+            self.add(Row(steps_timed=c.steps, seconds=c.seconds,
+                         seconds_per_step=c.seconds / c.steps, repeats=a.repeat, **c.row, **extra))
+
+    # -- uncertainty ----------------------------------------------------------
+
+    def uncertainty_grid(self) -> None:
+        a, torch = self.args, self.torch
+        c = a.classes
+        for dtype in a.dtype:
+            for n in a.n:
+                rng = np.random.default_rng(a.seed)
+                logits = (rng.standard_normal((n, c), dtype=np.float32) * 3).astype(dtype)
+                k = max(1, n // 10)
+                for backend in self.backends:
+                    data = logits if backend == "cpu" else torch.from_numpy(logits).cuda()
+                    base = dict(task="uncertainty", backend=backend, n=n, d=c, dtype=dtype, budget=k)
+                    threads = self.threads if backend == "cpu" else None
+                    for method in UNCERTAINTY_METHODS:
+                        cands = []
+                        if backend == "cpu" or self.svp_cuda:
+                            cands.append(_Contender(
+                                dict(base, impl="svp_fast", method=method),
+                                lambda method=method: self.svp.uncertainty(
+                                    data, k, method=method, num_threads=threads)))
+                        if "numpy" in a.baselines and backend == "cpu":
+                            cands.append(_Contender(
+                                dict(base, impl="numpy", method=method),
+                                lambda method=method: numpy_uncertainty(logits, k, method)))
+                        if "torch" in a.baselines:
+                            t = torch.from_numpy(logits).to(backend)
+                            cands.append(_Contender(
+                                dict(base, impl="torch", method=method),
+                                lambda method=method, t=t: torch_uncertainty(t, k, method)))
+                        _time_interleaved(cands, a.warmup, a.repeat, self.sync(backend))
+                        for cand in cands:
+                            if cand.error:
+                                self.say(f"  uncertainty {backend} {cand.row['impl']} {method}: "
+                                         f"unavailable ({cand.error})")
+                                continue
+                            self.add(Row(steps_timed=1, seconds=cand.seconds,
+                                         seconds_per_step=cand.seconds, repeats=a.repeat, **cand.row))
+
+    # -- report -----------------------------------------------------------
+
+    def ratios(self) -> None:
+        """Speed-up of every svp_fast row over the baselines of the same grid point."""
+        def key(r: Row):
+            return (r.task, r.backend, r.n, r.d, r.dtype, r.budget,
+                    r.method if r.task == "uncertainty" else "")
+
+        best = {}
+        for r in self.rows:
+            if r.impl in ("numpy", "torch"):
+                best[key(r) + (r.impl,)] = r.seconds_per_step
+        for r in self.rows:
+            if r.impl == "svp_fast":
+                for impl in ("numpy", "torch"):
+                    ref = best.get(key(r) + (impl,))
+                    if ref is not None and r.seconds_per_step > 0:
+                        setattr(r, f"speedup_vs_{impl}", ref / r.seconds_per_step)
+
+    def table(self) -> str:
+        head = ["task", "backend", "impl", "method", "N", "D/C", "dtype", "budget",
+                "ms/step", "x numpy", "x torch", "evaluated"]
+        lines = []
+        for r in self.rows:
+            per = r.seconds_per_step * 1e3
+            lines.append([r.task, r.backend, r.impl, r.method, f"{r.n:,}", str(r.d), r.dtype,
+                          str(r.budget), f"{per:.3f}" if per < 100 else f"{per:.1f}",
+                          _ratio(r.speedup_vs_numpy), _ratio(r.speedup_vs_torch),
+                          "" if math.isnan(r.evaluated_fraction) else f"{r.evaluated_fraction:.0%}"])
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+                  for i, h in enumerate(head)]
+        fmt = "  ".join(f"{{:{'<' if i < 4 or i == 6 else '>'}{w}}}" for i, w in enumerate(widths))
+        out = [fmt.format(*head), fmt.format(*["-" * w for w in widths])]
+        out += [fmt.format(*line) for line in lines]
+        return "\n".join(out)
+
+    def write_csv(self, path: str) -> None:
+        fields = [f for f in asdict(self.rows[0]) if f != "extra"] if self.rows else []
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in self.rows:
+                row = asdict(r)
+                row.pop("extra")
+                w.writerow(row)
+
+    def plot(self, path: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        panels = sorted({(r.task, r.d, r.dtype, r.budget) for r in self.rows if r.task == "kcenter"})
+        if any(r.task == "uncertainty" for r in self.rows):
+            panels.append(("uncertainty", 0, "", 0))
+        if not panels:
+            return
+        cols = min(3, len(panels))
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+        for ax, (task, d, dtype, budget) in zip(axes.ravel(), panels):
+            if task == "kcenter":
+                sel = [r for r in self.rows if r.task == task and r.d == d and r.dtype == dtype
+                       and r.budget == budget]
+                ax.set_title(f"k-center, D={d}, {dtype}, {budget} picks", fontsize=10)
+                ax.set_ylabel("time per step (ms)")
+            else:
+                sel = [r for r in self.rows if r.task == "uncertainty"]
+                ax.set_title(f"uncertainty top-10%, C={self.args.classes}", fontsize=10)
+                ax.set_ylabel("time (ms)")
+            lines = sorted({(r.backend, r.impl, r.method, r.dtype if task != "kcenter" else "")
+                            for r in sel})
+            for backend, impl, method, dt in lines:
+                pts = sorted((r.n, r.seconds_per_step * 1e3) for r in sel
+                             if (r.backend, r.impl, r.method) == (backend, impl, method)
+                             and (task == "kcenter" or r.dtype == dt))
+                style = "-o" if impl == "svp_fast" else "--s"
+                label = f"{impl} {method} ({backend}{', ' + dt if dt else ''})"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3, label=label)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("N (rows)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=6)
+        for ax in axes.ravel()[len(panels):]:
+            ax.set_visible(False)
+        fig.suptitle("svp_fast selection latency (median of repeats; lower is better)", fontsize=11)
+        fig.tight_layout()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    def machine(self) -> str:
+        info = self.svp.build_info()
+        gpu = self.torch.cuda.get_device_name(0) if self.gpu else "none"
+        return (f"svp_fast {info.get('version')} (SIMD {info.get('simd')}, OpenMP threads "
+                f"{self.threads or info.get('omp_max_threads')}, CUDA built: "
+                f"{info.get('cuda_compiled')}), torch {self.torch.__version__} "
+                f"({self.torch.get_num_threads()} threads), {os.cpu_count()} CPUs, GPU: {gpu}")
+
+
+def _warn_if_busy(bench: Bench, when: str) -> None:
+    """Timings mean little on a machine that other processes keep busy: say so."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on this platform
+        return
+    cpus = os.cpu_count() or 1
+    if load > 0.5 * cpus + 0.5:
+        bench.say(f"note: load average {load:.1f} on {cpus} CPUs {when} the run: other processes "
+                  "are competing for the cores, so timings are noisy (multithreaded loops suffer "
+                  "most); rerun on an idle machine for numbers to quote")
+
+
+def _ratio(v: float) -> str:
+    if math.isnan(v):
+        return ""
+    return f"{v:.1f}x" if v < 100 else f"{v:.0f}x"
+
+
+_QUICK = dict(n=[2_000, 8_000], d=[32], budget=[40], dtype=["float32"], repeat=1, warmup=1,
+              baseline_steps=10, classes=20)
+
+
+def _apply_quick(args) -> None:
+    """--quick shrinks the grid; flags given explicitly still win."""
+    defaults = build_parser().parse_args([])
+    for key, value in _QUICK.items():
+        if getattr(args, key) == getattr(defaults, key):
+            setattr(args, key, value)
+
+
+def _check(args) -> None:
+    for name in ("repeat", "baseline_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.classes < 2:
+        raise ValueError(f"--classes must be >= 2, got {args.classes}")
+    for path, suffix, flag in ((args.csv, ".csv", "--csv"), (args.plot, ".png", "--plot")):
+        if path and not path.endswith(suffix):
+            raise ValueError(f"{flag} must end in {suffix}, got {path!r}")
+
+
+def run_bench(args) -> int:
+    """Run the benchmark described by ``args``; returns the exit code."""
+    if args.quick:
+        _apply_quick(args)
+    _check(args)
+    bench = Bench(args)
+    bench.say(f"svp-fast bench: {bench.machine()}")
+    _warn_if_busy(bench, "before")
+    t0 = time.perf_counter()
+    if not args.no_kcenter:
+        bench.kcenter_grid()
+    if not args.no_uncertainty:
+        bench.uncertainty_grid()
+    bench.ratios()
+    bench.say("")
+    bench.say(bench.table())
+    _warn_if_busy(bench, "after")
+    if bench.rows:
+        bench.write_csv(args.csv)
+        bench.say(f"\nwrote {args.csv}")
+        if args.plot:
+            bench.plot(args.plot)
+            bench.say(f"wrote {args.plot}")
+    bench.say(f"bench finished in {time.perf_counter() - t0:.1f} s. 'x numpy' / 'x torch': how many "
+              "times faster svp_fast is than that loop at the same grid point (time per step; "
+              "uncertainty: whole call); 'evaluated': share of a plain scan's distances computed.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m svp_fast.bench",
+                                description=__doc__.split("\n\n")[0].replace("``", ""))
+    add_bench_arguments(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_bench(args)
+    except (ValueError, OSError) as e:
+        print(f"svp-fast bench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
