@@ -743,18 +743,21 @@ static int64_t score_rows_f(const char* const* rows, int64_t n, int64_t C,
       V mv = I::set1(top1);
       V s = I::zero(), t = I::zero();
       const bool want_t = method == UncertaintyMethod::entropy;
+      // where exp() is exactly 0, clamp the difference so that 0 * (z - m)
+      // stays 0 even when z - m overflowed to -inf (logits near +-3e38)
+      const V floor_d = I::set1(-100.0f);
       for (int64_t j = 0; j < Cfull; j += W) {
         V d = I::sub(I::template load<T>(x, j), mv);
         V e = I::vexp(d);
         s = I::add(s, e);
-        if (want_t) t = I::fmadd(e, d, t);
+        if (want_t) t = I::fmadd(e, I::max(d, floor_d), t);
       }
       if (Cfull < C) {
         // fill with a finite, very negative logit: exp() is exactly 0 there
         V d = I::sub(load_tail<I, T>(x, Cfull, C - Cfull, -1e30f), mv);
         V e = I::vexp(d);
         s = I::add(s, e);
-        if (want_t) t = I::fmadd(e, d, t);
+        if (want_t) t = I::fmadd(e, I::max(d, floor_d), t);
       }
       double S = I::reduce_add(s);
       double Tn = want_t ? I::reduce_add(t) : 0.0;
@@ -839,7 +842,7 @@ static int64_t score_rows_d(const char* const* rows, int64_t n, int64_t C,
         double d = elem<DType::f64>(x, j) - top1;
         double e = std::exp(d);
         S += e;
-        Tn += e * d;
+        Tn += e * std::max(d, -1000.0);  // 0 * (-inf) would be NaN
       }
       double p1 = 1.0 / S;
       double p2 = C > 1 ? std::exp(top2 - top1) / S : 0.0;

@@ -83,7 +83,7 @@ __global__ void unc_scores(const char* X, long long N, long long C, long long ro
         const A d = static_cast<A>(Elem<T>::get(row, j)) - m1;
         const A e = dexp(d);
         S += e;
-        Tn = fma(e, d, Tn);
+        Tn = fma(e, fmax(d, A(-1000)), Tn);  // 0 * (-inf) would be NaN
       }
       S = warp_sum(S);
       Tn = warp_sum(Tn);

@@ -28,18 +28,23 @@ def default_n_cells(n: int) -> int:
     return int(min(4096, max(16, 2 ** round(math.log2(target)))))
 
 
-def _rows_f32(m: Matrix, lo: int, hi: int, normalize: bool) -> np.ndarray:
-    """Rows [lo, hi) of a CPU matrix as a float32 C-contiguous array."""
+def _rows_f32(m: Matrix, lo: int, hi: int, normalize: bool, scale: float = 1.0) -> np.ndarray:
+    """Rows [lo, hi) of a CPU matrix as a float32 C-contiguous array (times scale)."""
     x = m.owner
     if m.kind == "torch":
         x = x[lo:hi].float().numpy() if m.dtype_code == BF16 else x[lo:hi].numpy()
     else:
         x = x[lo:hi]
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    return _finish(x, normalize, scale)
+
+
+def _finish(x, normalize: bool, scale: float) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
     if normalize:
-        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-        x = (x / np.maximum(norms, 1e-300)).astype(np.float32)
-    return x
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+    elif scale != 1.0:
+        x = x * scale
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _take_f32(m: Matrix, idx: np.ndarray, normalize: bool) -> np.ndarray:
@@ -48,14 +53,10 @@ def _take_f32(m: Matrix, idx: np.ndarray, normalize: bool) -> np.ndarray:
         import torch
 
         t = x[torch.from_numpy(idx)]
-        x = t.float().numpy()
+        x = t.double().numpy()
     else:
         x = x[idx]
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if normalize:
-        norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
-        x = (x / np.maximum(norms, 1e-300)).astype(np.float32)
-    return x
+    return np.asarray(x, dtype=np.float64)
 
 
 def _kmeans_numpy(sample: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,6 +81,11 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
                 iters: int = 10, sample_per_cell: int = 64, use_faiss: bool | None = None):
     """Partition the rows of a CPU matrix into ``n_cells`` k-means cells.
 
+    The rows must be finite (the caller validates them first). They are scaled
+    so that the largest sampled magnitude is 1 before k-means runs in float32:
+    nearest centroids do not change under scaling, and embeddings of 1e20 or of
+    subnormals would otherwise overflow or vanish in float32.
+
     Returns ``(cell_of, info)``: an int64 array [N] and a dict of timings.
     """
     t0 = time.perf_counter()
@@ -89,7 +95,11 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
     rng = np.random.default_rng(seed)
     sample_n = int(min(n, max(n_cells * sample_per_cell, 1)))
     idx = np.sort(rng.choice(n, size=sample_n, replace=False)) if sample_n < n else np.arange(n)
-    sample = _take_f32(m, idx, normalize)
+    raw = _take_f32(m, idx, normalize)
+    peak = float(np.max(np.abs(raw))) if raw.size else 0.0
+    scale = 1.0 / peak if (not normalize and peak > 0 and np.isfinite(peak)) else 1.0
+    sample = _finish(raw, normalize, scale)
+    del raw
     faiss = None
     if use_faiss is not False:
         try:
@@ -122,7 +132,7 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
     rows_per_chunk = max(1, _CHUNK_BYTES // max(1, d * 4))
     for lo in range(0, n, rows_per_chunk):
         hi = min(n, lo + rows_per_chunk)
-        cell_of[lo:hi] = assign(_rows_f32(m, lo, hi, normalize))
+        cell_of[lo:hi] = assign(_rows_f32(m, lo, hi, normalize, scale))
     info = {"n_cells": n_cells, "train_seconds": t_train,
             "assign_seconds": time.perf_counter() - t0 - t_train,
             "kmeans": "faiss" if faiss is not None else "numpy"}

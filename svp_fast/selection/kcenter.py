@@ -160,6 +160,7 @@ def kcenter(
     cell_of = None
     if chosen == "pruned" and budget > 0:
         t0 = time.perf_counter()
+        _validate_before_cells(m, metric, threads, simd)
         cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed)
         cells_seconds = time.perf_counter() - t0
     # auto: hand over to the lazy engine when the cells keep evaluating more
@@ -193,6 +194,18 @@ def kcenter(
         select_seconds=raw["select_seconds"], cells_seconds=cells_seconds,
         n_cells=cells_n if cell_of is not None else 0)
     return _package(embeddings, picks, radii, stats, return_radii, return_stats)
+
+
+def _validate_before_cells(m, metric: str, threads: int, simd) -> None:
+    """The core validates its input, but cells are built before it runs: check
+    first (one fast pass) so that k-means never sees NaN or Inf."""
+    f = _core.shard_facts(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, threads, simd or "")
+    if f["bad_row"] >= 0:
+        raise ValueError(f"embeddings must be finite, got {f['bad_value']:g} at row "
+                         f"{f['bad_row']}, column {f['bad_col']}")
+    if metric == "cosine" and f["zero_row"] >= 0:
+        raise ValueError(f"embeddings row {f['zero_row']} is all zeros; the cosine metric needs "
+                         "rows of nonzero norm")
 
 
 def _package(embeddings, picks, radii, stats, return_radii, return_stats):
