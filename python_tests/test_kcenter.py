@@ -214,18 +214,24 @@ def test_auto_falls_back_on_noise(rng):
 def test_callback_and_progress(rng, capsys):
     x = rng.standard_normal((20000, 32)).astype(np.float32)
     seen = []
-    picks = svp_fast.kcenter(x, 300, method="scan", callback=lambda p: seen.append(p.copy()), progress=True)
+
+    def cb(p, r):
+        assert not p.flags.writeable and not r.flags.writeable
+        seen.append((p.copy(), r.copy()))
+
+    picks, radii = svp_fast.kcenter(x, 300, method="scan", callback=cb, progress=True,
+                                    return_radii=True)
     assert seen, "callback never called"
-    np.testing.assert_array_equal(seen[-1], picks)
-    for s in seen:
-        np.testing.assert_array_equal(s, picks[: len(s)])
-        assert not s.flags.writeable or True
+    np.testing.assert_array_equal(seen[-1][0], picks)
+    for p, r in seen:
+        np.testing.assert_array_equal(p, picks[: len(p)])
+        np.testing.assert_array_equal(r, radii[: len(r)])
 
 
 def test_callback_exception_propagates(rng):
     x = rng.standard_normal((20000, 32)).astype(np.float32)
 
-    def boom(_):
+    def boom(_picks, _radii):
         raise RuntimeError("stop here")
 
     with pytest.raises(RuntimeError, match="stop here"):

@@ -1,15 +1,23 @@
 """svp_fast: Selection via Proxy with a fast, exact selection core.
 
-Public API:
+Selection (torch-free to import):
 
-* :func:`kcenter` - exact greedy k-center (farthest-first traversal) on CPU or GPU.
+* :func:`kcenter` - exact greedy k-center (farthest-first traversal), CPU or CUDA.
 * :func:`uncertainty`, :func:`uncertainty_scores` - least confidence, entropy, margin.
+* :class:`ForgettingTracker`, :func:`forgetting` - forgetting events (Toneva et al.).
+* :func:`random_selection` - seeded random subsets.
 * :func:`build_info` - what this build was compiled with (SIMD, OpenMP, CUDA).
+
+Subpackages (they import torch): ``svp_fast.data`` (datasets), ``svp_fast.proxy``
+(models, training, inference), ``svp_fast.pipelines`` (core-set and active
+learning), ``svp_fast.distributed`` (k-center over torch.distributed).
 """
 
 from ._info import build_info
-from .selection import KCenterStats, kcenter, uncertainty, uncertainty_scores
+from .selection import (ForgettingTracker, KCenterStats, forgetting, kcenter, random_selection,
+                        uncertainty, uncertainty_scores)
 
 __version__ = "0.1.0"
 
-__all__ = ["KCenterStats", "build_info", "kcenter", "uncertainty", "uncertainty_scores", "__version__"]
+__all__ = ["ForgettingTracker", "KCenterStats", "build_info", "forgetting", "kcenter",
+           "random_selection", "uncertainty", "uncertainty_scores", "__version__"]

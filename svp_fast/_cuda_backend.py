@@ -116,7 +116,11 @@ def kcenter(m: Matrix, budget: int, selected: np.ndarray, start: int, metric: st
         if callback is not None and done > 0:
             view = picks[:done].cpu().numpy()
             view.flags.writeable = False
-            callback(view)
+            rview = None
+            if radii is not None:
+                rview = radii[:done].cpu().numpy()
+                rview.flags.writeable = False
+            callback(view, rview)
 
     hook, close = make_hook(budget, progress, "k-center (cuda)", "pick",
                             on_poll if callback else None)

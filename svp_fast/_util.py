@@ -15,15 +15,20 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], None],
+                 durable: bool = False) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it to
-    ``path``: a crash never leaves a truncated file under the final name."""
+    ``path``: a crash never leaves a truncated file under the final name.
+    ``durable`` also flushes the file to disk before the rename (checkpoints)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp files are private (0600)
         os.replace(tmp, path)
     except BaseException:

@@ -426,14 +426,16 @@ class Bench:
 
     def table(self) -> str:
         head = ["task", "backend", "impl", "method", "N", "D/C", "dtype", "budget",
-                "ms/step", "x numpy", "x torch", "evaluated"]
+                "ms/step", "x numpy", "x torch", "evaluated", "setup s"]
         lines = []
         for r in self.rows:
             per = r.seconds_per_step * 1e3
             lines.append([r.task, r.backend, r.impl, r.method, f"{r.n:,}", str(r.d), r.dtype,
                           str(r.budget), f"{per:.3f}" if per < 100 else f"{per:.1f}",
                           _ratio(r.speedup_vs_numpy), _ratio(r.speedup_vs_torch),
-                          "" if math.isnan(r.evaluated_fraction) else f"{r.evaluated_fraction:.0%}"])
+                          "" if math.isnan(r.evaluated_fraction) else f"{r.evaluated_fraction:.0%}",
+                          f"{r.setup_seconds:.3f}" if r.task == "kcenter" and r.impl == "svp_fast"
+                          else ""])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
                   for i, h in enumerate(head)]
         fmt = "  ".join(f"{{:{'<' if i < 4 or i == 6 else '>'}{w}}}" for i, w in enumerate(widths))
@@ -507,17 +509,18 @@ class Bench:
                 f"({self.torch.get_num_threads()} threads), {os.cpu_count()} CPUs, GPU: {gpu}")
 
 
-def _warn_if_busy(bench: Bench, when: str) -> None:
-    """Timings mean little on a machine that other processes keep busy: say so."""
+def _warn_if_busy(bench: Bench) -> None:
+    """Timings mean little on a machine that other processes keep busy: say so
+    (checked before the run: the run's own threads would count afterwards)."""
     try:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover - not on this platform
         return
     cpus = os.cpu_count() or 1
     if load > 0.5 * cpus + 0.5:
-        bench.say(f"note: load average {load:.1f} on {cpus} CPUs {when} the run: other processes "
-                  "are competing for the cores, so timings are noisy (multithreaded loops suffer "
-                  "most); rerun on an idle machine for numbers to quote")
+        bench.say(f"note: load average {load:.1f} on {cpus} CPUs: other processes compete for the "
+                  "cores, so timings are noisy, multithreaded loops most (a thread that loses its "
+                  "core stalls every step); rerun on an idle machine, or compare with --threads 1")
 
 
 def _ratio(v: float) -> str:
@@ -560,7 +563,7 @@ def run_bench(args) -> int:
     _check(args)
     bench = Bench(args)
     bench.say(f"svp-fast bench: {bench.machine()}")
-    _warn_if_busy(bench, "before")
+    _warn_if_busy(bench)
     t0 = time.perf_counter()
     if not args.no_kcenter:
         bench.kcenter_grid()
@@ -569,7 +572,6 @@ def run_bench(args) -> int:
     bench.ratios()
     bench.say("")
     bench.say(bench.table())
-    _warn_if_busy(bench, "after")
     if bench.rows:
         bench.write_csv(args.csv)
         bench.say(f"\nwrote {args.csv}")
@@ -577,8 +579,10 @@ def run_bench(args) -> int:
             bench.plot(args.plot)
             bench.say(f"wrote {args.plot}")
     bench.say(f"bench finished in {time.perf_counter() - t0:.1f} s. 'x numpy' / 'x torch': how many "
-              "times faster svp_fast is than that loop at the same grid point (time per step; "
-              "uncertainty: whole call); 'evaluated': share of a plain scan's distances computed.")
+              "times faster svp_fast is than that loop at the same grid point (time per step, "
+              "setup included; uncertainty: whole call); 'evaluated': share of a plain scan's "
+              "distances computed; 'setup s': validation and, for pruned, the k-means cells, "
+              "which pay off over thousands of picks (--budget).")
     return 0
 
 

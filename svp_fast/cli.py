@@ -7,6 +7,10 @@ Subcommands (``svp-fast COMMAND --help`` for each):
 * ``kcenter``: greedy k-center on a ``.npy`` of embeddings -> ``.npy`` of indices.
 * ``uncertainty``: top-k uncertainty on a ``.npy`` of logits/probabilities -> ``.npy``.
 * ``demo``: a core-set run on the bundled digits in well under a minute.
+* ``bench``: selection latency on this machine beside numpy/PyTorch loops (table, CSV, PNG).
+
+``kcenter --distributed`` (under ``torchrun``) shards the .npy over the ranks;
+``kcenter --checkpoint FILE`` saves progress and resumes after a crash.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that sets
 ``func`` to one ``run_<name>(args)`` function, so a new subcommand (e.g.
@@ -23,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from .bench import add_bench_parser  # imports no torch
 
 # Heavy modules (torch, the pipelines) are imported inside the subcommands that
 # need them, so that `svp-fast kcenter` and `--help` start fast.
@@ -334,6 +340,16 @@ def add_kcenter_parser(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="save the picks so far to FILE (.npz, atomically, every "
+                        "--checkpoint-every seconds). Rerunning the same command after a crash "
+                        "or kill resumes from it and ends with exactly the picks of an "
+                        "uninterrupted run; FILE is removed when the run completes")
+    p.add_argument("--checkpoint-every", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between checkpoint saves (default 5)")
+    from .distributed.cli import add_distributed_arguments
+
+    add_distributed_arguments(p)
     p.set_defaults(func=run_kcenter_command)
 
 
@@ -345,10 +361,68 @@ def _budget(value, n: int) -> int:
     return count_from_size(value, n, "budget") if isinstance(value, float) else value
 
 
+def _run_fingerprint(args, x, budget: int, selected) -> dict:
+    """What must match for a checkpoint to continue this run (the method and
+    thread count may change: every method gives the same picks)."""
+    import hashlib
+
+    import numpy as np
+
+    src = Path(args.embeddings).resolve()
+    st = src.stat()
+    sel = None
+    if selected is not None:
+        sel = hashlib.sha256(np.ascontiguousarray(selected, dtype=np.int64).tobytes()).hexdigest()
+    return {"embeddings": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "shape": list(x.shape), "dtype": str(x.dtype), "budget": int(budget),
+            "already_selected_sha256": sel, "start": args.start, "metric": args.metric}
+
+
+def _load_checkpoint(path: Path, fingerprint: dict):
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            saved = json.loads(bytes(z["run"]).decode())
+            picks = np.array(z["picks"], dtype=np.int64)
+            radii = np.array(z["radii"]) if "radii" in z.files else None
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"checkpoint {str(path)!r} is not a svp-fast k-center checkpoint ({e}); "
+                         "delete it to start over") from None
+    diff = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+    if diff:
+        raise UsageError(f"checkpoint {str(path)!r} was written by a different run ({', '.join(diff)} "
+                         "differ); delete it to start over or pass another --checkpoint")
+    return picks, radii
+
+
+def _save_checkpoint(path: Path, fingerprint: dict, picks, radii) -> None:
+    import json
+
+    import numpy as np
+
+    from ._util import atomic_write
+
+    arrays = {"run": np.frombuffer(json.dumps(fingerprint).encode(), dtype=np.uint8),
+              "picks": np.asarray(picks, dtype=np.int64)}
+    if radii is not None:
+        arrays["radii"] = np.asarray(radii, dtype=np.float64)
+    atomic_write(path, lambda f: np.savez(f, **arrays), durable=True)
+
+
 def run_kcenter_command(args) -> int:
     import numpy as np
 
     from .selection.kcenter import kcenter
+
+    if getattr(args, "distributed", False):
+        if args.checkpoint:
+            raise UsageError("--checkpoint is not supported with --distributed yet")
+        from .distributed.cli import run_kcenter_distributed
+
+        return run_kcenter_distributed(args)
 
     out = check_output(args.out, args.overwrite)
     radii_out = check_output(args.radii, args.overwrite, "radii output") if args.radii else None
@@ -358,15 +432,54 @@ def run_kcenter_command(args) -> int:
     selected = None
     if args.already_selected:
         selected = np.asarray(load_npy(args.already_selected, "already-selected"))
+    budget = _budget(args.budget, x.shape[0])
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    done = np.zeros(0, dtype=np.int64)
+    done_radii = None
+    fingerprint = None
+    if ckpt is not None:
+        if args.checkpoint_every <= 0:
+            raise UsageError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every}")
+        fingerprint = _run_fingerprint(args, x, budget, selected)
+        if ckpt.exists():
+            done, done_radii = _load_checkpoint(ckpt, fingerprint)
+            if radii_out is not None and done_radii is None and done.size:
+                raise UsageError(f"checkpoint {str(ckpt)!r} has no radii; rerun without --radii "
+                                 "or delete it to start over")
+            print(f"k-center: resuming from {ckpt} with {done.size} of {budget} picks",
+                  file=sys.stderr)
+    # picks so far continue the run exactly when passed as already-selected centers
+    if done.size:
+        base = done if selected is None else np.concatenate([np.asarray(selected, np.int64), done])
+        kwargs = {"already_selected": base}
+    else:
+        kwargs = {"already_selected": selected, "start": args.start}
+    last_save = [time.monotonic()]
+
+    def checkpoint(p, r):
+        if time.monotonic() - last_save[0] < args.checkpoint_every:
+            return
+        last_save[0] = time.monotonic()
+        rr = None
+        if r is not None:
+            rr = r if done_radii is None else np.concatenate([done_radii, r])
+        _save_checkpoint(ckpt, fingerprint, np.concatenate([done, p]), rr)
+
     t0 = time.perf_counter()
-    res = kcenter(x, _budget(args.budget, x.shape[0]), already_selected=selected, start=args.start,
-                  metric=args.metric, method=args.method, return_radii=radii_out is not None,
-                  progress=not args.no_progress, num_threads=args.threads)
+    res = kcenter(x, budget - done.size, metric=args.metric, method=args.method,
+                  return_radii=radii_out is not None, progress=not args.no_progress,
+                  num_threads=args.threads, callback=checkpoint if ckpt is not None else None,
+                  **kwargs)
     picks, radii = (res if radii_out is not None else (res, None))
     seconds = time.perf_counter() - t0
+    picks = np.concatenate([done, picks])
+    if radii is not None and done_radii is not None:
+        radii = np.concatenate([done_radii, radii])
     save_npy(out, picks)
     if radii_out is not None:
         save_npy(radii_out, radii)
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
     print(f"k-center: {picks.size} picks from {x.shape[0]} points in {seconds:.2f} s -> {out}")
     return 0
 
@@ -526,7 +639,7 @@ def run_demo_command(args) -> int:
 
 # One function per subcommand; a new one (e.g. `bench`) is one more entry here.
 SUBCOMMANDS = [add_coreset_parser, add_active_parser, add_kcenter_parser, add_uncertainty_parser,
-               add_demo_parser]
+               add_demo_parser, add_bench_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

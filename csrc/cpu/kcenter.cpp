@@ -85,7 +85,9 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     src.norm64 = norm64;
   }
   const bool f64 = std::is_same<Acc, double>::value;
-  const cpu::ErrorModel err = svp::error_model(f64, opt.metric, D);
+  const cpu::ErrorModel tie = svp::exact_tie_model(opt.metric, D);
+  // the band model: fast-path error plus half the float64 tie tolerance
+  const cpu::ErrorModel err = svp::band_model(svp::error_model(f64, opt.metric, D), tie);
   // float64 arithmetic for the exact comparisons
   cpu::RowSource<double> exact = {X, &k, nullptr, norm64};
 
@@ -151,7 +153,6 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
 
   std::vector<cpu::BandMember> members;
   std::vector<std::pair<double, int64_t>> computed;
-  const cpu::ErrorModel tie = svp::exact_tie_model(opt.metric, D);
   // radius (squared, working space) of the previous pick: reported radii are
   // made non-increasing, as exact ones are (rounding could break that by ulps)
   double prev_radius = std::numeric_limits<double>::infinity();
@@ -162,6 +163,8 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     const double M = top.v1;
     int64_t winner = top.i1;
     double radius = M;
+    // err is the band model: the band also spans the float64 tie tolerance,
+    // so values the exact path would call ties are never decided fast
     const double thr = M - 2.0 * err.E(M);
     if (top.i2 >= 0 && top.v2 >= thr) {
       // ambiguous: decide in float64
@@ -179,7 +182,8 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
         exact.center64(b.index, buf.data());
         const double u = exact_d2(buf.data(), centers[static_cast<size_t>(b.assign)]);
         ++st->exact_distance_evals;
-        const bool certain = b.m2 - b.m > 2.0 * err.E(b.m2);
+        // an exact zero cannot go lower; else a second center must be clearly farther
+        const bool certain = u == 0.0 || b.m2 - b.m > 2.0 * err.E(b.m2);
         cands.push_back({b.index, u, certain});
       }
       std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {

@@ -85,8 +85,8 @@ struct ShardImpl final : KCenterShard::Impl {
       src.scale = scale.data();
       src.norm64 = norm64.data();
     }
-    err = svp::error_model(std::is_same<Acc, double>::value, opt.metric, X.cols);
     tie = svp::exact_tie_model(opt.metric, X.cols);
+    err = svp::band_model(svp::error_model(std::is_same<Acc, double>::value, opt.metric, X.cols), tie);
     if (X.rows == 0) return;
     switch (opt.method) {
       case KCenterMethod::pruned:

@@ -33,12 +33,19 @@ using Clock = std::chrono::steady_clock;
 template <typename T>
 __global__ void kc_facts(const char* X, long long N, long long D, long long row_bytes,
                          double* norm64, unsigned long long* facts) {
+  __shared__ unsigned long long s_bad, s_zero, s_max, s_nmin, s_nmax;
+  if (threadIdx.x == 0) {
+    s_bad = s_zero = ~0ull;
+    s_max = s_nmax = 0ull;
+    s_nmin = 0x7ff0000000000000ull;  // +inf bits
+  }
+  __syncthreads();
   const int lane = threadIdx.x & 31;
   const long long warp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
   const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
   for (long long r = warp; r < N; r += nwarps) {
     const char* row = X + r * row_bytes;
-    unsigned long long bad = 0xffffffffffffffffull;
+    unsigned long long bad = ~0ull;
     double mx = 0.0, ss = 0.0;
     for (long long j = lane; j < D; j += 32) {
       const double v = static_cast<double>(Elem<T>::get(row, j));
@@ -56,18 +63,26 @@ __global__ void kc_facts(const char* X, long long N, long long D, long long row_
       mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
       ss += __shfl_xor_sync(0xffffffffu, ss, off);
     }
-    if (lane == 0) {
-      if (bad != 0xffffffffffffffffull) {
-        atomicMin(facts + 0, bad);
+    if (lane == 0) {  // shared-memory atomics; one global atomic per block below
+      if (bad != ~0ull) {
+        atomicMin(&s_bad, bad);
         continue;
       }
-      atomicMax(facts + 1, static_cast<unsigned long long>(__double_as_longlong(mx)));
+      atomicMax(&s_max, static_cast<unsigned long long>(__double_as_longlong(mx)));
       const double nrm = sqrt(ss);
       if (norm64) norm64[r] = nrm;
-      if (nrm == 0.0) atomicMin(facts + 2, static_cast<unsigned long long>(r));
-      atomicMin(facts + 3, static_cast<unsigned long long>(__double_as_longlong(nrm)));
-      atomicMax(facts + 4, static_cast<unsigned long long>(__double_as_longlong(nrm)));
+      if (nrm == 0.0) atomicMin(&s_zero, static_cast<unsigned long long>(r));
+      atomicMin(&s_nmin, static_cast<unsigned long long>(__double_as_longlong(nrm)));
+      atomicMax(&s_nmax, static_cast<unsigned long long>(__double_as_longlong(nrm)));
     }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    if (s_bad != ~0ull) atomicMin(facts + 0, s_bad);
+    atomicMax(facts + 1, s_max);
+    if (s_zero != ~0ull) atomicMin(facts + 2, s_zero);
+    atomicMin(facts + 3, s_nmin);
+    atomicMax(facts + 4, s_nmax);
   }
 }
 
@@ -81,8 +96,8 @@ __global__ void kc_prepare(KcParams<Acc> p, const long long* excluded, long long
     if (p.norm64) const_cast<Acc*>(p.scale)[r] = static_cast<Acc>(1.0 / p.norm64[r]);
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) {
-    p.band_count[0] = 0;
-    p.band_count[1] = 0;
+    p.band_count[0] = p.band_count[1] = 0;
+    p.band_any[0] = p.band_any[1] = 0;
   }
   (void)excluded;
   (void)n_excluded;
@@ -103,12 +118,13 @@ __global__ void __launch_bounds__(kThreads) kc_init(KcParams<Acc> p, const long 
   extern __shared__ unsigned char smem_raw[];
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   __shared__ Top4 scratch[kThreads / 32];
-  for (int k = 0; k < q; ++k) load_center(p, rows[k], cs + k * p.D);
+  const long long cstride = (p.D + 3) & ~3LL;  // 16-byte aligned centers
+  for (int k = 0; k < q; ++k) load_center(p, rows[k], cs + k * cstride);
   __syncthreads();
   Top2 mine;
   top2_clear(mine);
   long long evals = 0;
-  apply_centers<T, Acc, CPL, VEC>(p, cs, q, ord0, -1, mine, evals);
+  apply_centers<T, Acc, CPL, VEC>(p, cs, cstride, q, ord0, -1, mine, evals);
   unsigned long long e = static_cast<unsigned long long>(evals);
   for (int off = 16; off > 0; off >>= 1) e += __shfl_xor_sync(0xffffffffu, e, off);
   if ((threadIdx.x & 31) == 0 && e)
@@ -141,7 +157,7 @@ __global__ void __launch_bounds__(kThreads) kc_steps(KcParams<Acc> p, long long 
       __syncthreads();
       Top2 mine;
       top2_clear(mine);
-      apply_centers<T, Acc, CPL, VEC>(p, cs, 1, p.n_sel + t, w, mine, evals);
+      apply_centers<T, Acc, CPL, VEC>(p, cs, p.D, 1, p.n_sel + t, w, mine, evals);
       write_block_candidates(mine, p.blockres + ((t + 1) & 1) * p.max_blocks,
                              p.blocksecond + ((t + 1) & 1) * p.max_blocks, scratch);
       grid.sync();
@@ -205,6 +221,7 @@ struct Layout {
   unsigned long long* band_val = nullptr;
   int* band_flag = nullptr;
   int* band_count = nullptr;
+  int* band_any = nullptr;
   unsigned long long* facts = nullptr;
   // pruned method
   long long* lo = nullptr;
@@ -221,9 +238,12 @@ struct Layout {
   Top2* ctop = nullptr;
   double* m2floor = nullptr;
   int* active = nullptr;
-  long long* act_range = nullptr;
   int* n_active = nullptr;
-  double* act_dc = nullptr;
+  int* slab_cell = nullptr;
+  long long* slab_range = nullptr;
+  double* slab_dc = nullptr;
+  int* n_slabs = nullptr;
+  long long slab_cap = 0;
   int* bad = nullptr;
   void* sort_temp = nullptr;
   size_t sort_bytes = 0;
@@ -258,6 +278,7 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
   L.band_val = a.take<unsigned long long>(n);
   L.band_flag = a.take<int>(n);
   L.band_count = a.take<int>(2);
+  L.band_any = a.take<int>(2);
   L.facts = a.take<unsigned long long>(8);
   if (opt.method == KCenterMethod::pruned && opt.n_cells > 0) {
     const long long nc = opt.n_cells;
@@ -275,9 +296,12 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
     L.ctop = a.take<Top2>(nc);
     L.m2floor = a.take<double>(nc);
     L.active = a.take<int>(nc);
-    L.act_range = a.take<long long>(2 * nc);
     L.n_active = a.take<int>(2);
-    L.act_dc = a.take<double>(nc);
+    L.slab_cap = n / kSlab + nc + 1;  // slabs of kSlab members, at most one partial per cell
+    L.slab_cell = a.take<int>(L.slab_cap);
+    L.slab_range = a.take<long long>(2 * L.slab_cap);
+    L.slab_dc = a.take<double>(L.slab_cap);
+    L.n_slabs = a.take<int>(2);
     L.bad = a.take<int>(1);
     size_t sb = 0;
     cub::DeviceSegmentedSort::SortPairs(nullptr, sb, static_cast<const double*>(nullptr),
@@ -322,6 +346,7 @@ void setup_cells(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   SVP_CUDA(cudaMemsetAsync(L.fill, 0, sizeof(unsigned long long) * nc, stream));
   SVP_CUDA(cudaMemsetAsync(L.bad, 0, sizeof(int), stream));
   SVP_CUDA(cudaMemsetAsync(L.n_active, 0, 2 * sizeof(int), stream));
+  SVP_CUDA(cudaMemsetAsync(L.n_slabs, 0, 2 * sizeof(int), stream));
   pr_hist<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, nc, L.counts, L.bad);
   SVP_CUDA_LAUNCH_CHECK("pr_hist");
   std::vector<unsigned long long> counts(static_cast<size_t>(nc));
@@ -354,13 +379,14 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
                const Layout& L, cudaStream_t stream, int64_t t0, KCenterStats* st) {
   const int device = X.device;
   const size_t center_bytes = static_cast<size_t>(X.cols) * sizeof(Acc);
+  const size_t center_stride_bytes = static_cast<size_t>((X.cols + 3) & ~3LL) * sizeof(Acc);
   // initial centers, up to q per pass (they share each row's load)
   const std::vector<long long> init = opt.n_selected > 0
                                           ? std::vector<long long>(opt.already_selected,
                                                                    opt.already_selected + opt.n_selected)
                                           : std::vector<long long>{opt.start};
-  const int q_max = static_cast<int>(std::max<size_t>(1, std::min<size_t>(16, (96u << 10) / center_bytes)));
-  const size_t init_smem = center_bytes * static_cast<size_t>(q_max);
+  const int q_max = static_cast<int>(std::max<size_t>(1, std::min<size_t>(16, (96u << 10) / center_stride_bytes)));
+  const size_t init_smem = center_stride_bytes * static_cast<size_t>(q_max);
   const bool use_cells = p.n_cells > 0;
   // pruned steps keep the center twice: in Acc for distances, in float64 for bounds
   const size_t step_smem = use_cells ? ((center_bytes + 15) / 16) * 16 + static_cast<size_t>(X.cols) * 8
@@ -387,6 +413,10 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
 
   Poller poll(opt.progress, opt.poll_interval);
   const bool pruned = p.n_cells > 0;
+  std::vector<cudaEvent_t> events;
+  std::vector<long long> event_t;
+  long long done = t0;
+  try {
   if (pruned) setup_cells(X, opt, p, L, stream);
   {
     const long long n_excl = opt.n_selected > 0 ? opt.n_selected : 1;
@@ -412,14 +442,9 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
       static_cast<double>(X.rows) * static_cast<double>(X.cols) * static_cast<double>(dtype_size(X.dtype));
   const double est_step_s = bytes_per_step / 3e12 + 4e-6;
   const long long chunk = std::max<long long>(1, std::min<long long>(1 << 16, static_cast<long long>(0.05 / est_step_s)));
-  std::vector<cudaEvent_t> events;
-  std::vector<long long> event_t;
-  long long done = t0;
-  try {
     for (long long t = t0; t < opt.budget; t += chunk) {
       long long t_end = std::min<long long>(opt.budget, t + chunk);
-      double* act_dc = L.act_dc;
-      void* args[] = {&p, &t, &t_end, &act_dc};
+      void* args[] = {&p, &t, &t_end};
       SVP_CUDA(cudaLaunchCooperativeKernel(step_fn, grid, kThreads, args, step_smem, stream));
       SVP_CUDA_LAUNCH_CHECK("kc_steps");
       cudaEvent_t ev;
@@ -504,6 +529,7 @@ void run_acc(const DeviceMatrix& X, const KCenterCudaOptions& opt, const Layout&
   p.band_val = L.band_val;
   p.band_flag = L.band_flag;
   p.band_count = L.band_count;
+  p.band_any = L.band_any;
   p.err = err;
   p.tie = tie;
   if (opt.method == KCenterMethod::pruned && opt.n_cells > 0) {
@@ -518,8 +544,12 @@ void run_acc(const DeviceMatrix& X, const KCenterCudaOptions& opt, const Layout&
     p.ctop = L.ctop;
     p.m2floor = L.m2floor;
     p.active = L.active;
-    p.act_range = L.act_range;
     p.n_active = L.n_active;
+    p.slab_cell = L.slab_cell;
+    p.slab_range = L.slab_range;
+    p.slab_dc = L.slab_dc;
+    p.n_slabs = L.n_slabs;
+    p.slab_cap = L.slab_cap;
   }
   // fill, then exclude the initial centers
   const int fill_grid = 1024;
@@ -569,7 +599,7 @@ void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* wo
   if (opt.n_selected == 0 && opt.budget > 0)
     SVP_CHECK_ARG(opt.start >= 0 && opt.start < n, "start must be in [0, %lld), got %lld",
                   (long long)n, (long long)opt.start);
-  SVP_CHECK_ARG(opt.method != KCenterMethod::pruned || opt.cell_of != nullptr,
+  SVP_CHECK_ARG(opt.method != KCenterMethod::pruned || (opt.cell_of != nullptr && opt.n_cells >= 1),
                 "the pruned method needs a cell partition");
   if (opt.budget == 0) return;
 
@@ -658,11 +688,14 @@ void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* wo
     // what a plain scan evaluates, as on the CPU
     long long live = n - n_init, total = n_init * live;
     for (int64_t t = (opt.n_selected > 0 ? 0 : 1); t + 1 < opt.budget; ++t) total += --live;
-    st->scan_evals = total;
+    // as on the CPU: the start center is applied only when a second pick follows
+    st->scan_evals = (opt.n_selected == 0 && opt.budget <= 1) ? 0 : total;
   }
+  st->method_used = static_cast<int>(opt.method == KCenterMethod::pruned ? KCenterMethod::pruned
+                                                                        : KCenterMethod::scan);
   if (opt.budget > t0) {
-    const ErrorModel err = error_model(f64, opt.metric, D);
     const ErrorModel tie = exact_tie_model(opt.metric, D);
+    const ErrorModel err = band_model(error_model(f64, opt.metric, D), tie);
     if (f64)
       run_acc<double>(X, opt, L, stream, t0, err, tie, picks, radii, st);
     else

@@ -18,6 +18,7 @@ namespace svp {
 namespace cuda {
 
 constexpr double kPruneRel = 1e-10;  // margin on float64 bounds (see pruned_engine.cpp)
+constexpr long long kSlab = 256;     // members per work item of the per-step scan
 
 // ------------------------------------------------------------- set-up --
 
@@ -157,8 +158,7 @@ __device__ inline void cell_candidates(const KcParams<Acc>& p, Top4* res, double
 // P1: which cells can change under the new center (float64 center c64 in
 // shared memory, center row w in cell cw). Appends them to the active list.
 template <typename Acc>
-__device__ inline void prune_cells(const KcParams<Acc>& p, const double* c64, long long cw, int par,
-                                   double* act_dc) {
+__device__ inline void prune_cells(const KcParams<Acc>& p, const double* c64, long long cw, int par) {
   const int lane = threadIdx.x & 31;
   const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
   const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
@@ -204,19 +204,28 @@ __device__ inline void prune_cells(const KcParams<Acc>& p, const double* c64, lo
       if ((qa > a || qb < b) && lane == 0) p.m2floor[k] = fmin(__ldcg(p.m2floor + k), cmax);
     }
     if ((qa < qb || force) && lane == 0) {
+      // the cell (its best two are recomputed after the scan) and its members
+      // in slabs of kSlab, so that a large cell is shared by many warps
       const int j = atomicAdd(p.n_active + par, 1);
       p.active[j] = static_cast<int>(k);
-      p.act_range[2 * j] = qa;
-      p.act_range[2 * j + 1] = qb;
-      act_dc[j] = dc;
+      const long long ns = (qb - qa + kSlab - 1) / kSlab;
+      if (ns > 0) {
+        const long long s0 = atomicAdd(p.n_slabs + par, static_cast<int>(ns));
+        for (long long u = 0; u < ns; ++u) {
+          p.slab_cell[s0 + u] = static_cast<int>(k);
+          p.slab_range[2 * (s0 + u)] = qa + u * kSlab;
+          p.slab_range[2 * (s0 + u) + 1] = min(qb, qa + (u + 1) * kSlab);
+          p.slab_dc[s0 + u] = dc;
+        }
+      }
     }
   }
 }
 
-// P2: scan the members that can change, in the active cells.
+// P2: scan the members that can change, one warp per slab.
 template <typename T, typename Acc, int CPL, bool VEC>
-__device__ inline void scan_active(const KcParams<Acc>& p, const Acc* cs, long long ordinal,
-                                   int par, const double* act_dc, long long& evals) {
+__device__ inline void scan_slabs(const KcParams<Acc>& p, const Acc* cs, long long ordinal, int par,
+                                  long long& evals) {
   const int lane = threadIdx.x & 31;
   const int G = p.G;
   const int l = lane & (G - 1);
@@ -225,11 +234,10 @@ __device__ inline void scan_active(const KcParams<Acc>& p, const Acc* cs, long l
   const unsigned mask = G == 32 ? 0xffffffffu : (((1u << G) - 1u) << (slot * G));
   const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
   const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
-  const int na = __ldcg(p.n_active + par);
-  for (long long j = gwarp; j < na; j += nwarps) {
-    const long long k = __ldcg(p.active + j);
-    const long long qa = __ldcg(p.act_range + 2 * j), qb = __ldcg(p.act_range + 2 * j + 1);
-    const double dc = __ldcg(act_dc + j);
+  const int ns = __ldcg(p.n_slabs + par);
+  for (long long j = gwarp; j < ns; j += nwarps) {
+    const long long qa = __ldcg(p.slab_range + 2 * j), qb = __ldcg(p.slab_range + 2 * j + 1);
+    const double dc = __ldcg(p.slab_dc + j);
     for (long long qbase = qa; qbase < qb; qbase += rpw) {
       const long long q = qbase + slot;
       if (q >= qb) continue;
@@ -259,15 +267,25 @@ __device__ inline void scan_active(const KcParams<Acc>& p, const Acc* cs, long l
         }
       }
     }
-    __syncwarp();
+  }
+}
+
+// P3a: the best two of every cell that may have changed (one warp per cell).
+template <typename Acc>
+__device__ inline void refresh_active_tops(const KcParams<Acc>& p, int par) {
+  const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  const int na = __ldcg(p.n_active + par);
+  for (long long j = gwarp; j < na; j += nwarps) {
+    const long long k = __ldcg(p.active + j);
     const Top2 t = cell_top2(p, k);
-    if (lane == 0) p.ctop[k] = t;
+    if ((threadIdx.x & 31) == 0) p.ctop[k] = t;
   }
 }
 
 template <typename T, typename Acc, int CPL, bool VEC>
 __global__ void __launch_bounds__(kThreads) kc_steps_pruned(KcParams<Acc> p, long long t_begin,
-                                                            long long t_end, double* act_dc) {
+                                                            long long t_end) {
   extern __shared__ unsigned char smem_raw[];
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   double* c64 = reinterpret_cast<double*>(smem_raw + ((p.D * sizeof(Acc) + 15) / 16) * 16);
@@ -285,8 +303,9 @@ __global__ void __launch_bounds__(kThreads) kc_steps_pruned(KcParams<Acc> p, lon
     const int par = static_cast<int>(t & 1);
     const long long qw = pos_of(p, w);
     if (blockIdx.x == 0 && threadIdx.x == 0) {
-      p.m[qw] = Acc(-1);               // the new center leaves the candidates
-      p.n_active[par ^ 1] = 0;         // next step's list (unused this step)
+      p.m[qw] = Acc(-1);        // the new center leaves the candidates
+      p.n_active[par ^ 1] = 0;  // next step's lists (unused this step)
+      p.n_slabs[par ^ 1] = 0;
     }
     __syncthreads();
     {
@@ -300,9 +319,11 @@ __global__ void __launch_bounds__(kThreads) kc_steps_pruned(KcParams<Acc> p, lon
       }
     }
     __syncthreads();
-    prune_cells(p, c64, p.cellpos[qw], par, act_dc);
+    prune_cells(p, c64, p.cellpos[qw], par);
     grid.sync();
-    scan_active<T, Acc, CPL, VEC>(p, cs, p.n_sel + t, par, act_dc, evals);
+    scan_slabs<T, Acc, CPL, VEC>(p, cs, p.n_sel + t, par, evals);
+    grid.sync();
+    refresh_active_tops(p, par);
     grid.sync();
     cell_candidates(p, p.blockres + ((t + 1) & 1) * p.max_blocks,
                     p.blocksecond + ((t + 1) & 1) * p.max_blocks, scratch);

@@ -49,6 +49,7 @@ struct KcParams {
   unsigned long long* band_val;  // [N] float64 bits (non-negative: ordered as integers)
   int* band_flag;                // [N]
   int* band_count;               // [2]
+  int* band_any;                 // [2] some member needs the full float64 minimum
   ErrorModel err, tie;
   int G;    // lanes per row: a power of two <= 32
   int vec;  // rows are 16-byte aligned: vector loads
@@ -63,9 +64,13 @@ struct KcParams {
   const double* radius;    // [n_cells] max p of the cell
   Top2* ctop;              // [n_cells] best two live members (row ids)
   double* m2floor;         // [n_cells] lower bound for skipped centers
-  int* active;             // [n_cells] cells to scan this step
-  long long* act_range;    // [2 n_cells] member range [qa, qb) of each
+  int* active;             // [n_cells] cells that may change this step
   int* n_active;           // [2] by step parity
+  int* slab_cell;          // [slab_cap] work items: a cell and a slice of its members
+  long long* slab_range;   // [2 slab_cap] member range [qa, qb) of each
+  double* slab_dc;         // [slab_cap] distance of the center to the slab's centroid
+  int* n_slabs;            // [2] by step parity
+  long long slab_cap;
 };
 
 // Position of row r in the per-point arrays (identity for the scan).
@@ -162,13 +167,15 @@ __device__ inline Acc row_dist(const char* row, long long D, int G, int l, unsig
     return row_d2_f64<T>(row, D, G, l, mask, s, c);
 }
 
-// Apply q centers (shared memory, q x D, ordinals ord0..ord0+q-1) to every live
+// Apply q centers (shared memory, q rows of cstride >= D values, the stride a
+// multiple of 4 so that every center starts 16-byte aligned for the float4
+// reads; ordinals ord0..ord0+q-1) to every live
 // row: fused distance, min update, and this thread's best candidates. Rows are
 // owned by a fixed group of G lanes (the same every step), so no other block
 // touches them. exclude_row (the center itself) is marked -1 by its owner.
 template <typename T, typename Acc, int CPL, bool VEC>
-__device__ inline void apply_centers(const KcParams<Acc>& p, const Acc* cs, int q,
-                                     long long ord0, long long exclude_row, Top2& top,
+__device__ inline void apply_centers(const KcParams<Acc>& p, const Acc* cs, long long cstride,
+                                     int q, long long ord0, long long exclude_row, Top2& top,
                                      long long& evals) {
   const int lane = threadIdx.x & 31;
   const int G = p.G;
@@ -198,7 +205,7 @@ __device__ inline void apply_centers(const KcParams<Acc>& p, const Acc* cs, int 
     }
     bool changed = false;
     for (int k = 0; k < q; ++k) {
-      const Acc d = row_dist<T, Acc, CPL, VEC>(row, p.D, G, l, mask, s, cs + k * p.D);
+      const Acc d = row_dist<T, Acc, CPL, VEC>(row, p.D, G, l, mask, s, cs + k * cstride);
       if (d < mr) {
         m2v = mr;
         mr = d;
@@ -323,7 +330,7 @@ __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid,
   __shared__ long long s_red_i[kThreads / 32];
   __shared__ int s_flag;
   const double M = g.v[0];
-  const double thr = M - 2.0 * p.err.E(M);
+  const double thr = M - 2.0 * p.err.E(M);  // err: the band model (svp/exactness.h)
   int nb = 0;
 #pragma unroll
   for (int k = 0; k < 4; ++k) nb += (g.v[k] >= 0.0 && g.v[k] >= thr) ? 1 : 0;
@@ -369,29 +376,25 @@ __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid,
       const bool certain = u == 0.0 || mm2 - mm > 2.0 * p.err.E(mm2);
       p.band_val[j] = __double_as_longlong(u);
       p.band_flag[j] = certain ? 0 : 1;
+      if (!certain) atomicOr(p.band_any + slot, 1);
     }
   }
   *exact_evals += count;
   grid.sync();
   // R2 (rare): members whose nearest center is uncertain get a float64
-  // minimum over every center, spread over the whole grid
-  if (threadIdx.x == 0) {
-    int any = 0;
-    for (long long j = 0; j < count; ++j) any |= __ldcg(p.band_flag + j);
-    s_flag = any;
-  }
+  // minimum over every center; (member, center) pairs spread over the grid
+  if (threadIdx.x == 0) s_flag = __ldcg(p.band_any + slot);
   __syncthreads();
   if (s_flag) {
     const long long K = p.n_sel + t;  // centers so far
-    for (long long j = 0; j < count; ++j) {
+    for (long long pair = gwarp; pair < count * K; pair += nwarps) {
+      const long long j = pair / K, k = pair - j * K;
       if (!__ldcg(p.band_flag + j)) continue;
       const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
-      for (long long k = gwarp; k < K; k += nwarps) {
-        const double d = exact_d2_warp(p, y, center_row(p.init_rows, p.n_sel, p.picks, k));
-        if (lane == 0) atomicMin(p.band_val + j, static_cast<unsigned long long>(__double_as_longlong(d)));
-      }
-      *exact_evals += K;
+      const double d = exact_d2_warp(p, y, center_row(p.init_rows, p.n_sel, p.picks, k));
+      if (lane == 0) atomicMin(p.band_val + j, static_cast<unsigned long long>(__double_as_longlong(d)));
     }
+    *exact_evals += count * K;
     grid.sync();
   }
   // R3: the largest float64 value; ties within float64 error: lowest index
@@ -433,7 +436,8 @@ __device__ inline void commit(const KcParams<Acc>& p, long long t, long long win
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     p.picks[t] = winner;
     if (p.radii) p.radii[t] = p.metric == Metric::cosine ? 0.5 * r2 : sqrt(r2);
-    p.band_count[(t + 1) & 1] = 0;  // next step's counter (not in use this step)
+    p.band_count[(t + 1) & 1] = 0;  // next step's counters (not in use this step)
+    p.band_any[(t + 1) & 1] = 0;
   }
 }
 

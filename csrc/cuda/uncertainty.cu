@@ -85,14 +85,16 @@ __global__ void unc_scores(const char* X, long long N, long long C, long long ro
         S += e;
         Tn = fma(e, fmax(d, A(-1000)), Tn);  // 0 * (-inf) would be NaN
       }
-      S = warp_sum(S);
-      Tn = warp_sum(Tn);
-      const A p1 = A(1) / S;
-      const A p2 = C > 1 ? dexp(m2 - m1) / S : A(0);
+      // the sums in the input's precision, the last few operations in float64
+      // and rounded once, exactly as the CPU kernels do
+      const double Sd = static_cast<double>(warp_sum(S));
+      const double Td = static_cast<double>(warp_sum(Tn));
+      const double p1 = 1.0 / Sd;
+      const double p2 = C > 1 ? static_cast<double>(dexp(m2 - m1)) / Sd : 0.0;
       switch (method) {
-        case UncertaintyMethod::least_confidence: score = A(1) - p1; break;
-        case UncertaintyMethod::entropy: score = dlog(S) - Tn / S; break;
-        default: score = A(1) - (p1 - p2); break;
+        case UncertaintyMethod::least_confidence: score = static_cast<A>(1.0 - p1); break;
+        case UncertaintyMethod::entropy: score = static_cast<A>(log(Sd) - Td / Sd); break;
+        default: score = static_cast<A>(1.0 - (p1 - p2)); break;
       }
     } else {
       if (lo < -tol || fabs(static_cast<double>(sum) - 1.0) > tol) {
@@ -109,12 +111,23 @@ __global__ void unc_scores(const char* X, long long N, long long C, long long ro
         }
         score = warp_sum(H);
       } else if (method == UncertaintyMethod::least_confidence) {
-        score = A(1) - m1;
+        score = static_cast<A>(1.0 - static_cast<double>(m1));
       } else {
-        score = A(1) - (m1 - m2);
+        score = static_cast<A>(1.0 - (static_cast<double>(m1) - static_cast<double>(m2)));
       }
     }
     if (lane == 0) scores[r] = score + A(0);  // +0.0, never -0.0: one order for the sort
+  }
+}
+
+// Sort keys: the scores with NaN (only from unchecked input) as -inf, so NaN
+// ranks last as on the CPU (CUB would order NaN by its bits).
+template <typename A>
+__global__ void sort_keys(const A* scores, A* keys, long long n) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n; i += stride) {
+    const A v = scores[i];
+    keys[i] = isnan(v) ? A(-INFINITY) : v;
   }
 }
 
@@ -133,6 +146,7 @@ size_t sort_temp_bytes(long long n) {
 }
 
 struct ULayout {
+  void* keys_in = nullptr;
   void* keys_out = nullptr;
   long long* idx_in = nullptr;
   long long* idx_out = nullptr;
@@ -149,6 +163,7 @@ ULayout ulayout(void* base, int64_t cap, const DeviceMatrix& X, int64_t k) {
   L.bad = a.take<unsigned long long>(2);
   if (k >= 0) {
     const bool f64 = X.dtype == DType::f64;
+    L.keys_in = a.take<double>(n);
     L.keys_out = a.take<double>(n);
     L.idx_in = a.take<long long>(n);
     L.idx_out = a.take<long long>(n);
@@ -219,11 +234,17 @@ void uncertainty_cuda(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, 
   SVP_CUDA_LAUNCH_CHECK("iota64");
   size_t tb = L.temp_bytes;
   if (X.dtype == DType::f64) {
-    SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(L.temp, tb, static_cast<const double*>(scores),
+    sort_keys<double><<<1024, 256, 0, stream>>>(static_cast<const double*>(scores),
+                                                static_cast<double*>(L.keys_in), n);
+    SVP_CUDA_LAUNCH_CHECK("sort_keys");
+    SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(L.temp, tb, static_cast<const double*>(L.keys_in),
                                                        static_cast<double*>(L.keys_out), L.idx_in,
                                                        L.idx_out, n, 0, 64, stream));
   } else {
-    SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(L.temp, tb, static_cast<const float*>(scores),
+    sort_keys<float><<<1024, 256, 0, stream>>>(static_cast<const float*>(scores),
+                                               static_cast<float*>(L.keys_in), n);
+    SVP_CUDA_LAUNCH_CHECK("sort_keys");
+    SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(L.temp, tb, static_cast<const float*>(L.keys_in),
                                                        static_cast<float*>(L.keys_out), L.idx_in,
                                                        L.idx_out, n, 0, 32, stream));
   }

@@ -1,6 +1,10 @@
-"""Selection methods: thin wrappers over the C++/CUDA core."""
+"""Selection methods: thin wrappers over the C++/CUDA core (k-center, uncertainty)
+and the small pure-Python ones (forgetting events, random)."""
 
+from .forgetting import ForgettingTracker, forgetting
 from .kcenter import KCenterStats, kcenter
+from .random import random_selection
 from .uncertainty import uncertainty, uncertainty_scores
 
-__all__ = ["KCenterStats", "kcenter", "uncertainty", "uncertainty_scores"]
+__all__ = ["ForgettingTracker", "KCenterStats", "forgetting", "kcenter", "random_selection",
+           "uncertainty", "uncertainty_scores"]

@@ -64,7 +64,7 @@ def kcenter(
     return_radii: bool = False,
     return_stats: bool = False,
     progress: Any = False,
-    callback: Optional[Callable[[np.ndarray], None]] = None,
+    callback: Optional[Callable[[np.ndarray, Optional[np.ndarray]], None]] = None,
     n_cells: Optional[int] = None,
     seed: int = 0,
     num_threads: Optional[int] = None,
@@ -107,8 +107,11 @@ def kcenter(
             nearest earlier center (+inf for the start pick); non-increasing.
         return_stats: also return a :class:`KCenterStats`.
         progress: True for a tqdm progress bar (off by default), or a tqdm object.
-        callback: called with the picks so far (a read-only numpy array) about
-            every ``0.1`` s during the run, e.g. to checkpoint them.
+        callback: called as ``callback(picks, radii)`` with the picks so far
+            and their radii (read-only numpy arrays; radii is None unless
+            ``return_radii``) about every 0.1 s during the run and once at the
+            end, e.g. to checkpoint them (``svp-fast kcenter --checkpoint``).
+            An exception raised there stops the run and propagates.
         n_cells: number of cells for the pruned method (default ~4 sqrt(N)).
         seed: seed of the k-means that builds the cells (does not affect picks).
         num_threads: CPU threads (default: OpenMP's default).
@@ -171,7 +174,11 @@ def kcenter(
         if callback is not None:
             view = picks[:done]
             view.flags.writeable = False
-            callback(view)
+            rview = None
+            if radii is not None:
+                rview = radii[:done]
+                rview.flags.writeable = False
+            callback(view, rview)
 
     hook, close = make_hook(budget, progress, "k-center", "pick", on_poll if callback else None)
     try:

@@ -71,6 +71,18 @@ SVP_HD ErrorModel exact_tie_model(Metric metric, int64_t D) {
   return e;
 }
 
+// The model of the ambiguity band: E_band = E + tie/2, so the band
+// [M - 2 E_band(M), M] also spans the float64 tie tolerance. Without it, two
+// values the exact path would call a tie (lowest index wins) could still be
+// decided by fast arithmetic, differently on different backends.
+SVP_HD ErrorModel band_model(const ErrorModel& fast, const ErrorModel& tie) {
+  ErrorModel b;
+  b.eps = fast.eps + 0.5 * tie.eps;
+  b.alpha = fast.alpha + 0.5 * tie.alpha;
+  b.beta = fast.beta + 0.5 * tie.beta;
+  return b;
+}
+
 // float32 arithmetic unless the input is float64 or its squared distances
 // could leave float32's normal range (then float64 arithmetic: same picks).
 // max_abs: largest |x|; min_norm/max_norm: row norms (cosine).

@@ -67,7 +67,9 @@ class KCenterShard {
   // The two best local candidates (index -1 when absent). Every local point
   // whose value could lie in the band below the global best is up to date.
   void top2(ShardCandidate* first, ShardCandidate* second);
-  // |computed - exact| <= error_bound(computed) for every value reported.
+  // |computed - exact| <= error_bound(computed) for every value reported,
+  // widened by half the float64 tie tolerance: the band of a step is
+  // [M - 2 error_bound(M), M] (see svp/exactness.h, band_model).
   double error_bound(double value) const;
   // float64 values (exact_min) within exact_tolerance(v) of the largest v are
   // ties: the lowest global index among them wins.
