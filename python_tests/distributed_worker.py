@@ -82,6 +82,8 @@ def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> N
             x = local_part(case, me)
             if case.get("cols_on_rank") and rank in case["cols_on_rank"]:
                 x = np.ascontiguousarray(np.asarray(x)[:, : case["cols_on_rank"][rank]])
+            if case.get("astype_on_rank") and rank in case["astype_on_rank"]:
+                x = np.asarray(x).astype(case["astype_on_rank"][rank])
             budget = case["budget_on_rank"][rank] if "budget_on_rank" in case else case["budget"]
             # small rounds exercise the multi-round float64 tie-break on modest bands
             from svp_fast.distributed import _kcenter

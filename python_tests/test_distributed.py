@@ -61,7 +61,7 @@ def _spread(layout, count: int, seed: int) -> np.ndarray:
     return out
 
 
-def C(name, layout, dtype="float32", metric="euclidean", method="scan", budget=200, data="gauss",
+def C(name, layout, dtype="float32", metric="euclidean", method="scan", budget=150, data="gauss",
       kind="numpy", d=12, **extra):
     return dict(name=name, layout=list(layout), dtype=dtype, metric=metric, method=method,
                 budget=budget, data=data, kind=kind, d=d, **extra)
@@ -74,7 +74,7 @@ CASES = {
           kind="memmap", start=1000),
         C("unequal_f64_pruned_torch_selected", [350, 850], "float64", method="pruned",
           data="clustered", kind="torch", selected=40),
-        C("ties_everything", [300, 300], method="lazy", data="ties", d=4, budget=600),
+        C("ties_everything", [200, 200], method="lazy", data="ties", d=4, budget=400),
         C("equal_f32_cosine_polling", [500, 500], metric="cosine", method="auto", poll=True),
         C("ties_cosine_f64_pruned", [250, 200], "float64", "cosine", "pruned", data="ties", d=4,
           budget=300),
@@ -93,10 +93,9 @@ CASES = {
           bf16=True),
         C("f32_cosine_pruned_selected", [250, 900, 450], metric="cosine", method="pruned",
           data="clustered", selected=25),
-        C("ties_f16_empty_first", [0, 350, 250], "float16", method="lazy", data="ties", d=4,
-          budget=500),
-        C("ties_cosine_f32_scan", [300, 150, 150], metric="cosine", data="ties", d=3, budget=400,
-          band_round_bytes=5 * (8 + 3 * 4)),
+        C("ties_f16_empty_first", [0, 250, 200], "float16", method="lazy", data="ties", d=4,
+          budget=400),
+        C("ties_cosine_f32_scan", [200, 100, 100], metric="cosine", data="ties", d=3, budget=300),
     ],
     4: [
         C("empty_second_f32_lazy_selected", [500, 0, 300, 700], method="lazy", selected=30),
@@ -114,8 +113,14 @@ CASES = {
     ],
 }
 
-# Cases whose every rank must raise: (name, layout, extra, expected type, text in the message)
+# Cases whose every rank must raise (2 ranks of 400 rows, budget 100 unless given):
+# (name, case options, expected exception type, text in the message)
 ERROR_CASES = [
+    ("dtype_differs", dict(astype_on_rank={1: "float16"}), "TypeError",
+     "must have the same dtype on every rank, got float32 on rank 0 and float16 on rank 1"),
+    # rank 1's own error, raised on rank 1 as is and on rank 0 as "rank 1: ..."
+    ("integers_on_rank1", dict(astype_on_rank={1: "int32"}), "TypeError",
+     "local_embeddings must have a floating dtype"),
     ("d_differs", dict(cols_on_rank={1: 8}), "ValueError",
      "must have the same number of columns D on every rank, got 12 on rank 0 and 8 on rank 1"),
     ("budget_differs", dict(budget_on_rank=[100, 120]), "ValueError",
@@ -268,12 +273,15 @@ def test_errors_raised_on_every_rank(runs, name, kind, text):
         info = json.loads(path.read_text())
         assert info["type"] == kind, info
         assert text in info["message"], info["message"]
+    if name == "integers_on_rank1":
+        assert json.loads((folder / f"{name}.rank0.error.json").read_text())["message"].startswith(
+            "rank 1: ")
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("how,poll", [("kill", None), ("stall", True)])
 def test_dead_or_silent_rank_fails_the_others_within_the_timeout(tmp_path, how, poll):
-    timeout_s = 4.0
+    timeout_s = 3.0
     case = _materialise(C(f"failure_{how}", [1500, 1500, 1500], budget=4000, d=16), tmp_path)
     case.update(victim=1, at_step=40, how=how, timeout_s=timeout_s, poll=poll)
     codes, hung = _spawn(run_failure, 3, tmp_path, case, timeout=90, victim=1)
@@ -286,7 +294,7 @@ def test_dead_or_silent_rank_fails_the_others_within_the_timeout(tmp_path, how, 
         msg = info["message"]
         assert f"on rank {r} of 3 at step " in msg
         assert "all-gather of the top-2 candidates" in msg or "broadcast of the new center's row" in msg
-        assert "process-group timeout 4 s" in msg
+        assert "process-group timeout 3 s" in msg
         waited = info["time"] - died_at
         # a dead peer is noticed at once; a silent one at the timeout (plus a
         # loaded machine's slack), never later

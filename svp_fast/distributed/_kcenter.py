@@ -11,7 +11,8 @@ The protocol (one selection step, identical on every rank):
    reaches thr = M - 2 E(M), E being the core's rigorous bound on the
    rounding error of a computed value. Otherwise the step is *ambiguous* (a
    few % of steps in float32/float16; in float64 only on real ties): every rank
-   all-gathers its band members (values >= thr) with their raw rows, computes
+   all-gathers its band members (values >= thr; in rounds of bounded size)
+   with their raw rows, computes
    for each member the float64 distance to its own nearest local center, an
    all-reduce(min) gives each member's exact distance to the nearest center
    anywhere, and the largest wins; values within float64's own error bound of
@@ -236,11 +237,13 @@ def kcenter(
     candidates (4 float64 = 32 bytes per rank) and one broadcast of the
     winning row from its owner (D elements of the input dtype). On an
     ambiguous step (a near tie: typically a few % of float32/float16 steps,
-    and in float64 only where points really tie), three more: an all-gather of the band sizes (8 bytes
-    per rank), an all-gather of the band members (8 bytes + one row each), and
-    an all-reduce(min) of their exact distances (8 bytes per member). Setup
-    costs a handful of small collectives, plus one all-reduce per 8 MiB of
-    ``already_selected`` rows.
+    and in float64 only where points really tie), three more: an all-gather
+    of the band sizes (16 bytes per rank), an all-gather of the band members
+    (8 bytes + one row each), and an all-reduce(min) of their exact distances
+    (8 bytes per member); a band larger than 1 MiB per rank (massive exact
+    ties, e.g. once every remaining point duplicates a center) takes these
+    three per 1 MiB round. Setup costs four small all-gathers, plus one
+    all-reduce per 8 MiB of ``already_selected`` rows.
 
     Args:
         local_embeddings: this rank's (n_r, D) shard: numpy array or memmap

@@ -135,6 +135,9 @@ def _save_atomic(path: str, array: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array, allow_pickle=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private (0600); outputs are not
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
