@@ -14,6 +14,8 @@
 #include "svp/shard.h"
 #include "svp/uncertainty.h"
 #ifdef SVP_WITH_CUDA
+#include <cuda_runtime.h>
+
 #include "svp/cuda.h"
 #endif
 
@@ -283,9 +285,10 @@ PYBIND11_MODULE(_core, m) {
            int64_t start, int method, std::uintptr_t cells_ptr, int64_t n_cells,
            std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t picks_ptr,
            std::uintptr_t radii_ptr, py::object progress, double poll_interval,
-           std::string arg_name) {
+           std::string arg_name, double fallback_fraction) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
           auto opt = cuda_kc_options(metric, budget, sel_ptr, n_sel, start, method, cells_ptr, n_cells);
+          opt.fallback_fraction = fallback_fraction;
           opt.poll_interval = poll_interval;
           opt.arg_name = arg_name.c_str();
           PyProgress hook(std::move(progress));
@@ -305,6 +308,67 @@ PYBIND11_MODULE(_core, m) {
           if (cancelled) hook.rethrow();
           return stats_dict(stats);
         });
+  py::class_<svp::cuda::KCenterShardCuda>(m, "KCenterShardCuda")
+      .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
+                       int64_t row_stride, int dtype, int metric, int method, std::uintptr_t,
+                       int64_t, bool float64, int, std::string, std::string arg_name) {
+             SVP_CHECK_ARG(method != 1, "the pruned method is not available for CUDA shards yet; "
+                                        "use method='scan' or 'lazy' (both run the fused scan)");
+             SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+             int device = 0;
+             if (rows > 0) {
+               cudaPointerAttributes attr;
+               if (cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr)) == cudaSuccess &&
+                   attr.type == cudaMemoryTypeDevice)
+                 device = attr.device;
+               else
+                 throw py::value_error("embeddings: the CUDA shard needs device memory");
+             } else {
+               cudaGetDevice(&device);
+             }
+             auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
+             (void)owner;
+             py::gil_scoped_release nogil;
+             return new svp::cuda::KCenterShardCuda(X, static_cast<svp::Metric>(metric), float64,
+                                                    arg_name.c_str());
+           }),
+           py::keep_alive<1, 2>())
+      .def_property_readonly("rows", &svp::cuda::KCenterShardCuda::rows)
+      .def("exclude", [](svp::cuda::KCenterShardCuda& s, int64_t r) {
+        py::gil_scoped_release nogil;
+        s.exclude(r);
+      })
+      .def("add_center", [](svp::cuda::KCenterShardCuda& s, std::uintptr_t raw, int64_t r) {
+        py::gil_scoped_release nogil;
+        s.add_center(reinterpret_cast<const void*>(raw), r);
+      })
+      .def("top2", [](svp::cuda::KCenterShardCuda& s) {
+        double v1, v2;
+        int64_t i1, i2;
+        {
+          py::gil_scoped_release nogil;
+          s.top2(&v1, &i1, &v2, &i2);
+        }
+        return py::make_tuple(v1, i1, v2, i2);
+      })
+      .def("error_bound", &svp::cuda::KCenterShardCuda::error_bound)
+      .def("exact_tolerance", &svp::cuda::KCenterShardCuda::exact_tolerance)
+      .def("band", [](svp::cuda::KCenterShardCuda& s, double thr) {
+        std::vector<int64_t> idx;
+        std::vector<double> val;
+        {
+          py::gil_scoped_release nogil;
+          s.band(thr, &idx, &val);
+        }
+        return py::make_tuple(idx, val);
+      })
+      .def("exact_min", [](svp::cuda::KCenterShardCuda& s, std::uintptr_t raw_y, std::uintptr_t rows_ptr,
+                           int64_t count) {
+        py::gil_scoped_release nogil;
+        return s.exact_min(reinterpret_cast<const void*>(raw_y), reinterpret_cast<const int64_t*>(rows_ptr),
+                           count);
+      })
+      .def_property_readonly("distance_evals", &svp::cuda::KCenterShardCuda::distance_evals);
   m.def("uncertainty_cuda_workspace",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            int64_t k) {

@@ -135,3 +135,36 @@ def test_gpu_uncertainty_ties_lowest_index():
     idx, sc = svp_fast.uncertainty(x, 120, method="entropy", return_scores=True)
     cpu_idx = svp_fast.uncertainty(x.cpu(), 120, method="entropy")
     np.testing.assert_array_equal(idx.cpu().numpy(), cpu_idx.numpy())
+
+
+# -------------------------------------------------- distributed (CUDA shards) --
+
+def _dist_worker(rank, world, store, backend, path, budget, out):
+    import datetime
+
+    import torch.distributed as dist
+
+    import svp_fast.distributed as sd
+
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
+    full = np.load(path)
+    bounds = np.linspace(0, full.shape[0], world + 1).astype(int)
+    local = torch.from_numpy(full[bounds[rank]:bounds[rank + 1]]).cuda()
+    picks = sd.kcenter(local, budget, method="scan")
+    if rank == 0:
+        np.save(out, picks.cpu().numpy())
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("backend,world", [("gloo", 2), ("nccl", 1)])
+def test_distributed_cuda_shards_match_single_process(tmp_path, backend, world):
+    import torch.multiprocessing as mp
+
+    x = np.random.default_rng(7).standard_normal((4001, 40)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    out = tmp_path / "picks.npy"
+    mp.spawn(_dist_worker, args=(world, str(tmp_path / "store"), backend, str(path), 500, str(out)),
+             nprocs=world, join=True)
+    np.testing.assert_array_equal(np.load(out), svp_fast.kcenter(x, 500).astype(np.int64))

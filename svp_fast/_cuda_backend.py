@@ -130,7 +130,8 @@ def kcenter(m: Matrix, budget: int, selected: np.ndarray, start: int, metric: st
             metric_code, budget, selected.ctypes.data if selected.size else 0, selected.size,
             start, method_code, cell_of.data_ptr() if cell_of is not None else 0,
             cells_n if cell_of is not None else 0, ws.data_ptr(), ws.numel(), picks.data_ptr(),
-            radii.data_ptr() if radii is not None else 0, hook, 0.1, "embeddings")
+            radii.data_ptr() if radii is not None else 0, hook, 0.1, "embeddings",
+            0.5 if method == "auto" else 2.0)
     finally:
         close()
     del ws

@@ -27,82 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 // ------------------------------------------------------------ kernels --
 
-// One warp per row: first NaN/Inf, largest magnitude, float64 norms.
-// facts: [0] first bad linear index, [1] max |x| (float64 bits), [2] first
-// zero-norm row, [3] min norm bits, [4] max norm bits.
-template <typename T>
-__global__ void kc_facts(const char* X, long long N, long long D, long long row_bytes,
-                         double* norm64, unsigned long long* facts) {
-  __shared__ unsigned long long s_bad, s_zero, s_max, s_nmin, s_nmax;
-  if (threadIdx.x == 0) {
-    s_bad = s_zero = ~0ull;
-    s_max = s_nmax = 0ull;
-    s_nmin = 0x7ff0000000000000ull;  // +inf bits
-  }
-  __syncthreads();
-  const int lane = threadIdx.x & 31;
-  const long long warp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
-  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
-  for (long long r = warp; r < N; r += nwarps) {
-    const char* row = X + r * row_bytes;
-    unsigned long long bad = ~0ull;
-    double mx = 0.0, ss = 0.0;
-    for (long long j = lane; j < D; j += 32) {
-      const double v = static_cast<double>(Elem<T>::get(row, j));
-      if (!isfinite(v)) {
-        const unsigned long long lin = static_cast<unsigned long long>(r * D + j);
-        bad = lin < bad ? lin : bad;
-      } else {
-        mx = fmax(mx, fabs(v));
-        ss = fma(v, v, ss);
-      }
-    }
-    for (int off = 16; off > 0; off >>= 1) {
-      const unsigned long long ob = __shfl_xor_sync(0xffffffffu, bad, off);
-      bad = ob < bad ? ob : bad;
-      mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-      ss += __shfl_xor_sync(0xffffffffu, ss, off);
-    }
-    if (lane == 0) {  // shared-memory atomics; one global atomic per block below
-      if (bad != ~0ull) {
-        atomicMin(&s_bad, bad);
-        continue;
-      }
-      atomicMax(&s_max, static_cast<unsigned long long>(__double_as_longlong(mx)));
-      const double nrm = sqrt(ss);
-      if (norm64) norm64[r] = nrm;
-      if (nrm == 0.0) atomicMin(&s_zero, static_cast<unsigned long long>(r));
-      atomicMin(&s_nmin, static_cast<unsigned long long>(__double_as_longlong(nrm)));
-      atomicMax(&s_nmax, static_cast<unsigned long long>(__double_as_longlong(nrm)));
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    if (s_bad != ~0ull) atomicMin(facts + 0, s_bad);
-    atomicMax(facts + 1, s_max);
-    if (s_zero != ~0ull) atomicMin(facts + 2, s_zero);
-    atomicMin(facts + 3, s_nmin);
-    atomicMax(facts + 4, s_nmax);
-  }
-}
-
-template <typename Acc>
-__global__ void kc_prepare(KcParams<Acc> p, const long long* excluded, long long n_excluded) {
-  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  for (long long r = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; r < p.N; r += stride) {
-    p.m[r] = Acc(INFINITY);
-    p.m2[r] = Acc(INFINITY);
-    p.assign[r] = -1;
-    if (p.norm64) const_cast<Acc*>(p.scale)[r] = static_cast<Acc>(1.0 / p.norm64[r]);
-  }
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    p.band_count[0] = p.band_count[1] = 0;
-    p.band_any[0] = p.band_any[1] = 0;
-  }
-  (void)excluded;
-  (void)n_excluded;
-}
-
 template <typename Acc>
 __global__ void kc_exclude(KcParams<Acc> p, const long long* rows, long long n) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
@@ -175,37 +99,6 @@ __global__ void __launch_bounds__(kThreads) kc_steps(KcParams<Acc> p, long long 
 }
 
 // ---------------------------------------------------------------- host --
-
-struct Geometry {
-  int G = 32;     // lanes per row
-  int cpl = 1;    // chunks per lane per iteration (1, 2, 4, 8)
-  bool vec = false;
-};
-
-int pow2_at_least(long long v) {
-  int p = 1;
-  while (p < v && p < 32) p <<= 1;
-  return p;
-}
-
-Geometry geometry(const DeviceMatrix& X, bool f64acc) {
-  Geometry g;
-  const long long es = static_cast<long long>(dtype_size(X.dtype));
-  const long long row_bytes = X.row_stride * es;
-  const auto base = reinterpret_cast<std::uintptr_t>(X.data);
-  g.vec = !f64acc && X.dtype != DType::f64 && base % 16 == 0 && row_bytes % 16 == 0 &&
-          X.cols * es >= 16;
-  if (g.vec) {
-    const long long E = 16 / es;
-    const long long chunks = X.cols / E;
-    g.G = pow2_at_least(chunks);
-    const long long per_lane = (chunks + g.G - 1) / g.G;
-    g.cpl = per_lane >= 8 ? 8 : per_lane >= 4 ? 4 : per_lane >= 2 ? 2 : 1;
-  } else {
-    g.G = pow2_at_least(X.cols);
-  }
-  return g;
-}
 
 struct Layout {
   double* norm64 = nullptr;
@@ -442,10 +335,13 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
       static_cast<double>(X.rows) * static_cast<double>(X.cols) * static_cast<double>(dtype_size(X.dtype));
   const double est_step_s = bytes_per_step / 3e12 + 4e-6;
   const long long chunk = std::max<long long>(1, std::min<long long>(1 << 16, static_cast<long long>(0.05 / est_step_s)));
+    const void* fn = step_fn;
+    bool cells_on = use_cells;
+    long long scanned_before = 0;
     for (long long t = t0; t < opt.budget; t += chunk) {
       long long t_end = std::min<long long>(opt.budget, t + chunk);
       void* args[] = {&p, &t, &t_end};
-      SVP_CUDA(cudaLaunchCooperativeKernel(step_fn, grid, kThreads, args, step_smem, stream));
+      SVP_CUDA(cudaLaunchCooperativeKernel(fn, grid, kThreads, args, step_smem, stream));
       SVP_CUDA_LAUNCH_CHECK("kc_steps");
       cudaEvent_t ev;
       SVP_CUDA(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -464,6 +360,40 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
         event_t.erase(event_t.begin());
       }
       poll(done);
+      if (cells_on && opt.fallback_fraction <= 1.0) {
+        // does pruning pay? one small synchronisation per chunk while pruned
+        KcState h;
+        SVP_CUDA(cudaMemcpyAsync(&h, L.state, sizeof(KcState), cudaMemcpyDeviceToHost, stream));
+        SVP_CUDA(cudaStreamSynchronize(stream));
+        const long long steps = t_end - t;
+        const double live = static_cast<double>(X.rows - opt.n_selected - t_end);
+        const double frac = static_cast<double>(h.scanned - scanned_before) /
+                            std::max(1.0, live * static_cast<double>(steps));
+        scanned_before = h.scanned;
+        if (frac >= 0.95 || (t_end >= 256 && frac > opt.fallback_fraction)) {
+          // hand the state over to the scan: rows back in their own order
+          Acc* m_rows = reinterpret_cast<Acc*>(L.band_val);
+          Acc* m2_rows = reinterpret_cast<Acc*>(L.band_idx);
+          long long* as_rows = L.perm_tmp;
+          pr_to_rows<Acc><<<1024, 256, 0, stream>>>(p, m_rows, m2_rows, as_rows);
+          SVP_CUDA_LAUNCH_CHECK("pr_to_rows");
+          SVP_CUDA(cudaMemcpyAsync(p.m, m_rows, sizeof(Acc) * X.rows, cudaMemcpyDeviceToDevice, stream));
+          SVP_CUDA(cudaMemcpyAsync(p.m2, m2_rows, sizeof(Acc) * X.rows, cudaMemcpyDeviceToDevice, stream));
+          SVP_CUDA(cudaMemcpyAsync(p.assign, as_rows, sizeof(long long) * X.rows,
+                                   cudaMemcpyDeviceToDevice, stream));
+          p.n_cells = 0;
+          p.perm = nullptr;
+          p.where = nullptr;
+          cells_on = false;
+          fn = reinterpret_cast<const void*>(kc_steps<T, Acc, CPL, VEC>);
+          st->fallback_step = t_end;
+          // the scan kernel's grid must fit too (it needs less shared memory)
+          int per_sm_scan = 0;
+          SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm_scan, fn, kThreads, center_bytes));
+          if (per_sm_scan * sms < grid)
+            throw CudaError("svp_fast internal error: the scan kernel does not fit the pruned grid");
+        }
+      }
     }
     SVP_CUDA(cudaStreamSynchronize(stream));
   } catch (...) {

@@ -153,6 +153,21 @@ __device__ inline void cell_candidates(const KcParams<Acc>& p, Top4* res, double
   write_block_candidates(mine, res, second, scratch);
 }
 
+// Hand-over to the scan: per-point state from cell order back to row order
+// (m2 takes the cell floors), into the given row-ordered arrays.
+template <typename Acc>
+__global__ void pr_to_rows(KcParams<Acc> p, Acc* m_rows, Acc* m2_rows, long long* assign_rows) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long q = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; q < p.N; q += stride) {
+    const long long r = p.perm[q];
+    m_rows[r] = p.m[q];
+    const double fl = p.m2floor[p.cellpos[q]];
+    const Acc floor_acc = fl < 1e308 ? static_cast<Acc>(fl * (1.0 - 1e-6)) : Acc(INFINITY);
+    m2_rows[r] = p.m2[q] < floor_acc ? p.m2[q] : floor_acc;
+    assign_rows[r] = p.assign[q];
+  }
+}
+
 // ---------------------------------------------------------- per step --
 
 // P1: which cells can change under the new center (float64 center c64 in
@@ -208,6 +223,8 @@ __device__ inline void prune_cells(const KcParams<Acc>& p, const double* c64, lo
       // in slabs of kSlab, so that a large cell is shared by many warps
       const int j = atomicAdd(p.n_active + par, 1);
       p.active[j] = static_cast<int>(k);
+      atomicAdd(reinterpret_cast<unsigned long long*>(&p.state->scanned),
+                static_cast<unsigned long long>(qb - qa));
       const long long ns = (qb - qa + kSlab - 1) / kSlab;
       if (ns > 0) {
         const long long s0 = atomicAdd(p.n_slabs + par, static_cast<int>(ns));

@@ -22,6 +22,7 @@ struct KcState {
   long long ambiguous_steps;  // steps decided in float64
   long long exact_evals;      // float64 distances computed
   long long distance_evals;   // fast-path distances computed
+  long long scanned;          // pruned: members in the ranges scanned (for the fallback)
 };
 
 template <typename Acc>
@@ -425,6 +426,115 @@ __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid,
   __syncthreads();
   *radius2 = mx;
   return best;
+}
+
+// One warp per row: first NaN/Inf, largest magnitude, float64 norms.
+// facts: [0] first bad linear index, [1] max |x| (float64 bits), [2] first
+// zero-norm row, [3] min norm bits, [4] max norm bits.
+template <typename T>
+__global__ void kc_facts(const char* X, long long N, long long D, long long row_bytes,
+                         double* norm64, unsigned long long* facts) {
+  __shared__ unsigned long long s_bad, s_zero, s_max, s_nmin, s_nmax;
+  if (threadIdx.x == 0) {
+    s_bad = s_zero = ~0ull;
+    s_max = s_nmax = 0ull;
+    s_nmin = 0x7ff0000000000000ull;  // +inf bits
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  const long long warp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  for (long long r = warp; r < N; r += nwarps) {
+    const char* row = X + r * row_bytes;
+    unsigned long long bad = ~0ull;
+    double mx = 0.0, ss = 0.0;
+    for (long long j = lane; j < D; j += 32) {
+      const double v = static_cast<double>(Elem<T>::get(row, j));
+      if (!isfinite(v)) {
+        const unsigned long long lin = static_cast<unsigned long long>(r * D + j);
+        bad = lin < bad ? lin : bad;
+      } else {
+        mx = fmax(mx, fabs(v));
+        ss = fma(v, v, ss);
+      }
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+      const unsigned long long ob = __shfl_xor_sync(0xffffffffu, bad, off);
+      bad = ob < bad ? ob : bad;
+      mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+      ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    }
+    if (lane == 0) {  // shared-memory atomics; one global atomic per block below
+      if (bad != ~0ull) {
+        atomicMin(&s_bad, bad);
+        continue;
+      }
+      atomicMax(&s_max, static_cast<unsigned long long>(__double_as_longlong(mx)));
+      const double nrm = sqrt(ss);
+      if (norm64) norm64[r] = nrm;
+      if (nrm == 0.0) atomicMin(&s_zero, static_cast<unsigned long long>(r));
+      atomicMin(&s_nmin, static_cast<unsigned long long>(__double_as_longlong(nrm)));
+      atomicMax(&s_nmax, static_cast<unsigned long long>(__double_as_longlong(nrm)));
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    if (s_bad != ~0ull) atomicMin(facts + 0, s_bad);
+    atomicMax(facts + 1, s_max);
+    if (s_zero != ~0ull) atomicMin(facts + 2, s_zero);
+    atomicMin(facts + 3, s_nmin);
+    atomicMax(facts + 4, s_nmax);
+  }
+}
+
+template <typename Acc>
+__global__ void kc_prepare(KcParams<Acc> p, const long long* excluded, long long n_excluded) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long r = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; r < p.N; r += stride) {
+    p.m[r] = Acc(INFINITY);
+    p.m2[r] = Acc(INFINITY);
+    p.assign[r] = -1;
+    if (p.norm64) const_cast<Acc*>(p.scale)[r] = static_cast<Acc>(1.0 / p.norm64[r]);
+  }
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    p.band_count[0] = p.band_count[1] = 0;
+    p.band_any[0] = p.band_any[1] = 0;
+  }
+  (void)excluded;
+  (void)n_excluded;
+}
+
+// How rows are read: G lanes per row, 16-byte vector loads when every row is
+// 16-byte aligned, and how many chunks a lane loads per iteration.
+struct Geometry {
+  int G = 32;     // lanes per row
+  int cpl = 1;    // chunks per lane per iteration (1, 2, 4, 8)
+  bool vec = false;
+};
+
+inline int pow2_at_least(long long v) {
+  int p = 1;
+  while (p < v && p < 32) p <<= 1;
+  return p;
+}
+
+inline Geometry geometry(const DeviceMatrix& X, bool f64acc) {
+  Geometry g;
+  const long long es = static_cast<long long>(dtype_size(X.dtype));
+  const long long row_bytes = X.row_stride * es;
+  const auto base = reinterpret_cast<std::uintptr_t>(X.data);
+  g.vec = !f64acc && X.dtype != DType::f64 && base % 16 == 0 && row_bytes % 16 == 0 &&
+          X.cols * es >= 16;
+  if (g.vec) {
+    const long long E = 16 / es;
+    const long long chunks = X.cols / E;
+    g.G = pow2_at_least(chunks);
+    const long long per_lane = (chunks + g.G - 1) / g.G;
+    g.cpl = per_lane >= 8 ? 8 : per_lane >= 4 ? 4 : per_lane >= 2 ? 2 : 1;
+  } else {
+    g.G = pow2_at_least(X.cols);
+  }
+  return g;
 }
 
 // Record pick t (block 0, thread 0) and keep the radii non-increasing.

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "svp/common.h"
 #include "svp/kcenter.h"
@@ -49,6 +51,9 @@ struct KCenterCudaOptions {
   KCenterMethod method = KCenterMethod::scan;  // scan or pruned (lazy runs as scan)
   const int64_t* cell_of = nullptr;  // DEVICE array [N] (pruned), cell ids in [0, n_cells)
   int64_t n_cells = 0;
+  // pruned: hand over to the scan when, past the first 256 picks, a chunk of
+  // steps scans more than this fraction of the live points (> 1: never)
+  double fallback_fraction = 2.0;
   Progress* progress = nullptr;  // picks passed to poll are null (they live on the device)
   double poll_interval = 0.1;
   const char* arg_name = "embeddings";
@@ -75,6 +80,42 @@ int64_t uncertainty_cuda_workspace(const DeviceMatrix& X, int64_t k);
 // type) or null. k < 0: scores only (no sort workspace).
 void uncertainty_cuda(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, void* workspace,
                       int64_t workspace_bytes, void* scores, int64_t k, int64_t* order, void* top);
+
+}  // namespace cuda
+}  // namespace svp
+
+namespace svp {
+namespace cuda {
+
+// The k-center state of one shard on a GPU, driven step by step (the CUDA
+// twin of svp::KCenterShard, for distributed k-center over NCCL). Row pointers
+// (X, add_center's and exact_min's vectors) are device addresses on X's
+// device; index arrays and results are host values. Work runs on the legacy
+// default stream; device memory is the shard's own (cudaMalloc), freed with it.
+class KCenterShardCuda {
+ public:
+  // Validates X (NaN/Inf; zero rows for cosine). float64: the arithmetic rule
+  // decided on facts reduced over every shard (shard_needs_float64).
+  KCenterShardCuda(const DeviceMatrix& X, Metric metric, bool float64, const char* arg_name);
+  ~KCenterShardCuda();
+  KCenterShardCuda(const KCenterShardCuda&) = delete;
+  KCenterShardCuda& operator=(const KCenterShardCuda&) = delete;
+
+  int64_t rows() const;
+  void exclude(int64_t local_row);
+  void add_center(const void* raw_device, int64_t local_row);
+  void top2(double* v1, int64_t* i1, double* v2, int64_t* i2);
+  double error_bound(double value) const;     // the band model, as KCenterShard
+  double exact_tolerance(double value) const;
+  void band(double thr, std::vector<int64_t>* idx, std::vector<double>* values);
+  double exact_min(const void* raw_y_device, const int64_t* local_rows, int64_t count);
+  int64_t distance_evals() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace cuda
 }  // namespace svp

@@ -1,0 +1,460 @@
+// The CUDA k-center shard for distributed k-center: the same fused update as
+// the single-GPU kernels (apply_centers), driven one step at a time by the
+// host, because every step waits for the other ranks anyway.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kcenter_steps.cuh"
+#include "svp/exactness.h"
+
+namespace svp {
+namespace cuda {
+
+namespace {
+
+// The center (raw row of X's dtype, on the device) in the working space,
+// into shared memory: float64 norm computed by the block for cosine.
+template <typename Acc>
+__device__ void load_center_raw(const KcParams<Acc>& p, const char* raw, double known_norm,
+                                Acc* out) {
+  __shared__ double s_part[kThreads / 32];
+  __shared__ double s_norm;
+  double nrm = 1.0;
+  if (p.norm64) {
+    if (known_norm > 0) {
+      nrm = known_norm;
+    } else {
+      double ss = 0.0;
+      for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
+        const double v = elem_as_double(p.dtype, raw, j);
+        ss = fma(v, v, ss);
+      }
+      ss = warp_sum(ss);
+      if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
+        s_norm = sqrt(t);
+      }
+      __syncthreads();
+      nrm = s_norm;
+    }
+  }
+  for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
+    const double v = elem_as_double(p.dtype, raw, j);
+    out[j] = static_cast<Acc>(p.norm64 ? v / nrm : v);
+  }
+  __syncthreads();
+}
+
+template <typename T, typename Acc, int CPL, bool VEC>
+__global__ void __launch_bounds__(kThreads) shard_apply(KcParams<Acc> p, const char* raw,
+                                                        double known_norm, long long ordinal,
+                                                        unsigned long long* evals_out) {
+  extern __shared__ unsigned char smem_raw[];
+  Acc* cs = reinterpret_cast<Acc*>(smem_raw);
+  __shared__ Top4 scratch[kThreads / 32];
+  load_center_raw(p, raw, known_norm, cs);
+  Top2 mine;
+  top2_clear(mine);
+  long long evals = 0;
+  apply_centers<T, Acc, CPL, VEC>(p, cs, p.D, 1, ordinal, -1, mine, evals);
+  write_block_candidates(mine, p.blockres, p.blocksecond, scratch);
+  unsigned long long e = static_cast<unsigned long long>(evals);
+  for (int off = 16; off > 0; off >>= 1) e += __shfl_xor_sync(0xffffffffu, e, off);
+  if ((threadIdx.x & 31) == 0 && e) atomicAdd(evals_out, e);
+}
+
+// One block: the shard's two best candidates from the block candidates.
+__global__ void __launch_bounds__(kThreads) shard_reduce(const Top4* res, int nblocks, double* out) {
+  __shared__ Top4 scratch[kThreads / 32];
+  const Top4 g = global_top4(res, nblocks, scratch);
+  if (threadIdx.x == 0) {
+    out[0] = g.v[0];
+    out[1] = __longlong_as_double(g.i[0]);
+    out[2] = g.v[1];
+    out[3] = __longlong_as_double(g.i[1]);
+  }
+}
+
+template <typename Acc>
+__global__ void shard_exclude(Acc* m, long long r) {
+  m[r] = Acc(-1);
+}
+
+template <typename Acc>
+__global__ void shard_band(const Acc* m, long long n, double thr, long long* idx, double* val,
+                           int* count) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long r = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; r < n; r += stride) {
+    const double v = static_cast<double>(m[r]);
+    if (v >= 0.0 && v >= thr) {
+      const int j = atomicAdd(count, 1);
+      idx[j] = r;
+      val[j] = v;
+    }
+  }
+}
+
+// One warp per given row: float64 squared distance to y, the minimum by atomicMin.
+template <typename Acc>
+__global__ void shard_exact_min(KcParams<Acc> p, const char* raw_y, const long long* rows,
+                                long long count, unsigned long long* best) {
+  __shared__ double s_part[kThreads / 32];
+  __shared__ double s_ny;
+  double ny = 1.0;
+  if (p.norm64) {  // y's norm, as the owner computed it (float64 sum of squares)
+    double ss = 0.0;
+    for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
+      const double v = elem_as_double(p.dtype, raw_y, j);
+      ss = fma(v, v, ss);
+    }
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double t = 0.0;
+      for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
+      s_ny = sqrt(t);
+    }
+    __syncthreads();
+    ny = s_ny;
+  }
+  const int lane = threadIdx.x & 31;
+  const long long warp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  for (long long k = warp; k < count; k += nwarps) {
+    const long long z = rows[k];
+    const char* rz = p.X + z * p.row_bytes;
+    const double nz = p.norm64 ? p.norm64[z] : 1.0;
+    double acc = 0.0;
+    for (long long j = lane; j < p.D; j += 32) {
+      double a = elem_as_double(p.dtype, raw_y, j), b = elem_as_double(p.dtype, rz, j);
+      if (p.norm64) {
+        a /= ny;
+        b /= nz;
+      }
+      const double d = a - b;
+      acc = fma(d, d, acc);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) atomicMin(best, static_cast<unsigned long long>(__double_as_longlong(acc)));
+  }
+}
+
+template <typename T>
+void* device_alloc(size_t count) {
+  void* p = nullptr;
+  const size_t bytes = std::max<size_t>(1, count * sizeof(T));
+  const cudaError_t e = cudaMalloc(&p, bytes);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw CudaError(format("CUDA out of memory: the k-center shard asked for %zu bytes", bytes));
+  }
+  if (e != cudaSuccess) throw_cuda(e, "cudaMalloc", __FILE__, __LINE__);
+  return p;
+}
+
+}  // namespace
+
+struct KCenterShardCuda::Impl {
+  DeviceMatrix X;
+  Metric metric;
+  bool f64;
+  int grid = 0;
+  Geometry geo;
+  ErrorModel err, tie;
+  std::vector<void*> owned;
+  void* m = nullptr;
+  void* m2 = nullptr;
+  long long* assign = nullptr;
+  void* scale = nullptr;
+  double* norm64 = nullptr;
+  Top4* blockres = nullptr;
+  double* blocksecond = nullptr;
+  double* result = nullptr;           // [4] top-2
+  long long* band_idx = nullptr;      // [N]
+  double* band_val = nullptr;         // [N]
+  int* band_count = nullptr;
+  unsigned long long* counters = nullptr;  // [0] distance evals, [1] exact min
+  long long* rows_buf = nullptr;
+  long long rows_cap = 0;
+  long long ordinal = 0;
+
+  template <typename T>
+  T* take(size_t count) {
+    void* p = device_alloc<T>(count);
+    owned.push_back(p);
+    return static_cast<T*>(p);
+  }
+  ~Impl() {
+    for (void* p : owned) cudaFree(p);
+  }
+
+  template <typename Acc>
+  KcParams<Acc> params() const {
+    KcParams<Acc> p{};
+    p.X = static_cast<const char*>(X.data);
+    p.N = X.rows;
+    p.D = X.cols;
+    p.row_bytes = X.row_stride * static_cast<long long>(dtype_size(X.dtype));
+    p.dtype = X.dtype;
+    p.metric = metric;
+    p.scale = metric == Metric::cosine ? static_cast<const Acc*>(scale) : nullptr;
+    p.norm64 = metric == Metric::cosine ? norm64 : nullptr;
+    p.m = static_cast<Acc*>(m);
+    p.m2 = static_cast<Acc*>(m2);
+    p.assign = assign;
+    p.blockres = blockres;
+    p.blocksecond = blocksecond;
+    p.max_blocks = grid;
+    p.err = err;
+    p.tie = tie;
+    p.G = geo.G;
+    p.vec = geo.vec;
+    return p;
+  }
+
+  template <typename T, typename Acc, int CPL, bool VEC>
+  void apply(const char* raw, double known_norm, long long ord) {
+    auto fn = shard_apply<T, Acc, CPL, VEC>;
+    const size_t smem = static_cast<size_t>(X.cols) * sizeof(Acc);
+    if (smem > (48u << 10))
+      SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    fn<<<grid, kThreads, smem, 0>>>(params<Acc>(), raw, known_norm, ord, counters);
+    SVP_CUDA_LAUNCH_CHECK("shard_apply");
+  }
+
+  template <typename T, typename Acc>
+  void apply_typed(const char* raw, double known_norm, long long ord) {
+    if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
+      if (geo.vec) {
+        switch (geo.cpl) {
+          case 1: return apply<T, Acc, 1, true>(raw, known_norm, ord);
+          case 2: return apply<T, Acc, 2, true>(raw, known_norm, ord);
+          case 4: return apply<T, Acc, 4, true>(raw, known_norm, ord);
+          default: return apply<T, Acc, 8, true>(raw, known_norm, ord);
+        }
+      }
+    }
+    apply<T, Acc, 1, false>(raw, known_norm, ord);
+  }
+
+  template <typename Acc>
+  void apply_acc(const char* raw, double known_norm, long long ord) {
+    switch (X.dtype) {
+      case DType::f32: return apply_typed<float, Acc>(raw, known_norm, ord);
+      case DType::f16: return apply_typed<__half, Acc>(raw, known_norm, ord);
+      case DType::bf16: return apply_typed<__nv_bfloat16, Acc>(raw, known_norm, ord);
+      case DType::f64:
+        if constexpr (sizeof(Acc) == 8) return apply_typed<double, Acc>(raw, known_norm, ord);
+        break;
+    }
+    throw CudaError("svp_fast internal error: float64 input needs float64 arithmetic");
+  }
+};
+
+KCenterShardCuda::KCenterShardCuda(const DeviceMatrix& X, Metric metric, bool float64,
+                                   const char* arg_name)
+    : impl_(new Impl) {
+  const char* name = arg_name ? arg_name : "embeddings";
+  Impl& s = *impl_;
+  s.X = X;
+  s.metric = metric;
+  s.f64 = float64;
+  SVP_CHECK_ARG(X.rows >= 0 && X.cols >= 1, "%s must be a 2-D array with D >= 1, got shape (%lld, %lld)",
+                name, (long long)X.rows, (long long)X.cols);
+  SVP_CHECK_ARG(float64 || X.dtype != DType::f64, "float64 input needs float64 arithmetic (float64=True)");
+  s.tie = exact_tie_model(metric, X.cols);
+  s.err = band_model(error_model(float64, metric, X.cols), s.tie);
+  if (X.rows == 0) return;
+  DeviceGuard guard(X.device);
+  const long long n = X.rows;
+  s.geo = geometry(X, float64);
+  int sms = 0;
+  SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, X.device));
+  s.grid = static_cast<int>(std::max<long long>(1, std::min<long long>(static_cast<long long>(sms) * 4, (n + 7) / 8)));
+  const size_t acc = float64 ? 8 : 4;
+  s.m = s.take<unsigned char>(n * acc);
+  s.m2 = s.take<unsigned char>(n * acc);
+  s.assign = s.take<long long>(n);
+  s.scale = s.take<unsigned char>(n * acc);
+  s.norm64 = s.take<double>(n);
+  s.blockres = s.take<Top4>(s.grid);
+  s.blocksecond = s.take<double>(s.grid);
+  s.result = s.take<double>(4);
+  s.band_idx = s.take<long long>(n);
+  s.band_val = s.take<double>(n);
+  s.band_count = s.take<int>(1);
+  s.counters = s.take<unsigned long long>(2);
+  unsigned long long* facts = s.take<unsigned long long>(8);
+  SVP_CUDA(cudaMemset(s.counters, 0, 2 * sizeof(unsigned long long)));
+  // validation: one pass, as the single-GPU path
+  const unsigned long long init_facts[8] = {~0ull, 0ull, ~0ull, 0x7ff0000000000000ull, 0ull, 0, 0, 0};
+  SVP_CUDA(cudaMemcpy(facts, init_facts, sizeof(init_facts), cudaMemcpyHostToDevice));
+  const long long row_bytes = X.row_stride * static_cast<long long>(dtype_size(X.dtype));
+  const int vgrid = static_cast<int>(std::min<long long>(4096, (n + 7) / 8));
+  const char* x = static_cast<const char*>(X.data);
+  switch (X.dtype) {
+    case DType::f32: kc_facts<float><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::f16: kc_facts<__half><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::bf16: kc_facts<__nv_bfloat16><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::f64: kc_facts<double><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
+  }
+  SVP_CUDA_LAUNCH_CHECK("kc_facts");
+  unsigned long long f[8];
+  SVP_CUDA(cudaMemcpy(f, facts, sizeof(f), cudaMemcpyDeviceToHost));
+  if (f[0] != ~0ull)
+    throw ValueError(format("%s must be finite, got a NaN or infinity at row %lld, column %lld", name,
+                            static_cast<long long>(f[0] / static_cast<unsigned long long>(X.cols)),
+                            static_cast<long long>(f[0] % static_cast<unsigned long long>(X.cols))));
+  if (metric == Metric::cosine)
+    SVP_CHECK_ARG(f[2] == ~0ull, "%s row %lld is all zeros; the cosine metric needs rows of nonzero norm",
+                  name, static_cast<long long>(f[2]));
+  if (float64) {
+    KcParams<double> p = s.params<double>();
+    kc_prepare<double><<<1024, 256>>>(p, nullptr, 0);
+  } else {
+    KcParams<float> p = s.params<float>();
+    kc_prepare<float><<<1024, 256>>>(p, nullptr, 0);
+  }
+  SVP_CUDA_LAUNCH_CHECK("kc_prepare");
+}
+
+KCenterShardCuda::~KCenterShardCuda() = default;
+
+int64_t KCenterShardCuda::rows() const { return impl_->X.rows; }
+
+void KCenterShardCuda::exclude(int64_t r) {
+  Impl& s = *impl_;
+  SVP_CHECK_ARG(r >= 0 && r < s.X.rows, "local_row must be in [0, %lld), got %lld", (long long)s.X.rows,
+                (long long)r);
+  DeviceGuard guard(s.X.device);
+  if (s.f64)
+    shard_exclude<double><<<1, 1>>>(static_cast<double*>(s.m), r);
+  else
+    shard_exclude<float><<<1, 1>>>(static_cast<float*>(s.m), r);
+  SVP_CUDA_LAUNCH_CHECK("shard_exclude");
+}
+
+void KCenterShardCuda::add_center(const void* raw_device, int64_t local_row) {
+  Impl& s = *impl_;
+  SVP_CHECK_ARG(local_row >= -1 && local_row < s.X.rows, "local_row must be -1 or in [0, %lld), got %lld",
+                (long long)s.X.rows, (long long)local_row);
+  const long long ord = s.ordinal++;
+  if (s.X.rows == 0) return;
+  DeviceGuard guard(s.X.device);
+  const char* raw = static_cast<const char*>(raw_device);
+  double known = -1.0;  // the norm is recomputed from the row, as its owner did
+  if (local_row >= 0)
+    raw = static_cast<const char*>(s.X.data) +
+          local_row * s.X.row_stride * static_cast<long long>(dtype_size(s.X.dtype));
+  if (s.f64)
+    s.apply_acc<double>(raw, known, ord);
+  else
+    s.apply_acc<float>(raw, known, ord);
+  shard_reduce<<<1, kThreads>>>(s.blockres, s.grid, s.result);
+  SVP_CUDA_LAUNCH_CHECK("shard_reduce");
+}
+
+void KCenterShardCuda::top2(double* v1, int64_t* i1, double* v2, int64_t* i2) {
+  Impl& s = *impl_;
+  *v1 = *v2 = -1;
+  *i1 = *i2 = -1;
+  if (s.X.rows == 0 || s.ordinal == 0) return;
+  DeviceGuard guard(s.X.device);
+  double r[4];
+  SVP_CUDA(cudaMemcpy(r, s.result, sizeof(r), cudaMemcpyDeviceToHost));
+  long long a, b;
+  std::memcpy(&a, &r[1], 8);
+  std::memcpy(&b, &r[3], 8);
+  const long long none = 0x7fffffffffffffffLL;
+  if (a != none && r[0] >= 0) {
+    *v1 = r[0];
+    *i1 = a;
+  }
+  if (b != none && r[2] >= 0) {
+    *v2 = r[2];
+    *i2 = b;
+  }
+}
+
+double KCenterShardCuda::error_bound(double v) const { return impl_->err.E(v); }
+double KCenterShardCuda::exact_tolerance(double v) const { return impl_->tie.E(v); }
+
+void KCenterShardCuda::band(double thr, std::vector<int64_t>* idx, std::vector<double>* values) {
+  Impl& s = *impl_;
+  idx->clear();
+  values->clear();
+  if (s.X.rows == 0) return;
+  DeviceGuard guard(s.X.device);
+  SVP_CUDA(cudaMemset(s.band_count, 0, sizeof(int)));
+  const int g = static_cast<int>(std::min<long long>(1024, (s.X.rows + 255) / 256));
+  if (s.f64)
+    shard_band<double><<<g, 256>>>(static_cast<const double*>(s.m), s.X.rows, thr, s.band_idx, s.band_val, s.band_count);
+  else
+    shard_band<float><<<g, 256>>>(static_cast<const float*>(s.m), s.X.rows, thr, s.band_idx, s.band_val, s.band_count);
+  SVP_CUDA_LAUNCH_CHECK("shard_band");
+  int count = 0;
+  SVP_CUDA(cudaMemcpy(&count, s.band_count, sizeof(int), cudaMemcpyDeviceToHost));
+  std::vector<int64_t> ix(static_cast<size_t>(count));
+  std::vector<double> vv(static_cast<size_t>(count));
+  if (count) {
+    SVP_CUDA(cudaMemcpy(ix.data(), s.band_idx, sizeof(int64_t) * count, cudaMemcpyDeviceToHost));
+    SVP_CUDA(cudaMemcpy(vv.data(), s.band_val, sizeof(double) * count, cudaMemcpyDeviceToHost));
+  }
+  // ascending local index, as the CPU shard reports them
+  std::vector<size_t> order(ix.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ix[a] < ix[b]; });
+  for (size_t k : order) {
+    idx->push_back(ix[k]);
+    values->push_back(vv[k]);
+  }
+}
+
+double KCenterShardCuda::exact_min(const void* raw_y_device, const int64_t* local_rows, int64_t count) {
+  Impl& s = *impl_;
+  if (count == 0 || s.X.rows == 0) return std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < count; ++j)
+    SVP_CHECK_ARG(local_rows[j] >= 0 && local_rows[j] < s.X.rows, "local_rows[%lld] = %lld is out of range",
+                  (long long)j, (long long)local_rows[j]);
+  DeviceGuard guard(s.X.device);
+  if (count > s.rows_cap) {
+    s.rows_cap = std::max<long long>(count, 2 * s.rows_cap);
+    s.rows_buf = s.take<long long>(s.rows_cap);
+  }
+  SVP_CUDA(cudaMemcpy(s.rows_buf, local_rows, sizeof(int64_t) * count, cudaMemcpyHostToDevice));
+  const unsigned long long inf_bits = 0x7ff0000000000000ull;
+  SVP_CUDA(cudaMemcpy(s.counters + 1, &inf_bits, sizeof(inf_bits), cudaMemcpyHostToDevice));
+  const int g = static_cast<int>(std::min<long long>(1024, (count + 7) / 8));
+  const char* y = static_cast<const char*>(raw_y_device);
+  if (s.f64)
+    shard_exact_min<double><<<g, kThreads>>>(s.params<double>(), y, s.rows_buf, count, s.counters + 1);
+  else
+    shard_exact_min<float><<<g, kThreads>>>(s.params<float>(), y, s.rows_buf, count, s.counters + 1);
+  SVP_CUDA_LAUNCH_CHECK("shard_exact_min");
+  unsigned long long best;
+  SVP_CUDA(cudaMemcpy(&best, s.counters + 1, sizeof(best), cudaMemcpyDeviceToHost));
+  double v;
+  std::memcpy(&v, &best, 8);
+  return v;
+}
+
+int64_t KCenterShardCuda::distance_evals() const {
+  const Impl& s = *impl_;
+  if (s.X.rows == 0) return 0;
+  DeviceGuard guard(s.X.device);
+  unsigned long long e = 0;
+  SVP_CUDA(cudaMemcpy(&e, s.counters, sizeof(e), cudaMemcpyDeviceToHost));
+  return static_cast<int64_t>(e);
+}
+
+}  // namespace cuda
+}  // namespace svp
