@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(SVP_ISA_AVX512) || defined(SVP_ISA_AVX2)
 #include <immintrin.h>
@@ -101,6 +102,18 @@ struct F {
   static V min(V a, V b) { return _mm512_min_ps(a, b); }
   static S reduce_add(V v) { return _mm512_reduce_add_ps(v); }
   static S reduce_max(V v) { return _mm512_reduce_max_ps(v); }
+  // the four sums of a0..a3 at once (a 4-level tree, as reduce_add's)
+  static void reduce4(V a0, V a1, V a2, V a3, S* out) {
+    const __m512 x01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    const __m512 x23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    const __m512 y = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x01), _mm512_castps_pd(x23))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x01), _mm512_castps_pd(x23))));
+    // each 128-bit lane now holds partial sums [s0 s1 s2 s3]; add the 4 lanes
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(y), _mm512_extractf32x8_ps(y, 1));
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(out, q);
+  }
   // a > b ? x : y
   static V select_gt(V a, V b, V x, V y) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x);
@@ -240,6 +253,12 @@ struct F {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  static void reduce4(V a0, V a1, V a2, V a3, S* out) {
+    const __m256 x01 = _mm256_hadd_ps(a0, a1);  // [a0 pairs, a1 pairs] per 128-bit half
+    const __m256 x23 = _mm256_hadd_ps(a2, a3);
+    const __m256 y = _mm256_hadd_ps(x01, x23);  // [s0 s1 s2 s3] per half
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1)));
   }
   static V select_gt(V a, V b, V x, V y) {
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ));
@@ -434,6 +453,26 @@ using D = GenericLanes<double, 4>;
 
 #endif
 
+// reduce4 where a lane type has one, else four reduce_add.
+template <class I, class = void>
+struct HasReduce4 : std::false_type {};
+template <class I>
+struct HasReduce4<I, decltype(I::reduce4(typename I::V(), typename I::V(), typename I::V(),
+                                          typename I::V(), nullptr), void())> : std::true_type {};
+
+template <class I>
+static inline void reduce_four(typename I::V a0, typename I::V a1, typename I::V a2,
+                               typename I::V a3, typename I::S* out) {
+  if constexpr (HasReduce4<I>::value) {
+    I::reduce4(a0, a1, a2, a3, out);
+  } else {
+    out[0] = I::reduce_add(a0);
+    out[1] = I::reduce_add(a1);
+    out[2] = I::reduce_add(a2);
+    out[3] = I::reduce_add(a3);
+  }
+}
+
 // A partial chunk at a row's end: n < W elements, the rest set to `fill`.
 template <class I, DType T>
 static inline typename I::V load_tail(const char* row, int64_t j, int64_t n,
@@ -491,10 +530,7 @@ static void d2_rows_t(const char* const* rows, const typename I::S* scale, int64
            load_tail<I, T>(x1, Dfull, t, 0), load_tail<I, T>(x2, Dfull, t, 0),
            load_tail<I, T>(x3, Dfull, t, 0));
     }
-    out[r] = I::reduce_add(a0);
-    out[r + 1] = I::reduce_add(a1);
-    out[r + 2] = I::reduce_add(a2);
-    out[r + 3] = I::reduce_add(a3);
+    reduce_four<I>(a0, a1, a2, a3, out + r);
   }
   for (; r < n; ++r) {
     const char* x = rows[r];
