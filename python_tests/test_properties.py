@@ -79,3 +79,92 @@ def test_uncertainty_properties(n, c, seed, method, dtype):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6)
     # the order is by the computed scores, ties to the lowest index
     np.testing.assert_array_equal(idx, topk_ref(got, budget))
+
+
+# ------------------------------------------------------- layouts, specials --
+
+@st.composite
+def hostile_cases(draw):
+    """Shapes, dtypes, layouts and special values: the answer equals the float64
+    reference, or the error is of the documented kind (ValueError naming the
+    argument)."""
+    n = draw(st.integers(1, 60))
+    d = draw(st.integers(1, 24))
+    dtype = draw(st.sampled_from([np.float32, np.float16, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    base = rng.standard_normal((2 * n + 1, 2 * d + 1))
+    special = draw(st.sampled_from(["none", "nan", "inf", "-inf", "huge", "tiny", "zero_row"]))
+    if special == "huge":
+        base *= 1e30 if dtype != np.float16 else 1e3
+    elif special == "tiny":
+        base *= 1e-35 if dtype != np.float16 else 1e-6
+    base = base.astype(dtype)
+    layout = draw(st.sampled_from(["c", "fortran", "rows_step", "cols_step", "reversed", "torch_t"]))
+    if layout == "c":
+        x = np.ascontiguousarray(base[:n, :d])
+    elif layout == "fortran":
+        x = np.asfortranarray(base[:n, :d])
+    elif layout == "rows_step":
+        x = base[: 2 * n : 2, :d]
+    elif layout == "cols_step":
+        x = base[:n, : 2 * d : 2]
+    elif layout == "reversed":
+        x = base[n - 1 :: -1, :d] if n > 0 else base[:0, :d]
+    else:
+        import torch
+
+        t = np.ascontiguousarray(np.resize(base, (d, n)))
+        x = torch.from_numpy(t).t()  # a transposed view
+    bad_at = None
+    if special in ("nan", "inf", "-inf"):
+        r, c = int(rng.integers(0, n)), int(rng.integers(0, d))
+        val = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}[special]
+        x[r, c] = val
+        bad_at = (r, c)
+    elif special == "zero_row":
+        x[int(rng.integers(0, n))] = 0
+    budget = draw(st.integers(0, n))
+    metric = draw(st.sampled_from(["euclidean", "cosine"]))
+    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto"]))
+    return x, budget, metric, method, special, bad_at
+
+
+@given(hostile_cases())
+def test_kcenter_hostile(case):
+    x, budget, metric, method, special, bad_at = case
+    x64 = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+    before = x64.copy()
+    zero_rows = np.flatnonzero(~np.any(x64 != 0, axis=1)) if np.all(np.isfinite(x64)) else []
+    try:
+        picks = svp_fast.kcenter(x, budget, metric=metric, method=method, n_cells=4)
+    except ValueError as e:
+        msg = str(e)
+        if bad_at is not None:
+            assert "embeddings must be finite" in msg and f"row {bad_at[0]}, column {bad_at[1]}" in msg
+        else:
+            assert metric == "cosine" and len(zero_rows) and "all zeros" in msg, msg
+        return
+    assert bad_at is None or budget == 0, "non-finite input must be refused"
+    assert not (metric == "cosine" and len(zero_rows) and budget > 0)
+    if budget:
+        ref, _ = kcenter_ref(x64, budget, metric=metric)
+        np.testing.assert_array_equal(np.asarray(picks), ref)
+    after = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(after), np.isnan(before))
+    np.testing.assert_array_equal(np.nan_to_num(after), np.nan_to_num(before))
+
+
+@given(hostile_cases(), st.sampled_from(["least_confidence", "entropy", "margin"]))
+def test_uncertainty_hostile(case, method):
+    x, budget, _, _, special, bad_at = case
+    try:
+        idx = svp_fast.uncertainty(x, budget, method=method)
+    except ValueError as e:
+        assert bad_at is not None and f"row {bad_at[0]}, column {bad_at[1]}" in str(e)
+        return
+    assert bad_at is None
+    got = svp_fast.uncertainty_scores(x, method=method)
+    got = np.asarray(got.double() if hasattr(got, "double") else got, dtype=np.float64)
+    ref = uncertainty_scores_ref(x, method)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6)
+    np.testing.assert_array_equal(np.asarray(idx), topk_ref(got, budget))

@@ -789,8 +789,10 @@ static int64_t score_rows_f(const char* const* rows, int64_t n, int64_t C,
         if (want_t) t = I::fmadd(e, I::max(d, floor_d), t);
       }
       if (Cfull < C) {
-        // fill with a finite, very negative logit: exp() is exactly 0 there
-        V d = I::sub(load_tail<I, T>(x, Cfull, C - Cfull, -1e30f), mv);
+        // pad with -inf: exp() is exactly 0 there, and the clamp above keeps
+        // 0 * (-inf) out of the entropy sum (a finite pad could exceed the
+        // row's own maximum: logits below -1e30)
+        V d = I::sub(load_tail<I, T>(x, Cfull, C - Cfull, ninf), mv);
         V e = I::vexp(d);
         s = I::add(s, e);
         if (want_t) t = I::fmadd(e, I::max(d, floor_d), t);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -144,9 +145,9 @@ def kcenter(
         start = check_index(start, "start", m.rows)
     start = 0 if start is None else int(start)
     if n_cells is not None:
-        n_cells = check_budget(n_cells, m.rows, "the number of points")
-        if n_cells < 1:
-            raise ValueError(f"n_cells must be >= 1, got {n_cells}")
+        if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
+            raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
+        n_cells = int(min(n_cells, m.rows))  # more cells than points: one point per cell
 
     if m.device == "cuda":
         from .. import _cuda_backend
