@@ -501,8 +501,17 @@ static void d2_rows_t(const char* const* rows, const typename I::S* scale, int64
   using S = typename I::S;
   constexpr int W = I::W;
   const int64_t Dfull = D - D % W;
+  // Software prefetch of the rows two groups ahead: the hardware prefetcher
+  // alone left a single thread at ~60% of its read bandwidth on short rows.
+  const int64_t row_bytes = D * static_cast<int64_t>(dtype_size(T));
   int64_t r = 0;
   for (; r + 4 <= n; r += 4) {
+#if defined(SVP_ISA_AVX512) || defined(SVP_ISA_AVX2)
+    if (r + 12 <= n) {
+      for (int k = 8; k < 12; ++k)
+        for (int64_t b = 0; b < row_bytes; b += 64) _mm_prefetch(rows[r + k] + b, _MM_HINT_T0);
+    }
+#endif
     const char* x0 = rows[r];
     const char* x1 = rows[r + 1];
     const char* x2 = rows[r + 2];
