@@ -25,6 +25,14 @@ def _simd_supported(level: str) -> bool:
 SIMD_LEVELS = [s for s in SIMD_LEVELS if _simd_supported(s)]
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch):
+    """Every test runs in its own empty folder: subprocesses (``python -m
+    svp_fast``, torchrun, spawned ranks) must import the installed package, not
+    the source folder a repository-root working directory would put first."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def rng(request):
     # a fresh, test-specific stream: different tests draw different data

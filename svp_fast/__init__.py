@@ -13,6 +13,17 @@ Subpackages (they import torch): ``svp_fast.data`` (datasets), ``svp_fast.proxy`
 learning), ``svp_fast.distributed`` (k-center over torch.distributed).
 """
 
+try:
+    from . import _core  # noqa: F401  (the compiled selection core)
+except ImportError as _e:  # pragma: no cover - depends on how Python was started
+    import os as _os
+
+    raise ImportError(
+        f"svp_fast's compiled core (_core) is not in {_os.path.dirname(__file__)}. This is "
+        "usually the source folder shadowing the installed package: run from another "
+        "directory than the repository root (e.g. `pytest -q python_tests`, not `python -m "
+        "pytest`), or install in place with `pip install -e .`") from _e
+
 from ._info import build_info
 from .selection import (ForgettingTracker, KCenterStats, forgetting, kcenter, random_selection,
                         uncertainty, uncertainty_scores)
