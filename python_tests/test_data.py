@@ -273,7 +273,8 @@ def test_arrays_errors(tmp_path):
 # ----------------------------------------------------------------------------- registry and interface
 
 def test_load_dataset_names_and_errors():
-    assert set(DATASETS) == {"digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "arrays"}
+    assert set(DATASETS) == {"digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "arrays",
+                             "amazon-csv", "text-csv", "jsonl"}  # text: test_text.py
     with pytest.raises(ValueError, match="dataset must be one of .*got 'mnist9'"):
         load_dataset("mnist9")
     with pytest.raises(ValueError, match="takes no root"):

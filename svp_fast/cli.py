@@ -95,6 +95,9 @@ DEFAULTS = {
     "image32": ("preact20", "preact164", PAPER_SCHEDULE, PAPER_SCHEDULE),
     "image": ("cnn_small", "cnn_large", "10@0.05", "30@0.05"),
     "vector": ("mlp_small", "mlp_large", "10@0.05", "30@0.05"),
+    # fastText trains with Adagrad (its schedule is Adagrad's rate); the
+    # char-CNN with SGD. vdcnn9/vdcnn29 are the paper-sized targets (GPUs).
+    "text": ("fasttext", "charcnn_small", "5@0.2", "8@0.05,2@0.005"),
 }
 
 
@@ -108,9 +111,17 @@ def _defaults_for(dataset_name: str, spec) -> tuple:
 
 # Names spelled out here so that building the parser does not import torch
 # (a test checks them against svp_fast.data.DATASETS and the pipelines).
-DATASET_NAMES = ("arrays", "cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder")
+DATASET_NAMES = ("arrays", "cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder",
+                 "amazon-csv", "text-csv", "jsonl")
+TEXT_DATASETS = ("amazon-csv", "text-csv", "jsonl")
 MODEL_NAMES = ("preact20", "preact56", "preact110", "preact164", "cnn_small", "cnn_large",
-               "mlp_small", "mlp_large")
+               "mlp_small", "mlp_large", "fasttext", "charcnn_small", "vdcnn9", "vdcnn17",
+               "vdcnn29")
+# text options: argparse destination -> load_text keyword
+TEXT_OPTIONS = {"text_field": "text_field", "label_field": "label_field",
+                "delimiter": "delimiter", "test_data": "test_path",
+                "test_fraction": "test_fraction", "max_chars": "max_chars", "buckets": "buckets",
+                "ngrams": "ngrams", "cache_dir": "cache_dir"}
 CORESET_METHODS = ("kcenter", "least_confidence", "entropy", "margin", "forgetting", "random")
 ACTIVE_METHODS = ("kcenter", "least_confidence", "entropy", "margin", "random")
 
@@ -118,20 +129,40 @@ ACTIVE_METHODS = ("kcenter", "least_confidence", "entropy", "margin", "random")
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=True, choices=DATASET_NAMES,
-                   help="which dataset (see svp_fast.data)")
+                   help="which dataset (see svp_fast.data); amazon-csv, text-csv and jsonl are "
+                        "text (see svp_fast.data.text)")
     g.add_argument("--data-dir", metavar="PATH",
-                   help="folder (or .npz file for 'arrays') holding the data; fashion-mnist "
-                        "defaults to /usr/share/datasets/fashion-mnist, digits needs none")
+                   help="folder (or .npz file for 'arrays', or a text file) holding the data; "
+                        "fashion-mnist defaults to /usr/share/datasets/fashion-mnist, digits "
+                        "needs none; a text folder holds train.csv/test.csv (train.jsonl ...)")
     g.add_argument("--augmentation", choices=["auto", "none", "crop_flip"], default="auto",
                    help="training augmentation (auto: crop+flip for 32x32 images, else none)")
     g.add_argument("--image-size", type=int, default=32,
                    help="imagefolder only: side of the square images (default 32)")
+    t = p.add_argument_group("text data (amazon-csv, text-csv, jsonl)")
+    t.add_argument("--text-field", metavar="NAME[,NAME]",
+                   help="text-csv/jsonl: the text field(s), joined (default text)")
+    t.add_argument("--label-field", metavar="NAME", help="text-csv/jsonl: the class field "
+                   "(default label)")
+    t.add_argument("--delimiter", help="text-csv: the field delimiter (default ','; '\\t' for TSV)")
+    t.add_argument("--test-data", metavar="PATH",
+                   help="a test file (default: test.<ext> beside train.<ext> in --data-dir)")
+    t.add_argument("--test-fraction", type=float, metavar="F",
+                   help="without test data: the share of each class held out (default 0.1)")
+    t.add_argument("--max-chars", type=int, metavar="N",
+                   help="characters per text for char-CNNs (default 1024)")
+    t.add_argument("--buckets", type=int, metavar="N",
+                   help="hash buckets of the word n-grams for fastText (default 2^20)")
+    t.add_argument("--ngrams", type=int, metavar="N", help="longest word n-gram hashed (default 2)")
+    t.add_argument("--cache-dir", metavar="DIR",
+                   help="where the tokenised text is cached (default: .svp_fast_cache beside "
+                        "the data, or ~/.cache/svp_fast/text)")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models and training")
-    g.add_argument("--proxy", metavar="MODEL", help=f"proxy model: {', '.join(MODEL_NAMES)} "
-                   "(default: by dataset)")
+    g.add_argument("--proxy", metavar="MODEL", help=f"proxy model: {', '.join(MODEL_NAMES)}, "
+                   "or package.module:builder for your own (default: by dataset)")
     g.add_argument("--target", metavar="MODEL", help="target model (default: by dataset)")
     g.add_argument("--proxy-schedule", metavar="E@LR,...",
                    help="proxy learning-rate schedule, epochs@rate pairs (e.g. 1@0.1,2@0.01)")
@@ -185,6 +216,16 @@ def load_data(args):
         options["augmentation"] = args.augmentation
     if args.dataset == "imagefolder":
         options["image_size"] = args.image_size
+    given = {dest: getattr(args, dest) for dest in TEXT_OPTIONS if getattr(args, dest) is not None}
+    if args.dataset in TEXT_DATASETS:
+        options.update({TEXT_OPTIONS[dest]: value for dest, value in given.items()})
+        if options.get("delimiter") == "\\t":
+            options["delimiter"] = "\t"  # typed as backslash-t
+        options["progress"] = False if args.quiet else None
+    elif given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise UsageError(f"{flag} applies to text datasets ({', '.join(TEXT_DATASETS)}), not "
+                         f"{args.dataset!r}")
     splits = load_dataset(args.dataset, args.data_dir, **options)
     return splits
 

@@ -15,7 +15,16 @@ of input tensors for ``model(*inputs)``.
 ``cifar100``       extracted ``cifar-100-python`` folder (``root`` required)
 ``imagefolder``    ImageNet-style ``train/`` and ``val/`` class folders (``root`` required)
 ``arrays``         a ``.npz`` file or a folder of ``.npy`` files (``root`` required)
+``amazon-csv``     text in the Amazon Review / Yelp CSV layout (class number from 1,
+                   then title and body, or body); a file or a folder with
+                   ``train.csv`` and ``test.csv`` (``root`` required)
+``text-csv``       text in a CSV with a header: ``text`` and ``label`` columns, or
+                   those named by ``text_field`` / ``label_field``
+``jsonl``          text as JSON lines: ``{"text": ..., "label": ...}``
 =================  ==========================================================
+
+Text datasets are tokenised, hashed and cached once (see
+:mod:`svp_fast.data.text`); their options are those of :func:`load_text`.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any, Callable, Optional
 from .base import ArrayDataset, Dataset, DataSpec, Splits, crop_flip
 from .folder import ImageFolderDataset, load_image_folder
 from .readers import load_arrays, load_cifar, load_digits, load_fashion_mnist, read_idx
+from .text import TextDataset, TextFormatError, load_text, text_loader
 
 
 def _needs_root(name: str, loader: Callable, expected: str) -> Callable:
@@ -52,6 +62,9 @@ DATASETS: dict[str, Callable[..., Splits]] = {
     "imagefolder": _needs_root("imagefolder", load_image_folder,
                                "a folder with train/ and val/ class folders"),
     "arrays": _needs_root("arrays", load_arrays, "a .npz file or a folder of .npy files"),
+    "amazon-csv": text_loader("amazon-csv"),
+    "text-csv": text_loader("text-csv"),
+    "jsonl": text_loader("jsonl"),
 }
 
 
@@ -68,5 +81,6 @@ def load_dataset(name: str, root: Optional[Any] = None, **options) -> Splits:
 
 
 __all__ = ["ArrayDataset", "DATASETS", "DataSpec", "Dataset", "ImageFolderDataset", "Splits",
-           "crop_flip", "load_arrays", "load_cifar", "load_dataset", "load_digits",
-           "load_fashion_mnist", "load_image_folder", "read_idx"]
+           "TextDataset", "TextFormatError", "crop_flip", "load_arrays", "load_cifar",
+           "load_dataset", "load_digits", "load_fashion_mnist", "load_image_folder", "load_text",
+           "read_idx"]

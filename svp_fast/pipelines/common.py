@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..data.base import Dataset
-from ..proxy.models import MODELS, create_model
+from ..proxy.models import create_model, model_builder
 from ..proxy.training import Inference, TrainConfig, TrainResult, infer, train
 from ..selection.forgetting import ForgettingTracker, forgetting
 from ..selection.kcenter import kcenter
@@ -33,9 +33,7 @@ class ModelSetup:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.name not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(repr(m) for m in MODELS)}, "
-                             f"got {self.name!r}")
+        model_builder(self.name)  # a registered name or "package.module:builder"
         if not isinstance(self.train, TrainConfig):
             raise TypeError(f"train must be a TrainConfig, got {type(self.train).__name__}")
 

@@ -13,11 +13,13 @@ tracker hook); :func:`infer` (features and logits without augmentation);
 :func:`evaluate`; :func:`save_checkpoint` / :func:`load_checkpoint`.
 """
 
-from .models import (MLP, MODELS, Classifier, PreActResNet, SmallCNN, create_model,
-                     register_model)
+from .models import (MLP, MODELS, Classifier, ModuleClassifier, PreActResNet, SmallCNN,
+                     create_model, model_builder, register_model)
+from .text_models import VDCNN, FastText
 from .training import (EpochRecord, Inference, TrainConfig, TrainResult, evaluate, infer,
                        iterate_batches, load_checkpoint, parse_schedule, save_checkpoint, train)
 
-__all__ = ["Classifier", "EpochRecord", "Inference", "MLP", "MODELS", "PreActResNet", "SmallCNN",
-           "TrainConfig", "TrainResult", "create_model", "evaluate", "infer", "iterate_batches",
-           "load_checkpoint", "parse_schedule", "register_model", "save_checkpoint", "train"]
+__all__ = ["Classifier", "EpochRecord", "FastText", "Inference", "MLP", "MODELS", "ModuleClassifier",
+           "PreActResNet", "SmallCNN", "TrainConfig", "TrainResult", "VDCNN", "create_model",
+           "evaluate", "infer", "iterate_batches", "load_checkpoint", "model_builder",
+           "parse_schedule", "register_model", "save_checkpoint", "train"]

@@ -27,11 +27,19 @@ Built in:
   images such as Fashion-MNIST (any image size with sides >= 4 works).
 * ``mlp_small`` (proxy) and ``mlp_large`` (target): MLPs on flattened inputs,
   for small inputs such as the 8x8 digits or feature vectors.
+* ``fasttext`` (proxy), ``charcnn_small``, ``vdcnn9``, ``vdcnn17``,
+  ``vdcnn29`` (targets): text models, see :mod:`svp_fast.proxy.text_models`.
+
+Models of your own: subclass :class:`Classifier`, or wrap a module that
+returns features in :class:`ModuleClassifier`; register a builder with
+:func:`register_model`, or name it ``"package.module:builder"`` wherever a
+model name is asked for (``--proxy``/``--target`` too).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from typing import Callable, Optional, Sequence
 
@@ -57,6 +65,48 @@ class Classifier(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(*inputs))
+
+    def parameter_groups(self) -> list[dict]:
+        """How the training loop optimises this model (default: SGD on every parameter).
+
+        A list of dicts with ``params`` and optionally ``optimizer`` ("sgd" or
+        "adagrad"), ``weight_decay``, ``momentum`` and ``nesterov`` (SGD only),
+        overriding the training config's, and ``lr_scale``, a factor on the
+        schedule's learning rate. Every trainable parameter must be in exactly
+        one group. fastText uses Adagrad on its sparse embedding table (see
+        :mod:`svp_fast.proxy.text_models` and
+        :func:`svp_fast.proxy.training.make_optimizers`).
+        """
+        return [{"params": list(self.parameters())}]
+
+
+class ModuleClassifier(Classifier):
+    """A :class:`Classifier` from any module that maps the inputs to features.
+
+    ``body(*inputs)`` must return (B, ``feature_dim``) features; a linear head
+    to ``num_classes`` is added. The quickest way to bring your own torch
+    model (register a builder for it with :func:`register_model`)::
+
+        def build(spec, **options):
+            body = MyTextEncoder(spec.extra["alphabet_size"], out_dim=128)
+            return ModuleClassifier(body, 128, spec.num_classes)
+
+        register_model("my_encoder", build)
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int):
+        if not isinstance(body, nn.Module):
+            raise TypeError(f"body must be a torch.nn.Module, got {type(body).__name__}")
+        super().__init__(feature_dim, num_classes)
+        self.body = body
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out = self.body(*inputs)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != self.feature_dim:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"the wrapped module must return (batch, {self.feature_dim}) "
+                             f"features, got {got}")
+        return out
 
 
 def _image_shape(spec: DataSpec, model: str, min_side: int = 1) -> tuple[int, int, int]:
@@ -255,6 +305,36 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 }
 
 
+# the text models subclass Classifier above
+from .text_models import TEXT_MODELS  # noqa: E402
+
+MODELS.update(TEXT_MODELS)
+
+
+def model_builder(name: str) -> Callable[..., Classifier]:
+    """The builder of model ``name``: a registered name, or ``"package.module:builder"``
+    (imported and registered under that name on first use, so that run folders
+    and checkpoints of your own models rebuild the same way)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model must be a non-empty string, got {name!r}")
+    if name in MODELS:
+        return MODELS[name]
+    if ":" not in name:
+        raise ValueError(f"model must be one of {', '.join(repr(m) for m in MODELS)}, or "
+                         f"'package.module:builder' for a model of your own; got {name!r}")
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ImportError(f"model {name!r}: cannot import module {module_name!r} ({e}); is it "
+                          "on PYTHONPATH?") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise ValueError(f"model {name!r}: module {module_name!r} has no callable {attr!r}")
+    MODELS[name] = builder
+    return builder
+
+
 def register_model(name: str, builder: Callable[..., Classifier], *, replace: bool = False) -> None:
     """Make ``create_model(name, spec)`` call ``builder(spec, **options)``.
 
@@ -277,16 +357,15 @@ def create_model(name: str, spec: DataSpec, *, seed: Optional[int] = None, **opt
         options: passed to the builder (e.g. ``hidden=(128,)`` for MLPs,
             ``channels=(8, 16)`` for CNNs, ``width=2`` for ResNets).
     """
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(repr(m) for m in MODELS)}, got {name!r}")
+    builder = model_builder(name)
     if not isinstance(spec, DataSpec):
         raise TypeError(f"spec must be a DataSpec (dataset.spec), got {type(spec).__name__}")
     if seed is None:
-        model = MODELS[name](spec, **options)
+        model = builder(spec, **options)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = MODELS[name](spec, **options)
+            model = builder(spec, **options)
     if not isinstance(model, Classifier):
         raise TypeError(f"the builder of model {name!r} returned {type(model).__name__}, "
                         "not a Classifier")

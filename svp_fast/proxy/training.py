@@ -5,7 +5,8 @@ Nothing here knows the input modality: a minibatch is ``dataset.batch(indices)``
 (a tuple of tensors) fed to ``model(*inputs)``, and labels come from
 ``dataset.labels``.
 
-Training: SGD with momentum and weight decay, cross-entropy, a piecewise
+Training: SGD with momentum and weight decay (or what a model's parameter
+groups ask for, see :func:`make_optimizers`), cross-entropy, a piecewise
 constant learning rate given as ``"epochs@rate"`` pairs (``"1@0.01,90@0.1,45@0.01,45@0.001"``
 is the paper's ResNet schedule: one warm-up epoch at 0.01, then 90 at 0.1, ...),
 shuffled minibatches, the dataset's augmentation, evaluation on a held-out set
@@ -237,6 +238,63 @@ class TrainResult:
                 "examples": self.examples, "history": [asdict(h) for h in self.history]}
 
 
+#: Optimizers a parameter group may name (key "optimizer"); SGD by default.
+OPTIMIZERS = ("sgd", "adagrad")
+_GROUP_KEYS = {"params", "optimizer", "momentum", "weight_decay", "nesterov", "lr_scale"}
+
+
+def make_optimizers(model: Classifier, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """One optimizer per kind named in ``model.parameter_groups()`` (see
+    :meth:`~svp_fast.proxy.models.Classifier.parameter_groups`).
+
+    SGD groups take ``config``'s momentum, weight decay and Nesterov setting
+    unless they override them; Adagrad groups (for sparse embedding tables:
+    torch applies SGD's momentum and weight decay to every row, and plain SGD
+    on large minibatches diverges on the most frequent rows) take its weight
+    decay unless they override it. Every trainable parameter must be in exactly
+    one group. The learning rate of a group is the schedule's times its
+    ``lr_scale`` (default 1).
+    """
+    name = f"{type(model).__name__}.parameter_groups()"
+    seen: set[int] = set()
+    by_kind: dict[str, list[dict]] = {}
+    for g in model.parameter_groups():
+        if not isinstance(g, dict) or "params" not in g or not set(g) <= _GROUP_KEYS:
+            raise ValueError(f"{name} must return dicts with 'params' and optionally "
+                             f"{sorted(_GROUP_KEYS - {'params'})}, got {g!r}")
+        params = list(g["params"])
+        for p in params:
+            if id(p) in seen:
+                raise ValueError(f"{name} lists a parameter twice")
+            seen.add(id(p))
+        kind = g.get("optimizer", "sgd")
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"{name}: optimizer must be one of {OPTIMIZERS}, got {kind!r}")
+        if kind != "sgd" and ("momentum" in g or "nesterov" in g):
+            raise ValueError(f"{name}: momentum and nesterov are SGD settings, not {kind}'s")
+        scale = g.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+                math.isfinite(scale) and scale > 0):
+            raise ValueError(f"{name}: lr_scale must be finite and > 0, got {scale!r}")
+        if params:
+            group = {k: v for k, v in g.items() if k != "optimizer"}
+            by_kind.setdefault(kind, []).append({**group, "params": params,
+                                                 "lr_scale": float(scale)})
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        raise ValueError(f"{name} leaves out the parameters {missing[:5]}")
+    lr = config.schedule[0][1]
+    optimizers: list[torch.optim.Optimizer] = []
+    if "sgd" in by_kind:
+        optimizers.append(torch.optim.SGD(by_kind["sgd"], lr=lr, momentum=config.momentum,
+                                          weight_decay=config.weight_decay,
+                                          nesterov=config.nesterov and config.momentum > 0))
+    if "adagrad" in by_kind:
+        optimizers.append(torch.optim.Adagrad(by_kind["adagrad"], lr=lr,
+                                              weight_decay=config.weight_decay))
+    return optimizers
+
+
 def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = None, *,
           indices: Any = None, eval_dataset: Optional[Dataset] = None, seed: int = 0,
           tracker: Any = None, checkpoint: Optional[Union[str, os.PathLike]] = None,
@@ -274,10 +332,9 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
         raise ValueError("indices must select at least one example to train on")
     device = resolve_device(config.device)
     model.to(device)
-    # lr is set per epoch from the schedule
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.schedule[0][1],
-                                momentum=config.momentum, weight_decay=config.weight_decay,
-                                nesterov=config.nesterov and config.momentum > 0)
+    # lr is set per epoch from the schedule; a model's parameter groups may name
+    # their optimizer, override momentum / weight decay and scale the rate
+    optimizers = make_optimizers(model, config)
     # a copy on the device (dataset labels may be read-only numpy arrays)
     labels = torch.tensor(dataset.labels, dtype=torch.long, device=device)
     rng = np.random.default_rng(seed)
@@ -285,8 +342,9 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
     result = TrainResult()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     for epoch, lr in enumerate(lrs, start=1):
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
         order = rows[rng.permutation(rows.size)]
         model.train()
         t0 = time.perf_counter()
@@ -302,9 +360,14 @@ def train(model: Classifier, dataset: Dataset, config: Optional[TrainConfig] = N
             y = labels[torch.from_numpy(idx).to(device, non_blocking=True)]
             logits = model(*_to(inputs, device))
             loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             (loss / len(idx)).backward()
-            optimizer.step()
+            # sparse gradients (embedding tables) are built by torch itself: skip
+            # its invariant checks, and its warning that they are off
+            with torch.sparse.check_sparse_tensor_invariants(enable=False):
+                for optimizer in optimizers:
+                    optimizer.step()
             correct = logits.detach().argmax(1) == y
             if tracker is not None:
                 tracker.update(idx, correct.cpu().numpy())
