@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -34,7 +33,6 @@ LazyEngine<Acc>::LazyEngine(const RowSource<Acc>& src, int num_threads)
   // Active-set size: large enough that theta is lowered rarely (each lowering
   // refreshes a batch), small enough that keeping it fresh is cheap.
   target_ = std::max<int64_t>(256, n_ / 128);
-  if (const char* e = std::getenv("SVP_LAZY_DIV")) target_ = std::max<int64_t>(64, n_ / std::atoi(e));  // TEMP tuning
   cbuf_.resize(static_cast<size_t>(D_ * std::max(1, threads_)));
 }
 
