@@ -35,6 +35,14 @@ using ScoreRowsFn = int64_t (*)(DType dtype, const char* const* rows, int64_t n,
                                 int64_t C, UncertaintyMethod method, ScoreInput input,
                                 double probs_tolerance, double* out);
 
+// The lazy engine's refresh of a tile of rows (at most 16) against the
+// centers j0 .. j0+nc-1 (float32 vectors, Euclidean): m, m2, assign of the
+// tile's rows updated in place; a row skips centers before its last[r].
+// float32 rows only; 4 rows x 4 centers are accumulated in registers at once.
+using RefreshTileFn = void (*)(const char* const* rows, int64_t cnt, const float* const* centers,
+                               int64_t j0, int64_t nc, int64_t D, const int64_t* last, float* m,
+                               float* m2, int64_t* assign);
+
 struct KernelTable {
   const char* name;
   D2RowsFn<float> d2_rows_f32;
@@ -42,6 +50,7 @@ struct KernelTable {
   RowFactsFn row_facts;
   NonfiniteColFn nonfinite_col;
   ScoreRowsFn score_rows;
+  RefreshTileFn refresh_tile;
 };
 
 // The table in use (the best ISA this CPU supports, unless overridden).

@@ -14,6 +14,7 @@ const KernelTable* table_avx512() {
       &isa_avx512::row_facts,
       &isa_avx512::nonfinite_col,
       &isa_avx512::score_rows,
+      &isa_avx512::refresh_tile,
   };
   return &table;
 }

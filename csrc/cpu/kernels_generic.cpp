@@ -14,6 +14,7 @@ const KernelTable* table_generic() {
       &isa_generic::row_facts,
       &isa_generic::nonfinite_col,
       &isa_generic::score_rows,
+      &isa_generic::refresh_tile,
   };
   return &table;
 }

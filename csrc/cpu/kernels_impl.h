@@ -581,6 +581,91 @@ static void d2_rows(DType dtype, const char* const* rows, const typename I::S* s
 #undef SVP_D2_CASE
 }
 
+// ---------------------------------------------------------- lazy refresh --
+
+static inline void refresh_update(int64_t j, float d, int64_t last, float& m, float& m2,
+                                  int64_t& assign) {
+  if (j < last) return;  // the row has this center already
+  if (d < m) {
+    m2 = m;
+    m = d;
+    assign = j;
+  } else if (d < m2) {
+    m2 = d;
+  }
+}
+
+// 4 rows x 4 centers per block: every row chunk and center chunk is loaded
+// once for 16 distances (d2_rows reloads the rows for every center).
+static void refresh_tile(const char* const* rows, int64_t cnt, const float* const* centers,
+                         int64_t j0, int64_t nc, int64_t D, const int64_t* last, float* m,
+                         float* m2, int64_t* assign) {
+  using V = F::V;
+  constexpr int W = F::W;
+  const int64_t Dfull = D - D % W;
+  int64_t r = 0;
+  for (; r + 4 <= cnt; r += 4) {
+    const float* x[4];
+    for (int a = 0; a < 4; ++a) x[a] = reinterpret_cast<const float*>(rows[r + a]);
+    int64_t k = 0;
+    for (; k + 4 <= nc; k += 4) {
+      const float* c[4] = {centers[k], centers[k + 1], centers[k + 2], centers[k + 3]};
+      V acc[4][4];
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) acc[a][b] = F::zero();
+      for (int64_t j = 0; j < Dfull; j += W) {
+        const V c0 = F::loadc(c[0] + j), c1 = F::loadc(c[1] + j), c2 = F::loadc(c[2] + j),
+                c3 = F::loadc(c[3] + j);
+        for (int a = 0; a < 4; ++a) {
+          const V xv = F::loadc(x[a] + j);
+          V d = F::sub(xv, c0);
+          acc[a][0] = F::fmadd(d, d, acc[a][0]);
+          d = F::sub(xv, c1);
+          acc[a][1] = F::fmadd(d, d, acc[a][1]);
+          d = F::sub(xv, c2);
+          acc[a][2] = F::fmadd(d, d, acc[a][2]);
+          d = F::sub(xv, c3);
+          acc[a][3] = F::fmadd(d, d, acc[a][3]);
+        }
+      }
+      if (Dfull < D) {
+        const int64_t t = D - Dfull;
+        const V c0 = loadc_tail<F>(c[0] + Dfull, t), c1 = loadc_tail<F>(c[1] + Dfull, t),
+                c2 = loadc_tail<F>(c[2] + Dfull, t), c3 = loadc_tail<F>(c[3] + Dfull, t);
+        for (int a = 0; a < 4; ++a) {
+          const V xv = loadc_tail<F>(x[a] + Dfull, t);
+          V d = F::sub(xv, c0);
+          acc[a][0] = F::fmadd(d, d, acc[a][0]);
+          d = F::sub(xv, c1);
+          acc[a][1] = F::fmadd(d, d, acc[a][1]);
+          d = F::sub(xv, c2);
+          acc[a][2] = F::fmadd(d, d, acc[a][2]);
+          d = F::sub(xv, c3);
+          acc[a][3] = F::fmadd(d, d, acc[a][3]);
+        }
+      }
+      alignas(16) float out[4][4];
+      for (int a = 0; a < 4; ++a) reduce_four<F>(acc[a][0], acc[a][1], acc[a][2], acc[a][3], out[a]);
+      for (int a = 0; a < 4; ++a)  // centers in order: the same updates as one at a time
+        for (int b = 0; b < 4; ++b)
+          refresh_update(j0 + k + b, out[a][b], last[r + a], m[r + a], m2[r + a], assign[r + a]);
+    }
+    for (; k < nc; ++k) {
+      float out[4];
+      d2_rows_t<F, DType::f32, false>(rows + r, nullptr, 4, centers[k], D, out);
+      for (int a = 0; a < 4; ++a)
+        refresh_update(j0 + k, out[a], last[r + a], m[r + a], m2[r + a], assign[r + a]);
+    }
+  }
+  for (; r < cnt; ++r) {
+    for (int64_t k = 0; k < nc; ++k) {
+      float d;
+      d2_rows_t<F, DType::f32, false>(rows + r, nullptr, 1, centers[k], D, &d);
+      refresh_update(j0 + k, d, last[r], m[r], m2[r], assign[r]);
+    }
+  }
+}
+
 // ------------------------------------------------------------ row facts --
 
 template <DType T>

@@ -209,6 +209,9 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
   const D2RowsFn<Acc> d2 = src_.d2();
   const MatrixView& X = src_.X;
   const int64_t D = D_;
+  // float32 Euclidean rows with centers in place: the register-blocked tile
+  const bool use_tile = std::is_same<Acc, float>::value && direct_centers_;
+  const RefreshTileFn tile_fn = src_.k->refresh_tile;
   int64_t evals = 0;
 #pragma omp parallel num_threads(threads_) reduction(+ : evals)
   {
@@ -216,6 +219,7 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
     Acc* buf = cbuf_.data() + static_cast<size_t>(tid) * D;
     const char* ptrs[kTile];
     Acc sc[kTile], out[kTile];
+    std::vector<const float*> cptrs;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < nr; b += kTile) {
       const int64_t cnt = std::min(kTile, nr - b);
@@ -225,6 +229,33 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
         if (src_.scale) sc[r] = src_.scale[tile[r]];
       }
       const int64_t j0 = last_[tile[0]];
+      if (use_tile) {
+        // float32 Euclidean: the register-blocked kernel, on local copies of
+        // the tile's state
+        float tm[kTile], tm2[kTile];
+        int64_t ta[kTile], tl[kTile];
+        for (int64_t r = 0; r < cnt; ++r) {
+          const int64_t i = tile[r];
+          tm[r] = static_cast<float>(m_[i]);
+          tm2[r] = static_cast<float>(m2_[i]);
+          ta[r] = assign_[i];
+          tl[r] = last_[i];
+        }
+        cptrs.resize(static_cast<size_t>(K - j0));
+        for (int64_t j = j0; j < K; ++j)
+          cptrs[static_cast<size_t>(j - j0)] =
+              reinterpret_cast<const float*>(centers_[static_cast<size_t>(j)].raw);
+        tile_fn(ptrs, cnt, cptrs.data(), j0, K - j0, D, tl, tm, tm2, ta);
+        for (int64_t r = 0; r < cnt; ++r) {
+          const int64_t i = tile[r];
+          m_[i] = static_cast<Acc>(tm[r]);
+          m2_[i] = static_cast<Acc>(tm2[r]);
+          assign_[i] = ta[r];
+          last_[i] = K;
+        }
+        evals += cnt * (K - j0);
+        continue;
+      }
       for (int64_t j = j0; j < K; ++j) {
         const Acc* c = center(j, buf);
         d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D, out);
