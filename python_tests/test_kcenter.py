@@ -204,11 +204,47 @@ def test_stats_report_pruning(rng):
     assert st2.evaluated_fraction == 1.0
 
 
-def test_auto_falls_back_on_noise(rng):
+def test_auto_skips_cells_on_noise(rng):
+    # Gaussian noise has intrinsic dimension ~38 at D = 64: cells cannot prune
     x = rng.standard_normal((8192, 64)).astype(np.float32)
     p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
     np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))
-    assert st.method in ("scan", "lazy", "pruned")
+    assert st.method == "lazy" and st.n_cells == 0
+    assert st.extra["intrinsic_dimension"] > 16
+
+
+def test_auto_uses_cells_on_low_dimensional_data(rng):
+    x = clustered(rng, 8192, 32, classes=40, sub=2, noise=0.01).astype(np.float32)
+    p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
+    np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))
+    assert st.method == "pruned" and st.n_cells > 0
+    assert st.extra["intrinsic_dimension"] <= 16
+    assert st.fallback_step == -1 and st.evaluated_fraction < 0.5
+
+
+def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
+    # force the cells onto noise: the engine must notice and hand over to lazy
+    import importlib
+
+    kc = importlib.import_module("svp_fast.selection.kcenter")
+    monkeypatch.setattr(kc, "CELLS_MAX_INTRINSIC_DIMENSION", float("inf"))
+    x = rng.standard_normal((8192, 64)).astype(np.float32)
+    p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
+    np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))
+    assert st.method == "pruned" and 0 < st.fallback_step < 600
+
+
+@pytest.mark.parametrize("true_dim", [2, 5])
+def test_intrinsic_dimension_estimate(rng, true_dim):
+    from svp_fast.selection.cells import intrinsic_dimension
+
+    low = rng.uniform(size=(2000, true_dim)) @ rng.standard_normal((true_dim, 64))
+    est = intrinsic_dimension(low)
+    assert 0.7 * true_dim < est < 1.4 * true_dim
+    noise = rng.standard_normal((2000, 64))
+    assert intrinsic_dimension(noise) > 25
+    assert intrinsic_dimension(np.ones((50, 8))) == 0.0  # all duplicates
+    assert np.isnan(intrinsic_dimension(np.full((5, 3), np.nan)))
 
 
 def test_callback_and_progress(rng, capsys):

@@ -97,11 +97,18 @@ def kcenter(m: Matrix, budget: int, selected: np.ndarray, start: int, metric: st
     cells_n = n_cells or default_n_cells(m.rows)
     # the GPU runs "lazy" as the scan: its per-step cost is the fused pass itself
     chosen = {"auto": "scan", "lazy": "scan"}.get(method, method)
+    dim = None
+    t0 = time.perf_counter()
     if method == "auto" and budget >= max(256, cells_n) and m.rows >= 65536:
-        chosen = "pruned"
-    cell_of, cells_seconds = None, 0.0
+        # same rule as the CPU: no cells on data of high intrinsic dimension
+        from .selection.cells import probe_intrinsic_dimension
+        from .selection.kcenter import CELLS_MAX_INTRINSIC_DIMENSION
+
+        dim = probe_intrinsic_dimension(m, metric=metric, seed=seed)
+        if not dim > CELLS_MAX_INTRINSIC_DIMENSION:  # nan (non-finite rows): the core reports them
+            chosen = "pruned"
+    cell_of, cells_seconds = None, (time.perf_counter() - t0 if dim is not None else 0.0)
     if chosen == "pruned" and budget > 0:
-        t0 = time.perf_counter()
         cell_of = kmeans_cells_torch(m.owner, cells_n, metric=metric, seed=seed)
         torch.cuda.current_stream(dev).synchronize()
         cells_seconds = time.perf_counter() - t0
@@ -141,7 +148,8 @@ def kcenter(m: Matrix, budget: int, selected: np.ndarray, start: int, metric: st
         exact_distance_evals=raw["exact_distance_evals"], fallback_step=raw["fallback_step"],
         float64_accumulation=raw["float64_accumulation"], setup_seconds=raw["setup_seconds"],
         select_seconds=raw["select_seconds"], cells_seconds=cells_seconds,
-        n_cells=cells_n if cell_of is not None else 0)
+        n_cells=cells_n if cell_of is not None else 0,
+        extra={} if dim is None else {"intrinsic_dimension": dim})
     return _package(m.owner, picks, radii, stats, return_radii, return_stats)
 
 

@@ -139,4 +139,54 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
     return cell_of, info
 
 
-__all__ = ["build_cells", "default_n_cells"]
+def intrinsic_dimension(sample: np.ndarray) -> float:
+    """TwoNN estimate (Facco et al., 2017) of the intrinsic dimension of the
+    rows of ``sample``: n / sum(log(r2 / r1)), r1 and r2 the distances of each
+    row to its two nearest other rows. Rows with a duplicate (r1 = 0, up to
+    rounding) are left out. Returns 0.0 when nothing is left, nan for non-finite input.
+
+    Only a guide for choosing an engine: it never changes the picks."""
+    x = np.asarray(sample, dtype=np.float64)
+    n = x.shape[0]
+    if n < 3:
+        return 0.0
+    if not np.isfinite(x).all():
+        return float("nan")
+    peak = float(np.abs(x).max())
+    if peak > 0:
+        x = x / peak  # squares of 1e200 or of subnormals stay representable
+    # brute force in float64: for the ~1,000 rows sampled this is a few ms and
+    # needs no FAISS import (0.1-0.2 s) on a path that may not build cells
+    sq = (x * x).sum(1)
+    g = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
+    np.fill_diagonal(g, np.inf)
+    d2 = np.sort(np.partition(g, 1, axis=1)[:, :2], axis=1)
+    r = np.sqrt(np.maximum(d2, 0.0))
+    # below 1e-7 of the largest magnitude: a duplicate up to rounding (the
+    # expanded form above is not exact), left out like an exact one
+    ok = (r[:, 0] > 1e-7) & np.isfinite(r[:, 1])
+    if not ok.any():
+        return 0.0
+    logs = np.log(r[ok, 1] / r[ok, 0]).sum()
+    return float(ok.sum() / logs) if logs > 0 else float("inf")
+
+
+def probe_intrinsic_dimension(m: Matrix, *, metric: str = "euclidean", seed: int = 0,
+                              size: int = 1000) -> float:
+    """``intrinsic_dimension`` of ``size`` random rows of a CPU or CUDA matrix."""
+    n = m.rows
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(n, size), replace=False))
+    if m.kind == "torch":
+        import torch
+
+        t = m.owner[torch.from_numpy(idx).to(m.owner.device)]
+        x = t.double().cpu().numpy()
+    else:
+        x = np.asarray(m.owner[idx], dtype=np.float64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+    return intrinsic_dimension(x)
+
+
+__all__ = ["build_cells", "default_n_cells", "intrinsic_dimension", "probe_intrinsic_dimension"]
