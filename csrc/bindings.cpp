@@ -267,6 +267,12 @@ PYBIND11_MODULE(_core, m) {
     return svp::measure_read_bandwidth(bytes, threads, repeats);
   });
   m.def("shard_facts", &shard_facts);
+  m.def("two_nearest_distances", [](std::uintptr_t x, int64_t n, int64_t D, int threads,
+                                    std::uintptr_t r1, std::uintptr_t r2) {
+    py::gil_scoped_release nogil;
+    svp::two_nearest_distances(reinterpret_cast<const double*>(x), n, D, threads,
+                               reinterpret_cast<double*>(r1), reinterpret_cast<double*>(r2));
+  });
 #ifdef SVP_WITH_CUDA
   py::register_exception<svp::cuda::CudaError>(m, "CudaError", PyExc_RuntimeError);
   m.def("cuda_device_count", []() { return svp::cuda::device_count(); });

@@ -234,6 +234,21 @@ def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
     assert st.method == "pruned" and 0 < st.fallback_step < 600
 
 
+def test_two_nearest_distances_match_brute_force(rng):
+    from svp_fast import _core
+
+    x = rng.standard_normal((300, 7))
+    x[5] = x[9]  # a duplicate: r1 = 0 for both
+    r1, r2 = np.empty(300), np.empty(300)
+    _core.two_nearest_distances(x.ctypes.data, 300, 7, 0, r1.ctypes.data, r2.ctypes.data)
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    d.sort(axis=1)
+    np.testing.assert_allclose(r1, d[:, 0], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r2, d[:, 1], rtol=1e-12, atol=0)
+    assert r1[5] == 0 and r1[9] == 0
+
+
 @pytest.mark.parametrize("true_dim", [2, 5])
 def test_intrinsic_dimension_estimate(rng, true_dim):
     from svp_fast.selection.cells import intrinsic_dimension

@@ -211,6 +211,8 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
                                      int64_t* pos) {
   const MatrixView& X = src_.X;
   const D2RowsFn<Acc> d2 = src_.d2();
+  // Values only decrease: the cell's best two change only if one of them does.
+  const int64_t top_a = ctop_[kc].i1, top_b = ctop_[kc].i2;
   bool changed = false;
   int64_t cnt = 0, evals = 0;
   auto flush = [&]() {
@@ -224,7 +226,8 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
         m2_[qq] = m_[qq];
         m_[qq] = d;
         assign_[qq] = ordinal;
-        changed = true;
+        const int64_t row = perm_[qq];
+        changed = changed || row == top_a || row == top_b;
       } else if (d < m2_[qq]) {
         m2_[qq] = d;
       }
@@ -402,7 +405,8 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
               m2_[qq] = m_[qq];
               m_[qq] = d;
               assign_[qq] = ordinals[j];
-              changed = true;
+              const int64_t row = perm_[qq];
+              changed = changed || row == ctop_[kc].i1 || row == ctop_[kc].i2;
             } else if (d < m2_[qq]) {
               m2_[qq] = d;
             }

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from .. import _core
 from .._arrays import BF16, Matrix
 
 _CHUNK_BYTES = 64 << 20
@@ -143,7 +144,8 @@ def intrinsic_dimension(sample: np.ndarray) -> float:
     """TwoNN estimate (Facco et al., 2017) of the intrinsic dimension of the
     rows of ``sample``: n / sum(log(r2 / r1)), r1 and r2 the distances of each
     row to its two nearest other rows. Rows with a duplicate (r1 = 0, up to
-    rounding) are left out. Returns 0.0 when nothing is left, nan for non-finite input.
+    rounding) are left out. Returns 0.0 when nothing is left, nan for
+    non-finite input.
 
     Only a guide for choosing an engine: it never changes the picks."""
     x = np.asarray(sample, dtype=np.float64)
@@ -153,28 +155,29 @@ def intrinsic_dimension(sample: np.ndarray) -> float:
     if not np.isfinite(x).all():
         return float("nan")
     peak = float(np.abs(x).max())
-    if peak > 0:
-        x = x / peak  # squares of 1e200 or of subnormals stay representable
-    # brute force in float64: for the ~1,000 rows sampled this is a few ms and
-    # needs no FAISS import (0.1-0.2 s) on a path that may not build cells
-    sq = (x * x).sum(1)
-    g = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
-    np.fill_diagonal(g, np.inf)
-    d2 = np.sort(np.partition(g, 1, axis=1)[:, :2], axis=1)
-    r = np.sqrt(np.maximum(d2, 0.0))
-    # below 1e-7 of the largest magnitude: a duplicate up to rounding (the
-    # expanded form above is not exact), left out like an exact one
-    ok = (r[:, 0] > 1e-7) & np.isfinite(r[:, 1])
+    x = np.ascontiguousarray(x / peak if peak > 0 else x)  # squares of 1e200 stay finite
+    r1 = np.empty(n, dtype=np.float64)
+    r2 = np.empty(n, dtype=np.float64)
+    # the core's kernels and threads: direct differences, no cancellation, and
+    # no BLAS thread pool left spinning against the k-means or selection next
+    _core.two_nearest_distances(x.ctypes.data, n, x.shape[1], 0, r1.ctypes.data, r2.ctypes.data)
+    # below 1e-7 of the largest magnitude: a duplicate for the purpose of an
+    # estimate (float32 inputs cannot resolve it), left out like an exact one
+    ok = (r1 > 1e-7) & np.isfinite(r2)
     if not ok.any():
         return 0.0
-    logs = np.log(r[ok, 1] / r[ok, 0]).sum()
+    logs = np.log(r2[ok] / r1[ok]).sum()
     return float(ok.sum() / logs) if logs > 0 else float("inf")
 
 
 def probe_intrinsic_dimension(m: Matrix, *, metric: str = "euclidean", seed: int = 0,
-                              size: int = 1000) -> float:
-    """``intrinsic_dimension`` of ``size`` random rows of a CPU or CUDA matrix."""
+                              size: int | None = None) -> float:
+    """``intrinsic_dimension`` of ``size`` random rows of a CPU or CUDA matrix
+    (default: 1,000 rows, fewer for wide rows so the O(size^2 D) cost stays
+    near 2^27 flops, a few ms)."""
     n = m.rows
+    if size is None:
+        size = int(max(64, min(1000, math.sqrt(2**27 / max(m.cols, 1)))))
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=min(n, size), replace=False))
     if m.kind == "torch":

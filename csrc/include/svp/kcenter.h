@@ -77,4 +77,12 @@ CpuInfo cpu_info();
 // with `num_threads` threads (0: all): the memory floor of a scan.
 double measure_read_bandwidth(int64_t bytes, int num_threads, int repeats);
 
+// For each of the n float64 rows of x (row-major, D columns): the distances to
+// its nearest and second-nearest other row (r1 <= r2), as direct differences
+// in float64. O(n^2 D); used on a small sample to estimate the intrinsic
+// dimension when choosing an engine. Runs on the core's own threads, so that
+// no other thread pool is left spinning against the selection that follows.
+void two_nearest_distances(const double* x, int64_t n, int64_t D, int num_threads, double* r1,
+                           double* r2);
+
 }  // namespace svp
