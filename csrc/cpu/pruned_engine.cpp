@@ -217,6 +217,11 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
   int64_t cnt = 0, evals = 0;
   auto flush = [&]() {
     if (cnt == 0) return;
+    for (int64_t t = 0; t < cnt; ++t) {
+      const int64_t row = perm_[pos[t]];
+      ptrs[t] = X.row(row);
+      if (src_.scale) sc[t] = src_.scale[row];
+    }
     d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D_, out);
     evals += cnt;
     for (int64_t t = 0; t < cnt; ++t) {
@@ -234,21 +239,23 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
     }
     cnt = 0;
   };
+  // The annulus test per member, without branches (its outcome is data-
+  // dependent and mispredicts): survivors are compacted into pos; a member the
+  // bound rules out keeps it as a lower bound on its second distance (m2).
+  const double down = 1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon());
   for (int64_t qq = qa; qq < qb; ++qq) {
     const Acc mq = m_[qq];
-    if (mq < Acc(0)) continue;  // excluded
     const double pq = p_[qq];
     const double lb = std::fabs(dc - pq) - kRel * (dc + pq);
-    if (lb > 0 && lb * lb >= static_cast<double>(mq)) {
-      const Acc lb2 = round_down<Acc>(lb * lb);
-      if (lb2 < m2_[qq]) m2_[qq] = lb2;
-      continue;
-    }
-    const int64_t row = perm_[qq];
-    ptrs[cnt] = X.row(row);
-    if (src_.scale) sc[cnt] = src_.scale[row];
+    const double lb2 = lb * lb;
+    const bool live = mq >= Acc(0);  // excluded members hold -1
+    const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
+    const Acc l2 = static_cast<Acc>(lb2 * down);  // rounded down, as round_down()
+    const Acc cur = m2_[qq];
+    m2_[qq] = (live & ruled_out & (l2 < cur)) ? l2 : cur;
     pos[cnt] = qq;
-    if (++cnt == 64) flush();
+    cnt += static_cast<int64_t>(live & !ruled_out);
+    if (cnt == 64) flush();
   }
   flush();
   if (changed) {  // the cell's best two; the tree is updated serially by the caller
