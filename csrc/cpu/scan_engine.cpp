@@ -7,6 +7,38 @@
 namespace svp {
 namespace cpu {
 
+namespace {
+
+// The min-update of a chunk of rows against one center, without branches so
+// that it compiles to vector compares and blends: a smaller distance becomes
+// the minimum (the old minimum the second), otherwise it may lower the
+// second. Excluded rows (m = -1) are left as they are.
+template <typename Acc>
+inline void update_min_impl(const Acc* __restrict d, Acc* __restrict m, Acc* __restrict m2,
+                            int64_t* __restrict assign, int64_t cnt, int64_t ord) {
+  for (int64_t r = 0; r < cnt; ++r) {
+    const Acc dr = d[r], mr = m[r], m2r = m2[r];
+    const bool lower = dr < mr;
+    const bool live = mr >= Acc(0);
+    m2[r] = lower ? mr : (live && dr < m2r ? dr : m2r);
+    m[r] = lower ? dr : mr;
+    assign[r] = lower ? ord : assign[r];
+  }
+}
+
+// Compiled for AVX-512, AVX2 and the baseline, chosen at load time by the CPU
+// (the arithmetic is exact compares and copies: every version agrees).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void update_min(
+    const float* d, float* m, float* m2, int64_t* assign, int64_t cnt, int64_t ord) {
+  update_min_impl(d, m, m2, assign, cnt, ord);
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) void update_min(
+    const double* d, double* m, double* m2, int64_t* assign, int64_t cnt, int64_t ord) {
+  update_min_impl(d, m, m2, assign, cnt, ord);
+}
+
+}  // namespace
+
 template <typename Acc>
 ScanEngine<Acc>::ScanEngine(const RowSource<Acc>& src, int num_threads)
     : src_(src), threads_(num_threads) {
@@ -42,7 +74,6 @@ void ScanEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
     const int tid = omp_get_thread_num();
     const int nt = omp_get_num_threads();
     std::vector<const char*> ptrs(static_cast<size_t>(chunk));
-    std::vector<int64_t> idx(static_cast<size_t>(chunk));
     std::vector<Acc> sc(static_cast<size_t>(chunk)), out(static_cast<size_t>(chunk));
     Top2 top;
     int64_t my_evals = 0;
@@ -50,33 +81,29 @@ void ScanEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
     const int64_t per = (n_chunks + nt - 1) / nt;
     const int64_t c_lo = tid * per, c_hi = std::min(n_chunks, c_lo + per);
     for (int64_t c = c_lo; c < c_hi; ++c) {
-      const int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
-      int64_t live = 0;
-      for (int64_t i = lo; i < hi; ++i) {
-        if (m[i] < Acc(0)) continue;  // picked or already selected
-        ptrs[live] = X.row(i);
-        idx[live] = i;
-        if (scale) sc[live] = scale[i];
-        ++live;
-      }
+      const int64_t lo = c * chunk, hi = std::min(n, lo + chunk), cnt = hi - lo;
+      // Every row of the chunk, excluded ones too (at most `budget` of them):
+      // contiguous state lets the update below run as vector code.
+      for (int64_t r = 0; r < cnt; ++r) ptrs[r] = X.row(lo + r);
+      if (scale) std::copy(scale + lo, scale + hi, sc.data());
       for (int64_t k = 0; k < q; ++k) {
-        d2(X.dtype, ptrs.data(), scale ? sc.data() : nullptr, live, centers + k * D, D,
+        d2(X.dtype, ptrs.data(), scale ? sc.data() : nullptr, cnt, centers + k * D, D,
            out.data());
-        const int64_t ord = ordinals[k];
-        for (int64_t r = 0; r < live; ++r) {
-          const int64_t i = idx[r];
-          const Acc d = out[r];
-          if (d < m[i]) {
-            m2[i] = m[i];
-            m[i] = d;
-            assign[i] = ord;
-          } else if (d < m2[i]) {
-            m2[i] = d;
-          }
+        update_min(out.data(), m + lo, m2 + lo, assign + lo, cnt, ordinals[k]);
+      }
+      int64_t live = 0;
+      for (int64_t r = 0; r < cnt; ++r) live += m[lo + r] >= Acc(0);
+      my_evals += live * q;
+      // top-2 of the live rows: rows come in index order, so only a value at
+      // least the current second can enter (ties are settled by push)
+      double floor2 = top.i2 >= 0 ? top.v2 : 0.0;
+      for (int64_t r = 0; r < cnt; ++r) {
+        const double v = static_cast<double>(m[lo + r]);
+        if (v >= floor2) {  // excluded rows hold -1
+          top.push(v, lo + r);
+          if (top.i2 >= 0) floor2 = top.v2;
         }
       }
-      my_evals += live * q;
-      for (int64_t r = 0; r < live; ++r) top.push(static_cast<double>(m[idx[r]]), idx[r]);
     }
     tops[static_cast<size_t>(tid)] = top;
     evals[static_cast<size_t>(tid)] = my_evals;
