@@ -90,21 +90,29 @@ def bench_coreset(quick):
 
 
 def bench_floor(quick):
+    """Time per step against the read floor. The bandwidth of this (virtual)
+    machine drifts by up to 1.5x within a minute, so each timing is paired with
+    a bandwidth measurement taken right before it, three pairs per dtype, and
+    the median of the paired ratios is reported."""
     n = 200_000 if quick else 1_000_000
-    bw = _core.measure_read_bandwidth(1 << 30, 0, 7)
     rng = np.random.default_rng(1)
     x32 = rng.standard_normal((n, 128), dtype=np.float32)
     rows = []
     for x in (x32, x32.astype(np.float16)):
         svp_fast.kcenter(x, 3, method="scan")
         steps = 200
-        _, (p, st) = timed(lambda: svp_fast.kcenter(x, steps + 1, method="scan", return_stats=True))
-        step = st.select_seconds / steps
-        floor = x.nbytes / bw
+        pairs = []
+        for _ in range(3):
+            bw = _core.measure_read_bandwidth(1 << 30, 0, 5)
+            _, (p, st) = timed(lambda: svp_fast.kcenter(x, steps + 1, method="scan", return_stats=True))
+            step = st.select_seconds / steps
+            pairs.append((step / (x.nbytes / bw), step, bw))
+        ratio, step, bw = sorted(pairs)[1]
         rows.append({"dtype": x.dtype.name, "N": n, "D": 128, "ms/step": round(step * 1e3, 2),
-                     "floor ms": round(floor * 1e3, 2), "/ floor": round(step / floor, 2),
-                     "read GB/s": round(bw / 1e9, 1)})
-    table(rows, ["dtype", "N", "D", "ms/step", "floor ms", "/ floor", "read GB/s"])
+                     "floor ms": round(x.nbytes / bw * 1e3, 2), "/ floor": round(ratio, 2),
+                     "read GB/s": round(bw / 1e9, 1),
+                     "all ratios": " ".join(f"{r:.2f}" for r, _, _ in pairs)})
+    table(rows, ["dtype", "N", "D", "ms/step", "floor ms", "/ floor", "read GB/s", "all ratios"])
     save("floor", rows)
 
 
