@@ -73,6 +73,25 @@ def test_every_simd_level_matches_reference(rng, simd, dtype, d):
         close_radii(radii, ref_r)
 
 
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_pruned_every_simd_level_matches_reference(rng, simd, dtype, metric):
+    # clustered data, so that the cells' annulus test (a vector kernel per ISA)
+    # both rules members out and lets some through; lengths not multiples of 8
+    x = clustered(rng, 3001, 13, classes=25, sub=2, noise=0.02).astype(dtype)
+    x[100:140] = x[7]  # duplicates of one point
+    sel = rng.choice(3001, 37, replace=False)
+    for already in (None, sel):
+        ref, ref_r = kcenter_ref(x, 900, already_selected=already, metric=metric)
+        picks, radii, st = svp_fast.kcenter(x, 900, method="pruned", simd=simd, n_cells=29,
+                                            already_selected=already, metric=metric,
+                                            return_radii=True, return_stats=True)
+        np.testing.assert_array_equal(picks, ref)
+        close_radii(radii, ref_r)
+        assert st.evaluated_fraction < 0.6  # the cells did prune
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_torch_bfloat16_and_types(rng, metric):
     x = torch.from_numpy(rng.standard_normal((800, 40))).to(torch.bfloat16)

@@ -43,6 +43,14 @@ using RefreshTileFn = void (*)(const char* const* rows, int64_t cnt, const float
                                int64_t j0, int64_t nc, int64_t D, const int64_t* last, float* m,
                                float* m2, int64_t* assign);
 
+// The pruned engine's annulus test over n members of a cell (float32
+// state), with lb = |dc - p[i]| - krel (dc + p[i]) in float64: member i
+// survives when live (m[i] >= 0) and not ruled out by lb > 0 && lb^2 >= m[i].
+// A live member ruled out gets m2[i] = min(m2[i], float(lb^2 * down)). The
+// survivors' indices base + i are appended to keep; returns their count.
+using AnnulusFn = int64_t (*)(const float* m, const double* p, int64_t n, double dc, double krel,
+                              double down, int64_t base, float* m2, int64_t* keep);
+
 struct KernelTable {
   const char* name;
   D2RowsFn<float> d2_rows_f32;
@@ -51,6 +59,7 @@ struct KernelTable {
   NonfiniteColFn nonfinite_col;
   ScoreRowsFn score_rows;
   RefreshTileFn refresh_tile;
+  AnnulusFn annulus;
 };
 
 // The table in use (the best ISA this CPU supports, unless overridden).

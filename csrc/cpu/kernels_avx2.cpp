@@ -15,6 +15,7 @@ const KernelTable* table_avx2() {
       &isa_avx2::nonfinite_col,
       &isa_avx2::score_rows,
       &isa_avx2::refresh_tile,
+      &isa_avx2::annulus,
   };
   return &table;
 }

@@ -15,6 +15,7 @@ const KernelTable* table_avx512() {
       &isa_avx512::nonfinite_col,
       &isa_avx512::score_rows,
       &isa_avx512::refresh_tile,
+      &isa_avx512::annulus,
   };
   return &table;
 }

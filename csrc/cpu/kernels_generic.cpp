@@ -15,6 +15,7 @@ const KernelTable* table_generic() {
       &isa_generic::nonfinite_col,
       &isa_generic::score_rows,
       &isa_generic::refresh_tile,
+      &isa_generic::annulus,
   };
   return &table;
 }

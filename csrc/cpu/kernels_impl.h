@@ -503,7 +503,7 @@ static void d2_rows_t(const char* const* rows, const typename I::S* scale, int64
   const int64_t Dfull = D - D % W;
   // Software prefetch of the rows two groups ahead: the hardware prefetcher
   // alone left a single thread at ~60% of its read bandwidth on short rows.
-  const int64_t row_bytes = D * static_cast<int64_t>(dtype_size(T));
+  [[maybe_unused]] const int64_t row_bytes = D * static_cast<int64_t>(dtype_size(T));
   int64_t r = 0;
 #if defined(SVP_ISA_AVX512)
   // Half-precision rows, eight at a time where 32 vector registers hold them:
@@ -1031,6 +1031,55 @@ static int64_t score_rows_d(const char* const* rows, int64_t n, int64_t C,
     }
   }
   return -1;
+}
+
+// ------------------------------------------------------------ annulus --
+
+static int64_t annulus(const float* m, const double* p, int64_t n, double dc, double krel,
+                       double down, int64_t base, float* m2, int64_t* keep) {
+  int64_t cnt = 0;
+  int64_t i = 0;
+#if defined(SVP_ISA_AVX512)
+  // eight members per iteration, the bound of the scalar loop below (each is
+  // safe on its own: krel covers the rounding, FMA contraction or not)
+  const __m512d vdc = _mm512_set1_pd(dc), vkrel = _mm512_set1_pd(krel);
+  const __m512d vdown = _mm512_set1_pd(down), zero = _mm512_setzero_pd();
+  const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+  for (; i < n; i += 8) {
+    const __mmask8 tail = i + 8 <= n ? __mmask8(0xFF) : __mmask8((1u << (n - i)) - 1);
+    const __m512d pv = _mm512_maskz_loadu_pd(tail, p + i);
+    const __m256 mf = _mm256_maskz_loadu_ps(tail, m + i);
+    const __m512d mv = _mm512_cvtps_pd(mf);
+    const __m512d diff = _mm512_sub_pd(vdc, pv);
+    const __m512d absd = _mm512_abs_pd(diff);
+    const __m512d lb = _mm512_sub_pd(absd, _mm512_mul_pd(vkrel, _mm512_add_pd(vdc, pv)));
+    const __m512d lb2 = _mm512_mul_pd(lb, lb);
+    const __mmask8 live = _mm512_mask_cmp_pd_mask(tail, mv, zero, _CMP_GE_OQ);
+    const __mmask8 ruled = _mm512_cmp_pd_mask(lb, zero, _CMP_GT_OQ) &
+                           _mm512_cmp_pd_mask(lb2, mv, _CMP_GE_OQ);
+    const __mmask8 surv = live & static_cast<__mmask8>(~ruled);
+    const __m256 l2 = _mm512_cvtpd_ps(_mm512_mul_pd(lb2, vdown));
+    const __m256 cur = _mm256_maskz_loadu_ps(tail, m2 + i);
+    const __mmask8 lower = (live & ruled) & _mm256_cmp_ps_mask(l2, cur, _CMP_LT_OQ);
+    _mm256_mask_storeu_ps(m2 + i, lower, l2);
+    const __m512i idx = _mm512_add_epi64(_mm512_set1_epi64(base + i), lane);
+    _mm512_mask_compressstoreu_epi64(keep + cnt, surv, idx);
+    cnt += __builtin_popcount(static_cast<unsigned>(surv));
+  }
+#endif
+  for (; i < n; ++i) {
+    const float mq = m[i];
+    const double pq = p[i];
+    const double lb = std::fabs(dc - pq) - krel * (dc + pq);
+    const double lb2 = lb * lb;
+    const bool live = mq >= 0.0f;  // excluded members hold -1
+    const bool ruled = (lb > 0) & (lb2 >= static_cast<double>(mq));
+    const float l2 = static_cast<float>(lb2 * down);
+    if (live & ruled & (l2 < m2[i])) m2[i] = l2;
+    keep[cnt] = base + i;
+    cnt += static_cast<int64_t>(live & !ruled);
+  }
+  return cnt;
 }
 
 static int64_t score_rows(DType dtype, const char* const* rows, int64_t n, int64_t C,

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 namespace svp {
 namespace cpu {
@@ -239,23 +240,32 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
     }
     cnt = 0;
   };
-  // The annulus test per member, without branches (its outcome is data-
-  // dependent and mispredicts): survivors are compacted into pos; a member the
-  // bound rules out keeps it as a lower bound on its second distance (m2).
+  // The annulus test per member (float32 state: a vector kernel), in blocks
+  // of 64 members appended to pos; a member the bound rules out keeps it as a
+  // lower bound on its second distance (m2). pos holds up to 128: flush past 64.
   const double down = 1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon());
-  for (int64_t qq = qa; qq < qb; ++qq) {
-    const Acc mq = m_[qq];
-    const double pq = p_[qq];
-    const double lb = std::fabs(dc - pq) - kRel * (dc + pq);
-    const double lb2 = lb * lb;
-    const bool live = mq >= Acc(0);  // excluded members hold -1
-    const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
-    const Acc l2 = static_cast<Acc>(lb2 * down);  // rounded down, as round_down()
-    const Acc cur = m2_[qq];
-    m2_[qq] = (live & ruled_out & (l2 < cur)) ? l2 : cur;
-    pos[cnt] = qq;
-    cnt += static_cast<int64_t>(live & !ruled_out);
-    if (cnt == 64) flush();
+  if constexpr (std::is_same<Acc, float>::value) {
+    const AnnulusFn annulus = src_.k->annulus;
+    for (int64_t q0 = qa; q0 < qb; q0 += 64) {
+      const int64_t len = std::min<int64_t>(64, qb - q0);
+      cnt += annulus(m_.data() + q0, p_.data() + q0, len, dc, kRel, down, q0, m2_.data() + q0,
+                     pos + cnt);
+      if (cnt >= 64) flush();
+    }
+  } else {
+    for (int64_t qq = qa; qq < qb; ++qq) {
+      const Acc mq = m_[qq];
+      const double pq = p_[qq];
+      const double lb = std::fabs(dc - pq) - kRel * (dc + pq);
+      const double lb2 = lb * lb;
+      const bool live = mq >= Acc(0);  // excluded members hold -1
+      const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
+      const Acc l2 = static_cast<Acc>(lb2 * down);  // rounded down, as round_down()
+      if (live & ruled_out & (l2 < m2_[qq])) m2_[qq] = l2;
+      pos[cnt] = qq;
+      cnt += static_cast<int64_t>(live & !ruled_out);
+      if (cnt == 64) flush();
+    }
   }
   flush();
   if (changed) {  // the cell's best two; the tree is updated serially by the caller
@@ -335,9 +345,9 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
   const bool parallel = threads_ > 1 && candidates * D >= 8192 && nw > 1;
 #pragma omp parallel num_threads(threads_) reduction(+ : evals) if (parallel)
   {
-    const char* ptrs[64];
-    Acc sc[64], out[64];
-    int64_t pos[64];
+    const char* ptrs[128];  // scan_cell flushes past 64 candidates: room for 127
+    Acc sc[128], out[128];
+    int64_t pos[128];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < nw; ++w) {
       const Work& wk = work[w];
