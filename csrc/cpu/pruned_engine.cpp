@@ -133,6 +133,9 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   assign_.assign(static_cast<size_t>(n), -1);
   m2floor_.assign(static_cast<size_t>(nc), std::numeric_limits<double>::infinity());
   dc_.assign(static_cast<size_t>(nc), 0.0);
+  centroid_ptrs_.resize(static_cast<size_t>(nc));
+  for (int64_t k = 0; k < nc; ++k)
+    centroid_ptrs_[k] = reinterpret_cast<const char*>(centroid_.data() + k * D);
   ctop_.assign(static_cast<size_t>(nc), Top2());
   while (leaves_ < nc) leaves_ *= 2;
   tree_.assign(static_cast<size_t>(2 * leaves_), Top2());
@@ -298,6 +301,9 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
   };
   std::vector<Work> work;
   int64_t candidates = 0;
+  // the center's squared distance to every centroid in one kernel call: four
+  // rows at a time, where one call per cell cost more than its arithmetic
+  k.d2_rows_f64(DType::f64, centroid_ptrs_.data(), nullptr, nc, c64, D, dc_.data());
   for (int64_t kc = 0; kc < nc; ++kc) {
     const Top2& ct = ctop_[kc];
     if (ct.i1 < 0) continue;  // no live member
@@ -312,10 +318,7 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
         continue;
       }
     }
-    double d2c;
-    const char* mu = reinterpret_cast<const char*>(centroid_.data() + kc * D);
-    k.d2_rows_f64(DType::f64, &mu, nullptr, 1, c64, D, &d2c);
-    const double dc = std::sqrt(d2c);
+    const double dc = std::sqrt(dc_[kc]);
     const double lb_cell = dc * (1 - kRel) - r * (1 + kRel);
     if (lb_cell > 0 && lb_cell * lb_cell >= cmax) {
       m2floor_[kc] = std::min(m2floor_[kc], lb_cell * lb_cell);

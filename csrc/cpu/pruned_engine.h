@@ -75,7 +75,8 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<int64_t> lo_;       // [n_cells + 1] member range in cell order
   std::vector<double> centroid_;  // [n_cells, D] float64, working space
   std::vector<double> radius_;    // [n_cells]
-  std::vector<double> dc_;        // [n_cells] distance of the current center
+  std::vector<double> dc_;        // [n_cells] squared distance of the current center
+  std::vector<const char*> centroid_ptrs_;  // [n_cells] rows of centroid_, for the kernels
   std::vector<Top2> ctop_;        // [n_cells] best two live members
   std::vector<double> m2floor_;   // [n_cells] lower bound for skipped centers
   std::vector<double> cc_;        // [n_cells, n_cells] centroid distances, or empty
