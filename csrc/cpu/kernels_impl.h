@@ -651,11 +651,10 @@ static void refresh_tile(const char* const* rows, int64_t cnt, const float* cons
       V acc[4][4];
       for (int a = 0; a < 4; ++a)
         for (int b = 0; b < 4; ++b) acc[a][b] = F::zero();
-      for (int64_t j = 0; j < Dfull; j += W) {
-        const V c0 = F::loadc(c[0] + j), c1 = F::loadc(c[1] + j), c2 = F::loadc(c[2] + j),
-                c3 = F::loadc(c[3] + j);
+      // one column block of the tile: four rows against four centers
+      auto block = [&](V c0, V c1, V c2, V c3, auto load_row) {
         for (int a = 0; a < 4; ++a) {
-          const V xv = F::loadc(x[a] + j);
+          const V xv = load_row(a);
           V d = F::sub(xv, c0);
           acc[a][0] = F::fmadd(d, d, acc[a][0]);
           d = F::sub(xv, c1);
@@ -665,22 +664,15 @@ static void refresh_tile(const char* const* rows, int64_t cnt, const float* cons
           d = F::sub(xv, c3);
           acc[a][3] = F::fmadd(d, d, acc[a][3]);
         }
-      }
+      };
+      for (int64_t j = 0; j < Dfull; j += W)
+        block(F::loadc(c[0] + j), F::loadc(c[1] + j), F::loadc(c[2] + j), F::loadc(c[3] + j),
+              [&](int a) { return F::loadc(x[a] + j); });
       if (Dfull < D) {
         const int64_t t = D - Dfull;
-        const V c0 = loadc_tail<F>(c[0] + Dfull, t), c1 = loadc_tail<F>(c[1] + Dfull, t),
-                c2 = loadc_tail<F>(c[2] + Dfull, t), c3 = loadc_tail<F>(c[3] + Dfull, t);
-        for (int a = 0; a < 4; ++a) {
-          const V xv = loadc_tail<F>(x[a] + Dfull, t);
-          V d = F::sub(xv, c0);
-          acc[a][0] = F::fmadd(d, d, acc[a][0]);
-          d = F::sub(xv, c1);
-          acc[a][1] = F::fmadd(d, d, acc[a][1]);
-          d = F::sub(xv, c2);
-          acc[a][2] = F::fmadd(d, d, acc[a][2]);
-          d = F::sub(xv, c3);
-          acc[a][3] = F::fmadd(d, d, acc[a][3]);
-        }
+        block(loadc_tail<F>(c[0] + Dfull, t), loadc_tail<F>(c[1] + Dfull, t),
+              loadc_tail<F>(c[2] + Dfull, t), loadc_tail<F>(c[3] + Dfull, t),
+              [&](int a) { return loadc_tail<F>(x[a] + Dfull, t); });
       }
       alignas(16) float out[4][4];
       for (int a = 0; a < 4; ++a) reduce_four<F>(acc[a][0], acc[a][1], acc[a][2], acc[a][3], out[a]);
