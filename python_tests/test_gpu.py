@@ -56,6 +56,23 @@ def test_gpu_matches_reference_clustered():
         close_radii(r.cpu().numpy(), ref_r)
 
 
+def test_gpu_auto_chooses_by_intrinsic_dimension():
+    # noise (intrinsic dimension ~30 at D = 32): the scan; points on 2-d sheets: the cells
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal((70000, 32)).astype(np.float32)
+    p, st = svp_fast.kcenter(torch.from_numpy(noise).cuda(), 300, return_stats=True)
+    assert st.n_cells == 0 and st.extra["intrinsic_dimension"] > 16
+    np.testing.assert_array_equal(p.cpu().numpy(), svp_fast.kcenter(noise, 300, method="scan"))
+    centers = rng.standard_normal((40, 32)) * 5
+    basis = rng.standard_normal((40, 2, 32))
+    lab = rng.integers(0, 40, 70000)
+    low = (centers[lab] + np.einsum("ns,nsd->nd", rng.standard_normal((70000, 2)), basis[lab])
+           + 0.01 * rng.standard_normal((70000, 32))).astype(np.float32)
+    p, st = svp_fast.kcenter(torch.from_numpy(low).cuda(), 400, return_stats=True)
+    assert st.n_cells > 0 and st.extra["intrinsic_dimension"] <= 16
+    np.testing.assert_array_equal(p.cpu().numpy(), svp_fast.kcenter(low, 400, method="scan"))
+
+
 def test_gpu_duplicates_and_ties():
     base = torch.randn(64, 16)
     x = torch.cat([base, base, base]).cuda()
