@@ -83,6 +83,22 @@ class PyProgress final : public svp::Progress {
   PyObject* tb_ = nullptr;
 };
 
+// Runs a core call without the GIL, the core polling `hook`; when the hook
+// stopped it (Ctrl-C, an exception in the callback), re-raises that here.
+template <typename Fn>
+void run_cancellable(PyProgress& hook, Fn&& core_call) {
+  bool cancelled = false;
+  {
+    py::gil_scoped_release nogil;
+    try {
+      core_call();
+    } catch (const svp::Cancelled&) {
+      cancelled = true;
+    }
+  }
+  if (cancelled) hook.rethrow();
+}
+
 py::dict stats_dict(const svp::KCenterStats& s) {
   py::dict d;
   d["distance_evals"] = s.distance_evals;
@@ -124,17 +140,10 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   PyProgress hook(std::move(progress));
   opt.progress = &hook;
   svp::KCenterStats stats;
-  bool cancelled = false;
-  {
-    py::gil_scoped_release nogil;
-    try {
-      svp::kcenter_cpu(X, opt, reinterpret_cast<int64_t*>(picks_ptr),
-                       reinterpret_cast<double*>(radii_ptr), &stats);
-    } catch (const svp::Cancelled&) {
-      cancelled = true;
-    }
-  }
-  if (cancelled) hook.rethrow();
+  run_cancellable(hook, [&] {
+    svp::kcenter_cpu(X, opt, reinterpret_cast<int64_t*>(picks_ptr),
+                     reinterpret_cast<double*>(radii_ptr), &stats);
+  });
   return stats_dict(stats);
 }
 
@@ -300,18 +309,11 @@ PYBIND11_MODULE(_core, m) {
           PyProgress hook(std::move(progress));
           opt.progress = &hook;
           svp::KCenterStats stats;
-          bool cancelled = false;
-          {
-            py::gil_scoped_release nogil;
-            try {
-              svp::cuda::kcenter_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
-                                      reinterpret_cast<int64_t*>(picks_ptr),
-                                      reinterpret_cast<double*>(radii_ptr), &stats);
-            } catch (const svp::Cancelled&) {
-              cancelled = true;
-            }
-          }
-          if (cancelled) hook.rethrow();
+          run_cancellable(hook, [&] {
+            svp::cuda::kcenter_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
+                                    reinterpret_cast<int64_t*>(picks_ptr),
+                                    reinterpret_cast<double*>(radii_ptr), &stats);
+          });
           return stats_dict(stats);
         });
   py::class_<svp::cuda::KCenterShardCuda>(m, "KCenterShardCuda")

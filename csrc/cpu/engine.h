@@ -46,6 +46,23 @@ inline bool better(double v1, int64_t i1, double v2, int64_t i2) {
   return v1 > v2 || (v1 == v2 && i1 < i2);
 }
 
+// A row's state after its distance d to one more center (ordinal `center`):
+// the minimum m, the second minimum m2 (the lower bound the float64 tie test
+// uses for every other center) and the center that gave m. Returns whether m
+// moved. Every engine updates rows through this; the per-ISA kernels (refresh_update,
+// the scan's update_min) spell it out, as they must not share inline code.
+template <typename Acc>
+inline bool take_center_distance(Acc d, int64_t center, Acc& m, Acc& m2, int64_t& assign) {
+  if (d < m) {
+    m2 = m;
+    m = d;
+    assign = center;
+    return true;
+  }
+  if (d < m2) m2 = d;
+  return false;
+}
+
 struct Top2 {
   double v1 = -1, v2 = -1;
   int64_t i1 = -1, i2 = -1;

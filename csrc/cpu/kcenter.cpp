@@ -51,23 +51,6 @@ int resolve_threads(int requested) {
   return requested > 0 ? requested : std::max(1, omp_get_max_threads());
 }
 
-class Poller {
- public:
-  Poller(Progress* p, double interval) : p_(p), interval_(interval), last_(Clock::now()) {}
-  void operator()(int64_t done, const int64_t* picks, bool force = false) {
-    if (!p_) return;
-    Clock::time_point now = Clock::now();
-    if (!force && std::chrono::duration<double>(now - last_).count() < interval_) return;
-    last_ = now;
-    if (!p_->poll(done, picks)) throw Cancelled();
-  }
-
- private:
-  Progress* p_;
-  double interval_;
-  Clock::time_point last_;
-};
-
 // The picking loop, generic over the accumulation type.
 template <typename Acc>
 void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable& k,

@@ -624,6 +624,9 @@ static void d2_rows(DType dtype, const char* const* rows, const typename I::S* s
 static inline void refresh_update(int64_t j, float d, int64_t last, float& m, float& m2,
                                   int64_t& assign) {
   if (j < last) return;  // the row has this center already
+  // take_center_distance (engine.h), spelled out: code compiled for one ISA
+  // must not share an inline function with other translation units (the
+  // linker keeps one copy, possibly built for another ISA)
   if (d < m) {
     m2 = m;
     m = d;

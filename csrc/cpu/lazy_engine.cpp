@@ -89,14 +89,7 @@ void LazyEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
         d2(X.dtype, ptrs, src_.scale ? sc : nullptr, live, cp[j], D, out);
         for (int64_t r = 0; r < live; ++r) {
           const int64_t i = idx[r];
-          const Acc d = out[r];
-          if (d < m_[i]) {
-            m2_[i] = m_[i];
-            m_[i] = d;
-            assign_[i] = ordinals[j];
-          } else if (d < m2_[i]) {
-            m2_[i] = d;
-          }
+          take_center_distance(out[r], ordinals[j], m_[i], m2_[i], assign_[i]);
         }
       }
       evals += live * q;
@@ -262,14 +255,7 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
         for (int64_t r = 0; r < cnt; ++r) {
           const int64_t i = tile[r];
           if (last_[i] > j) continue;  // already has this center
-          const Acc d = out[r];
-          if (d < m_[i]) {
-            m2_[i] = m_[i];
-            m_[i] = d;
-            assign_[i] = j;
-          } else if (d < m2_[i]) {
-            m2_[i] = d;
-          }
+          take_center_distance(out[r], j, m_[i], m2_[i], assign_[i]);
         }
       }
       evals += cnt * (K - j0);

@@ -17,11 +17,15 @@ namespace {
 // terms err by far less than 1e-10 of their value.
 constexpr double kRel = 1e-10;
 
-// A float64 lower bound stored in Acc must not round up.
+// A float64 lower bound stored in Acc must not round up: scaled down by a few
+// Acc ulps first.
+template <typename Acc>
+constexpr double kRoundDown = 1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon());
+
 template <typename Acc>
 Acc round_down(double v) {
   if (!(v < std::numeric_limits<double>::infinity())) return std::numeric_limits<Acc>::infinity();
-  return static_cast<Acc>(v * (1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon())));
+  return static_cast<Acc>(v * kRoundDown<Acc>);
 }
 
 }  // namespace
@@ -230,15 +234,9 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
     evals += cnt;
     for (int64_t t = 0; t < cnt; ++t) {
       const int64_t qq = pos[t];
-      const Acc d = out[t];
-      if (d < m_[qq]) {
-        m2_[qq] = m_[qq];
-        m_[qq] = d;
-        assign_[qq] = ordinal;
+      if (take_center_distance(out[t], ordinal, m_[qq], m2_[qq], assign_[qq])) {
         const int64_t row = perm_[qq];
         changed = changed || row == top_a || row == top_b;
-      } else if (d < m2_[qq]) {
-        m2_[qq] = d;
       }
     }
     cnt = 0;
@@ -246,13 +244,12 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
   // The annulus test per member (float32 state: a vector kernel), in blocks
   // of 64 members appended to pos; a member the bound rules out keeps it as a
   // lower bound on its second distance (m2). pos holds up to 128: flush past 64.
-  const double down = 1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon());
   if constexpr (std::is_same<Acc, float>::value) {
     const AnnulusFn annulus = src_.k->annulus;
     for (int64_t q0 = qa; q0 < qb; q0 += 64) {
       const int64_t len = std::min<int64_t>(64, qb - q0);
-      cnt += annulus(m_.data() + q0, p_.data() + q0, len, dc, kRel, down, q0, m2_.data() + q0,
-                     pos + cnt);
+      cnt += annulus(m_.data() + q0, p_.data() + q0, len, dc, kRel, kRoundDown<float>, q0,
+                     m2_.data() + q0, pos + cnt);
       if (cnt >= 64) flush();
     }
   } else {
@@ -263,7 +260,7 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
       const double lb2 = lb * lb;
       const bool live = mq >= Acc(0);  // excluded members hold -1
       const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
-      const Acc l2 = static_cast<Acc>(lb2 * down);  // rounded down, as round_down()
+      const Acc l2 = round_down<Acc>(lb2);
       if (live & ruled_out & (l2 < m2_[qq])) m2_[qq] = l2;
       pos[cnt] = qq;
       cnt += static_cast<int64_t>(live & !ruled_out);
@@ -420,15 +417,9 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
           evals += cnt;
           for (int64_t t = 0; t < cnt; ++t) {
             const int64_t qq = pos[t];
-            const Acc d = out[t];
-            if (d < m_[qq]) {
-              m2_[qq] = m_[qq];
-              m_[qq] = d;
-              assign_[qq] = ordinals[j];
+            if (take_center_distance(out[t], ordinals[j], m_[qq], m2_[qq], assign_[qq])) {
               const int64_t row = perm_[qq];
               changed = changed || row == ctop_[kc].i1 || row == ctop_[kc].i2;
-            } else if (d < m2_[qq]) {
-              m2_[qq] = d;
             }
           }
         }

@@ -9,10 +9,9 @@ namespace cpu {
 
 namespace {
 
-// The min-update of a chunk of rows against one center, without branches so
-// that it compiles to vector compares and blends: a smaller distance becomes
-// the minimum (the old minimum the second), otherwise it may lower the
-// second. Excluded rows (m = -1) are left as they are.
+// take_center_distance (kernels.h) over a chunk of rows, written without
+// branches so that it compiles to vector compares and blends. Excluded rows
+// (m = -1) are left as they are.
 template <typename Acc>
 inline void update_min_impl(const Acc* __restrict d, Acc* __restrict m, Acc* __restrict m2,
                             int64_t* __restrict assign, int64_t cnt, int64_t ord) {

@@ -5,6 +5,7 @@
 // to ValueError / TypeError / KeyboardInterrupt.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -99,6 +100,26 @@ class Progress {
   // (host memory), or nullptr when they live elsewhere. Return false to stop:
   // the core then throws Cancelled.
   virtual bool poll(int64_t done, const int64_t* picks) = 0;
+};
+
+// Calls a Progress (if any) at most every `interval` seconds, or always with
+// force; throws Cancelled when it asks to stop. Shared by every driver.
+class Poller {
+ public:
+  Poller(Progress* p, double interval) : p_(p), interval_(interval), last_(Clock::now()) {}
+  void operator()(int64_t done, const int64_t* picks = nullptr, bool force = false) {
+    if (!p_) return;
+    const Clock::time_point now = Clock::now();
+    if (!force && std::chrono::duration<double>(now - last_).count() < interval_) return;
+    last_ = now;
+    if (!p_->poll(done, picks)) throw Cancelled();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Progress* p_;
+  double interval_;
+  Clock::time_point last_;
 };
 
 }  // namespace svp
