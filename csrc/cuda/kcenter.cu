@@ -212,23 +212,6 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
   return L;
 }
 
-class Poller {
- public:
-  Poller(Progress* p, double interval) : p_(p), interval_(interval), last_(Clock::now()) {}
-  void operator()(int64_t done, bool force = false) {
-    if (!p_) return;
-    const Clock::time_point now = Clock::now();
-    if (!force && std::chrono::duration<double>(now - last_).count() < interval_) return;
-    last_ = now;
-    if (!p_->poll(done, nullptr)) throw Cancelled();
-  }
-
- private:
-  Progress* p_;
-  double interval_;
-  Clock::time_point last_;
-};
-
 // Cells on the device: members grouped by cell, centroids, distances to the
 // centroid sorted within each cell. One synchronisation (the cell sizes).
 template <typename Acc>
@@ -402,7 +385,7 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
     throw;
   }
   for (cudaEvent_t ev : events) cudaEventDestroy(ev);
-  poll(opt.budget, true);
+  poll(opt.budget, nullptr, true);
   KcState h;
   SVP_CUDA(cudaMemcpy(&h, L.state, sizeof(KcState), cudaMemcpyDeviceToHost));
   st->method_used = static_cast<int>(use_cells ? KCenterMethod::pruned : KCenterMethod::scan);
@@ -434,15 +417,7 @@ template <typename Acc>
 void run_acc(const DeviceMatrix& X, const KCenterCudaOptions& opt, const Layout& L,
              cudaStream_t stream, int64_t t0, const ErrorModel& err, const ErrorModel& tie,
              int64_t* picks, double* radii, KCenterStats* st) {
-  KcParams<Acc> p{};
-  p.X = static_cast<const char*>(X.data);
-  p.N = X.rows;
-  p.D = X.cols;
-  p.row_bytes = X.row_stride * static_cast<long long>(dtype_size(X.dtype));
-  p.dtype = X.dtype;
-  p.metric = opt.metric;
-  p.norm64 = opt.metric == Metric::cosine ? L.norm64 : nullptr;
-  p.scale = opt.metric == Metric::cosine ? static_cast<const Acc*>(L.scale) : nullptr;
+  KcParams<Acc> p = matrix_params<Acc>(X, opt.metric, L.norm64, L.scale);
   p.m = static_cast<Acc*>(L.m);
   p.m2 = static_cast<Acc*>(L.m2);
   p.assign = L.assign;

@@ -74,6 +74,23 @@ struct KcParams {
   long long slab_cap;
 };
 
+// The matrix part of KcParams, shared by the single-process driver and the
+// shard: rows, shape, dtype, metric, and the cosine norms (nullptr otherwise).
+template <typename Acc>
+KcParams<Acc> matrix_params(const DeviceMatrix& X, Metric metric, const double* norm64,
+                            const void* scale) {
+  KcParams<Acc> p{};
+  p.X = static_cast<const char*>(X.data);
+  p.N = X.rows;
+  p.D = X.cols;
+  p.row_bytes = X.row_stride * static_cast<long long>(dtype_size(X.dtype));
+  p.dtype = X.dtype;
+  p.metric = metric;
+  p.norm64 = metric == Metric::cosine ? norm64 : nullptr;
+  p.scale = metric == Metric::cosine ? static_cast<const Acc*>(scale) : nullptr;
+  return p;
+}
+
 // Position of row r in the per-point arrays (identity for the scan).
 template <typename Acc>
 __device__ inline long long pos_of(const KcParams<Acc>& p, long long r) {
@@ -229,15 +246,15 @@ __device__ inline void apply_centers(const KcParams<Acc>& p, const Acc* cs, long
   }
 }
 
-// The "exact" float64 squared distance between rows y and z of X (warp-wide;
-// every lane gets it): rows divided by their float64 norms for cosine, as a
-// float64 reference computes them.
+// The "exact" float64 squared distance between a raw row ry (X's dtype, float64
+// norm ny) and row z of X (warp-wide; every lane gets it): rows divided by
+// their float64 norms for cosine, as a float64 reference computes them.
 template <typename Acc>
-__device__ inline double exact_d2_warp(const KcParams<Acc>& p, long long y, long long z) {
+__device__ inline double exact_d2_warp(const KcParams<Acc>& p, const char* ry, double ny,
+                                       long long z) {
   const int lane = threadIdx.x & 31;
-  const char* ry = p.X + y * p.row_bytes;
   const char* rz = p.X + z * p.row_bytes;
-  const double ny = p.norm64 ? p.norm64[y] : 1.0, nz = p.norm64 ? p.norm64[z] : 1.0;
+  const double nz = p.norm64 ? p.norm64[z] : 1.0;
   double acc = 0.0;
   for (long long j = lane; j < p.D; j += 32) {
     double a = elem_as_double(p.dtype, ry, j), b = elem_as_double(p.dtype, rz, j);
@@ -249,6 +266,12 @@ __device__ inline double exact_d2_warp(const KcParams<Acc>& p, long long y, long
     acc = fma(d, d, acc);
   }
   return warp_sum(acc);
+}
+
+// The same between rows y and z of X.
+template <typename Acc>
+__device__ inline double exact_d2_warp(const KcParams<Acc>& p, long long y, long long z) {
+  return exact_d2_warp(p, p.X + y * p.row_bytes, p.norm64 ? p.norm64[y] : 1.0, z);
 }
 
 // Loads the working-space vector of row r into shared memory (every thread

@@ -17,35 +17,35 @@ namespace cuda {
 
 namespace {
 
+// The float64 norm of one raw row (X's dtype, on the device), computed by the
+// whole block (every thread must call it) and returned to every thread.
+__device__ double block_row_norm64(DType dtype, const char* raw, long long D) {
+  __shared__ double s_part[kThreads / 32];
+  __shared__ double s_norm;
+  double ss = 0.0;
+  for (long long j = threadIdx.x; j < D; j += blockDim.x) {
+    const double v = elem_as_double(dtype, raw, j);
+    ss = fma(v, v, ss);
+  }
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
+    s_norm = sqrt(t);
+  }
+  __syncthreads();
+  return s_norm;
+}
+
 // The center (raw row of X's dtype, on the device) in the working space,
 // into shared memory: float64 norm computed by the block for cosine.
 template <typename Acc>
 __device__ void load_center_raw(const KcParams<Acc>& p, const char* raw, double known_norm,
                                 Acc* out) {
-  __shared__ double s_part[kThreads / 32];
-  __shared__ double s_norm;
   double nrm = 1.0;
-  if (p.norm64) {
-    if (known_norm > 0) {
-      nrm = known_norm;
-    } else {
-      double ss = 0.0;
-      for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
-        const double v = elem_as_double(p.dtype, raw, j);
-        ss = fma(v, v, ss);
-      }
-      ss = warp_sum(ss);
-      if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        double t = 0.0;
-        for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
-        s_norm = sqrt(t);
-      }
-      __syncthreads();
-      nrm = s_norm;
-    }
-  }
+  if (p.norm64) nrm = known_norm > 0 ? known_norm : block_row_norm64(p.dtype, raw, p.D);
   for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
     const double v = elem_as_double(p.dtype, raw, j);
     out[j] = static_cast<Acc>(p.norm64 ? v / nrm : v);
@@ -106,44 +106,13 @@ __global__ void shard_band(const Acc* m, long long n, double thr, long long* idx
 template <typename Acc>
 __global__ void shard_exact_min(KcParams<Acc> p, const char* raw_y, const long long* rows,
                                 long long count, unsigned long long* best) {
-  __shared__ double s_part[kThreads / 32];
-  __shared__ double s_ny;
-  double ny = 1.0;
-  if (p.norm64) {  // y's norm, as the owner computed it (float64 sum of squares)
-    double ss = 0.0;
-    for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
-      const double v = elem_as_double(p.dtype, raw_y, j);
-      ss = fma(v, v, ss);
-    }
-    ss = warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      double t = 0.0;
-      for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
-      s_ny = sqrt(t);
-    }
-    __syncthreads();
-    ny = s_ny;
-  }
+  // y's norm, as the owner computed it (float64 sum of squares)
+  const double ny = p.norm64 ? block_row_norm64(p.dtype, raw_y, p.D) : 1.0;
   const int lane = threadIdx.x & 31;
   const long long warp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
   const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
   for (long long k = warp; k < count; k += nwarps) {
-    const long long z = rows[k];
-    const char* rz = p.X + z * p.row_bytes;
-    const double nz = p.norm64 ? p.norm64[z] : 1.0;
-    double acc = 0.0;
-    for (long long j = lane; j < p.D; j += 32) {
-      double a = elem_as_double(p.dtype, raw_y, j), b = elem_as_double(p.dtype, rz, j);
-      if (p.norm64) {
-        a /= ny;
-        b /= nz;
-      }
-      const double d = a - b;
-      acc = fma(d, d, acc);
-    }
-    acc = warp_sum(acc);
+    const double acc = exact_d2_warp(p, raw_y, ny, rows[k]);
     if (lane == 0) atomicMin(best, static_cast<unsigned long long>(__double_as_longlong(acc)));
   }
 }
@@ -199,15 +168,7 @@ struct KCenterShardCuda::Impl {
 
   template <typename Acc>
   KcParams<Acc> params() const {
-    KcParams<Acc> p{};
-    p.X = static_cast<const char*>(X.data);
-    p.N = X.rows;
-    p.D = X.cols;
-    p.row_bytes = X.row_stride * static_cast<long long>(dtype_size(X.dtype));
-    p.dtype = X.dtype;
-    p.metric = metric;
-    p.scale = metric == Metric::cosine ? static_cast<const Acc*>(scale) : nullptr;
-    p.norm64 = metric == Metric::cosine ? norm64 : nullptr;
+    KcParams<Acc> p = matrix_params<Acc>(X, metric, norm64, scale);
     p.m = static_cast<Acc*>(m);
     p.m2 = static_cast<Acc*>(m2);
     p.assign = assign;
