@@ -142,13 +142,8 @@ def kcenter(m: Matrix, budget: int, selected: np.ndarray, start: int, metric: st
     finally:
         close()
     del ws
-    stats = KCenterStats(
-        method=raw["method"], backend="cuda", distance_evals=raw["distance_evals"],
-        scan_evals=raw["scan_evals"], ambiguous_steps=raw["ambiguous_steps"],
-        exact_distance_evals=raw["exact_distance_evals"], fallback_step=raw["fallback_step"],
-        float64_accumulation=raw["float64_accumulation"], setup_seconds=raw["setup_seconds"],
-        select_seconds=raw["select_seconds"], cells_seconds=cells_seconds,
-        n_cells=cells_n if cell_of is not None else 0,
+    stats = KCenterStats.from_core(
+        raw, "cuda", cells_seconds=cells_seconds, n_cells=cells_n if cell_of is not None else 0,
         extra={} if dim is None else {"intrinsic_dimension": dim})
     return _package(m.owner, picks, radii, stats, return_radii, return_stats)
 

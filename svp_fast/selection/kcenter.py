@@ -42,6 +42,14 @@ class KCenterStats:
     def evaluated_fraction(self) -> float:
         return self.distance_evals / self.scan_evals if self.scan_evals else 0.0
 
+    @classmethod
+    def from_core(cls, raw: dict, backend: str, **fields) -> "KCenterStats":
+        """The stats of a core call (its result dict), plus the Python side's fields."""
+        core = ("method", "distance_evals", "scan_evals", "ambiguous_steps",
+                "exact_distance_evals", "fallback_step", "float64_accumulation",
+                "setup_seconds", "select_seconds")
+        return cls(backend=backend, **{k: raw[k] for k in core}, **fields)
+
 
 # Cells prune when the data is low-dimensional where it lives: measured, the
 # cells computed 1% of a scan's distances on proxy features of intrinsic
@@ -190,9 +198,10 @@ def kcenter(
     if chosen == "pruned" and budget > 0:
         if not validated:
             _validate_before_cells(m, metric, threads, simd)
+            validated = True
         cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed)
     # everything before the core call: input check, engine choice, k-means
-    cells_seconds = time.perf_counter() - t0 if (validated or cell_of is not None) else 0.0
+    cells_seconds = time.perf_counter() - t0 if validated else 0.0
     # auto: hand over to the lazy engine when the cells keep evaluating more
     # than half of what a scan would (BENCHMARKS.md: pruning trajectories)
     fallback = 0.5 if method == "auto" else 2.0
@@ -220,13 +229,8 @@ def kcenter(
     finally:
         close()
     del m  # keep the input (or its copy) alive until here
-    stats = KCenterStats(
-        method=raw["method"], backend="cpu", distance_evals=raw["distance_evals"],
-        scan_evals=raw["scan_evals"], ambiguous_steps=raw["ambiguous_steps"],
-        exact_distance_evals=raw["exact_distance_evals"], fallback_step=raw["fallback_step"],
-        float64_accumulation=raw["float64_accumulation"], setup_seconds=raw["setup_seconds"],
-        select_seconds=raw["select_seconds"], cells_seconds=cells_seconds,
-        n_cells=cells_n if cell_of is not None else 0,
+    stats = KCenterStats.from_core(
+        raw, "cpu", cells_seconds=cells_seconds, n_cells=cells_n if cell_of is not None else 0,
         extra={} if dim is None else {"intrinsic_dimension": dim,
                                       "probe_seconds": probe_seconds})
     return _package(embeddings, picks, radii, stats, return_radii, return_stats)
