@@ -282,6 +282,11 @@ PYBIND11_MODULE(_core, m) {
     svp::two_nearest_distances(reinterpret_cast<const double*>(x), n, D, threads,
                                reinterpret_cast<double*>(r1), reinterpret_cast<double*>(r2));
   });
+  m.def("max2_kernel", [](std::uintptr_t m, int64_t n, const std::string& simd) {
+    float out[2];
+    svp::max2_kernel(reinterpret_cast<const float*>(m), n, simd.c_str(), out);
+    return py::make_tuple(out[0], out[1]);
+  });
 #ifdef SVP_WITH_CUDA
   py::register_exception<svp::cuda::CudaError>(m, "CudaError", PyExc_RuntimeError);
   m.def("cuda_device_count", []() { return svp::cuda::device_count(); });

@@ -92,6 +92,27 @@ def test_pruned_every_simd_level_matches_reference(rng, simd, dtype, metric):
         assert st.evaluated_fraction < 0.6  # the cells did prune
 
 
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+def test_max2_kernel_every_simd_level(rng, simd):
+    # the pruned engine finds each cell's best two with this kernel: the two
+    # largest values as a multiset, where both may sit in one vector lane
+    from svp_fast import _core
+
+    for n in [0, 1, 2, 3, 15, 16, 17, 33, 64, 100, 257]:
+        for case in range(6):
+            m = rng.integers(-1, 6 if case % 2 else 1000, n).astype(np.float32)
+            if case == 2 and n >= 20:
+                m[:] = -1.0
+                m[[3, 3 + 16]] = [7.0, 6.0]  # the best two in the same lane
+            if case == 3:
+                m[:] = -1.0  # excluded members only
+            if case == 4 and n:
+                m[:] = np.inf  # before the first center
+            top = sorted(m.tolist(), reverse=True)[:2] + [-1.0, -1.0]
+            got = _core.max2_kernel(m.ctypes.data, n, simd)
+            assert got == (top[0], top[1]), (n, case, m)
+
+
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_torch_bfloat16_and_types(rng, metric):
     x = torch.from_numpy(rng.standard_normal((800, 40))).to(torch.bfloat16)

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "svp/kcenter.h"
 
 namespace svp {
 namespace cpu {
@@ -80,4 +81,9 @@ const char* kernels_compiled() {
 }
 
 }  // namespace cpu
+
+void max2_kernel(const float* m, int64_t n, const char* simd, float* out) {
+  cpu::kernels_or_throw(simd).max2(m, n, out);
+}
+
 }  // namespace svp

@@ -51,6 +51,12 @@ using RefreshTileFn = void (*)(const char* const* rows, int64_t cnt, const float
 using AnnulusFn = int64_t (*)(const float* m, const double* p, int64_t n, double dc, double krel,
                               double down, int64_t base, float* m2, int64_t* keep);
 
+// The two largest values of m[0..n) as a multiset (out[1] == out[0] when the
+// largest occurs twice); -1 where there are fewer than two values >= -1.
+// The pruned engine's cells hold float32 values >= 0 for live members and -1
+// for excluded ones.
+using Max2Fn = void (*)(const float* m, int64_t n, float* out);
+
 struct KernelTable {
   const char* name;
   D2RowsFn<float> d2_rows_f32;
@@ -60,6 +66,7 @@ struct KernelTable {
   ScoreRowsFn score_rows;
   RefreshTileFn refresh_tile;
   AnnulusFn annulus;
+  Max2Fn max2;
 };
 
 // The table in use (the best ISA this CPU supports, unless overridden).

@@ -16,6 +16,7 @@ const KernelTable* table_avx2() {
       &isa_avx2::score_rows,
       &isa_avx2::refresh_tile,
       &isa_avx2::annulus,
+      &isa_avx2::max2,
   };
   return &table;
 }

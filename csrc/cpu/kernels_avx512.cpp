@@ -16,6 +16,7 @@ const KernelTable* table_avx512() {
       &isa_avx512::score_rows,
       &isa_avx512::refresh_tile,
       &isa_avx512::annulus,
+      &isa_avx512::max2,
   };
   return &table;
 }

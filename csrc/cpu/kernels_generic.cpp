@@ -16,6 +16,7 @@ const KernelTable* table_generic() {
       &isa_generic::score_rows,
       &isa_generic::refresh_tile,
       &isa_generic::annulus,
+      &isa_generic::max2,
   };
   return &table;
 }

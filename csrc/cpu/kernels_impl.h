@@ -1077,6 +1077,41 @@ static int64_t annulus(const float* m, const double* p, int64_t n, double dc, do
   return cnt;
 }
 
+// --------------------------------------------------------------- max2 --
+
+// Per lane the largest and second largest seen, then the best two of the
+// 2W lane values: a vector pass where a Top2 per member cost a branch.
+static void max2(const float* m, int64_t n, float* out) {
+  using V = F::V;
+  constexpr int W = F::W;
+  V a = F::set1(-1.0f), b = F::set1(-1.0f);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const V v = F::loadc(m + i);
+    b = F::max(b, F::min(a, v));
+    a = F::max(a, v);
+  }
+  alignas(64) float la[W], lb[W];
+  F::store(la, a);
+  F::store(lb, b);
+  float v1 = -1.0f, v2 = -1.0f;
+  auto take = [&](float v) {
+    if (v > v1) {
+      v2 = v1;
+      v1 = v;
+    } else if (v > v2) {
+      v2 = v;
+    }
+  };
+  for (int l = 0; l < W; ++l) {
+    take(la[l]);
+    take(lb[l]);
+  }
+  for (; i < n; ++i) take(m[i]);
+  out[0] = v1;
+  out[1] = v2;
+}
+
 static int64_t score_rows(DType dtype, const char* const* rows, int64_t n, int64_t C,
                           UncertaintyMethod method, ScoreInput input, double tol,
                           double* out) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <type_traits>
@@ -13,6 +14,13 @@ namespace cpu {
 
 namespace {
 
+// The largest copy of the rows in cell order (above it the rows are read in
+// the caller's order): 60,000 x 64 float32 rows take 15 MB.
+// Members per distance-kernel call.
+constexpr int64_t kBlock = 64;
+
+constexpr int64_t kCellOrderCopyMaxBytes = int64_t{1} << 30;
+
 // Relative margin on every float64 bound: float64 distances over D <= 1e5
 // terms err by far less than 1e-10 of their value.
 constexpr double kRel = 1e-10;
@@ -21,6 +29,30 @@ constexpr double kRel = 1e-10;
 // Acc ulps first.
 template <typename Acc>
 constexpr double kRoundDown = 1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon());
+
+// Branch-free binary searches over the sorted p of a cell: the index of the
+// first element >= key (first_at_least) or > key (first_above) in p[0..n).
+inline int64_t first_at_least(const double* p, int64_t n, double key) {
+  if (n == 0) return 0;
+  const double* base = p;
+  while (n > 1) {
+    const int64_t half = n / 2;
+    base = base[half - 1] < key ? base + half : base;
+    n -= half;
+  }
+  return (base - p) + static_cast<int64_t>(*base < key);
+}
+
+inline int64_t first_above(const double* p, int64_t n, double key) {
+  if (n == 0) return 0;
+  const double* base = p;
+  while (n > 1) {
+    const int64_t half = n / 2;
+    base = base[half - 1] <= key ? base + half : base;
+    n -= half;
+  }
+  return (base - p) + static_cast<int64_t>(*base <= key);
+}
 
 template <typename Acc>
 Acc round_down(double v) {
@@ -104,6 +136,20 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   poll(0);
   where_.resize(static_cast<size_t>(n));
   for (int64_t q = 0; q < n; ++q) where_[perm_[q]] = q;
+  // The rows in cell order, when the copy is small: a step's candidates then
+  // lie in a few contiguous runs, where gathering them from the caller's
+  // order missed the cache.
+  row_bytes_ = D * static_cast<int64_t>(dtype_size(src_.X.dtype));
+  if (n * row_bytes_ <= kCellOrderCopyMaxBytes) {
+    rows_.resize(static_cast<size_t>(n * row_bytes_));
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t q = 0; q < n; ++q)
+      std::memcpy(rows_.data() + q * row_bytes_, src_.X.row(perm_[q]), static_cast<size_t>(row_bytes_));
+  }
+  if (src_.scale) {
+    scale_.resize(static_cast<size_t>(n));
+    for (int64_t q = 0; q < n; ++q) scale_[q] = src_.scale[perm_[q]];
+  }
   cellpos_.resize(static_cast<size_t>(n));
   for (int64_t k = 0; k < nc; ++k)
     for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q) cellpos_[q] = static_cast<int32_t>(k);
@@ -141,6 +187,13 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   for (int64_t k = 0; k < nc; ++k)
     centroid_ptrs_[k] = reinterpret_cast<const char*>(centroid_.data() + k * D);
   ctop_.assign(static_cast<size_t>(nc), Top2());
+  cmax_.assign(static_cast<size_t>(nc), -1.0);
+  surv_.resize(static_cast<size_t>(nc));
+  work_.reserve(static_cast<size_t>(nc));
+  cand_.resize(static_cast<size_t>(n));
+  closer_.resize(static_cast<size_t>(n));
+  keep_.resize(static_cast<size_t>(nc));
+  sptrs_.resize(static_cast<size_t>(nc));
   while (leaves_ < nc) leaves_ *= 2;
   tree_.assign(static_cast<size_t>(2 * leaves_), Top2());
   for (int64_t k = 0; k < nc; ++k) update_cell_top(k);
@@ -150,16 +203,36 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
 }
 
 template <typename Acc>
-void PrunedEngine<Acc>::update_cell_top(int64_t k) {
+Top2 PrunedEngine<Acc>::cell_top(int64_t k) const {
+  const int64_t a = lo_[k], b = lo_[k + 1];
   Top2 t;
-  for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q)
-    if (m_[q] >= Acc(0)) t.push(static_cast<double>(m_[q]), perm_[q]);
-  ctop_[k] = t;
+  if constexpr (std::is_same<Acc, float>::value) {
+    // the two largest values by a vector pass, then only the members holding
+    // one of them compete under the tie rule (a Top2 per member was 10% of a
+    // selection on proxy features: every pick recomputes its cell)
+    float v[2];
+    src_.k->max2(m_.data() + a, b - a, v);
+    if (v[0] < 0.0f) return t;
+    for (int64_t q = a; q < b; ++q) {
+      const float mq = m_[q];
+      if (mq >= 0.0f && (mq == v[0] || mq == v[1])) t.push(static_cast<double>(mq), perm_[q]);
+    }
+  } else {
+    for (int64_t q = a; q < b; ++q)
+      if (m_[q] >= Acc(0)) t.push(static_cast<double>(m_[q]), perm_[q]);
+  }
+  return t;
+}
+
+template <typename Acc>
+void PrunedEngine<Acc>::update_cell_top(int64_t k) {
+  ctop_[k] = cell_top(k);
   tree_update(k);
 }
 
 template <typename Acc>
 void PrunedEngine<Acc>::tree_update(int64_t k) {
+  cmax_[k] = ctop_[k].i1 >= 0 ? ctop_[k].v1 : -1.0;
   int64_t node = leaves_ + k;
   tree_[node] = ctop_[k];
   for (node /= 2; node >= 1; node /= 2) {
@@ -186,7 +259,8 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
   for (int64_t j = 0; j < q; ++j) {  // centers by cell, for exact_min
     ++n_centers_;
     if (refs[j].row >= 0) {
-      cell_centers_[cellpos_[where_[refs[j].row]]].push_back(refs[j].row);
+      const int64_t q = where_[refs[j].row];
+      cell_centers_[cellpos_[q]].push_back({p_[q], refs[j].row});
       ++n_local_centers_;
     }
   }
@@ -214,45 +288,14 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
 }
 
 template <typename Acc>
-int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double dc, const Acc* c,
-                                     int64_t ordinal, const char** ptrs, Acc* sc, Acc* out,
-                                     int64_t* pos) {
-  const MatrixView& X = src_.X;
-  const D2RowsFn<Acc> d2 = src_.d2();
-  // Values only decrease: the cell's best two change only if one of them does.
-  const int64_t top_a = ctop_[kc].i1, top_b = ctop_[kc].i2;
-  bool changed = false;
-  int64_t cnt = 0, evals = 0;
-  auto flush = [&]() {
-    if (cnt == 0) return;
-    for (int64_t t = 0; t < cnt; ++t) {
-      const int64_t row = perm_[pos[t]];
-      ptrs[t] = X.row(row);
-      if (src_.scale) sc[t] = src_.scale[row];
-    }
-    d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D_, out);
-    evals += cnt;
-    for (int64_t t = 0; t < cnt; ++t) {
-      const int64_t qq = pos[t];
-      if (take_center_distance(out[t], ordinal, m_[qq], m2_[qq], assign_[qq])) {
-        const int64_t row = perm_[qq];
-        changed = changed || row == top_a || row == top_b;
-      }
-    }
-    cnt = 0;
-  };
-  // The annulus test per member (float32 state: a vector kernel), in blocks
-  // of 64 members appended to pos; a member the bound rules out keeps it as a
-  // lower bound on its second distance (m2). pos holds up to 128: flush past 64.
-  if constexpr (std::is_same<Acc, float>::value) {
-    const AnnulusFn annulus = src_.k->annulus;
-    for (int64_t q0 = qa; q0 < qb; q0 += 64) {
-      const int64_t len = std::min<int64_t>(64, qb - q0);
-      cnt += annulus(m_.data() + q0, p_.data() + q0, len, dc, kRel, kRoundDown<float>, q0,
-                     m2_.data() + q0, pos + cnt);
-      if (cnt >= 64) flush();
-    }
+int64_t PrunedEngine<Acc>::annulus_members(int64_t qa, int64_t qb, double dc, int64_t* keep) {
+  // A member the bound rules out keeps it as a lower bound on its second
+  // distance (m2).
+  if constexpr (std::is_same<Acc, float>::value) {  // float32 state: a vector kernel
+    return src_.k->annulus(m_.data() + qa, p_.data() + qa, qb - qa, dc, kRel, kRoundDown<float>,
+                           qa, m2_.data() + qa, keep);
   } else {
+    int64_t cnt = 0;
     for (int64_t qq = qa; qq < qb; ++qq) {
       const Acc mq = m_[qq];
       const double pq = p_[qq];
@@ -262,20 +305,36 @@ int64_t PrunedEngine<Acc>::scan_cell(int64_t kc, int64_t qa, int64_t qb, double 
       const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
       const Acc l2 = round_down<Acc>(lb2);
       if (live & ruled_out & (l2 < m2_[qq])) m2_[qq] = l2;
-      pos[cnt] = qq;
+      keep[cnt] = qq;
       cnt += static_cast<int64_t>(live & !ruled_out);
-      if (cnt == 64) flush();
     }
+    return cnt;
   }
-  flush();
-  if (changed) {  // the cell's best two; the tree is updated serially by the caller
-    Top2 t;
-    for (int64_t q = lo_[kc]; q < lo_[kc + 1]; ++q)
-      if (m_[q] >= Acc(0)) t.push(static_cast<double>(m_[q]), perm_[q]);
-    ctop_[kc] = t;
-    changed_[kc] = 1;
+}
+
+template <typename Acc>
+void PrunedEngine<Acc>::member_distances(const int64_t* pos, int64_t cnt, const Acc* c,
+                                         int64_t ordinal, char* closer) {
+  if (cnt <= 0) return;
+  const D2RowsFn<Acc> d2 = src_.d2();
+  const char* ptrs[kBlock] = {};
+  Acc sc[kBlock], out[kBlock];
+  for (int64_t t = 0; t < cnt; ++t) {
+    ptrs[t] = member_row(pos[t]);
+    if (src_.scale) sc[t] = scale_[pos[t]];
   }
-  return evals;
+  d2(src_.X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D_, out);
+  // take_center_distance without branches: whether a distance improves a
+  // member's minimum is a coin flip the predictor kept missing
+  for (int64_t t = 0; t < cnt; ++t) {
+    const int64_t q = pos[t];
+    const Acc d = out[t], m = m_[q], m2 = m2_[q];
+    const bool nearer = d < m;
+    m2_[q] = nearer ? m : (d < m2 ? d : m2);
+    m_[q] = nearer ? d : m;
+    assign_[q] = nearer ? ordinal : assign_[q];
+    closer[t] = static_cast<char>(nearer);
+  }
 }
 
 template <typename Acc>
@@ -291,34 +350,54 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     ccrow = cc_.data() + static_cast<int64_t>(cellpos_[q]) * nc;
     pc = p_[q];
   }
-  // pass 1 (serial, cheap): which cells can change, and which of their members
-  struct Work {
-    int64_t cell, qa, qb;
-    double dc;
-  };
-  std::vector<Work> work;
-  int64_t candidates = 0;
-  // the center's squared distance to every centroid in one kernel call: four
-  // rows at a time, where one call per cell cost more than its arithmetic
-  k.d2_rows_f64(DType::f64, centroid_ptrs_.data(), nullptr, nc, c64, D, dc_.data());
-  for (int64_t kc = 0; kc < nc; ++kc) {
-    const Top2& ct = ctop_[kc];
-    if (ct.i1 < 0) continue;  // no live member
-    const double cmax = ct.v1;
-    const bool finite = cmax < std::numeric_limits<double>::infinity();
-    const double R = finite ? std::sqrt(cmax) : 0.0;
-    const double r = radius_[kc];
-    if (ccrow && finite) {
-      const double lb = (ccrow[kc] - pc) * (1 - kRel) - r * (1 + kRel);
-      if (lb > 0 && lb * lb >= cmax) {
-        m2floor_[kc] = std::min(m2floor_[kc], lb * lb);
-        continue;
-      }
+  // pass 1 (serial, cheap): which cells can change, and which of their members.
+  // First the bound from the center's own cell, branch-free over all cells
+  // (centroid distances are known); on proxy features it leaves about one
+  // cell in five, and only those get the center's distance to their centroid.
+  const double* cmax = cmax_.data();
+  const double* radius = radius_.data();
+  double* floor = m2floor_.data();
+  int64_t* surv = surv_.data();
+  int64_t ns = 0;
+  if (ccrow) {
+    char* keep = keep_.data();
+    // a vector loop: no branch, no compaction
+    for (int64_t kc = 0; kc < nc; ++kc) {
+      const double cm = cmax[kc];  // < 0: no live member; +inf: no center yet
+      const double lb = (ccrow[kc] - pc) * (1 - kRel) - radius[kc] * (1 + kRel);
+      const double lb2 = lb * lb;
+      const bool live = cm >= 0;
+      const bool ruled = (lb > 0) & (lb2 >= cm);
+      const double f = floor[kc];
+      floor[kc] = (live & ruled & (lb2 < f)) ? lb2 : f;
+      keep[kc] = static_cast<char>(live & !ruled);
     }
-    const double dc = std::sqrt(dc_[kc]);
+    for (int64_t kc = 0; kc < nc; ++kc) {
+      surv[ns] = kc;
+      ns += keep[kc];
+    }
+  } else {
+    for (int64_t kc = 0; kc < nc; ++kc) {
+      surv[ns] = kc;
+      ns += static_cast<int64_t>(cmax[kc] >= 0);
+    }
+  }
+  // the center's squared distance to the surviving centroids in one kernel
+  // call: four rows at a time, where one call per cell cost more than its
+  // arithmetic
+  for (int64_t s = 0; s < ns; ++s) sptrs_[s] = centroid_ptrs_[surv[s]];
+  k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, ns, c64, D, dc_.data());
+  std::vector<Work>& work = work_;
+  work.clear();
+  for (int64_t s = 0; s < ns; ++s) {
+    const int64_t kc = surv[s];
+    const double cm = cmax[kc];
+    const bool finite = cm < std::numeric_limits<double>::infinity();
+    const double r = radius[kc];
+    const double dc = std::sqrt(dc_[s]);
     const double lb_cell = dc * (1 - kRel) - r * (1 + kRel);
-    if (lb_cell > 0 && lb_cell * lb_cell >= cmax) {
-      m2floor_[kc] = std::min(m2floor_[kc], lb_cell * lb_cell);
+    if (lb_cell > 0 && lb_cell * lb_cell >= cm) {
+      floor[kc] = std::min(floor[kc], lb_cell * lb_cell);
       continue;  // no member can get closer
     }
     const int64_t a = lo_[kc], b = lo_[kc + 1];
@@ -326,41 +405,47 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     if (finite) {
       // members with p outside [dc - R - slack, dc + R + slack] are at least
       // R = sqrt(cmax) away from c
+      const double R = std::sqrt(cm);
       const double slack = 1e-9 * (dc + R + r);
       const double* pb = p_.data();
-      qa = std::lower_bound(pb + a, pb + b, dc - R - slack) - pb;
-      qb = std::upper_bound(pb + a, pb + b, dc + R + slack) - pb;
-      if (qa > a || qb < b) m2floor_[kc] = std::min(m2floor_[kc], cmax);
+      qa = a + first_at_least(pb + a, b - a, dc - R - slack);
+      qb = a + first_above(pb + a, b - a, dc + R + slack);
+      if (qa > a || qb < b) floor[kc] = std::min(floor[kc], cm);
     }
-    if (qa < qb) {
-      work.push_back({kc, qa, qb, dc});
-      candidates += qb - qa;
-    }
+    if (qa < qb) work.push_back({kc, qa, qb, dc});
   }
-  // pass 2: scan the candidate members (threads only when there is enough work)
-  int64_t evals = 0;
-  const int64_t nw = static_cast<int64_t>(work.size());
-  // two threads pay from about 8k element-distances on (Fashion-MNIST features:
-  // 0.45 s against 0.49 s at 64k)
-  const bool parallel = threads_ > 1 && candidates * D >= 8192 && nw > 1;
-#pragma omp parallel num_threads(threads_) reduction(+ : evals) if (parallel)
-  {
-    const char* ptrs[128];  // scan_cell flushes past 64 candidates: room for 127
-    Acc sc[128], out[128];
-    int64_t pos[128];
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t w = 0; w < nw; ++w) {
-      const Work& wk = work[w];
-      evals += scan_cell(wk.cell, wk.qa, wk.qb, wk.dc, c, ordinal, ptrs, sc, out, pos);
-    }
+  // pass 2: the members the annulus leaves, then their distances in blocks
+  // (threads only for large steps)
+  int64_t ncand = 0;
+  int64_t* cand = cand_.data();
+  for (const Work& wk : work) ncand += annulus_members(wk.qa, wk.qb, wk.dc, cand + ncand);
+  const int64_t nblk = (ncand + kBlock - 1) / kBlock;
+  // A parallel region per step pays only for large steps: on Fashion-MNIST
+  // features (about 600 distances x 64 dims per step) two threads from 8k
+  // element-distances on took 0.40 s against 0.35 s for one (2-vCPU VM);
+  // from 256k on, two equal one, and the early steps of wide data still split.
+  const bool parallel = threads_ > 1 && ncand * D >= (int64_t{1} << 18) && nblk > 1;
+  char* closer = closer_.data();
+#pragma omp parallel for num_threads(threads_) schedule(static) if (parallel)
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    const int64_t t0 = blk * kBlock;
+    member_distances(cand + t0, std::min(kBlock, ncand - t0), c, ordinal, closer + t0);
+  }
+  // Values only decrease: a cell's best two change only if one of them does.
+  for (int64_t t = 0; t < ncand; ++t) {
+    if (!closer[t]) continue;
+    const int64_t q = cand[t];
+    const int64_t kc = cellpos_[q];
+    const int64_t row = perm_[q];
+    changed_[kc] |= static_cast<char>(row == ctop_[kc].i1 || row == ctop_[kc].i2);
   }
   for (const Work& wk : work) {
     if (changed_[wk.cell]) {
       changed_[wk.cell] = 0;
-      tree_update(wk.cell);
+      update_cell_top(wk.cell);
     }
   }
-  evals_ += evals;
+  evals_ += ncand;
 }
 
 template <typename Acc>
@@ -405,9 +490,8 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
         int64_t pos[64];
         for (int64_t qq = qa; qq < qb; ++qq) {
           if (m_[qq] < Acc(0)) continue;
-          const int64_t row = perm_[qq];
-          ptrs[cnt] = X.row(row);
-          if (src_.scale) sc[cnt] = src_.scale[row];
+          ptrs[cnt] = member_row(qq);
+          if (src_.scale) sc[cnt] = scale_[qq];
           pos[cnt++] = qq;
         }
         if (cnt == 0) continue;
@@ -425,10 +509,7 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
         }
       }
       if (changed) {
-        Top2 t;
-        for (int64_t qq = lo_[kc]; qq < lo_[kc + 1]; ++qq)
-          if (m_[qq] >= Acc(0)) t.push(static_cast<double>(m_[qq]), perm_[qq]);
-        ctop_[kc] = t;
+        ctop_[kc] = cell_top(kc);
         changed_[kc] = 1;
       }
     }
@@ -476,22 +557,23 @@ double PrunedEngine<Acc>::exact_min(const double* ycenter, double upper, const i
     return Engine<Acc>::exact_min(ycenter, upper, centers, K, threads, evals);
   const int64_t nc = n_cells_, D = D_;
   const KernelTable& k = *src_.k;
+  // y's distance to every centroid in one kernel call (one call per cell
+  // cost more than its arithmetic)
+  std::vector<double> e2(static_cast<size_t>(nc));
+  k.d2_rows_f64(DType::f64, centroid_ptrs_.data(), nullptr, nc, ycenter, D, e2.data());
+  const double limit = upper * (1 + kRel);
   std::vector<int64_t> keep;
   for (int64_t kc = 0; kc < nc; ++kc) {
-    const std::vector<int64_t>& cs = cell_centers_[kc];
+    const std::vector<CellCenter>& cs = cell_centers_[kc];
     if (cs.empty()) continue;
-    double d2c;
-    const char* mu = reinterpret_cast<const char*>(centroid_.data() + kc * D);
-    k.d2_rows_f64(DType::f64, &mu, nullptr, 1, ycenter, D, &d2c);
-    const double e = std::sqrt(d2c);
+    const double e = std::sqrt(e2[kc]);
     // every center of this cell is at least e - r from y
     const double lb_cell = e * (1 - kRel) - radius_[kc] * (1 + kRel);
-    if (lb_cell > 0 && lb_cell * lb_cell > upper * (1 + kRel)) continue;
-    for (int64_t row : cs) {
-      const double pq = p_[where_[row]];
-      const double lb = std::fabs(e - pq) - kRel * (e + pq);
-      if (lb > 0 && lb * lb > upper * (1 + kRel)) continue;
-      keep.push_back(row);
+    if (lb_cell > 0 && lb_cell * lb_cell > limit) continue;
+    for (const CellCenter& cc : cs) {
+      const double lb = std::fabs(e - cc.p) - kRel * (e + cc.p);
+      if (lb > 0 && lb * lb > limit) continue;
+      keep.push_back(cc.row);
     }
   }
   *evals += static_cast<int64_t>(keep.size());

@@ -58,10 +58,19 @@ class PrunedEngine final : public Engine<Acc> {
   // several centers at once (the initial ones): per cell, the centers that
   // survive its bounds are applied while its members stay in cache
   void add_batch(const CenterRef* refs, const int64_t* ordinals, int64_t q);
-  // scan cell kc's members in [qa, qb) against center c; returns evaluations
-  int64_t scan_cell(int64_t kc, int64_t qa, int64_t qb, double dc, const Acc* c,
-                    int64_t ordinal, const char** ptrs, Acc* sc, Acc* out, int64_t* pos);
+  // members in [qa, qb) of one cell that the annulus bound for a center at
+  // distance dc from its centroid leaves, appended to keep; returns their count
+  int64_t annulus_members(int64_t qa, int64_t qb, double dc, int64_t* keep);
+  // distances of members pos[0..cnt) (cnt <= kBlock) to center c, applied to
+  // m, m2 and assign; closer[t]: whether member t's minimum went down
+  void member_distances(const int64_t* pos, int64_t cnt, const Acc* c, int64_t ordinal,
+                        char* closer);
+  Top2 cell_top(int64_t k) const;  // best two live members of cell k
   void update_cell_top(int64_t k);
+  // member q's row (in cell order): the copy when there is one
+  const char* member_row(int64_t q) const {
+    return rows_.empty() ? src_.X.row(perm_[q]) : rows_.data() + q * row_bytes_;
+  }
   void tree_update(int64_t k);
   void maybe_fall_back();
   void fall_back();
@@ -75,20 +84,38 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<int64_t> lo_;       // [n_cells + 1] member range in cell order
   std::vector<double> centroid_;  // [n_cells, D] float64, working space
   std::vector<double> radius_;    // [n_cells]
-  std::vector<double> dc_;        // [n_cells] squared distance of the current center
+  std::vector<double> cmax_;      // [n_cells] ctop_.v1, or -1 for a cell with no live member
+  std::vector<double> dc_;        // [n_cells] squared distances of the current center
+  std::vector<char> keep_;        // [n_cells] scratch: cells the cheap bound leaves
+  std::vector<int64_t> surv_;     // [n_cells] scratch: their indices
+  struct Work {  // a cell a step scans: members [qa, qb), center at dc from the centroid
+    int64_t cell, qa, qb;
+    double dc;
+  };
+  std::vector<Work> work_;        // [<= n_cells] scratch
+  std::vector<const char*> sptrs_;  // [n_cells] scratch: their centroid rows
   std::vector<const char*> centroid_ptrs_;  // [n_cells] rows of centroid_, for the kernels
   std::vector<Top2> ctop_;        // [n_cells] best two live members
   std::vector<double> m2floor_;   // [n_cells] lower bound for skipped centers
   std::vector<double> cc_;        // [n_cells, n_cells] centroid distances, or empty
-  std::vector<char> changed_;     // [n_cells] scratch: cells updated this step
+  std::vector<char> changed_;     // [n_cells] scratch: cells whose best two moved
+  std::vector<int64_t> cand_;     // [N] scratch: positions a step evaluates
+  std::vector<char> closer_;      // [N] scratch: whether each got nearer
   std::vector<Top2> tree_;        // tournament tree over ctop_ (root: tree_[1])
   int64_t leaves_ = 1;
-  std::vector<std::vector<int64_t>> cell_centers_;  // [n_cells] rows of centers
+  struct CellCenter {
+    double p;     // distance to the cell's centroid
+    int64_t row;
+  };
+  std::vector<std::vector<CellCenter>> cell_centers_;  // [n_cells] the centers in each cell
   // per point, in cell order
   std::vector<int64_t> perm_;  // position -> row
   std::vector<int64_t> where_;  // row -> position
   std::vector<int32_t> cellpos_;  // position -> cell
   std::vector<double> p_;      // ||x - mu_cell||
+  std::vector<char> rows_;     // the rows in cell order (D elements each), or empty
+  int64_t row_bytes_ = 0;
+  std::vector<Acc> scale_;     // src_.scale in cell order (cosine), or empty
   std::vector<Acc> m_, m2_;
   std::vector<int64_t> assign_;
 

@@ -85,4 +85,9 @@ double measure_read_bandwidth(int64_t bytes, int num_threads, int repeats);
 void two_nearest_distances(const double* x, int64_t n, int64_t D, int num_threads, double* r1,
                            double* r2);
 
+// A kernel of the pruned engine, for tests: the two largest of m[0..n) as a
+// multiset (-1 where fewer than two are >= -1), with the named ISA's kernel
+// ("" for the one in use).
+void max2_kernel(const float* m, int64_t n, const char* simd, float* out);
+
 }  // namespace svp
