@@ -30,28 +30,45 @@ constexpr double kRel = 1e-10;
 template <typename Acc>
 constexpr double kRoundDown = 1.0 - 4.0 * static_cast<double>(std::numeric_limits<Acc>::epsilon());
 
-// Branch-free binary searches over the sorted p of a cell: the index of the
-// first element >= key (first_at_least) or > key (first_above) in p[0..n).
-inline int64_t first_at_least(const double* p, int64_t n, double key) {
-  if (n == 0) return 0;
-  const double* base = p;
+// The members [qa, qb) of a cell whose sorted p lie in [lo, hi]: two
+// branch-free binary searches in one loop, so that their loads overlap.
+inline void annulus_range(const double* p, int64_t n, double lo, double hi, int64_t* qa,
+                          int64_t* qb) {
+  if (n == 0) {
+    *qa = *qb = 0;
+    return;
+  }
+  const double* bl = p;  // the answer for lo lies in [bl, bl + n]
+  const double* bh = p;  // and for hi in [bh, bh + n]
   while (n > 1) {
     const int64_t half = n / 2;
-    base = base[half - 1] < key ? base + half : base;
+    bl = bl[half - 1] < lo ? bl + half : bl;
+    bh = bh[half - 1] <= hi ? bh + half : bh;
     n -= half;
   }
-  return (base - p) + static_cast<int64_t>(*base < key);
+  *qa = (bl - p) + static_cast<int64_t>(*bl < lo);
+  *qb = (bh - p) + static_cast<int64_t>(*bh <= hi);
 }
 
-inline int64_t first_above(const double* p, int64_t n, double key) {
-  if (n == 0) return 0;
-  const double* base = p;
-  while (n > 1) {
-    const int64_t half = n / 2;
-    base = base[half - 1] <= key ? base + half : base;
-    n -= half;
+// The bound from the center's own cell over all cells: cell k cannot change
+// when lb = (cc[k] - pc) - r[k] (with margins) is positive and lb^2 >= cmax[k].
+// keep[k]: the cell is live and not ruled out; a ruled-out live cell's floor
+// takes lb^2. Branch-free vector code, compiled for AVX-512, AVX2 and the
+// baseline (chosen at load time; each skip is safe in every version, the
+// margins dwarf any rounding or contraction).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void centroid_bound_pass(
+    const double* cc, double pc, const double* radius, const double* cmax, double* floor,
+    char* keep, int64_t nc) {
+  for (int64_t kc = 0; kc < nc; ++kc) {
+    const double cm = cmax[kc];  // < 0: no live member; +inf: no center yet
+    const double lb = (cc[kc] - pc) * (1 - kRel) - radius[kc] * (1 + kRel);
+    const double lb2 = lb * lb;
+    const bool live = cm >= 0;
+    const bool ruled = (lb > 0) & (lb2 >= cm);
+    const double f = floor[kc];
+    floor[kc] = (live & ruled & (lb2 < f)) ? lb2 : f;
+    keep[kc] = static_cast<char>(live & !ruled);
   }
-  return (base - p) + static_cast<int64_t>(*base <= key);
 }
 
 template <typename Acc>
@@ -191,7 +208,8 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   surv_.resize(static_cast<size_t>(nc));
   work_.reserve(static_cast<size_t>(nc));
   cand_.resize(static_cast<size_t>(n));
-  closer_.resize(static_cast<size_t>(n));
+  moved_.resize(static_cast<size_t>(n));
+  is_top_.assign(static_cast<size_t>(n), 0);
   keep_.resize(static_cast<size_t>(nc));
   sptrs_.resize(static_cast<size_t>(nc));
   while (leaves_ < nc) leaves_ *= 2;
@@ -225,8 +243,17 @@ Top2 PrunedEngine<Acc>::cell_top(int64_t k) const {
 }
 
 template <typename Acc>
+void PrunedEngine<Acc>::set_cell_top(int64_t k, const Top2& t) {
+  for (int64_t row : {ctop_[k].i1, ctop_[k].i2})
+    if (row >= 0) is_top_[where_[row]] = 0;
+  ctop_[k] = t;
+  for (int64_t row : {t.i1, t.i2})
+    if (row >= 0) is_top_[where_[row]] = 1;
+}
+
+template <typename Acc>
 void PrunedEngine<Acc>::update_cell_top(int64_t k) {
-  ctop_[k] = cell_top(k);
+  set_cell_top(k, cell_top(k));
   tree_update(k);
 }
 
@@ -314,7 +341,7 @@ int64_t PrunedEngine<Acc>::annulus_members(int64_t qa, int64_t qb, double dc, in
 
 template <typename Acc>
 void PrunedEngine<Acc>::member_distances(const int64_t* pos, int64_t cnt, const Acc* c,
-                                         int64_t ordinal, char* closer) {
+                                         int64_t ordinal, char* moved) {
   if (cnt <= 0) return;
   const D2RowsFn<Acc> d2 = src_.d2();
   const char* ptrs[kBlock] = {};
@@ -333,7 +360,7 @@ void PrunedEngine<Acc>::member_distances(const int64_t* pos, int64_t cnt, const 
     m2_[q] = nearer ? m : (d < m2 ? d : m2);
     m_[q] = nearer ? d : m;
     assign_[q] = nearer ? ordinal : assign_[q];
-    closer[t] = static_cast<char>(nearer);
+    moved[t] = static_cast<char>(nearer & (is_top_[q] != 0));
   }
 }
 
@@ -361,17 +388,7 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
   int64_t ns = 0;
   if (ccrow) {
     char* keep = keep_.data();
-    // a vector loop: no branch, no compaction
-    for (int64_t kc = 0; kc < nc; ++kc) {
-      const double cm = cmax[kc];  // < 0: no live member; +inf: no center yet
-      const double lb = (ccrow[kc] - pc) * (1 - kRel) - radius[kc] * (1 + kRel);
-      const double lb2 = lb * lb;
-      const bool live = cm >= 0;
-      const bool ruled = (lb > 0) & (lb2 >= cm);
-      const double f = floor[kc];
-      floor[kc] = (live & ruled & (lb2 < f)) ? lb2 : f;
-      keep[kc] = static_cast<char>(live & !ruled);
-    }
+    centroid_bound_pass(ccrow, pc, radius, cmax, floor, keep, nc);
     for (int64_t kc = 0; kc < nc; ++kc) {
       surv[ns] = kc;
       ns += keep[kc];
@@ -387,32 +404,37 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
   // arithmetic
   for (int64_t s = 0; s < ns; ++s) sptrs_[s] = centroid_ptrs_[surv[s]];
   k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, ns, c64, D, dc_.data());
+  // The cells whose own bound leaves them (branch-free: about half of the
+  // survivors fail it, a coin flip for the predictor), then the members of
+  // each within the annulus.
   std::vector<Work>& work = work_;
-  work.clear();
+  work.resize(static_cast<size_t>(ns));
+  int64_t nw = 0;
   for (int64_t s = 0; s < ns; ++s) {
     const int64_t kc = surv[s];
-    const double cm = cmax[kc];
-    const bool finite = cm < std::numeric_limits<double>::infinity();
-    const double r = radius[kc];
     const double dc = std::sqrt(dc_[s]);
-    const double lb_cell = dc * (1 - kRel) - r * (1 + kRel);
-    if (lb_cell > 0 && lb_cell * lb_cell >= cm) {
-      floor[kc] = std::min(floor[kc], lb_cell * lb_cell);
-      continue;  // no member can get closer
-    }
-    const int64_t a = lo_[kc], b = lo_[kc + 1];
-    int64_t qa = a, qb = b;
-    if (finite) {
-      // members with p outside [dc - R - slack, dc + R + slack] are at least
-      // R = sqrt(cmax) away from c
-      const double R = std::sqrt(cm);
-      const double slack = 1e-9 * (dc + R + r);
-      const double* pb = p_.data();
-      qa = a + first_at_least(pb + a, b - a, dc - R - slack);
-      qb = a + first_above(pb + a, b - a, dc + R + slack);
-      if (qa > a || qb < b) floor[kc] = std::min(floor[kc], cm);
-    }
-    if (qa < qb) work.push_back({kc, qa, qb, dc});
+    const double lb = dc * (1 - kRel) - radius[kc] * (1 + kRel);
+    const double lb2 = lb * lb;
+    const bool ruled = (lb > 0) & (lb2 >= cmax[kc]);  // no member can get closer
+    const double f = floor[kc];
+    floor[kc] = (ruled & (lb2 < f)) ? lb2 : f;
+    work[nw] = {kc, lo_[kc], lo_[kc + 1], dc};
+    nw += static_cast<int64_t>(!ruled);
+  }
+  work.resize(static_cast<size_t>(nw));
+  const double* pb = p_.data();
+  for (Work& wk : work) {
+    const double cm = cmax[wk.cell];
+    if (!(cm < std::numeric_limits<double>::infinity())) continue;  // no center yet
+    // members with p outside [dc - R - slack, dc + R + slack] are at least
+    // R = sqrt(cmax) away from c
+    const double R = std::sqrt(cm);
+    const double slack = 1e-9 * (wk.dc + R + radius[wk.cell]);
+    const int64_t a = wk.qa, b = wk.qb;
+    annulus_range(pb + a, b - a, wk.dc - R - slack, wk.dc + R + slack, &wk.qa, &wk.qb);
+    wk.qa += a;
+    wk.qb += a;
+    if (wk.qa > a || wk.qb < b) floor[wk.cell] = std::min(floor[wk.cell], cm);
   }
   // pass 2: the members the annulus leaves, then their distances in blocks
   // (threads only for large steps)
@@ -425,20 +447,15 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
   // element-distances on took 0.40 s against 0.35 s for one (2-vCPU VM);
   // from 256k on, two equal one, and the early steps of wide data still split.
   const bool parallel = threads_ > 1 && ncand * D >= (int64_t{1} << 18) && nblk > 1;
-  char* closer = closer_.data();
+  char* moved = moved_.data();
 #pragma omp parallel for num_threads(threads_) schedule(static) if (parallel)
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t t0 = blk * kBlock;
-    member_distances(cand + t0, std::min(kBlock, ncand - t0), c, ordinal, closer + t0);
+    member_distances(cand + t0, std::min(kBlock, ncand - t0), c, ordinal, moved + t0);
   }
   // Values only decrease: a cell's best two change only if one of them does.
-  for (int64_t t = 0; t < ncand; ++t) {
-    if (!closer[t]) continue;
-    const int64_t q = cand[t];
-    const int64_t kc = cellpos_[q];
-    const int64_t row = perm_[q];
-    changed_[kc] |= static_cast<char>(row == ctop_[kc].i1 || row == ctop_[kc].i2);
-  }
+  for (int64_t t = 0; t < ncand; ++t)
+    if (moved[t]) changed_[cellpos_[cand[t]]] = 1;
   for (const Work& wk : work) {
     if (changed_[wk.cell]) {
       changed_[wk.cell] = 0;
@@ -509,7 +526,7 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
         }
       }
       if (changed) {
-        ctop_[kc] = cell_top(kc);
+        set_cell_top(kc, cell_top(kc));
         changed_[kc] = 1;
       }
     }

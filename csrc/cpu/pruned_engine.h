@@ -62,10 +62,12 @@ class PrunedEngine final : public Engine<Acc> {
   // distance dc from its centroid leaves, appended to keep; returns their count
   int64_t annulus_members(int64_t qa, int64_t qb, double dc, int64_t* keep);
   // distances of members pos[0..cnt) (cnt <= kBlock) to center c, applied to
-  // m, m2 and assign; closer[t]: whether member t's minimum went down
+  // m, m2 and assign; moved[t]: whether member t is one of its cell's best
+  // two and its minimum went down
   void member_distances(const int64_t* pos, int64_t cnt, const Acc* c, int64_t ordinal,
-                        char* closer);
+                        char* moved);
   Top2 cell_top(int64_t k) const;  // best two live members of cell k
+  void set_cell_top(int64_t k, const Top2& t);  // ctop_[k] and the is_top_ flags
   void update_cell_top(int64_t k);
   // member q's row (in cell order): the copy when there is one
   const char* member_row(int64_t q) const {
@@ -100,7 +102,7 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<double> cc_;        // [n_cells, n_cells] centroid distances, or empty
   std::vector<char> changed_;     // [n_cells] scratch: cells whose best two moved
   std::vector<int64_t> cand_;     // [N] scratch: positions a step evaluates
-  std::vector<char> closer_;      // [N] scratch: whether each got nearer
+  std::vector<char> moved_;       // [N] scratch: whether each was a top member that moved
   std::vector<Top2> tree_;        // tournament tree over ctop_ (root: tree_[1])
   int64_t leaves_ = 1;
   struct CellCenter {
@@ -118,6 +120,7 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<Acc> scale_;     // src_.scale in cell order (cosine), or empty
   std::vector<Acc> m_, m2_;
   std::vector<int64_t> assign_;
+  std::vector<char> is_top_;   // 1 for the members that are their cell's best two
 
   int64_t n_centers_ = 0, n_local_centers_ = 0;
   std::vector<Acc> cbuf_;
