@@ -104,6 +104,8 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   centroid_.assign(static_cast<size_t>(nc * D), 0.0);
   radius_.assign(static_cast<size_t>(nc), 0.0);
   p_.resize(static_cast<size_t>(n));
+  pivot_.assign(static_cast<size_t>(nc * D), 0.0);
+  q_.resize(static_cast<size_t>(n));
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<double> row(static_cast<size_t>(D));
@@ -148,6 +150,20 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
       }
       std::copy(pr.begin(), pr.end(), perm_.begin() + a);
       std::copy(pp.begin(), pp.end(), p_.begin() + a);
+      // the pivot: the member farthest from the centroid, and every member's
+      // distance to it (a second annulus, across the first)
+      double* pv = pivot_.data() + k * D;
+      src_.center64(perm_[b - 1], pv);
+      for (int64_t q = a; q < b; q += 64) {
+        const int64_t cnt = std::min<int64_t>(64, b - q);
+        for (int64_t t = 0; t < cnt; ++t) {
+          ptrs[t] = src_.X.row(perm_[q + t]);
+          sc[t] = src_.norm64 ? 1.0 / src_.norm64[perm_[q + t]] : 1.0;
+        }
+        src_.k->d2_rows_f64(src_.X.dtype, ptrs.data(), src_.norm64 ? sc.data() : nullptr, cnt,
+                            pv, D, out.data());
+        for (int64_t t = 0; t < cnt; ++t) q_[q + t] = std::sqrt(out[t]);
+      }
     }
   }
   poll(0);
@@ -201,8 +217,11 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   m2floor_.assign(static_cast<size_t>(nc), std::numeric_limits<double>::infinity());
   dc_.assign(static_cast<size_t>(nc), 0.0);
   centroid_ptrs_.resize(static_cast<size_t>(nc));
-  for (int64_t k = 0; k < nc; ++k)
+  pivot_ptrs_.resize(static_cast<size_t>(nc));
+  for (int64_t k = 0; k < nc; ++k) {
     centroid_ptrs_[k] = reinterpret_cast<const char*>(centroid_.data() + k * D);
+    pivot_ptrs_[k] = reinterpret_cast<const char*>(pivot_.data() + k * D);
+  }
   ctop_.assign(static_cast<size_t>(nc), Top2());
   cmax_.assign(static_cast<size_t>(nc), -1.0);
   surv_.resize(static_cast<size_t>(nc));
@@ -315,18 +334,20 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
 }
 
 template <typename Acc>
-int64_t PrunedEngine<Acc>::annulus_members(int64_t qa, int64_t qb, double dc, int64_t* keep) {
+int64_t PrunedEngine<Acc>::annulus_members(int64_t qa, int64_t qb, double dc, double dq,
+                                           int64_t* keep) {
   // A member the bound rules out keeps it as a lower bound on its second
   // distance (m2).
   if constexpr (std::is_same<Acc, float>::value) {  // float32 state: a vector kernel
-    return src_.k->annulus(m_.data() + qa, p_.data() + qa, qb - qa, dc, kRel, kRoundDown<float>,
-                           qa, m2_.data() + qa, keep);
+    return src_.k->annulus(m_.data() + qa, p_.data() + qa, q_.data() + qa, qb - qa, dc, dq, kRel,
+                           kRoundDown<float>, qa, m2_.data() + qa, keep);
   } else {
     int64_t cnt = 0;
     for (int64_t qq = qa; qq < qb; ++qq) {
       const Acc mq = m_[qq];
-      const double pq = p_[qq];
-      const double lb = std::fabs(dc - pq) - kRel * (dc + pq);
+      const double pq = p_[qq], vq = q_[qq];
+      const double lb = std::max(std::fabs(dc - pq) - kRel * (dc + pq),
+                                 std::fabs(dq - vq) - kRel * (dq + vq));
       const double lb2 = lb * lb;
       const bool live = mq >= Acc(0);  // excluded members hold -1
       const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
@@ -418,7 +439,7 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     const bool ruled = (lb > 0) & (lb2 >= cmax[kc]);  // no member can get closer
     const double f = floor[kc];
     floor[kc] = (ruled & (lb2 < f)) ? lb2 : f;
-    work[nw] = {kc, lo_[kc], lo_[kc + 1], dc};
+    work[nw] = {kc, lo_[kc], lo_[kc + 1], dc, 0.0};
     nw += static_cast<int64_t>(!ruled);
   }
   work.resize(static_cast<size_t>(nw));
@@ -436,11 +457,17 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     wk.qb += a;
     if (wk.qa > a || wk.qb < b) floor[wk.cell] = std::min(floor[wk.cell], cm);
   }
-  // pass 2: the members the annulus leaves, then their distances in blocks
+  // the center's distances to the pivots of the cells left, in one call
+  for (size_t w = 0; w < work.size(); ++w) sptrs_[w] = pivot_ptrs_[work[w].cell];
+  k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, static_cast<int64_t>(work.size()), c64, D,
+                dc_.data());
+  for (size_t w = 0; w < work.size(); ++w) work[w].dq = std::sqrt(dc_[w]);
+  // pass 2: the members both annuli leave, then their distances in blocks
   // (threads only for large steps)
   int64_t ncand = 0;
   int64_t* cand = cand_.data();
-  for (const Work& wk : work) ncand += annulus_members(wk.qa, wk.qb, wk.dc, cand + ncand);
+  for (const Work& wk : work)
+    ncand += annulus_members(wk.qa, wk.qb, wk.dc, wk.dq, cand + ncand);
   const int64_t nblk = (ncand + kBlock - 1) / kBlock;
   // A parallel region per step pays only for large steps: on Fashion-MNIST
   // features (about 600 distances x 64 dims per step) two threads from 8k

@@ -58,9 +58,10 @@ class PrunedEngine final : public Engine<Acc> {
   // several centers at once (the initial ones): per cell, the centers that
   // survive its bounds are applied while its members stay in cache
   void add_batch(const CenterRef* refs, const int64_t* ordinals, int64_t q);
-  // members in [qa, qb) of one cell that the annulus bound for a center at
-  // distance dc from its centroid leaves, appended to keep; returns their count
-  int64_t annulus_members(int64_t qa, int64_t qb, double dc, int64_t* keep);
+  // members in [qa, qb) of one cell that the annulus bounds for a center at
+  // distance dc from its centroid and dq from its pivot leave, appended to
+  // keep; returns their count
+  int64_t annulus_members(int64_t qa, int64_t qb, double dc, double dq, int64_t* keep);
   // distances of members pos[0..cnt) (cnt <= kBlock) to center c, applied to
   // m, m2 and assign; moved[t]: whether member t is one of its cell's best
   // two and its minimum went down
@@ -90,13 +91,16 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<double> dc_;        // [n_cells] squared distances of the current center
   std::vector<char> keep_;        // [n_cells] scratch: cells the cheap bound leaves
   std::vector<int64_t> surv_;     // [n_cells] scratch: their indices
-  struct Work {  // a cell a step scans: members [qa, qb), center at dc from the centroid
+  struct Work {  // a cell a step scans: members [qa, qb), center at dc from the
+                 // centroid and dq from the pivot
     int64_t cell, qa, qb;
-    double dc;
+    double dc, dq;
   };
   std::vector<Work> work_;        // [<= n_cells] scratch
   std::vector<const char*> sptrs_;  // [n_cells] scratch: their centroid rows
-  std::vector<const char*> centroid_ptrs_;  // [n_cells] rows of centroid_, for the kernels
+  std::vector<const char*> centroid_ptrs_;
+  std::vector<double> pivot_;     // [n_cells, D] float64: each cell's member farthest from its centroid
+  std::vector<const char*> pivot_ptrs_;  // [n_cells] rows of centroid_, for the kernels
   std::vector<Top2> ctop_;        // [n_cells] best two live members
   std::vector<double> m2floor_;   // [n_cells] lower bound for skipped centers
   std::vector<double> cc_;        // [n_cells, n_cells] centroid distances, or empty
@@ -115,6 +119,7 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<int64_t> where_;  // row -> position
   std::vector<int32_t> cellpos_;  // position -> cell
   std::vector<double> p_;      // ||x - mu_cell||
+  std::vector<double> q_;      // ||x - pivot_cell||
   std::vector<char> rows_;     // the rows in cell order (D elements each), or empty
   int64_t row_bytes_ = 0;
   std::vector<Acc> scale_;     // src_.scale in cell order (cosine), or empty
