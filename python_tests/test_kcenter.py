@@ -274,6 +274,26 @@ def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
     assert st.method == "pruned" and 0 < st.fallback_step < 600
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_build_cells_partitions_and_restores_faiss_threads(rng, dtype, threads):
+    faiss = pytest.importorskip("faiss")
+    from svp_fast._arrays import as_matrix
+    from svp_fast.selection.cells import build_cells
+
+    x = clustered(rng, 5000, 16, classes=20, sub=2, noise=0.01).astype(dtype)
+    before = x.copy()
+    faiss.omp_set_num_threads(2)
+    cell_of, info = build_cells(as_matrix(x, "x"), 32, threads=threads)
+    assert faiss.omp_get_max_threads() == 2  # FAISS's setting is the caller's again
+    np.testing.assert_array_equal(x, before)  # float32 rows are read in place, not written
+    assert cell_of.dtype == np.int64 and cell_of.shape == (5000,)
+    assert cell_of.min() >= 0 and cell_of.max() < 32
+    # a k-means partition spreads the 20 clusters over many cells
+    assert np.bincount(cell_of, minlength=32).max() < 5000 and len(np.unique(cell_of)) > 10
+    assert info["kmeans"] == "faiss"
+
+
 def test_two_nearest_distances_match_brute_force(rng):
     from svp_fast import _core
 

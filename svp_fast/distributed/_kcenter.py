@@ -360,7 +360,7 @@ def kcenter(
         if chosen == "pruned" and shard.rows > 0 and budget > 0:
             t0 = time.perf_counter()
             cells_n = min(shard.rows, n_cells or default_n_cells(shard.rows))
-            cells, _ = build_cells(shard.m, cells_n, metric=metric, seed=seed)
+            cells, _ = build_cells(shard.m, cells_n, metric=metric, seed=seed, threads=threads)
             cells_seconds = time.perf_counter() - t0
         shard.build(metric_code, _METHOD_CODES[chosen], float64, cells, cells_n, threads, simd)
     except Exception as e:  # noqa: BLE001 - re-raised on this rank, reported on the others

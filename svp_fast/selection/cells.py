@@ -9,6 +9,7 @@ O(N + sample + cells x D) even for memmapped float16 inputs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -100,7 +101,8 @@ def _assign_numpy(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int = 0,
-                iters: int = 6, sample_per_cell: int = 32, use_faiss: bool | None = None):
+                iters: int = 6, sample_per_cell: int = 32, use_faiss: bool | None = None,
+                threads: int = 0):
     """Partition the rows of a CPU matrix into ``n_cells`` k-means cells.
 
     A rough k-means is enough (32 sampled rows per cell, 6 iterations): on
@@ -112,6 +114,11 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
     two (exact) before k-means runs in float32: embeddings of 1e20 or of
     subnormals would otherwise overflow or vanish there. Otherwise float32
     rows are read in place.
+
+    FAISS runs on ``threads`` threads (0: its default), or on one when the
+    whole k-means is under about 2^31 flops: 60,000 x 64 proxy features with
+    256 cells took 0.040 s on one thread against 0.046 s on two right after
+    a selection, whose OpenMP threads were still spinning.
 
     Returns ``(cell_of, info)``: an int64 array [N] and a dict of timings.
     """
@@ -134,32 +141,15 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
         except ImportError:
             if use_faiss:
                 raise
-    if faiss is not None and n_cells > 1:
-        km = faiss.Kmeans(d, n_cells, niter=iters, seed=int(seed) & 0x7FFFFFFF, verbose=False,
-                          max_points_per_centroid=sample_per_cell, min_points_per_centroid=1)
-        km.train(sample)
-        centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
-        index = faiss.IndexFlatL2(d)
-        index.add(centroids)
-
-        def assign(x):
-            return index.search(x, 1)[1][:, 0].astype(np.int64)
-    elif n_cells > 1:
-        centroids = _kmeans_numpy(sample, n_cells, iters, rng)
-
-        def assign(x):
-            return _assign_numpy(x, centroids)
-    else:
-        centroids = sample[:1]
-
-        def assign(x):
-            return np.zeros(x.shape[0], dtype=np.int64)
-    t_train = time.perf_counter() - t0
-    cell_of = np.empty(n, dtype=np.int64)
-    rows_per_chunk = max(1, _CHUNK_BYTES // max(1, d * 4))
-    for lo in range(0, n, rows_per_chunk):
-        hi = min(n, lo + rows_per_chunk)
-        cell_of[lo:hi] = assign(_rows_f32(m, lo, hi, normalize, scale))
+    flops = 2 * (sample_n * iters + n) * n_cells * d
+    with _faiss_threads(faiss, 1 if flops < 2**31 else threads):
+        assign = _train(faiss, sample, n_cells, iters, sample_per_cell, seed, rng)
+        t_train = time.perf_counter() - t0
+        cell_of = np.empty(n, dtype=np.int64)
+        rows_per_chunk = max(1, _CHUNK_BYTES // max(1, d * 4))
+        for lo in range(0, n, rows_per_chunk):
+            hi = min(n, lo + rows_per_chunk)
+            cell_of[lo:hi] = assign(_rows_f32(m, lo, hi, normalize, scale))
     # a row far beyond the sampled magnitudes can overflow float32 distances,
     # and FAISS then names no centroid (-1): any cell will do, the bounds hold
     # for every partition
@@ -168,6 +158,37 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
             "assign_seconds": time.perf_counter() - t0 - t_train,
             "kmeans": "faiss" if faiss is not None else "numpy"}
     return cell_of, info
+
+
+def _train(faiss, sample: np.ndarray, n_cells: int, iters: int, sample_per_cell: int, seed: int,
+           rng: np.random.Generator):
+    """k-means on the sample; returns the function that assigns float32 rows."""
+    d = sample.shape[1]
+    if faiss is not None and n_cells > 1:
+        km = faiss.Kmeans(d, n_cells, niter=iters, seed=int(seed) & 0x7FFFFFFF, verbose=False,
+                          max_points_per_centroid=sample_per_cell, min_points_per_centroid=1)
+        km.train(sample)
+        index = faiss.IndexFlatL2(d)
+        index.add(np.ascontiguousarray(km.centroids, dtype=np.float32))
+        return lambda x: index.search(x, 1)[1][:, 0].astype(np.int64)
+    if n_cells > 1:
+        centroids = _kmeans_numpy(sample, n_cells, iters, rng)
+        return lambda x: _assign_numpy(x, centroids)
+    return lambda x: np.zeros(x.shape[0], dtype=np.int64)
+
+
+@contextlib.contextmanager
+def _faiss_threads(faiss, threads: int):
+    """FAISS's OpenMP thread count for the block (its own pool, not the core's)."""
+    if faiss is None or threads <= 0:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def intrinsic_dimension(sample: np.ndarray) -> float:

@@ -199,7 +199,7 @@ def kcenter(
         if not validated:
             _validate_before_cells(m, metric, threads, simd)
             validated = True
-        cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed)
+        cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed, threads=threads)
     # everything before the core call: input check, engine choice, k-means
     cells_seconds = time.perf_counter() - t0 if validated else 0.0
     # auto: hand over to the lazy engine when the cells keep evaluating more
