@@ -117,9 +117,10 @@ py::dict stats_dict(const svp::KCenterStats& s) {
 py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
                      int dtype, int metric, int64_t budget, std::uintptr_t selected_ptr,
                      int64_t n_selected, int64_t start, int method, std::uintptr_t cells_ptr,
-                     int64_t n_cells, double fallback_fraction, int num_threads,
-                     std::uintptr_t picks_ptr, std::uintptr_t radii_ptr, py::object progress,
-                     double poll_interval, std::string simd, std::string arg_name) {
+                     int64_t n_cells, int64_t cell_copy_max_bytes, double fallback_fraction,
+                     int num_threads, std::uintptr_t picks_ptr, std::uintptr_t radii_ptr,
+                     py::object progress, double poll_interval, std::string simd,
+                     std::string arg_name) {
   svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
   svp::KCenterOptions opt;
   SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
@@ -132,6 +133,7 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   opt.method = static_cast<svp::KCenterMethod>(method);
   opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
   opt.cells.n_cells = n_cells;
+  opt.cells.copy_max_bytes = cell_copy_max_bytes;
   opt.fallback_fraction = fallback_fraction;
   opt.num_threads = num_threads;
   opt.poll_interval = poll_interval;

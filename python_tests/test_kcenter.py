@@ -274,6 +274,23 @@ def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
     assert st.method == "pruned" and 0 < st.fallback_step < 600
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_pruned_reads_rows_in_place_above_the_copy_limit(rng, monkeypatch, metric):
+    # the pruned engine copies the rows in cell order up to a limit; above it
+    # (large inputs) it reads them in the caller's order: the same picks
+    import importlib
+
+    kc = importlib.import_module("svp_fast.selection.kcenter")
+    x = clustered(rng, 3000, 24, classes=30, sub=3, noise=0.02).astype(np.float32)
+    ref, _ = kcenter_ref(x, 700, metric=metric)
+    for limit in (0, 1 << 30):
+        monkeypatch.setattr(kc, "CELL_ORDER_COPY_MAX_BYTES", limit)
+        for threads in (1, 2):
+            got = svp_fast.kcenter(x, 700, method="pruned", metric=metric, n_cells=32,
+                                   num_threads=threads)
+            np.testing.assert_array_equal(got, ref)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 @pytest.mark.parametrize("threads", [0, 1, 2])
 def test_build_cells_partitions_and_restores_faiss_threads(rng, dtype, threads):

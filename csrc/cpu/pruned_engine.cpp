@@ -173,7 +173,7 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   // lie in a few contiguous runs, where gathering them from the caller's
   // order missed the cache.
   row_bytes_ = D * static_cast<int64_t>(dtype_size(src_.X.dtype));
-  if (n * row_bytes_ <= kCellOrderCopyMaxBytes) {
+  if (n * row_bytes_ <= cells.copy_max_bytes) {
     rows_.resize(static_cast<size_t>(n * row_bytes_));
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (int64_t q = 0; q < n; ++q)

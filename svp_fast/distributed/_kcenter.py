@@ -272,7 +272,7 @@ def kcenter(
         return_stats: also return this rank's :class:`DistributedKCenterStats`.
         progress: True: a tqdm progress bar on the group's rank 0; or a tqdm
             object (updated on the rank that passes it).
-        n_cells: cells per shard for "pruned" (default ~4 sqrt(n_r)).
+        n_cells: cells per shard for "pruned" (default: about sqrt(n_r), a power of two).
         seed: seed of the k-means that builds the cells (does not affect picks).
         num_threads: CPU threads per rank (default: OpenMP's default; with
             several ranks per host, give each rank its share of the cores).

@@ -26,6 +26,9 @@ enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2 };
 struct CellPartition {
   const int64_t* cell_of = nullptr;  // [N] cell of each point, in [0, n_cells)
   int64_t n_cells = 0;
+  // The engine keeps a copy of the rows in cell order (faster: a step's
+  // candidates are then a few contiguous runs) when it takes at most this.
+  int64_t copy_max_bytes = int64_t{1} << 30;
 };
 
 struct KCenterOptions {
