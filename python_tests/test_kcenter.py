@@ -278,13 +278,12 @@ def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
 def test_pruned_reads_rows_in_place_above_the_copy_limit(rng, monkeypatch, metric):
     # the pruned engine copies the rows in cell order up to a limit; above it
     # (large inputs) it reads them in the caller's order: the same picks
-    import importlib
+    from svp_fast.selection import cells
 
-    kc = importlib.import_module("svp_fast.selection.kcenter")
     x = clustered(rng, 3000, 24, classes=30, sub=3, noise=0.02).astype(np.float32)
     ref, _ = kcenter_ref(x, 700, metric=metric)
     for limit in (0, 1 << 30):
-        monkeypatch.setattr(kc, "CELL_ORDER_COPY_MAX_BYTES", limit)
+        monkeypatch.setattr(cells, "CELL_ORDER_COPY_MAX_BYTES", limit)
         for threads in (1, 2):
             got = svp_fast.kcenter(x, 700, method="pruned", metric=metric, n_cells=32,
                                    num_threads=threads)

@@ -20,6 +20,12 @@ from .._arrays import BF16, Matrix
 
 _CHUNK_BYTES = 64 << 20
 
+# The pruned method copies the rows in cell order when the copy takes at most
+# this many bytes (a step's candidates are then contiguous runs: 5-10% faster
+# on Fashion-MNIST features); above it, it reads them in place. Set it lower
+# to save memory.
+CELL_ORDER_COPY_MAX_BYTES = 1 << 30
+
 
 def default_n_cells(n: int) -> int:
     """About sqrt(N) cells, a power of two in [16, 4096].

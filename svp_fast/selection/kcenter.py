@@ -13,6 +13,7 @@ from .. import _core
 from .._arrays import (as_index_array, as_matrix, check_budget, check_choice, check_index,
                        check_threads)
 from .._progress import make_hook
+from . import cells
 from .cells import build_cells, default_n_cells, probe_intrinsic_dimension
 
 METRICS = ("euclidean", "cosine")
@@ -57,10 +58,6 @@ class KCenterStats:
 # distances concentrate and every cell's bound straddles the radius.
 CELLS_MAX_INTRINSIC_DIMENSION = 16.0
 
-# The pruned method copies the rows in cell order when the copy takes at most
-# this many bytes (a step's candidates are then contiguous runs: 5-10%
-# faster on Fashion-MNIST features); above it, it reads them in place.
-CELL_ORDER_COPY_MAX_BYTES = 1 << 30
 
 
 def _choose_method(method: str, n: int, budget: int, n_cells: int, probe=None):
@@ -109,8 +106,9 @@ def kcenter(
     and near-ties are decided in float64. The same input gives the same picks on
     every run, thread count, CPU, backend and ``method``, equal to those of a
     float64 reference. Extra memory is O(N + D), plus O(N) for the cells of the
-    pruned method and, when it takes at most ``CELL_ORDER_COPY_MAX_BYTES``
-    (1 GiB, a module constant), that method's copy of the rows in cell order.
+    pruned method and, when it takes at most
+    ``svp_fast.selection.cells.CELL_ORDER_COPY_MAX_BYTES`` (1 GiB), that
+    method's copy of the rows in cell order.
     Otherwise the embeddings are never copied unless their layout needs it (see
     ``svp_fast._arrays``), and they are never modified.
 
@@ -231,7 +229,8 @@ def kcenter(
             selected.ctypes.data if selected.size else 0, selected.size, start,
             {"scan": 0, "pruned": 1, "lazy": 2}[chosen],
             cell_of.ctypes.data if cell_of is not None else 0,
-            cells_n if cell_of is not None else 0, CELL_ORDER_COPY_MAX_BYTES, fallback, threads,
+            cells_n if cell_of is not None else 0, cells.CELL_ORDER_COPY_MAX_BYTES,
+            fallback, threads,
             picks.ctypes.data, radii.ctypes.data if radii is not None else 0,
             hook, 0.1, simd or "", "embeddings")
     finally:
