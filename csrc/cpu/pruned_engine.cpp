@@ -111,6 +111,19 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
     std::vector<double> row(static_cast<size_t>(D));
     std::vector<const char*> ptrs(64);
     std::vector<double> sc(64), out(64);
+    // float64 distances of members [a, b) (in perm_ order) to ref, into dist
+    auto distances_to = [&](const double* ref, int64_t a, int64_t b, double* dist) {
+      for (int64_t q = a; q < b; q += 64) {
+        const int64_t cnt = std::min<int64_t>(64, b - q);
+        for (int64_t t = 0; t < cnt; ++t) {
+          ptrs[t] = src_.X.row(perm_[q + t]);
+          sc[t] = src_.norm64 ? 1.0 / src_.norm64[perm_[q + t]] : 1.0;
+        }
+        src_.k->d2_rows_f64(src_.X.dtype, ptrs.data(), src_.norm64 ? sc.data() : nullptr, cnt,
+                            ref, D, out.data());
+        for (int64_t t = 0; t < cnt; ++t) dist[q + t] = std::sqrt(out[t]);
+      }
+    };
 #pragma omp for schedule(dynamic, 4)
     for (int64_t k = 0; k < nc; ++k) {
       const int64_t a = lo_[k], b = lo_[k + 1];
@@ -122,21 +135,8 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
       }
       const double inv = 1.0 / static_cast<double>(b - a);
       for (int64_t j = 0; j < D; ++j) mu[j] *= inv;
-      double r = 0;
-      for (int64_t q = a; q < b; q += 64) {
-        const int64_t cnt = std::min<int64_t>(64, b - q);
-        for (int64_t t = 0; t < cnt; ++t) {
-          ptrs[t] = src_.X.row(perm_[q + t]);
-          sc[t] = src_.norm64 ? 1.0 / src_.norm64[perm_[q + t]] : 1.0;
-        }
-        src_.k->d2_rows_f64(src_.X.dtype, ptrs.data(), src_.norm64 ? sc.data() : nullptr, cnt,
-                            mu, D, out.data());
-        for (int64_t t = 0; t < cnt; ++t) {
-          p_[q + t] = std::sqrt(out[t]);
-          r = std::max(r, p_[q + t]);
-        }
-      }
-      radius_[k] = r;
+      distances_to(mu, a, b, p_.data());
+      radius_[k] = *std::max_element(p_.begin() + a, p_.begin() + b);
       // members by distance to the centroid (ties: row order), for the annulus
       std::vector<int64_t> ord(static_cast<size_t>(b - a));
       std::iota(ord.begin(), ord.end(), a);
@@ -154,16 +154,7 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
       // distance to it (a second annulus, across the first)
       double* pv = pivot_.data() + k * D;
       src_.center64(perm_[b - 1], pv);
-      for (int64_t q = a; q < b; q += 64) {
-        const int64_t cnt = std::min<int64_t>(64, b - q);
-        for (int64_t t = 0; t < cnt; ++t) {
-          ptrs[t] = src_.X.row(perm_[q + t]);
-          sc[t] = src_.norm64 ? 1.0 / src_.norm64[perm_[q + t]] : 1.0;
-        }
-        src_.k->d2_rows_f64(src_.X.dtype, ptrs.data(), src_.norm64 ? sc.data() : nullptr, cnt,
-                            pv, D, out.data());
-        for (int64_t t = 0; t < cnt; ++t) q_[q + t] = std::sqrt(out[t]);
-      }
+      distances_to(pv, a, b, q_.data());
     }
   }
   poll(0);
