@@ -14,12 +14,8 @@ namespace cpu {
 
 namespace {
 
-// The largest copy of the rows in cell order (above it the rows are read in
-// the caller's order): 60,000 x 64 float32 rows take 15 MB.
 // Members per distance-kernel call.
 constexpr int64_t kBlock = 64;
-
-constexpr int64_t kCellOrderCopyMaxBytes = int64_t{1} << 30;
 
 // Relative margin on every float64 bound: float64 distances over D <= 1e5
 // terms err by far less than 1e-10 of their value.
@@ -168,7 +164,8 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
     rows_.resize(static_cast<size_t>(n * row_bytes_));
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (int64_t q = 0; q < n; ++q)
-      std::memcpy(rows_.data() + q * row_bytes_, src_.X.row(perm_[q]), static_cast<size_t>(row_bytes_));
+      std::memcpy(rows_.data() + q * row_bytes_, src_.X.row(perm_[q]),
+                  static_cast<size_t>(row_bytes_));
   }
   if (src_.scale) {
     scale_.resize(static_cast<size_t>(n));
@@ -536,10 +533,8 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
           evals += cnt;
           for (int64_t t = 0; t < cnt; ++t) {
             const int64_t qq = pos[t];
-            if (take_center_distance(out[t], ordinals[j], m_[qq], m2_[qq], assign_[qq])) {
-              const int64_t row = perm_[qq];
-              changed = changed || row == ctop_[kc].i1 || row == ctop_[kc].i2;
-            }
+            if (take_center_distance(out[t], ordinals[j], m_[qq], m2_[qq], assign_[qq]))
+              changed = changed || is_top_[qq];
           }
         }
       }
