@@ -7,6 +7,7 @@ import os
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import SIMD_LEVELS
 from reference import kcenter_ref, topk_ref, uncertainty_scores_ref
 
 import svp_fast
@@ -45,14 +46,26 @@ def kcenter_cases(draw):
     if metric == "cosine":
         x[np.all(x == 0, axis=1), 0] = 1  # cosine needs nonzero rows
     method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto"]))
-    return x, sel, budget, metric, method
+    # engine settings that must not change the picks
+    engine = {"n_cells": draw(st.sampled_from([1, 2, max(1, n // 8), n])),
+              "num_threads": draw(st.sampled_from([1, 2])),
+              "simd": draw(st.sampled_from(SIMD_LEVELS)),
+              "copy_rows": draw(st.booleans())}  # the pruned engine's cell-order copy
+    return x, sel, budget, metric, method, engine
 
 
 @given(kcenter_cases())
 def test_kcenter_properties(case):
-    x, sel, budget, metric, method = case
-    picks, radii = svp_fast.kcenter(x, budget, already_selected=sel, metric=metric, method=method,
-                                    return_radii=True, n_cells=max(1, x.shape[0] // 8))
+    from svp_fast.selection import cells
+
+    x, sel, budget, metric, method, engine = case
+    limit = cells.CELL_ORDER_COPY_MAX_BYTES
+    cells.CELL_ORDER_COPY_MAX_BYTES = limit if engine.pop("copy_rows") else 0
+    try:
+        picks, radii = svp_fast.kcenter(x, budget, already_selected=sel, metric=metric,
+                                        method=method, return_radii=True, **engine)
+    finally:
+        cells.CELL_ORDER_COPY_MAX_BYTES = limit
     assert picks.shape == (budget,) and picks.dtype == np.int64
     assert len(set(picks.tolist())) == budget
     if sel is not None:
