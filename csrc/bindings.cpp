@@ -416,8 +416,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PyShard>(m, "KCenterShard")
       .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
                        int64_t row_stride, int dtype, int metric, int method,
-                       std::uintptr_t cells_ptr, int64_t n_cells, bool float64, int num_threads,
-                       std::string simd, std::string arg_name) {
+                       std::uintptr_t cells_ptr, int64_t n_cells, int64_t cell_copy_max_bytes,
+                       bool float64, int num_threads, std::string simd, std::string arg_name) {
         auto* p = new PyShard();
         p->owner = std::move(owner);
         p->simd = std::move(simd);
@@ -430,6 +430,7 @@ PYBIND11_MODULE(_core, m) {
         opt.method = static_cast<svp::KCenterMethod>(method);
         opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
         opt.cells.n_cells = n_cells;
+        opt.cells.copy_max_bytes = cell_copy_max_bytes;
         opt.float64 = float64;
         opt.num_threads = num_threads;
         opt.simd = p->simd.empty() ? nullptr : p->simd.c_str();

@@ -18,6 +18,7 @@ import torch
 
 from .. import _core
 from .._arrays import BF16, F16, F32, F64, Matrix, as_matrix, is_torch
+from ..selection import cells as cells_module
 
 DTYPE_NAMES = {F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64"}
 ITEMSIZE = {F32: 4, F16: 2, BF16: 2, F64: 8}
@@ -158,7 +159,7 @@ class CpuShard(LocalShard):
         self.core = _core.KCenterShard(
             m.owner, m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, metric_code, method_code,
             cells.ctypes.data if cells is not None else 0, n_cells if cells is not None else 0,
-            float64, num_threads, simd, self.name)
+            cells_module.CELL_ORDER_COPY_MAX_BYTES, float64, num_threads, simd, self.name)
 
     def copy_row(self, local_row, dst):
         m = self.m
