@@ -44,16 +44,16 @@ using RefreshTileFn = void (*)(const char* const* rows, int64_t cnt, const float
                                float* m2, int64_t* assign);
 
 // The pruned engine's annulus test over n members of a cell (float32
-// state). Each member has its distances p[i] to the cell's centroid and q[i]
-// to the cell's pivot; the center is at dc and dq from them. With
-// lb = max(|dc - p[i]| - krel (dc + p[i]), |dq - q[i]| - krel (dq + q[i]))
-// in float64, member i survives when live (m[i] >= 0) and not ruled out by
-// lb > 0 && lb^2 >= m[i]. A live member ruled out gets
-// m2[i] = min(m2[i], float(lb^2 * down)). The survivors' indices base + i are
-// appended to keep; returns their count.
-using AnnulusFn = int64_t (*)(const float* m, const double* p, const double* q, int64_t n,
-                              double dc, double dq, double krel, double down, int64_t base,
-                              float* m2, int64_t* keep);
+// state). Each member has its distance p[i] to the cell's centroid and q0[i],
+// q1[i] to the cell's two pivots; the center is at dc, dq0, dq1 from them.
+// With lb the largest of |dc - p[i]| - krel (dc + p[i]) and the same for
+// (dq0, q0[i]) and (dq1, q1[i]), in float64, member i survives when live
+// (m[i] >= 0) and not ruled out by lb > 0 && lb^2 >= m[i]. A live member
+// ruled out gets m2[i] = min(m2[i], float(lb^2 * down)). The survivors'
+// indices base + i are appended to keep; returns their count.
+using AnnulusFn = int64_t (*)(const float* m, const double* p, const double* q0,
+                              const double* q1, int64_t n, double dc, double dq0, double dq1,
+                              double krel, double down, int64_t base, float* m2, int64_t* keep);
 
 // The two largest values of m[0..n) as a multiset (out[1] == out[0] when the
 // largest occurs twice); -1 where there are fewer than two values >= -1.

@@ -1030,15 +1030,21 @@ static int64_t score_rows_d(const char* const* rows, int64_t n, int64_t C,
 
 // ------------------------------------------------------------ annulus --
 
-static int64_t annulus(const float* m, const double* p, const double* q, int64_t n, double dc,
-                       double dq, double krel, double down, int64_t base, float* m2,
-                       int64_t* keep) {
+static int64_t annulus(const float* m, const double* p, const double* q0, const double* q1,
+                       int64_t n, double dc, double dq0, double dq1, double krel, double down,
+                       int64_t base, float* m2, int64_t* keep) {
   int64_t cnt = 0;
   int64_t i = 0;
 #if defined(SVP_ISA_AVX512)
   // eight members per iteration, the bound of the scalar loop below (each is
   // safe on its own: krel covers the rounding, FMA contraction or not)
-  const __m512d vdc = _mm512_set1_pd(dc), vdq = _mm512_set1_pd(dq), vkrel = _mm512_set1_pd(krel);
+  const __m512d vdc = _mm512_set1_pd(dc), vkrel = _mm512_set1_pd(krel);
+  const __m512d vdq0 = _mm512_set1_pd(dq0), vdq1 = _mm512_set1_pd(dq1);
+  // |d - x| - krel (d + x): the bound of one reference point
+  auto bound = [&](__m512d vd, __m512d xv) {
+    return _mm512_sub_pd(_mm512_abs_pd(_mm512_sub_pd(vd, xv)),
+                         _mm512_mul_pd(vkrel, _mm512_add_pd(vd, xv)));
+  };
   const __m512d vdown = _mm512_set1_pd(down), zero = _mm512_setzero_pd();
   const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
   for (; i < n; i += 8) {
@@ -1046,13 +1052,9 @@ static int64_t annulus(const float* m, const double* p, const double* q, int64_t
     const __m512d pv = _mm512_maskz_loadu_pd(tail, p + i);
     const __m256 mf = _mm256_maskz_loadu_ps(tail, m + i);
     const __m512d mv = _mm512_cvtps_pd(mf);
-    const __m512d diff = _mm512_sub_pd(vdc, pv);
-    const __m512d absd = _mm512_abs_pd(diff);
-    const __m512d qv = _mm512_maskz_loadu_pd(tail, q + i);
-    const __m512d absq = _mm512_abs_pd(_mm512_sub_pd(vdq, qv));
-    const __m512d lb =
-        _mm512_max_pd(_mm512_sub_pd(absd, _mm512_mul_pd(vkrel, _mm512_add_pd(vdc, pv))),
-                      _mm512_sub_pd(absq, _mm512_mul_pd(vkrel, _mm512_add_pd(vdq, qv))));
+    const __m512d lb = _mm512_max_pd(
+        bound(vdc, pv), _mm512_max_pd(bound(vdq0, _mm512_maskz_loadu_pd(tail, q0 + i)),
+                                      bound(vdq1, _mm512_maskz_loadu_pd(tail, q1 + i))));
     const __m512d lb2 = _mm512_mul_pd(lb, lb);
     const __mmask8 live = _mm512_mask_cmp_pd_mask(tail, mv, zero, _CMP_GE_OQ);
     const __mmask8 ruled = _mm512_cmp_pd_mask(lb, zero, _CMP_GT_OQ) &
@@ -1069,9 +1071,9 @@ static int64_t annulus(const float* m, const double* p, const double* q, int64_t
 #endif
   for (; i < n; ++i) {
     const float mq = m[i];
-    const double pq = p[i], qq = q[i];
-    const double lb = std::max(std::fabs(dc - pq) - krel * (dc + pq),
-                               std::fabs(dq - qq) - krel * (dq + qq));
+    const double lb = std::max(std::fabs(dc - p[i]) - krel * (dc + p[i]),
+                               std::max(std::fabs(dq0 - q0[i]) - krel * (dq0 + q0[i]),
+                                        std::fabs(dq1 - q1[i]) - krel * (dq1 + q1[i])));
     const double lb2 = lb * lb;
     const bool live = mq >= 0.0f;  // excluded members hold -1
     const bool ruled = (lb > 0) & (lb2 >= static_cast<double>(mq));

@@ -100,8 +100,8 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   centroid_.assign(static_cast<size_t>(nc * D), 0.0);
   radius_.assign(static_cast<size_t>(nc), 0.0);
   p_.resize(static_cast<size_t>(n));
-  pivot_.assign(static_cast<size_t>(nc * D), 0.0);
-  q_.resize(static_cast<size_t>(n));
+  pivot_.assign(static_cast<size_t>(nc * kPivots * D), 0.0);
+  q_.resize(static_cast<size_t>(kPivots * n));
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<double> row(static_cast<size_t>(D));
@@ -146,11 +146,17 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
       }
       std::copy(pr.begin(), pr.end(), perm_.begin() + a);
       std::copy(pp.begin(), pp.end(), p_.begin() + a);
-      // the pivot: the member farthest from the centroid, and every member's
-      // distance to it (a second annulus, across the first)
-      double* pv = pivot_.data() + k * D;
-      src_.center64(perm_[b - 1], pv);
-      distances_to(pv, a, b, q_.data());
+      // the pivots: the member farthest from the centroid, then the member
+      // farthest from that one; every member's distance to each (two more
+      // annuli, across the first)
+      int64_t far = b - 1;
+      for (int j = 0; j < kPivots; ++j) {
+        double* pv = pivot_.data() + (k * kPivots + j) * D;
+        double* qj = q_.data() + j * n;
+        src_.center64(perm_[far], pv);
+        distances_to(pv, a, b, qj);
+        far = std::max_element(qj + a, qj + b) - qj;
+      }
     }
   }
   poll(0);
@@ -203,13 +209,13 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   m2_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
   assign_.assign(static_cast<size_t>(n), -1);
   m2floor_.assign(static_cast<size_t>(nc), std::numeric_limits<double>::infinity());
-  dc_.assign(static_cast<size_t>(nc), 0.0);
+  dc_.assign(static_cast<size_t>(nc * kPivots), 0.0);
   centroid_ptrs_.resize(static_cast<size_t>(nc));
-  pivot_ptrs_.resize(static_cast<size_t>(nc));
-  for (int64_t k = 0; k < nc; ++k) {
+  pivot_ptrs_.resize(static_cast<size_t>(nc * kPivots));
+  for (int64_t k = 0; k < nc; ++k)
     centroid_ptrs_[k] = reinterpret_cast<const char*>(centroid_.data() + k * D);
-    pivot_ptrs_[k] = reinterpret_cast<const char*>(pivot_.data() + k * D);
-  }
+  for (int64_t j = 0; j < nc * kPivots; ++j)
+    pivot_ptrs_[j] = reinterpret_cast<const char*>(pivot_.data() + j * D);
   ctop_.assign(static_cast<size_t>(nc), Top2());
   cmax_.assign(static_cast<size_t>(nc), -1.0);
   surv_.resize(static_cast<size_t>(nc));
@@ -218,7 +224,7 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   moved_.resize(static_cast<size_t>(n));
   is_top_.assign(static_cast<size_t>(n), 0);
   keep_.resize(static_cast<size_t>(nc));
-  sptrs_.resize(static_cast<size_t>(nc));
+  sptrs_.resize(static_cast<size_t>(nc * kPivots));
   while (leaves_ < nc) leaves_ *= 2;
   tree_.assign(static_cast<size_t>(2 * leaves_), Top2());
   for (int64_t k = 0; k < nc; ++k) update_cell_top(k);
@@ -322,20 +328,25 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
 }
 
 template <typename Acc>
-int64_t PrunedEngine<Acc>::annulus_members(int64_t qa, int64_t qb, double dc, double dq,
-                                           int64_t* keep) {
+int64_t PrunedEngine<Acc>::annulus_members(const Work& wk, int64_t* keep) {
+  static_assert(kPivots == 2, "the annulus kernel takes two pivots");
+  const int64_t qa = wk.qa, qb = wk.qb, n = n_;
+  const double dc = wk.dc, dq0 = wk.dq[0], dq1 = wk.dq[1];
+  const double* q0 = q_.data();
+  const double* q1 = q_.data() + n;
   // A member the bound rules out keeps it as a lower bound on its second
   // distance (m2).
   if constexpr (std::is_same<Acc, float>::value) {  // float32 state: a vector kernel
-    return src_.k->annulus(m_.data() + qa, p_.data() + qa, q_.data() + qa, qb - qa, dc, dq, kRel,
-                           kRoundDown<float>, qa, m2_.data() + qa, keep);
+    return src_.k->annulus(m_.data() + qa, p_.data() + qa, q0 + qa, q1 + qa, qb - qa, dc, dq0,
+                           dq1, kRel, kRoundDown<float>, qa, m2_.data() + qa, keep);
   } else {
     int64_t cnt = 0;
     for (int64_t qq = qa; qq < qb; ++qq) {
       const Acc mq = m_[qq];
-      const double pq = p_[qq], vq = q_[qq];
+      const double pq = p_[qq];
       const double lb = std::max(std::fabs(dc - pq) - kRel * (dc + pq),
-                                 std::fabs(dq - vq) - kRel * (dq + vq));
+                                 std::max(std::fabs(dq0 - q0[qq]) - kRel * (dq0 + q0[qq]),
+                                          std::fabs(dq1 - q1[qq]) - kRel * (dq1 + q1[qq])));
       const double lb2 = lb * lb;
       const bool live = mq >= Acc(0);  // excluded members hold -1
       const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
@@ -427,7 +438,7 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     const bool ruled = (lb > 0) & (lb2 >= cmax[kc]);  // no member can get closer
     const double f = floor[kc];
     floor[kc] = (ruled & (lb2 < f)) ? lb2 : f;
-    work[nw] = {kc, lo_[kc], lo_[kc + 1], dc, 0.0};
+    work[nw] = {kc, lo_[kc], lo_[kc + 1], dc, {0.0, 0.0}};
     nw += static_cast<int64_t>(!ruled);
   }
   work.resize(static_cast<size_t>(nw));
@@ -446,16 +457,19 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     if (wk.qa > a || wk.qb < b) floor[wk.cell] = std::min(floor[wk.cell], cm);
   }
   // the center's distances to the pivots of the cells left, in one call
-  for (size_t w = 0; w < work.size(); ++w) sptrs_[w] = pivot_ptrs_[work[w].cell];
-  k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, static_cast<int64_t>(work.size()), c64, D,
-                dc_.data());
-  for (size_t w = 0; w < work.size(); ++w) work[w].dq = std::sqrt(dc_[w]);
+  const int64_t nwork = static_cast<int64_t>(work.size());
+  for (int64_t w = 0; w < nwork; ++w)
+    for (int j = 0; j < kPivots; ++j)
+      sptrs_[w * kPivots + j] = pivot_ptrs_[work[w].cell * kPivots + j];
+  k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, nwork * kPivots, c64, D, dc_.data());
+  for (int64_t w = 0; w < nwork; ++w)
+    for (int j = 0; j < kPivots; ++j) work[w].dq[j] = std::sqrt(dc_[w * kPivots + j]);
   // pass 2: the members both annuli leave, then their distances in blocks
   // (threads only for large steps)
   int64_t ncand = 0;
   int64_t* cand = cand_.data();
   for (const Work& wk : work)
-    ncand += annulus_members(wk.qa, wk.qb, wk.dc, wk.dq, cand + ncand);
+    ncand += annulus_members(wk, cand + ncand);
   const int64_t nblk = (ncand + kBlock - 1) / kBlock;
   // A parallel region per step pays only for large steps: on Fashion-MNIST
   // features (about 600 distances x 64 dims per step) two threads from 8k

@@ -1,14 +1,20 @@
 // The pruned engine: exact k-center that skips what provably cannot move.
 //
 // Points are grouped into cells (any partition; k-means makes a good one).
-// Per cell: its centroid mu, its radius r = max ||x - mu||, and the largest
-// current min-distance of its live members (cmax). Per point: p(x) = ||x - mu||,
-// members sorted by p. For a new center c with dc = ||c - mu||, the triangle
-// inequality gives ||x - c|| >= |dc - p(x)| >= dc - r, so
-//   - a cell with (dc - r)^2 >= cmax cannot change: skipped whole;
+// Per cell: its centroid mu, its radius r = max ||x - mu||, two pivots (the
+// member farthest from mu, then the member farthest from that one) and the
+// largest current min-distance of its live members (cmax). Per point:
+// p(x) = ||x - mu|| and q_j(x) = ||x - pivot_j||, members sorted by p. For a
+// new center c at dc = ||c - mu|| and dq_j = ||c - pivot_j||, the triangle
+// inequality gives ||x - c|| >= |dc - p(x)| >= dc - r and
+// ||x - c|| >= |dq_j - q_j(x)|, so
+//   - a cell with (dc - r)^2 >= cmax cannot change: skipped whole (first
+//     tested with the centroid-to-centroid distances, which need no new
+//     distance at all);
 //   - otherwise only members with |dc - p(x)| < sqrt(cmax) can change: a
 //     contiguous range of the sorted members (binary search);
-//   - inside it a member is skipped when (dc - p(x))^2 >= m(x).
+//   - inside it a member is skipped when the largest of the three bounds,
+//     squared, is at least m(x).
 // Bounds are computed in float64 with a relative margin, so every skipped
 // distance is provably no smaller than the value it would have replaced, and
 // the certified argmax of kcenter.cpp gives the scan's picks exactly.
@@ -58,10 +64,10 @@ class PrunedEngine final : public Engine<Acc> {
   // several centers at once (the initial ones): per cell, the centers that
   // survive its bounds are applied while its members stay in cache
   void add_batch(const CenterRef* refs, const int64_t* ordinals, int64_t q);
-  // members in [qa, qb) of one cell that the annulus bounds for a center at
-  // distance dc from its centroid and dq from its pivot leave, appended to
-  // keep; returns their count
-  int64_t annulus_members(int64_t qa, int64_t qb, double dc, double dq, int64_t* keep);
+  struct Work;
+  // members in [wk.qa, wk.qb) of cell wk.cell that the annuli around its
+  // centroid and pivots leave, appended to keep; returns their count
+  int64_t annulus_members(const Work& wk, int64_t* keep);
   // distances of members pos[0..cnt) (cnt <= kBlock) to center c, applied to
   // m, m2 and assign; moved[t]: whether member t is one of its cell's best
   // two and its minimum went down
@@ -91,16 +97,19 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<double> dc_;        // [n_cells] squared distances of the current center
   std::vector<char> keep_;        // [n_cells] scratch: cells the cheap bound leaves
   std::vector<int64_t> surv_;     // [n_cells] scratch: their indices
+  static constexpr int kPivots = 2;  // reference points per cell besides the centroid
   struct Work {  // a cell a step scans: members [qa, qb), center at dc from the
-                 // centroid and dq from the pivot
+                 // centroid and dq[j] from pivot j
     int64_t cell, qa, qb;
-    double dc, dq;
+    double dc, dq[kPivots];
   };
   std::vector<Work> work_;        // [<= n_cells] scratch
   std::vector<const char*> sptrs_;  // [n_cells] scratch: their centroid rows
   std::vector<const char*> centroid_ptrs_;
-  std::vector<double> pivot_;     // [n_cells, D] float64: each cell's member farthest from its centroid
-  std::vector<const char*> pivot_ptrs_;  // [n_cells] rows of centroid_, for the kernels
+  // [n_cells, kPivots, D] float64: per cell, the member farthest from its
+  // centroid, then the member farthest from that one
+  std::vector<double> pivot_;
+  std::vector<const char*> pivot_ptrs_;  // [n_cells * kPivots] rows of pivot_, for the kernels
   std::vector<Top2> ctop_;        // [n_cells] best two live members
   std::vector<double> m2floor_;   // [n_cells] lower bound for skipped centers
   std::vector<double> cc_;        // [n_cells, n_cells] centroid distances, or empty
@@ -119,7 +128,7 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<int64_t> where_;  // row -> position
   std::vector<int32_t> cellpos_;  // position -> cell
   std::vector<double> p_;      // ||x - mu_cell||
-  std::vector<double> q_;      // ||x - pivot_cell||
+  std::vector<double> q_;      // [kPivots, N] ||x - pivot_j of its cell||
   std::vector<char> rows_;     // the rows in cell order (D elements each), or empty
   int64_t row_bytes_ = 0;
   std::vector<Acc> scale_;     // src_.scale in cell order (cosine), or empty
