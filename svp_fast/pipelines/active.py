@@ -25,9 +25,9 @@ import numpy as np
 
 from ..data.base import Dataset
 from ..selection.random import random_selection
-from .common import (SELECTORS, ModelSetup, StageLog, check_methods, check_seed, derive_seed, fit,
+from .common import (ModelSetup, StageLog, check_methods, derive_seed, fit,
                      model_outputs, select)
-from .coreset import as_setup, check_datasets
+from .coreset import check_datasets, check_selection_setup
 from .results import RunResult, run_metadata, summary_row, write_run
 from .run_folder import RunFolder, check_run_folder
 
@@ -88,12 +88,7 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         raise ValueError("method 'forgetting' needs every example to be trained on; it is a "
                          "core-set method (use run_coreset / `svp-fast coreset`)")
     methods = check_methods(methods, ACTIVE_METHODS)
-    if selector not in SELECTORS:
-        raise ValueError(f"selector must be one of {SELECTORS}, got {selector!r}")
-    if metric not in ("euclidean", "cosine"):
-        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
-    proxy, target = as_setup(proxy, "proxy"), as_setup(target, "target")
-    seed = check_seed(seed)
+    proxy, target, seed = check_selection_setup(selector, metric, proxy, target, seed)
     n = len(train_set)
     sizes = check_sizes(sizes, n)
     if out_dir is not None:

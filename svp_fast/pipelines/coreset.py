@@ -45,6 +45,17 @@ def check_datasets(train_set: Any, test_set: Any) -> None:
         raise ValueError("train_set is empty")
 
 
+def check_selection_setup(selector: str, metric: str, proxy: Union[str, ModelSetup],
+                          target: Union[str, ModelSetup], seed: Any):
+    """The arguments both pipelines share; returns (proxy, target, seed) as the
+    pipelines use them."""
+    if selector not in SELECTORS:
+        raise ValueError(f"selector must be one of {SELECTORS}, got {selector!r}")
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    return as_setup(proxy, "proxy"), as_setup(target, "target"), check_seed(seed)
+
+
 def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                 methods: Union[str, Sequence[str]] = "kcenter", size: Union[int, float] = 0.5,
                 selector: str = "proxy", proxy: Union[str, ModelSetup] = "mlp_small",
@@ -76,12 +87,7 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
     """
     check_datasets(train_set, test_set)
     methods = check_methods(methods)
-    if selector not in SELECTORS:
-        raise ValueError(f"selector must be one of {SELECTORS}, got {selector!r}")
-    if metric not in ("euclidean", "cosine"):
-        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
-    proxy, target = as_setup(proxy, "proxy"), as_setup(target, "target")
-    seed = check_seed(seed)
+    proxy, target, seed = check_selection_setup(selector, metric, proxy, target, seed)
     n = len(train_set)
     budget = count_from_size(size, n, "size")
     if budget < 1:
