@@ -51,16 +51,16 @@ inline bool better(double v1, int64_t i1, double v2, int64_t i2) {
 // uses for every other center) and the center that gave m. Returns whether m
 // moved. Every engine updates rows through this; the per-ISA kernels (refresh_update,
 // the scan's update_min) spell it out, as they must not share inline code.
+// Written without branches: whether a distance lowers a minimum is a coin
+// flip the branch predictor keeps missing.
 template <typename Acc>
 inline bool take_center_distance(Acc d, int64_t center, Acc& m, Acc& m2, int64_t& assign) {
-  if (d < m) {
-    m2 = m;
-    m = d;
-    assign = center;
-    return true;
-  }
-  if (d < m2) m2 = d;
-  return false;
+  const Acc m0 = m, m20 = m2;
+  const bool nearer = d < m0;
+  m2 = nearer ? m0 : (d < m20 ? d : m20);
+  m = nearer ? d : m0;
+  assign = nearer ? center : assign;
+  return nearer;
 }
 
 struct Top2 {

@@ -299,8 +299,8 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
   for (int64_t j = 0; j < q; ++j) {  // centers by cell, for exact_min
     ++n_centers_;
     if (refs[j].row >= 0) {
-      const int64_t q = where_[refs[j].row];
-      cell_centers_[cellpos_[q]].push_back({p_[q], refs[j].row});
+      const int64_t pos = where_[refs[j].row];
+      cell_centers_[cellpos_[pos]].push_back({p_[pos], refs[j].row});
       ++n_local_centers_;
     }
   }
@@ -371,15 +371,9 @@ void PrunedEngine<Acc>::member_distances(const int64_t* pos, int64_t cnt, const 
     if (src_.scale) sc[t] = scale_[pos[t]];
   }
   d2(src_.X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, c, D_, out);
-  // take_center_distance without branches: whether a distance improves a
-  // member's minimum is a coin flip the predictor kept missing
   for (int64_t t = 0; t < cnt; ++t) {
     const int64_t q = pos[t];
-    const Acc d = out[t], m = m_[q], m2 = m2_[q];
-    const bool nearer = d < m;
-    m2_[q] = nearer ? m : (d < m2 ? d : m2);
-    m_[q] = nearer ? d : m;
-    assign_[q] = nearer ? ordinal : assign_[q];
+    const bool nearer = take_center_distance(out[t], ordinal, m_[q], m2_[q], assign_[q]);
     moved[t] = static_cast<char>(nearer & (is_top_[q] != 0));
   }
 }
@@ -464,15 +458,15 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
   k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, nwork * kPivots, c64, D, dc_.data());
   for (int64_t w = 0; w < nwork; ++w)
     for (int j = 0; j < kPivots; ++j) work[w].dq[j] = std::sqrt(dc_[w * kPivots + j]);
-  // pass 2: the members both annuli leave, then their distances in blocks
-  // (threads only for large steps)
+  // pass 2: the members the three annuli leave, then their distances in
+  // blocks (threads only for large steps)
   int64_t ncand = 0;
   int64_t* cand = cand_.data();
   for (const Work& wk : work)
     ncand += annulus_members(wk, cand + ncand);
   const int64_t nblk = (ncand + kBlock - 1) / kBlock;
   // A parallel region per step pays only for large steps: on Fashion-MNIST
-  // features (about 600 distances x 64 dims per step) two threads from 8k
+  // features (a few hundred distances x 64 dims per step) two threads from 8k
   // element-distances on took 0.40 s against 0.35 s for one (2-vCPU VM);
   // from 256k on, two equal one, and the early steps of wide data still split.
   const bool parallel = threads_ > 1 && ncand * D >= (int64_t{1} << 18) && nblk > 1;

@@ -9,7 +9,7 @@ namespace cpu {
 
 namespace {
 
-// take_center_distance (kernels.h) over a chunk of rows, written without
+// take_center_distance (engine.h) over a chunk of rows, written without
 // branches so that it compiles to vector compares and blends. Excluded rows
 // (m = -1) are left as they are.
 template <typename Acc>
