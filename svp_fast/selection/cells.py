@@ -38,12 +38,7 @@ def default_n_cells(n: int) -> int:
 
 def _rows_f32(m: Matrix, lo: int, hi: int, normalize: bool, scale: float = 1.0) -> np.ndarray:
     """Rows [lo, hi) of a CPU matrix as a float32 C-contiguous array (times scale)."""
-    x = m.owner
-    if m.kind == "torch":
-        x = x[lo:hi].float().numpy() if m.dtype_code == BF16 else x[lo:hi].numpy()
-    else:
-        x = x[lo:hi]
-    return _as_f32(x, normalize, scale)
+    return _as_f32(_take(m, slice(lo, hi)), normalize, scale)
 
 
 def _as_f32(x, normalize: bool, scale: float) -> np.ndarray:
@@ -77,15 +72,16 @@ def _kmeans_scale(peak: float) -> float:
     return float(2.0 ** -round(math.log2(peak)))
 
 
-def _take(m: Matrix, idx: np.ndarray) -> np.ndarray:
-    """Rows idx of a CPU matrix as a numpy array (bfloat16 as float32)."""
+def _take(m: Matrix, rows) -> np.ndarray:
+    """Rows of a CPU matrix (an index array or a slice) as a numpy array, a view
+    where the input allows it (bfloat16 comes as float32)."""
     x = m.owner
     if m.kind == "torch":
         import torch
 
-        t = x[torch.from_numpy(idx)]
+        t = x[rows if isinstance(rows, slice) else torch.from_numpy(rows)]
         return (t.float() if m.dtype_code == BF16 else t).numpy()
-    return np.asarray(x[idx])
+    return np.asarray(x[rows])
 
 
 def _kmeans_numpy(sample: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.ndarray:

@@ -59,7 +59,6 @@ class KCenterStats:
 CELLS_MAX_INTRINSIC_DIMENSION = 16.0
 
 
-
 def _choose_method(method: str, n: int, budget: int, n_cells: int, probe=None):
     """The engine to run and the intrinsic dimension measured to decide (or None).
 
