@@ -269,7 +269,16 @@ struct PyShard {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "svp_fast selection core (C++/OpenMP, optional CUDA). Use svp_fast's Python API.";
   py::register_exception<svp::ValueError>(m, "CoreValueError", PyExc_ValueError);
-  m.def("kcenter_cpu", &kcenter_cpu);
+  // Keyword names: the Python backends call by keyword, so that an argument
+  // out of place is a TypeError, and the CUDA stand-in of the tests can be
+  // checked against these very signatures (python_tests/cuda_standin.py).
+  m.def("kcenter_cpu", &kcenter_cpu, py::arg("ptr"), py::arg("rows"), py::arg("cols"),
+        py::arg("row_stride"), py::arg("dtype"), py::arg("metric"), py::arg("budget"),
+        py::arg("selected_ptr"), py::arg("n_selected"), py::arg("start"), py::arg("method"),
+        py::arg("cells_ptr"), py::arg("n_cells"), py::arg("cell_copy_max_bytes"),
+        py::arg("fallback_fraction"), py::arg("num_threads"), py::arg("picks_ptr"),
+        py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
+        py::arg("arg_name"));
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
   m.def("topk_desc", &topk_desc);
   m.def("build_info", &build_info);
@@ -300,7 +309,10 @@ PYBIND11_MODULE(_core, m) {
           auto opt = cuda_kc_options(metric, budget, 0, n_sel, 0, method, 0, n_cells);
           py::gil_scoped_release nogil;
           return svp::cuda::kcenter_cuda_workspace(X, opt);
-        });
+        },
+        py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
+        py::arg("device"), py::arg("metric"), py::arg("budget"), py::arg("n_selected"),
+        py::arg("method"), py::arg("n_cells"));
   m.def("kcenter_cuda",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            std::uintptr_t stream, int metric, int64_t budget, std::uintptr_t sel_ptr, int64_t n_sel,
@@ -322,7 +334,14 @@ PYBIND11_MODULE(_core, m) {
                                     reinterpret_cast<double*>(radii_ptr), &stats);
           });
           return stats_dict(stats);
-        });
+        },
+        py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
+        py::arg("device"), py::arg("stream"), py::arg("metric"), py::arg("budget"),
+        py::arg("selected_ptr"), py::arg("n_selected"), py::arg("start"), py::arg("method"),
+        py::arg("cells_ptr"), py::arg("n_cells"), py::arg("workspace_ptr"),
+        py::arg("workspace_bytes"), py::arg("picks_ptr"), py::arg("radii_ptr"),
+        py::arg("progress"), py::arg("poll_interval"), py::arg("arg_name"),
+        py::arg("fallback_fraction"));
   py::class_<svp::cuda::KCenterShardCuda>(m, "KCenterShardCuda")
       .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
                        int64_t row_stride, int dtype, int metric, int method, std::uintptr_t,

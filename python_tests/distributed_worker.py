@@ -86,7 +86,15 @@ def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> N
                 x = np.asarray(x).astype(case["astype_on_rank"][rank])
             budget = case["budget_on_rank"][rank] if "budget_on_rank" in case else case["budget"]
             # small rounds exercise the multi-round float64 tie-break on modest bands
-            from svp_fast.distributed import _kcenter
+            from svp_fast.distributed import _kcenter, _shards
+            if case.get("standin_cuda"):  # the CUDA shard's glue on host rows
+                import torch
+                from cuda_standin import StandInShardLib
+
+                _shards.SHARDS["cpu"] = lambda m, name: _shards.CudaShard(
+                    m, name, lib=StandInShardLib, torch_device=torch.device("cpu"))
+            else:
+                _shards.SHARDS["cpu"] = _shards.CpuShard
             _kcenter._BAND_ROUND_BYTES = case.get("band_round_bytes", 1 << 20)
             picks, radii, stats = sd.kcenter(
                 x, budget, already_selected=case.get("selected"), start=case.get("start"),

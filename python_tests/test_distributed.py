@@ -84,6 +84,11 @@ CASES = {
           band_round_bytes=3 * (8 + 3 * 4)),
         C("budget_zero", [50, 50], budget=0),
         C("budget_one_start_on_rank1", [50, 50], budget=1, start=70),
+        # the CUDA shard's Python glue (CudaShard) on a stand-in of KCenterShardCuda
+        C("standin_cuda_shard_f16_torch_selected", [300, 500], "float16", method="lazy",
+          kind="torch", selected=20, standin_cuda=True),
+        C("standin_cuda_shard_ties_cosine", [150, 100], metric="cosine", data="ties", d=3,
+          budget=200, kind="torch", standin_cuda=True),
     ],
     3: [
         C("empty_middle_f32_scan_memmap", [600, 0, 900], kind="memmap"),
@@ -437,7 +442,7 @@ def test_torch_facts_match_the_core(dtype):
     """The CUDA shards' validation pass (torch) agrees with the C++ one."""
     from svp_fast import _core
     from svp_fast._arrays import as_matrix
-    from svp_fast.distributed._shards import torch_facts
+    from svp_fast.selection._backend_cuda import tensor_facts as torch_facts
 
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((300, 7))).to(dtype)

@@ -19,6 +19,7 @@ import torch
 from .. import _core
 from .._arrays import BF16, F16, F32, F64, Matrix, as_matrix, is_torch
 from ..selection import cells as cells_module
+from ..selection._backend_cuda import tensor_facts
 
 DTYPE_NAMES = {F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64"}
 ITEMSIZE = {F32: 4, F16: 2, BF16: 2, F64: 8}
@@ -52,33 +53,6 @@ def local_matrix(x: Any, name: str) -> Matrix:
                       dtype_code=code, kind=kind, device=device, device_index=index,
                       owner=dummy, copied=False)
     return as_matrix(x, name)
-
-
-def torch_facts(t: torch.Tensor, chunk_bytes: int = 64 << 20) -> dict:
-    """``_core.shard_facts`` computed with torch on the tensor's device (float64).
-
-    Used for CUDA shards. Norms may differ from the C++ pass by rounding; they
-    only choose the arithmetic (both choices give exact picks).
-    """
-    facts = dict(EMPTY_FACTS)
-    rows, cols = t.shape
-    step = max(1, chunk_bytes // max(1, cols * 8))
-    for lo in range(0, rows, step):
-        c = t[lo: lo + step].to(torch.float64)
-        bad = ~torch.isfinite(c)
-        if bool(bad.any()):
-            r = int(bad.any(1).nonzero()[0, 0])
-            col = int(bad[r].nonzero()[0, 0])
-            facts.update(bad_row=lo + r, bad_col=col, bad_value=float(c[r, col]))
-            return facts
-        norms = torch.linalg.vector_norm(c, dim=1)
-        zero = (norms == 0).nonzero()
-        if facts["zero_row"] < 0 and zero.numel():
-            facts["zero_row"] = lo + int(zero[0, 0])
-        facts["max_abs"] = max(facts["max_abs"], float(c.abs().max()))
-        facts["min_norm"] = min(facts["min_norm"], float(norms.min()))
-        facts["max_norm"] = max(facts["max_norm"], float(norms.max()))
-    return facts
 
 
 class LocalShard:
@@ -187,17 +161,24 @@ class CudaShard(LocalShard):
 
     device_type = "cuda"
 
-    def __init__(self, m: Matrix, name: str):
+    def __init__(self, m: Matrix, name: str, lib=None, torch_device=None):
+        """``lib``: the module holding ``KCenterShardCuda`` (default svp_fast._core);
+        ``torch_device``: where the rows live (default: the tensor's CUDA device).
+        Tests pass a stand-in of both to run this class on CPU tensors."""
         super().__init__(m, name)
-        self.torch_device = torch.device("cuda", m.device_index)
+        self.lib = lib if lib is not None else _core
+        self.core_class(self.lib)  # fail now, on this rank, with the reason
+        self.torch_device = (torch_device if torch_device is not None
+                             else torch.device("cuda", m.device_index))
         self.tensor = m.owner if m.rows else None
         self._stage = None  # device copy of a row received over a CPU (gloo) group
 
     @staticmethod
-    def core_class():
-        cls = getattr(_core, "KCenterShardCuda", None)
+    def core_class(lib=None):
+        lib = lib if lib is not None else _core
+        cls = getattr(lib, "KCenterShardCuda", None)
         if cls is None:
-            built = _core.build_info().get("cuda_compiled", False)
+            built = lib.build_info().get("cuda_compiled", False)
             raise RuntimeError(
                 "svp_fast.distributed.kcenter cannot select on CUDA tensors yet: this build of "
                 "svp_fast has no CUDA shard (svp_fast._core.KCenterShardCuda"
@@ -208,12 +189,12 @@ class CudaShard(LocalShard):
     def facts(self, num_threads, simd):
         if self.rows == 0:
             return dict(EMPTY_FACTS)
-        return torch_facts(self.tensor)
+        return tensor_facts(self.tensor)
 
     def build(self, metric_code, method_code, float64, cells, n_cells, num_threads, simd):
         m = self.m
         self._cells = cells
-        self.core = self.core_class()(
+        self.core = self.core_class(self.lib)(
             m.owner, m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, metric_code, method_code,
             cells.ctypes.data if cells is not None else 0, n_cells if cells is not None else 0,
             float64, num_threads, simd, self.name)
@@ -240,9 +221,10 @@ class CudaShard(LocalShard):
                                    local_rows.size)
 
 
+# The shard class for each kind of memory (tests swap in a stand-in).
+SHARDS = {"cpu": CpuShard, "cuda": CudaShard}
+
+
 def make_shard(x: Any, name: str) -> LocalShard:
     m = local_matrix(x, name)
-    if m.device == "cuda":
-        CudaShard.core_class()  # fail now, on this rank, with the reason
-        return CudaShard(m, name)
-    return CpuShard(m, name)
+    return SHARDS[m.device](m, name)

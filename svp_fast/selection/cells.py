@@ -1,10 +1,15 @@
 """Cells for the pruned k-center: a k-means partition of the embeddings.
 
 Any partition gives the same picks (the core's bounds hold for every
-partition); a good one prunes more. k-means is trained on a sample with FAISS
-(``faiss-cpu``), or with a small numpy Lloyd's loop when FAISS is missing, and
-every point is assigned to its nearest centroid in chunks, so memory stays
-O(N + sample + cells x D) even for memmapped float16 inputs.
+partition); a good one prunes more. k-means is trained on a sample, and every
+point is assigned to its nearest centroid in chunks, so memory stays
+O(N + sample + cells x D) even for memmapped float16 inputs:
+
+* host memory (``build_cells``): FAISS (``faiss-cpu``), or a small numpy
+  Lloyd's loop when FAISS is missing;
+* CUDA tensors (``build_cells_on_device``): FAISS on the GPU when the
+  installed FAISS has GPU support, otherwise a Lloyd's loop in torch on the
+  device.
 """
 
 from __future__ import annotations
@@ -193,6 +198,66 @@ def _faiss_threads(faiss, threads: int):
         faiss.omp_set_num_threads(before)
 
 
+def faiss_gpu():
+    """The installed FAISS module when it can run on a GPU here, else None."""
+    try:
+        import faiss  # type: ignore
+    except ImportError:
+        return None
+    try:
+        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    except Exception:  # a CPU build without the GPU symbols
+        return None
+    return faiss if has_gpu else None
+
+
+def build_cells_on_device(x, n_cells: int, *, metric: str = "euclidean", seed: int = 0,
+                          iters: int = 10, sample_per_cell: int = 64, chunk: int = 65536):
+    """k-means cells for a CUDA tensor ``x`` (N, D); an int64 tensor [N] on its device.
+
+    The centroids are trained on a sample (``sample_per_cell`` rows a cell):
+    with FAISS on the GPU when the installed FAISS has GPU support
+    (``faiss.Kmeans(..., gpu=True)``, the sample brought to the host: at most
+    4,096 x 64 rows), otherwise with a Lloyd's loop in torch on the device.
+    Every row is then assigned on the device in float32 matrix products,
+    ``chunk`` rows at a time, so memory stays O(N + chunk x cells). Any
+    partition gives the same picks; this one only decides how much is pruned.
+    Rows must be finite (the backend validates them first)."""
+    import torch
+
+    n, d = x.shape
+    n_cells = int(max(1, min(n_cells, n)))
+    g = torch.Generator(device=x.device).manual_seed(int(seed))
+
+    def rows(v):
+        v = v.float()
+        return torch.nn.functional.normalize(v, dim=1) if metric == "cosine" else v
+
+    s = min(n, n_cells * sample_per_cell)
+    sample = rows(x[torch.randperm(n, device=x.device, generator=g)[:s]])
+    faiss = faiss_gpu() if n_cells > 1 else None
+    if faiss is not None:
+        km = faiss.Kmeans(d, n_cells, niter=iters, seed=int(seed) & 0x7FFFFFFF, gpu=True,
+                          verbose=False, max_points_per_centroid=sample_per_cell,
+                          min_points_per_centroid=1)
+        km.train(np.ascontiguousarray(sample.cpu().numpy(), dtype=np.float32))
+        cent = torch.from_numpy(np.asarray(km.centroids, dtype=np.float32)).to(x.device)
+    else:
+        cent = sample[torch.randperm(s, device=x.device, generator=g)[:n_cells]].clone()
+        for _ in range(iters):
+            lab = ((cent * cent).sum(1)[None, :] - 2.0 * sample @ cent.T).argmin(1)
+            sums = torch.zeros_like(cent).index_add_(0, lab, sample)
+            cnt = torch.bincount(lab, minlength=n_cells).to(sums.dtype)
+            keep = cnt > 0
+            cent[keep] = sums[keep] / cnt[keep, None]
+    cn = (cent * cent).sum(1)
+    out = torch.empty(n, dtype=torch.int64, device=x.device)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        out[lo:hi] = (cn[None, :] - 2.0 * rows(x[lo:hi]) @ cent.T).argmin(1)
+    return out
+
+
 def intrinsic_dimension(sample: np.ndarray) -> float:
     """TwoNN estimate (Facco et al., 2017) of the intrinsic dimension of the
     rows of ``sample``: n / sum(log(r2 / r1)), r1 and r2 the distances of each
@@ -245,4 +310,5 @@ def probe_intrinsic_dimension(m: Matrix, *, metric: str = "euclidean", seed: int
     return intrinsic_dimension(x)
 
 
-__all__ = ["build_cells", "default_n_cells", "intrinsic_dimension", "probe_intrinsic_dimension"]
+__all__ = ["build_cells", "build_cells_on_device", "default_n_cells", "faiss_gpu",
+           "intrinsic_dimension", "probe_intrinsic_dimension"]

@@ -1,56 +1,25 @@
-"""Exact greedy k-center (farthest-first traversal) over embeddings."""
+"""Exact greedy k-center (farthest-first traversal) over embeddings: the front.
+
+The front validates the caller's arguments, chooses the engine, builds the
+cells when the pruned engine runs, and packages the result in the caller's
+array type. The backend where the data lives (``_backend_cpu`` or
+``_backend_cuda``, twins with the same methods) runs the core.
+"""
 
 from __future__ import annotations
 
 import numbers
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .. import _core
-from .._arrays import (as_index_array, as_matrix, check_budget, check_choice, check_index,
-                       check_threads)
-from .._progress import make_hook
-from . import cells
-from .cells import build_cells, default_n_cells, probe_intrinsic_dimension
+from .._arrays import as_index_array, as_matrix, check_budget, check_choice, check_index, check_threads
+from ._backends import backend_for
+from ._plan import METHODS, METRICS, KCenterPlan, KCenterStats, package
+from .cells import default_n_cells
 
-METRICS = ("euclidean", "cosine")
-METHODS = ("auto", "scan", "pruned", "lazy")
-
-
-@dataclass
-class KCenterStats:
-    """What a k-center run did. ``evaluated_fraction`` is the share of the
-    point-center distances of a plain scan that were actually computed."""
-
-    method: str
-    backend: str
-    distance_evals: int
-    scan_evals: int
-    ambiguous_steps: int
-    exact_distance_evals: int
-    fallback_step: int
-    float64_accumulation: bool
-    setup_seconds: float
-    select_seconds: float
-    cells_seconds: float = 0.0
-    n_cells: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def evaluated_fraction(self) -> float:
-        return self.distance_evals / self.scan_evals if self.scan_evals else 0.0
-
-    @classmethod
-    def from_core(cls, raw: dict, backend: str, **fields) -> "KCenterStats":
-        """The stats of a core call (its result dict), plus the Python side's fields."""
-        core = ("method", "distance_evals", "scan_evals", "ambiguous_steps",
-                "exact_distance_evals", "fallback_step", "float64_accumulation",
-                "setup_seconds", "select_seconds")
-        return cls(backend=backend, **{k: raw[k] for k in core}, **fields)
-
+__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KCenterStats", "choose_engine", "kcenter"]
 
 # Cells prune when the data is low-dimensional where it lives: measured, the
 # cells computed 1% of a scan's distances on proxy features of intrinsic
@@ -58,23 +27,25 @@ class KCenterStats:
 # distances concentrate and every cell's bound straddles the radius.
 CELLS_MAX_INTRINSIC_DIMENSION = 16.0
 
-
-def _choose_method(method: str, n: int, budget: int, n_cells: int, probe=None):
+def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None):
     """The engine to run and the intrinsic dimension measured to decide (or None).
 
     ``probe()`` estimates the intrinsic dimension from a small sample; it is
-    called only when the cells are otherwise worth considering."""
+    called only when the cells are otherwise worth considering. The same rule
+    on every backend; the backend says what runs when cells do not pay
+    (``default_engine``) and below how many rows they never do."""
+    if method == "lazy":
+        return backend.default_engine, None  # the GPU runs lazy as the scan
     if method != "auto":
         return method, None
     # Cells cost a k-means (about N x cells x D flops, as matrix products)
-    # before the first pick: worth it only over many picks. The lazy engine
-    # needs no setup and never reads more than the scan.
-    if n < 4096 or budget < max(256, n_cells):
-        return "lazy", None
+    # before the first pick: worth it only over many picks.
+    if n < backend.cells_min_rows or budget < max(256, n_cells):
+        return backend.default_engine, None
     dim = probe() if probe is not None else None
     if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
-        return "lazy", dim
-    return "pruned", dim  # falls back to lazy when the cells do not prune
+        return backend.default_engine, dim
+    return "pruned", dim  # hands over to default_engine when the cells do not prune
 
 
 def kcenter(
@@ -176,96 +147,38 @@ def kcenter(
         if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
             raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
         n_cells = int(min(n_cells, m.rows))  # more cells than points: one point per cell
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
-    if m.device == "cuda":
-        from .. import _cuda_backend
-
-        return _cuda_backend.kcenter(m, budget, selected, start, metric, method,
-                                     return_radii, return_stats, progress, callback,
-                                     n_cells, seed)
-
-    picks = np.empty(budget, dtype=np.int64)
-    radii = np.empty(budget, dtype=np.float64) if return_radii else None
+    backend = backend_for(m)
     cells_n = n_cells or default_n_cells(m.rows)
     t0 = time.perf_counter()
     validated = False
 
-    def probe() -> float:
+    def validate() -> None:
         nonlocal validated
-        _validate_before_cells(m, metric, threads, simd)
-        validated = True
-        return probe_intrinsic_dimension(m, metric=metric, seed=seed)
+        if not validated:
+            backend.validate(m, metric, threads, simd)
+            validated = True
 
-    chosen, dim = (_choose_method(method, m.rows, budget, cells_n, probe) if budget > 0
+    def probe() -> float:
+        validate()
+        return backend.probe_intrinsic_dimension(m, metric, seed)
+
+    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe) if budget > 0
                    else ("scan", None))
     probe_seconds = time.perf_counter() - t0
-    cell_of = None
-    if chosen == "pruned" and budget > 0:
-        if not validated:
-            _validate_before_cells(m, metric, threads, simd)
-            validated = True
-        cell_of, _info = build_cells(m, cells_n, metric=metric, seed=seed, threads=threads)
+    plan = KCenterPlan(budget=budget, selected=selected, start=start, metric=metric,
+                       requested=method, engine=engine, return_radii=return_radii, seed=seed,
+                       num_threads=threads, simd=simd, progress=progress, callback=callback)
+    if dim is not None:
+        plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
+    if engine == "pruned" and budget > 0:
+        validate()
+        plan.cell_of = backend.build_cells(m, cells_n, metric, seed, threads)
+        plan.n_cells = cells_n
     # everything before the core call: input check, engine choice, k-means
-    cells_seconds = time.perf_counter() - t0 if validated else 0.0
-    # auto: hand over to the lazy engine when the cells keep evaluating more
-    # than half of what a scan would (BENCHMARKS.md: pruning trajectories)
-    fallback = 0.5 if method == "auto" else 2.0
-
-    def on_poll(done: int) -> None:
-        if callback is not None:
-            view = picks[:done]
-            view.flags.writeable = False
-            rview = None
-            if radii is not None:
-                rview = radii[:done]
-                rview.flags.writeable = False
-            callback(view, rview)
-
-    hook, close = make_hook(budget, progress, "k-center", "pick", on_poll if callback else None)
-    try:
-        raw = _core.kcenter_cpu(
-            m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, METRICS.index(metric), budget,
-            selected.ctypes.data if selected.size else 0, selected.size, start,
-            {"scan": 0, "pruned": 1, "lazy": 2}[chosen],
-            cell_of.ctypes.data if cell_of is not None else 0,
-            cells_n if cell_of is not None else 0, cells.CELL_ORDER_COPY_MAX_BYTES,
-            fallback, threads,
-            picks.ctypes.data, radii.ctypes.data if radii is not None else 0,
-            hook, 0.1, simd or "", "embeddings")
-    finally:
-        close()
+    plan.cells_seconds = time.perf_counter() - t0 if validated else 0.0
+    picks, radii, stats = backend.kcenter(m, plan)
     del m  # keep the input (or its copy) alive until here
-    stats = KCenterStats.from_core(
-        raw, "cpu", cells_seconds=cells_seconds, n_cells=cells_n if cell_of is not None else 0,
-        extra={} if dim is None else {"intrinsic_dimension": dim,
-                                      "probe_seconds": probe_seconds})
-    return _package(embeddings, picks, radii, stats, return_radii, return_stats)
-
-
-def _validate_before_cells(m, metric: str, threads: int, simd) -> None:
-    """The core validates its input, but cells are built before it runs: check
-    first (one fast pass) so that k-means never sees NaN or Inf."""
-    f = _core.shard_facts(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, threads, simd or "")
-    if f["bad_row"] >= 0:
-        raise ValueError(f"embeddings must be finite, got {f['bad_value']:g} at row "
-                         f"{f['bad_row']}, column {f['bad_col']}")
-    if metric == "cosine" and f["zero_row"] >= 0:
-        raise ValueError(f"embeddings row {f['zero_row']} is all zeros; the cosine metric needs "
-                         "rows of nonzero norm")
-
-
-def _package(embeddings, picks, radii, stats, return_radii, return_stats):
-    from .._arrays import is_torch
-
-    if is_torch(embeddings):
-        import torch
-
-        picks = torch.from_numpy(picks).to(embeddings.device)
-        if radii is not None:
-            radii = torch.from_numpy(radii).to(embeddings.device)
-    out = [picks]
-    if return_radii:
-        out.append(radii)
-    if return_stats:
-        out.append(stats)
-    return out[0] if len(out) == 1 else tuple(out)
+    return package(embeddings, picks, radii, stats, return_radii, return_stats)

@@ -13,6 +13,12 @@ METHODS = ("least_confidence", "entropy", "margin")
 INPUTS = ("logits", "probs")
 
 
+def _cuda():
+    from ._backends import BACKENDS  # the one routing table (tests swap in a stand-in)
+
+    return BACKENDS["cuda"]
+
+
 def _scores_cpu(m, method: str, inputs: str, check_finite: bool, tol: float, threads: int,
                 simd: Optional[str]) -> np.ndarray:
     out = np.empty(m.rows, dtype=np.float64)
@@ -66,9 +72,8 @@ def uncertainty_scores(
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
     if m.device == "cuda":
-        from .. import _cuda_backend
-
-        return _cuda_backend.uncertainty_scores(m, method, inputs, check_finite, probs_tolerance)
+        return _cuda().uncertainty_scores(m, METHODS.index(method), INPUTS.index(inputs),
+                                          check_finite, probs_tolerance)
     scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
     scores = scores.astype(_out_dtype(m))
     if is_torch(x):
@@ -104,10 +109,9 @@ def uncertainty(
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
     budget = check_budget(budget, m.rows, "the number of rows")
     if m.device == "cuda":
-        from .. import _cuda_backend
-
-        return _cuda_backend.uncertainty_topk(m, budget, method, inputs, check_finite,
-                                              probs_tolerance, return_scores)
+        order, top = _cuda().uncertainty_topk(m, budget, METHODS.index(method),
+                                              INPUTS.index(inputs), check_finite, probs_tolerance)
+        return (order, top) if return_scores else order
     scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
     order = np.empty(budget, dtype=np.int64)
     top = np.empty(budget, dtype=np.float64)

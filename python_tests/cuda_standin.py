@@ -1,0 +1,131 @@
+"""A stand-in for the CUDA entry points of ``svp_fast._core``, for machines without a GPU.
+
+It takes exactly the arguments of the real bindings (checked against them in a
+CUDA build: ``test_cuda_glue.py::test_standin_signatures_match_the_core``) and
+computes with the CPU core on host buffers, writing into the buffers it was
+given. With ``CudaBackend(core=StandInCudaCore(), device_type="cpu")`` the whole
+Python half of the CUDA path (argument passing, workspace, outputs, stats,
+callbacks, progress, the return types) runs in CI on CPU tensors standing in
+for CUDA ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from svp_fast import _core
+
+# int64 per row for m, m2, assign and the band, plus a little: the real
+# workspace is of this order, and the stand-in insists on getting what it asked
+_WS_FIXED = 4096
+
+
+class StandInCudaCore:
+    """The CUDA functions of ``_core``, run by the CPU core (host pointers)."""
+
+    def __init__(self):
+        self.calls = []  # (name, kwargs) of every call, for the tests
+
+    def build_info(self):
+        info = dict(_core.build_info())
+        info["cuda_compiled"] = True
+        return info
+
+    def cuda_device_count(self):
+        return 1
+
+    def shard_facts(self, *args):
+        return _core.shard_facts(*args)
+
+    # -- k-center -------------------------------------------------------------
+
+    def kcenter_cuda_workspace(self, *, ptr, rows, cols, row_stride, dtype, device, metric, budget,
+                               n_selected, method, n_cells):
+        self.calls.append(("kcenter_cuda_workspace", dict(locals())))
+        assert method in (0, 1), f"the CUDA core knows scan (0) and pruned (1), got method={method}"
+        return _WS_FIXED + 32 * rows + 16 * n_cells
+
+    def kcenter_cuda(self, *, ptr, rows, cols, row_stride, dtype, device, stream, metric, budget,
+                     selected_ptr, n_selected, start, method, cells_ptr, n_cells, workspace_ptr,
+                     workspace_bytes, picks_ptr, radii_ptr, progress, poll_interval, arg_name,
+                     fallback_fraction):
+        kw = dict(locals())
+        kw.pop("self")
+        self.calls.append(("kcenter_cuda", kw))
+        need = self.kcenter_cuda_workspace(ptr=ptr, rows=rows, cols=cols, row_stride=row_stride,
+                                           dtype=dtype, device=device, metric=metric,
+                                           budget=budget, n_selected=n_selected, method=method,
+                                           n_cells=n_cells)
+        assert workspace_ptr != 0 and workspace_bytes >= need, (workspace_bytes, need)
+        assert picks_ptr != 0 or budget == 0
+        assert isinstance(stream, int)
+        assert method in (0, 1)
+        if method == 1:
+            assert cells_ptr != 0 and n_cells >= 1
+        # touch the whole workspace, as kernels would: a too-small buffer crashes here
+        ctypes.memset(workspace_ptr, 0, workspace_bytes)
+        return _core.kcenter_cpu(
+            ptr=ptr, rows=rows, cols=cols, row_stride=row_stride, dtype=dtype, metric=metric,
+            budget=budget, selected_ptr=selected_ptr, n_selected=n_selected, start=start,
+            method=method, cells_ptr=cells_ptr, n_cells=n_cells, cell_copy_max_bytes=0,
+            fallback_fraction=fallback_fraction, num_threads=0, picks_ptr=picks_ptr,
+            radii_ptr=radii_ptr, progress=progress, poll_interval=poll_interval, simd="",
+            arg_name=arg_name)
+
+    # -- uncertainty ------------------------------------------------------------
+
+    def uncertainty_cuda_workspace(self, ptr, rows, cols, row_stride, dtype, device, k):
+        self.calls.append(("uncertainty_cuda_workspace", dict(rows=rows, k=k)))
+        return _WS_FIXED + 16 * rows
+
+    def uncertainty_cuda(self, ptr, rows, cols, row_stride, dtype, device, stream, method, input,
+                         check_finite, tol, ws_ptr, ws_bytes, scores_ptr, k, order_ptr, top_ptr,
+                         arg_name):
+        self.calls.append(("uncertainty_cuda", dict(rows=rows, k=k, method=method)))
+        assert ws_ptr != 0 and ws_bytes >= _WS_FIXED + 16 * rows
+        ctypes.memset(ws_ptr, 0, ws_bytes)
+        scores64 = np.empty(rows, dtype=np.float64)
+        _core.uncertainty_scores_cpu(ptr, rows, cols, row_stride, dtype, method, input,
+                                     check_finite, tol, 0, scores64.ctypes.data, "", arg_name)
+        out_t = np.float64 if dtype == 3 else np.float32
+        _write(scores_ptr, scores64.astype(out_t))
+        if k > 0:
+            order = np.empty(k, dtype=np.int64)
+            top = np.empty(k, dtype=np.float64)
+            _core.topk_desc(scores64.ctypes.data, rows, k, order.ctypes.data, top.ctypes.data, 0)
+            _write(order_ptr, order)
+            _write(top_ptr, top.astype(out_t))
+
+
+class StandInKCenterShardCuda:
+    """``_core.KCenterShardCuda`` (14 arguments) run by ``_core.KCenterShard`` on host rows."""
+
+    def __init__(self, owner, ptr, rows, cols, row_stride, dtype, metric, method, cells_ptr,
+                 n_cells, float64, num_threads, simd, arg_name):
+        if method == 1:
+            raise ValueError("the pruned method is not available for CUDA shards yet; "
+                             "use method='scan' or 'lazy' (both run the fused scan)")
+        self._s = _core.KCenterShard(owner, ptr, rows, cols, row_stride, dtype, metric, method,
+                                     cells_ptr, n_cells, 0, float64, num_threads, simd, arg_name)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+class StandInShardLib:
+    """What ``CudaShard`` looks up in ``_core``: ``KCenterShardCuda`` and ``build_info``."""
+
+    KCenterShardCuda = StandInKCenterShardCuda
+
+    @staticmethod
+    def build_info():
+        info = dict(_core.build_info())
+        info["cuda_compiled"] = True
+        return info
+
+
+def _write(dst_ptr: int, src: np.ndarray) -> None:
+    src = np.ascontiguousarray(src)
+    ctypes.memmove(dst_ptr, src.ctypes.data, src.nbytes)

@@ -1,0 +1,259 @@
+"""The Python half of the CUDA path, on machines without a GPU.
+
+``svp_fast.selection._backend_cuda.CudaBackend`` runs here on CPU tensors
+standing in for CUDA ones, against ``cuda_standin.StandInCudaCore``: the CUDA
+entry points of ``_core`` computed by the CPU core. The public front
+(``svp_fast.kcenter``) is routed to it, so argument checks, engine choice,
+workspace, outputs, stats, callbacks, progress and the return types are all
+exercised as they will be on a GPU; only the kernels are not.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from cuda_standin import StandInCudaCore
+from reference import kcenter_ref
+
+import svp_fast
+from svp_fast import _core
+from svp_fast._arrays import as_matrix
+from svp_fast.selection import _backend_cuda, cells
+from svp_fast.selection import _backends
+
+TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """CPU tensors go through the CUDA backend, on the stand-in core."""
+    core = StandInCudaCore()
+    backend = _backend_cuda.CudaBackend(core=core, device_type="cpu")
+    monkeypatch.setitem(_backends.BACKENDS, "cpu", backend)
+    return core
+
+
+def _last(core, name):
+    return [kw for n, kw in core.calls if n == name][-1]
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("selected", [False, True])
+def test_cuda_glue_returns_tensors_equal_to_the_cpu(standin, rng, dtype, metric, selected):
+    # defect 2 of the GPU first light issue: the glue handed a device tensor of
+    # picks to torch.from_numpy, so every GPU kcenter ended in TypeError
+    x = torch.from_numpy(rng.standard_normal((333, 7))).to(dtype)
+    sel = torch.from_numpy(rng.choice(333, 9, replace=False)) if selected else None
+    ref, ref_r = kcenter_ref(x.double().numpy(), 120, already_selected=None if sel is None else sel.numpy(),
+                             metric=metric)
+    picks, radii, st = svp_fast.kcenter(x, 120, already_selected=sel, metric=metric,
+                                        method="scan", return_radii=True, return_stats=True)
+    assert isinstance(picks, torch.Tensor) and picks.dtype == torch.int64
+    assert isinstance(radii, torch.Tensor) and radii.dtype == torch.float64
+    assert picks.device == x.device and radii.device == x.device
+    np.testing.assert_array_equal(picks.numpy(), ref)
+    np.testing.assert_allclose(radii.numpy()[np.isfinite(ref_r)], ref_r[np.isfinite(ref_r)],
+                               rtol=1e-5)
+    assert st.backend == "cuda" and st.method == "scan"
+    call = _last(standin, "kcenter_cuda")
+    assert call["n_selected"] == (0 if sel is None else 9)
+    assert call["metric"] == ("euclidean", "cosine").index(metric)
+    assert call["stream"] == 0  # the stand-in device has no stream
+
+
+def test_cuda_glue_plain_outputs(standin, rng):
+    x = torch.from_numpy(rng.standard_normal((100, 4)).astype(np.float32))
+    picks = svp_fast.kcenter(x, 10, start=7)
+    assert isinstance(picks, torch.Tensor) and int(picks[0]) == 7
+    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x.numpy(), 10, start=7))
+    assert svp_fast.kcenter(x, 0).shape == (0,)
+
+
+@pytest.mark.parametrize("method,engine,code", [("scan", "scan", 0), ("lazy", "scan", 0),
+                                                ("auto", "scan", 0), ("pruned", "pruned", 1)])
+def test_cuda_engine_choice(standin, rng, method, engine, code):
+    # the GPU runs lazy as the scan; auto on a small input is the scan too
+    x = torch.from_numpy(rng.standard_normal((500, 8)).astype(np.float32))
+    picks, st = svp_fast.kcenter(x, 200, method=method, n_cells=16, return_stats=True)
+    call = _last(standin, "kcenter_cuda")
+    assert call["method"] == code and st.method == engine
+    if engine == "pruned":
+        assert call["cells_ptr"] != 0 and call["n_cells"] == 16 and st.n_cells == 16
+        assert call["fallback_fraction"] > 1  # an explicit pruned never hands over
+    else:
+        assert call["cells_ptr"] == 0 and call["n_cells"] == 0 and st.n_cells == 0
+    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x.numpy(), 200, method="scan"))
+
+
+def test_cuda_auto_builds_cells_on_low_dimensional_data(standin, rng):
+    # 2-d sheets in 16 dimensions, above the GPU's 65,536-row threshold
+    n = 70000
+    centers = rng.standard_normal((20, 16)) * 5
+    basis = rng.standard_normal((20, 2, 16))
+    lab = rng.integers(0, 20, n)
+    x = (centers[lab] + np.einsum("ns,nsd->nd", rng.standard_normal((n, 2)), basis[lab])
+         + 0.01 * rng.standard_normal((n, 16))).astype(np.float32)
+    picks, st = svp_fast.kcenter(torch.from_numpy(x), 300, return_stats=True)
+    call = _last(standin, "kcenter_cuda")
+    assert call["method"] == 1 and call["fallback_fraction"] == 0.5  # auto may hand over
+    assert st.n_cells > 0 and st.extra["intrinsic_dimension"] <= 16 and st.cells_seconds > 0
+    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x, 300, method="scan"))
+
+
+def test_cuda_workspace_is_what_the_core_asked_for(standin, rng):
+    x = torch.from_numpy(rng.standard_normal((256, 5)).astype(np.float32))
+    svp_fast.kcenter(x, 50, method="pruned", n_cells=8)
+    ws = _last(standin, "kcenter_cuda_workspace")
+    call = _last(standin, "kcenter_cuda")
+    assert ws["n_cells"] == 8 and ws["method"] == 1 and ws["budget"] == 50
+    assert call["workspace_bytes"] >= 4096 + 32 * 256 + 16 * 8
+
+
+def test_cuda_callback_gets_read_only_host_copies(standin, rng):
+    x = torch.from_numpy(rng.standard_normal((400, 6)).astype(np.float32))
+    seen = []
+
+    def cb(p, r):
+        assert isinstance(p, np.ndarray) and not p.flags.writeable
+        assert isinstance(r, np.ndarray) and not r.flags.writeable and r.shape == p.shape
+        seen.append(p.copy())
+
+    picks = svp_fast.kcenter(x, 300, return_radii=True, callback=cb)[0]
+    assert seen and np.array_equal(seen[-1], picks.numpy())  # once at the end at least
+
+
+def test_cuda_progress_bar(standin, rng):
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    x = torch.from_numpy(rng.standard_normal((300, 6)).astype(np.float32))
+    svp_fast.kcenter(x, 200, progress=bar)
+    assert bar.n == 200
+
+
+def test_cuda_errors_come_through(standin, rng):
+    x = torch.from_numpy(rng.standard_normal((50, 3)).astype(np.float32))
+    x[7, 1] = float("nan")
+    with pytest.raises(ValueError, match="must be finite, got nan at row 7, column 1"):
+        svp_fast.kcenter(x, 5)
+    with pytest.raises(ValueError, match="must be finite, got nan at row 7, column 1"):
+        svp_fast.kcenter(x, 5, method="pruned", n_cells=4)  # before any k-means
+
+
+def test_cuda_glue_without_cuda_is_a_clear_error(monkeypatch, rng):
+    core = StandInCudaCore()
+    core.build_info = lambda: dict(_core.build_info(), cuda_compiled=False)
+    monkeypatch.setitem(_backends.BACKENDS, "cpu",
+                        _backend_cuda.CudaBackend(core=core, device_type="cpu"))
+    x = torch.from_numpy(rng.standard_normal((50, 3)).astype(np.float32))
+    with pytest.raises(RuntimeError, match="built without CUDA"):
+        svp_fast.kcenter(x, 5)
+
+
+@pytest.mark.parametrize("method", ["least_confidence", "entropy", "margin"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_uncertainty_glue(rng, method, dtype):
+    backend = _backend_cuda.CudaBackend(core=StandInCudaCore(), device_type="cpu")
+    x = torch.from_numpy(rng.standard_normal((500, 10))).to(dtype)
+    m = as_matrix(x, "x")
+    code = ("least_confidence", "entropy", "margin").index(method)
+    order, top = backend.uncertainty_topk(m, 40, code, 0, True, 1e-3)
+    scores = backend.uncertainty_scores(m, code, 0, True, 1e-3)
+    want_t = torch.float64 if dtype == torch.float64 else torch.float32
+    assert order.dtype == torch.int64 and top.dtype == want_t and scores.dtype == want_t
+    np.testing.assert_array_equal(order.numpy(), svp_fast.uncertainty(x.numpy(), 40, method=method))
+    np.testing.assert_allclose(scores.numpy(), svp_fast.uncertainty_scores(x.numpy(), method=method))
+
+
+# -------------------------------------------------------------- cells on the device
+
+
+class _FakeFaissGpu(types.ModuleType):
+    """A FAISS with GPU support, as far as the choice of k-means can tell."""
+
+    def __init__(self):
+        super().__init__("faiss")
+        self.trained = []
+        fake = self
+
+        class Kmeans:
+            def __init__(self, d, k, **kw):
+                self.d, self.k, self.kw = d, k, kw
+
+            def train(self, x):
+                assert isinstance(x, np.ndarray) and x.dtype == np.float32
+                fake.trained.append((self.kw.get("gpu"), x.shape))
+                self.centroids = x[: self.k].copy()
+
+        self.Kmeans = Kmeans
+        self.StandardGpuResources = object
+
+    @staticmethod
+    def get_num_gpus():
+        return 1
+
+
+def test_device_cells_use_faiss_gpu_when_installed(monkeypatch, rng):
+    fake = _FakeFaissGpu()
+    monkeypatch.setitem(sys.modules, "faiss", fake)
+    x = torch.from_numpy(rng.standard_normal((2000, 6)).astype(np.float32))
+    cell_of = cells.build_cells_on_device(x, 16)
+    assert fake.trained and fake.trained[0][0] is True  # trained with gpu=True
+    assert cell_of.dtype == torch.int64 and cell_of.shape == (2000,)
+    assert int(cell_of.min()) >= 0 and int(cell_of.max()) < 16
+
+
+def test_device_cells_fall_back_to_torch(monkeypatch, rng):
+    cpu_only = types.ModuleType("faiss")  # faiss-cpu: no GPU symbols
+    monkeypatch.setitem(sys.modules, "faiss", cpu_only)
+    assert cells.faiss_gpu() is None
+    x = torch.from_numpy(rng.standard_normal((3000, 6)).astype(np.float32))
+    cell_of = cells.build_cells_on_device(x, 16)
+    assert cell_of.dtype == torch.int64 and len(torch.unique(cell_of)) > 8
+    # a partition the pruned engine accepts, and the picks do not depend on it
+    m = as_matrix(x, "x")
+    assert m.rows == cell_of.numel()
+
+
+# -------------------------------------------------------------- the stand-in is the core
+
+
+def _pybind_names(fn) -> list:
+    sig = fn.__doc__.splitlines()[0]
+    return re.findall(r"(\w+): ", sig[sig.index("(") + 1: sig.rindex(")")])
+
+
+@pytest.mark.skipif(not svp_fast.build_info()["cuda_compiled"],
+                    reason="svp_fast was built without CUDA: no bindings to compare the stand-in with")
+@pytest.mark.parametrize("name", ["kcenter_cuda", "kcenter_cuda_workspace"])
+def test_standin_signatures_match_the_core(name):
+    real = _pybind_names(getattr(_core, name))
+    standin = [p for p in inspect.signature(getattr(StandInCudaCore, name)).parameters
+               if p != "self"]
+    assert real == standin
+
+
+@pytest.mark.skipif(not svp_fast.build_info()["cuda_compiled"],
+                    reason="svp_fast was built without CUDA: no bindings to compare the stand-in with")
+def test_standin_shard_and_uncertainty_arity_match_the_core():
+    from cuda_standin import StandInKCenterShardCuda
+
+    def arity(fn):
+        return len(re.findall(r"arg\d+: ", fn.__doc__.splitlines()[0]))
+
+    init = _core.KCenterShardCuda.__init__
+    assert arity(init) == len(inspect.signature(StandInKCenterShardCuda).parameters)
+    for name in ("uncertainty_cuda", "uncertainty_cuda_workspace"):
+        n_standin = len(inspect.signature(getattr(StandInCudaCore, name)).parameters) - 1
+        assert arity(getattr(_core, name)) == n_standin, name

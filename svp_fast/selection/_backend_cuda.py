@@ -1,0 +1,215 @@
+"""The CUDA backend: torch CUDA tensors in, torch tensors on the same device out.
+
+Twin of ``_backend_cpu.py``: the same methods with the same arguments. The
+extension is not linked against torch: this module passes device pointers,
+shapes, strides, the device index and the caller's current stream. Workspace
+comes from torch's caching allocator (so memory is accounted for and returns
+to its cache), outputs are allocated on the input's device. Work is enqueued on
+the current stream; a call returns after the selection has finished.
+
+Nothing here assumes a GPU is present beyond what ``core`` and ``device_type``
+say: with ``CudaBackend(core=stand_in, device_type="cpu")`` the same code runs
+on CPU tensors against a stand-in of the core's CUDA entry points, which is
+how CI tests this glue on machines without a GPU
+(python_tests/cuda_standin.py).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .. import _core
+from .._arrays import F64, Matrix
+from .._progress import make_hook
+from . import cells
+from ._plan import KCenterPlan, KCenterStats, read_only
+
+NO_CUDA = ("svp_fast was built without CUDA, so it cannot select on CUDA tensors: rebuild "
+           "with nvcc on PATH (SVP_FAST_CUDA=ON pip install .), or pass a CPU array")
+
+
+def _out_of_memory_error():
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class CudaBackend:
+    name = "cuda"
+    # the GPU runs "lazy" as the scan: its per-step cost is the fused pass itself
+    default_engine = "scan"
+    # below this many rows the scan's step is latency, not bandwidth: cells cannot pay
+    cells_min_rows = 65536
+
+    def __init__(self, core=None, device_type: str = "cuda"):
+        self._core = core
+        self.device_type = device_type
+
+    @property
+    def core(self):
+        return self._core if self._core is not None else _core
+
+    # -- where the work runs ---------------------------------------------------
+
+    def require(self) -> None:
+        if not self.core.build_info()["cuda_compiled"]:
+            raise RuntimeError(NO_CUDA)
+        self.core.cuda_device_count()  # raises "no CUDA device: ..." when there is none
+
+    def device(self, m: Matrix):
+        import torch
+
+        if self.device_type == "cuda":
+            return torch.device("cuda", m.device_index)
+        return torch.device(self.device_type)
+
+    def stream(self, dev) -> int:
+        import torch
+
+        return torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0
+
+    def synchronize(self, dev) -> None:
+        import torch
+
+        if dev.type == "cuda":
+            torch.cuda.current_stream(dev).synchronize()
+
+    def workspace(self, nbytes: int, dev, what: str):
+        import torch
+
+        try:
+            return torch.empty(max(int(nbytes), 1), dtype=torch.uint8, device=dev)
+        except _out_of_memory_error() as e:
+            raise _out_of_memory_error()(
+                f"svp_fast {what}: the GPU workspace needs {nbytes / 2**30:.2f} GiB "
+                f"({nbytes} bytes) on {dev}: {e}") from None
+
+    # -- k-center --------------------------------------------------------------
+
+    def validate(self, m: Matrix, metric: str, threads: int, simd: Optional[str]) -> None:
+        """Before cells are built (the core validates too, but after k-means)."""
+        facts = tensor_facts(m.owner)
+        if facts["bad_row"] >= 0:
+            raise ValueError(f"embeddings must be finite, got {facts['bad_value']:g} at row "
+                             f"{facts['bad_row']}, column {facts['bad_col']}")
+        if metric == "cosine" and facts["zero_row"] >= 0:
+            raise ValueError(f"embeddings row {facts['zero_row']} is all zeros; the cosine metric "
+                             "needs rows of nonzero norm")
+
+    def probe_intrinsic_dimension(self, m: Matrix, metric: str, seed: int) -> float:
+        return cells.probe_intrinsic_dimension(m, metric=metric, seed=seed)
+
+    def build_cells(self, m: Matrix, n_cells: int, metric: str, seed: int, threads: int):
+        """The k-means partition on the device (faiss-gpu when installed, else torch)."""
+        cell_of = cells.build_cells_on_device(m.owner, n_cells, metric=metric, seed=seed)
+        self.synchronize(cell_of.device)
+        return cell_of
+
+    def kcenter(self, m: Matrix, plan: KCenterPlan):
+        """Runs the plan; returns (picks, radii or None, KCenterStats) as tensors on the device."""
+        import torch
+
+        self.require()
+        dev = self.device(m)
+        picks = torch.empty(plan.budget, dtype=torch.int64, device=dev)
+        radii = (torch.empty(plan.budget, dtype=torch.float64, device=dev)
+                 if plan.return_radii else None)
+        cell_of = plan.cell_of
+        n_cells = plan.n_cells if cell_of is not None else 0
+        shape = dict(ptr=m.ptr, rows=m.rows, cols=m.cols, row_stride=m.row_stride,
+                     dtype=m.dtype_code, device=m.device_index or 0)
+        ws_bytes = self.core.kcenter_cuda_workspace(
+            **shape, metric=plan.metric_code, budget=plan.budget, n_selected=plan.selected.size,
+            method=plan.engine_code, n_cells=n_cells)
+        ws = self.workspace(ws_bytes, dev, "k-center")
+
+        def on_poll(done: int) -> None:
+            if done > 0:  # the picks so far (a copy: they live on the device)
+                plan.callback(read_only(picks[:done].cpu().numpy().copy()),
+                              None if radii is None else read_only(radii[:done].cpu().numpy().copy()))
+
+        hook, close = make_hook(plan.budget, plan.progress, "k-center (cuda)", "pick",
+                                on_poll if plan.callback else None)
+        try:
+            raw = self.core.kcenter_cuda(
+                **shape, stream=self.stream(dev), metric=plan.metric_code, budget=plan.budget,
+                selected_ptr=plan.selected.ctypes.data if plan.selected.size else 0,
+                n_selected=plan.selected.size, start=plan.start, method=plan.engine_code,
+                cells_ptr=cell_of.data_ptr() if cell_of is not None else 0, n_cells=n_cells,
+                workspace_ptr=ws.data_ptr(), workspace_bytes=ws.numel(),
+                picks_ptr=picks.data_ptr(), radii_ptr=radii.data_ptr() if radii is not None else 0,
+                progress=hook, poll_interval=0.1, arg_name="embeddings",
+                fallback_fraction=plan.fallback_fraction)
+        finally:
+            close()
+        del ws
+        stats = KCenterStats.from_core(raw, self.name, cells_seconds=plan.cells_seconds,
+                                       n_cells=n_cells, extra=dict(plan.extra))
+        return picks, radii, stats
+
+    # -- uncertainty -------------------------------------------------------------
+
+    def _uncertainty(self, m: Matrix, budget: Optional[int], method_code: int, input_code: int,
+                     check_finite: bool, tol: float):
+        import torch
+
+        self.require()
+        dev = self.device(m)
+        sdtype = torch.float64 if m.dtype_code == F64 else torch.float32
+        scores = torch.empty(m.rows, dtype=sdtype, device=dev)
+        k = budget if budget is not None else -1
+        order = torch.empty(max(k, 0), dtype=torch.int64, device=dev)
+        top = torch.empty(max(k, 0), dtype=sdtype, device=dev)
+        ws_bytes = self.core.uncertainty_cuda_workspace(m.ptr, m.rows, m.cols, m.row_stride,
+                                                        m.dtype_code, m.device_index or 0, k)
+        ws = self.workspace(ws_bytes, dev, "uncertainty")
+        self.core.uncertainty_cuda(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
+                                   m.device_index or 0, self.stream(dev), method_code, input_code,
+                                   check_finite, tol, ws.data_ptr(), ws.numel(), scores.data_ptr(),
+                                   k, order.data_ptr() if k > 0 else 0,
+                                   top.data_ptr() if k > 0 else 0, "x")
+        del ws
+        return scores, order, top
+
+    def uncertainty_scores(self, m: Matrix, method_code: int, input_code: int, check_finite: bool,
+                           tol: float):
+        scores, _, _ = self._uncertainty(m, None, method_code, input_code, check_finite, tol)
+        return scores
+
+    def uncertainty_topk(self, m: Matrix, budget: int, method_code: int, input_code: int,
+                         check_finite: bool, tol: float):
+        _, order, top = self._uncertainty(m, budget, method_code, input_code, check_finite, tol)
+        return order, top
+
+
+def tensor_facts(t, chunk_bytes: int = 64 << 20) -> dict:
+    """What ``_core.shard_facts`` reports, computed with torch where the tensor
+    lives (float64): the first non-finite value, the first all-zero row,
+    the largest magnitude and the row norms' range. One pass in chunks."""
+    import torch
+
+    facts = dict(bad_row=-1, bad_col=-1, bad_value=0.0, zero_row=-1, max_abs=0.0,
+                 min_norm=float("inf"), max_norm=0.0)
+    rows, cols = t.shape
+    step = max(1, chunk_bytes // max(1, cols * 8))
+    for lo in range(0, rows, step):
+        c = t[lo: lo + step].to(torch.float64)
+        bad = ~torch.isfinite(c)
+        if bool(bad.any()):
+            r = int(bad.any(1).nonzero()[0, 0])
+            col = int(bad[r].nonzero()[0, 0])
+            facts.update(bad_row=lo + r, bad_col=col, bad_value=float(c[r, col]))
+            return facts
+        norms = torch.linalg.vector_norm(c, dim=1)
+        zero = (norms == 0).nonzero()
+        if facts["zero_row"] < 0 and zero.numel():
+            facts["zero_row"] = lo + int(zero[0, 0])
+        facts["max_abs"] = max(facts["max_abs"], float(c.abs().max()))
+        facts["min_norm"] = min(facts["min_norm"], float(norms.min()))
+        facts["max_norm"] = max(facts["max_norm"], float(norms.max()))
+    return facts
+
+
+BACKEND = CudaBackend()
+
+__all__ = ["BACKEND", "CudaBackend", "NO_CUDA", "tensor_facts"]

@@ -1,0 +1,16 @@
+"""Which backend selects from which memory: the one routing table of the fronts.
+
+Tests swap in a stand-in here (``BACKENDS["cpu"] = CudaBackend(stand_in,
+"cpu")`` runs the CUDA glue on CPU tensors; python_tests/test_cuda_glue.py).
+"""
+
+from __future__ import annotations
+
+from . import _backend_cpu, _backend_cuda
+
+BACKENDS = {"cpu": _backend_cpu.BACKEND, "cuda": _backend_cuda.BACKEND}
+
+
+def backend_for(m):
+    """The backend for a normalised matrix (``svp_fast._arrays.Matrix``)."""
+    return BACKENDS[m.device]

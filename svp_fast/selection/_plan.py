@@ -1,0 +1,127 @@
+"""What the selection fronts hand to a backend, and what a backend hands back.
+
+The fronts (``kcenter.py``, ``uncertainty.py``) validate the caller's arguments,
+choose the engine and package the result in the caller's array type; the
+backends (``_backend_cpu.py``, ``_backend_cuda.py``: twins with the same
+methods) run the core on the data where it lives. This module is imported by
+both sides and imports neither, so there is no import circle between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .._arrays import is_torch
+
+METRICS = ("euclidean", "cosine")
+# what a caller may ask for; the engines themselves are the last three
+METHODS = ("auto", "scan", "pruned", "lazy")
+ENGINE_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
+
+
+@dataclass
+class KCenterStats:
+    """What a k-center run did. ``evaluated_fraction`` is the share of the
+    point-center distances of a plain scan that were actually computed."""
+
+    method: str
+    backend: str
+    distance_evals: int
+    scan_evals: int
+    ambiguous_steps: int
+    exact_distance_evals: int
+    fallback_step: int
+    float64_accumulation: bool
+    setup_seconds: float
+    select_seconds: float
+    cells_seconds: float = 0.0
+    n_cells: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def evaluated_fraction(self) -> float:
+        return self.distance_evals / self.scan_evals if self.scan_evals else 0.0
+
+    @classmethod
+    def from_core(cls, raw: dict, backend: str, **fields) -> "KCenterStats":
+        """The stats of a core call (its result dict), plus the Python side's fields."""
+        core = ("method", "distance_evals", "scan_evals", "ambiguous_steps",
+                "exact_distance_evals", "fallback_step", "float64_accumulation",
+                "setup_seconds", "select_seconds")
+        return cls(backend=backend, **{k: raw[k] for k in core}, **fields)
+
+
+@dataclass
+class KCenterPlan:
+    """A validated k-center request with its engine chosen.
+
+    ``engine`` is what runs ("scan", "lazy" or "pruned"); ``requested`` is what
+    the caller asked for ("auto" lets the pruned engine hand over when cells
+    do not prune). ``cell_of`` is the partition for the pruned engine, in the
+    backend's memory (numpy for the CPU, a tensor on the device for CUDA)."""
+
+    budget: int
+    selected: np.ndarray  # int64, host memory
+    start: int
+    metric: str
+    requested: str
+    engine: str
+    return_radii: bool
+    n_cells: int = 0
+    cell_of: Any = None
+    cells_seconds: float = 0.0
+    seed: int = 0
+    num_threads: int = 0
+    simd: Optional[str] = None
+    progress: Any = False
+    callback: Optional[Callable] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def metric_code(self) -> int:
+        return METRICS.index(self.metric)
+
+    @property
+    def engine_code(self) -> int:
+        return ENGINE_CODES[self.engine]
+
+    @property
+    def fallback_fraction(self) -> float:
+        # auto: hand over from the cells when they keep evaluating more than
+        # half of what a scan would (BENCHMARKS.md: pruning trajectories);
+        # above 1: an explicit "pruned" never hands over
+        return 0.5 if self.requested == "auto" else 2.0
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def to_caller(like: Any, out):
+    """``out`` (numpy, or a tensor a backend made) in the array type of ``like``:
+    a tensor on ``like``'s device for torch inputs, numpy otherwise."""
+    if out is None:
+        return None
+    if is_torch(like):
+        import torch
+
+        if isinstance(out, np.ndarray):
+            out = torch.from_numpy(out)
+        return out.to(like.device)
+    if isinstance(out, np.ndarray):
+        return out
+    return out.cpu().numpy()  # pragma: no cover - a device result for a host input
+
+
+def package(like: Any, picks, radii, stats, return_radii: bool, return_stats: bool):
+    """The public return value: picks [, radii] [, stats], in ``like``'s array type."""
+    out = [to_caller(like, picks)]
+    if return_radii:
+        out.append(to_caller(like, radii))
+    if return_stats:
+        out.append(stats)
+    return out[0] if len(out) == 1 else tuple(out)
