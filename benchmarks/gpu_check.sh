@@ -1,28 +1,121 @@
 #!/usr/bin/env bash
-# One device call: build with CUDA, run the GPU tests, a sanitizer pass, and the
-# GPU benchmarks; prints a short table last. Usage (device tool):
-#   bash benchmarks/gpu_check.sh            (OUT=... receives logs, JSON, PNG)
+# The one device call: build, smoke test, GPU tests, sanitizers, GPU benchmarks,
+# in stages with timeouts; a short table last.
+#
+#   bash benchmarks/gpu_check.sh             on the GPU machine (OUT receives the results)
+#   bash benchmarks/gpu_check.sh --dry-run   CI, no GPU: every stage runs its real command,
+#                                            from the installed package, up to the first
+#                                            CUDA call (see each stage)
+#
+# Each stage writes its log under $OUT as soon as it ends; $OUT/summary.md (the table)
+# and $OUT/logs.tgz (every log, sanitizer reports, test XML) are rewritten after every
+# stage, so a run cut short still brings back what finished. At most 8 files come back
+# from a device call: summary.md, logs.tgz, bench_gpu.json, smoke.json and the plots.
+# Budget on an H200 (16 cores): build ~2 min, the rest ~4 min; under 7 min in all.
 set -uo pipefail
-export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
-OUT=${OUT:-/tmp/svp_gpu_out}; mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-t0=$(date +%s)
-SVP_FAST_CUDA=ON python3 -m pip install --no-build-isolation --no-deps -q . > "$OUT/build.log" 2>&1 \
-  || { tail -40 "$OUT/build.log"; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
-cd /tmp  # import the installed package, not the source tree
-python3 -c "import svp_fast; print(svp_fast.build_info())"
-cd - > /dev/null
-timeout 240 python3 -m pytest -q -x -W default -p no:cacheprovider python_tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
-if command -v compute-sanitizer > /dev/null; then
-  for tool in memcheck racecheck; do
-    timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 python3 -c "
-import torch, svp_fast
-x = torch.randn(3000, 64, device='cuda'); x[::7] = x[1::7][: x[::7].shape[0]]
-for m in ('scan', 'pruned'):
-    svp_fast.kcenter(x, 300, method=m, n_cells=32)
-svp_fast.uncertainty(torch.randn(2000, 100, device='cuda'), 200, method='margin')
-print('$tool ok')" 2>&1 | tail -4 | tee "$OUT/sanitizer_$tool.log"
-  done
+DRY=0
+[[ "${1:-}" == "--dry-run" ]] && DRY=1
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-16}
+OUT=${OUT:-$(mktemp -d /tmp/svp_gpu_check.XXXX)}
+mkdir -p "$OUT/logs"
+PY=${PYTHON:-python3}
+WORK=$(mktemp -d /tmp/svp_gpu_work.XXXX)  # every Python stage runs here: the installed
+                                           # package, never the source tree's svp_fast/
+T_ALL=$(date +%s)
+ROWS=()
+FAILED=0
+
+finish_stage() {  # name status seconds note
+  ROWS+=("| $1 | $2 | $3 | $4 |")
+  [[ "$2" == FAIL* ]] && FAILED=1
+  {
+    echo "# gpu_check $( ((DRY)) && echo '(dry run)' ) $(date -u +%FT%TZ)"
+    echo
+    echo "| stage | status | seconds | note |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+  } > "$OUT/summary.md"
+  tar -czf "$OUT/logs.tgz" -C "$OUT" logs 2> /dev/null
+}
+
+run_stage() {  # name timeout_s command...   (runs in $WORK; log: $OUT/logs/NAME.log)
+  local name=$1 limit=$2
+  shift 2
+  local t0 rc
+  t0=$(date +%s)
+  (cd "$WORK" && timeout --kill-after=10 "$limit" "$@") > "$OUT/logs/$name.log" 2>&1
+  rc=$?
+  local dt=$(( $(date +%s) - t0 )) status=ok note=""
+  if (( rc == 124 || rc == 137 )); then status="FAIL (timeout ${limit} s)"
+  elif (( rc != 0 )); then status="FAIL (exit $rc)"; fi
+  note=$(grep -v '^\s*$' "$OUT/logs/$name.log" | tail -1 | cut -c1-110 | tr '|' '/')
+  finish_stage "$name" "$status" "$dt" "$note"
+  echo "== $name: $status in $dt s: $note"
+  return $rc
+}
+
+echo "gpu_check: repo $REPO, OUT $OUT, dry run $DRY"
+if (( DRY )); then
+  command -v nvidia-smi > /dev/null && nvidia-smi -L || echo "no nvidia-smi (dry run)"
+else
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || FAILED=1
 fi
-timeout 420 python3 benchmarks/bench_gpu.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -20
+
+# 1. build: the GPU machine has no internet, so no index and no isolation. Dry run:
+#    the same pip command resolves and prepares metadata without compiling.
+if (( DRY )); then
+  run_stage build 300 env SVP_FAST_CUDA=ON $PY -m pip install --dry-run --no-build-isolation \
+    --no-deps --no-index "$REPO"
+else
+  run_stage build 420 env SVP_FAST_CUDA=ON $PY -m pip install -v --no-build-isolation \
+    --no-deps --no-index "$REPO" || { echo "BUILD FAILED: see logs/build.log"; cat "$OUT/summary.md"; exit 1; }
+fi
+
+# 2. what was installed (from $WORK: the installed package)
+run_stage import 60 $PY -c "import svp_fast, json; i = svp_fast.build_info(); print(json.dumps(i)); \
+assert $DRY or (i['cuda_compiled'] and i['gpu_count'] > 0), 'no CUDA build or no GPU: ' + str(i)" \
+  || { cat "$OUT/summary.md"; exit 1; }
+
+# 3. smoke: one k-center, one uncertainty, against the CPU; stop here if they differ
+SMOKE_ARGS=(--out "$OUT"); (( DRY )) && SMOKE_ARGS+=(--dry-run)
+run_stage smoke 90 $PY "$REPO/benchmarks/gpu_smoke.py" "${SMOKE_ARGS[@]}" \
+  || { echo "SMOKE FAILED: the GPU disagrees with the CPU on the simplest case; nothing else ran"; \
+       cat "$OUT/summary.md"; exit 1; }
+
+# 4. the GPU tests: verbose, a per-test timeout, and a missing GPU is a failure
+#    (SVP_REQUIRE_GPU); dry run: collect them (imports, parametrisation)
+if (( DRY )); then
+  run_stage gpu_tests 120 env SVP_REQUIRE_GPU=0 $PY -m pytest -q --collect-only -p no:cacheprovider \
+    -c "$REPO/pyproject.toml" --rootdir "$REPO" "$REPO/python_tests/test_gpu.py"
+else
+  run_stage gpu_tests 300 env SVP_REQUIRE_GPU=1 SVP_TEST_TIMEOUT=60 $PY -m pytest -v -rs \
+    -p no:cacheprovider -c "$REPO/pyproject.toml" --rootdir "$REPO" \
+    --junitxml "$OUT/logs/gpu_tests.xml" "$REPO/python_tests/test_gpu.py"
+  if [[ -f "$OUT/logs/gpu_tests.xml" ]] && grep -q 'skipped="[1-9]' "$OUT/logs/gpu_tests.xml"; then
+    finish_stage gpu_tests_skips "FAIL (GPU tests were skipped)" 0 "see logs/gpu_tests.log"
+  fi
+fi
+
+# 5. sanitizers on small cases, full reports kept; dry run: the cases on the CPU
+if (( DRY )); then
+  run_stage sanitizer_cases 120 $PY "$REPO/benchmarks/gpu_sanitize_case.py" --dry-run
+elif command -v compute-sanitizer > /dev/null; then
+  for tool in memcheck racecheck; do
+    run_stage "sanitizer_$tool" 150 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      --log-file "$OUT/logs/sanitizer_$tool.txt" $PY "$REPO/benchmarks/gpu_sanitize_case.py"
+  done
+else
+  finish_stage sanitizers "FAIL (no compute-sanitizer)" 0 ""
+fi
+
+# 6. benchmarks, each row capped; JSON rewritten after every row
+BENCH_ARGS=(--out "$OUT" --cap-seconds "${BENCH_CAP_SECONDS:-40}"); (( DRY )) && BENCH_ARGS+=(--dry-run)
+run_stage bench 300 $PY "$REPO/benchmarks/bench_gpu.py" "${BENCH_ARGS[@]}"
+grep -A40 '^| case' "$OUT/logs/bench.log" 2> /dev/null || true
+
+echo
+echo "total $(( $(date +%s) - T_ALL )) s"
+cat "$OUT/summary.md"
+rm -rf "$WORK"
+exit $FAILED

@@ -54,3 +54,40 @@ def cuda_skip_reason() -> str:
     if not info["cuda_compiled"]:
         return "svp_fast was built without CUDA (no nvcc, or SVP_FAST_CUDA=OFF)"
     return "no CUDA device visible to torch"
+
+
+# ---------------------------------------------------------------- device runs
+# benchmarks/gpu_check.sh sets these for the one GPU call:
+#   SVP_REQUIRE_GPU=1     the GPU tests must run: a missing GPU is an error, not a skip
+#   SVP_TEST_TIMEOUT=S    a test running longer than S seconds fails (SIGALRM; the
+#                         core checks for signals between steps, so a long selection
+#                         stops too) instead of eating the device budget
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SVP_REQUIRE_GPU") == "1" and not cuda_available():
+        raise pytest.UsageError(f"SVP_REQUIRE_GPU=1 but the GPU tests cannot run: {cuda_skip_reason()}")
+
+
+class PerTestTimeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _per_test_timeout():
+    seconds = int(os.environ.get("SVP_TEST_TIMEOUT", "0") or 0)
+    if seconds <= 0:
+        yield
+        return
+    import signal
+
+    def on_alarm(signum, frame):
+        raise PerTestTimeout(f"test exceeded SVP_TEST_TIMEOUT={seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -185,3 +185,54 @@ def test_distributed_cuda_shards_match_single_process(tmp_path, backend, world):
     mp.spawn(_dist_worker, args=(world, str(tmp_path / "store"), backend, str(path), 500, str(out)),
              nprocs=world, join=True)
     np.testing.assert_array_equal(np.load(out), svp_fast.kcenter(x, 500).astype(np.int64))
+
+
+# ------------------------------------------- the pruned -> scan hand-off (first light)
+
+@pytest.fixture
+def forced_hand_off(monkeypatch):
+    """Every pruned run hands over to the scan once past its first picks."""
+    from svp_fast.selection import _plan
+
+    monkeypatch.setitem(_plan.FALLBACK_FRACTION, "pruned", 0.0)
+
+
+@pytest.mark.parametrize("dtype,d", [(torch.float32, 132), (torch.float32, 259),
+                                     (torch.float16, 256), (torch.float16, 384),
+                                     (torch.bfloat16, 512), (torch.float64, 64),
+                                     (torch.float32, 5000)])
+def test_gpu_pruned_hand_off_to_scan(forced_hand_off, dtype, d):
+    # grids sized for the pruned kernel alone did not fit the scan kernel (D of
+    # 132-259 float32, 264-519 half, float64); above 4,096 float32 columns the
+    # scan was launched with the pruned kernel's shared memory size
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(3000, d, generator=g).to(dtype)
+    ref = svp_fast.kcenter(x, 400, method="scan")
+    got, st = svp_fast.kcenter(x.cuda(), 400, method="pruned", n_cells=16, return_stats=True)
+    assert 0 < st.fallback_step < 400
+    np.testing.assert_array_equal(got.cpu().numpy(), ref.numpy())
+
+
+def test_gpu_pruned_hand_off_unaligned_rows(forced_hand_off):
+    # rows not 16-byte aligned: scalar loads, another register count
+    base = torch.randn(2000, 67)
+    x = base.cuda()[:, 1:]  # row stride 67, start offset 4 bytes
+    ref = svp_fast.kcenter(base[:, 1:].contiguous(), 300, method="scan")
+    got = svp_fast.kcenter(x, 300, method="pruned", n_cells=16)
+    np.testing.assert_array_equal(got.cpu().numpy(), ref.numpy())
+
+
+def test_gpu_huge_d_is_a_clear_error():
+    x = torch.zeros(4, 70000, device="cuda")
+    x[1, 0] = 1
+    with pytest.raises(RuntimeError, match="does not fit on this GPU"):
+        svp_fast.kcenter(x, 2, method="scan")
+
+
+def test_gpu_massive_ties_finish():
+    # 64 distinct rows, each 4,000 times: from pick 64 on every step is a tie
+    # among all remaining points (the float64 phase must stay cheap)
+    base = torch.randn(64, 24, generator=torch.Generator().manual_seed(3))
+    x = base.repeat(4000, 1).cuda()
+    got = svp_fast.kcenter(x, 300, method="scan")
+    np.testing.assert_array_equal(got.cpu().numpy(), svp_fast.kcenter(x.cpu(), 300).numpy())

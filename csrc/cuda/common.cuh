@@ -66,6 +66,7 @@ template <typename T>
 struct Elem;
 template <>
 struct Elem<float> {
+  static constexpr DType dtype = DType::f32;
   static constexpr int per16 = 4;
   __device__ static float get(const char* p, int64_t j) { return reinterpret_cast<const float*>(p)[j]; }
   // the 4 values of one 16-byte chunk
@@ -78,6 +79,7 @@ struct Elem<float> {
 };
 template <>
 struct Elem<__half> {
+  static constexpr DType dtype = DType::f16;
   static constexpr int per16 = 8;
   __device__ static float get(const char* p, int64_t j) {
     return __half2float(reinterpret_cast<const __half*>(p)[j]);
@@ -94,6 +96,7 @@ struct Elem<__half> {
 };
 template <>
 struct Elem<__nv_bfloat16> {
+  static constexpr DType dtype = DType::bf16;
   static constexpr int per16 = 8;
   __device__ static float get(const char* p, int64_t j) {
     return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[j]);
@@ -109,6 +112,7 @@ struct Elem<__nv_bfloat16> {
 };
 template <>
 struct Elem<double> {
+  static constexpr DType dtype = DType::f64;
   static constexpr int per16 = 2;
   __device__ static double get(const char* p, int64_t j) { return reinterpret_cast<const double*>(p)[j]; }
 };

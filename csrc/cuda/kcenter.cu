@@ -1,148 +1,74 @@
-// CUDA k-center: validation, initial centers, and the picking loop as a
-// persistent cooperative kernel.
-//
-// Per step, every block: (1) decides pick t from the block candidates of the
-// previous step (all blocks compute the same global top-4, so the winner is
-// known everywhere without another synchronisation); (2) applies the winner
-// to the rows it owns (one fused pass: distance, min update, candidates);
-// (3) one grid-wide barrier. Ambiguous steps add float64 phases inside the
-// same kernel. The host enqueues chunks of steps and never waits per step.
+// CUDA k-center, the host driver: argument checks, the workspace layout,
+// validation (one pass, one synchronisation), the choice of arithmetic, and
+// the hand-off to the picking loop compiled per dtype (kcenter_run.cuh).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include <cub/device/device_segmented_sort.cuh>
 
+#include "kcenter_layout.cuh"
 #include "kcenter_pruned.cuh"
-#include "kcenter_steps.cuh"
 
 namespace svp {
 namespace cuda {
 
+using detail::Layout;
+using detail::run_steps;
+
+namespace detail {
+
+// Cells on the device: members grouped by cell, centroids, distances to the
+// centroid sorted within each cell. One synchronisation (the cell sizes).
+template <typename Acc>
+void setup_cells(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Acc>& p,
+                 const Layout& L, cudaStream_t stream) {
+  const long long n = X.rows, nc = opt.n_cells;
+  SVP_CUDA(cudaMemsetAsync(L.counts, 0, sizeof(unsigned long long) * nc, stream));
+  SVP_CUDA(cudaMemsetAsync(L.fill, 0, sizeof(unsigned long long) * nc, stream));
+  SVP_CUDA(cudaMemsetAsync(L.bad, 0, sizeof(int), stream));
+  SVP_CUDA(cudaMemsetAsync(L.n_active, 0, 2 * sizeof(int), stream));
+  SVP_CUDA(cudaMemsetAsync(L.n_slabs, 0, 2 * sizeof(int), stream));
+  pr_hist<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, nc, L.counts, L.bad);
+  SVP_CUDA_LAUNCH_CHECK("pr_hist");
+  std::vector<unsigned long long> counts(static_cast<size_t>(nc));
+  int bad = 0;
+  SVP_CUDA(cudaMemcpyAsync(counts.data(), L.counts, sizeof(unsigned long long) * nc,
+                           cudaMemcpyDeviceToHost, stream));
+  SVP_CUDA(cudaMemcpyAsync(&bad, L.bad, sizeof(int), cudaMemcpyDeviceToHost, stream));
+  SVP_CUDA(cudaStreamSynchronize(stream));
+  SVP_CHECK_ARG(!bad, "cells must hold cell ids in [0, %lld)", nc);
+  std::vector<long long> lo(static_cast<size_t>(nc + 1), 0);
+  for (long long k = 0; k < nc; ++k) lo[k + 1] = lo[k] + static_cast<long long>(counts[k]);
+  SVP_CUDA(cudaMemcpyAsync(L.lo, lo.data(), sizeof(long long) * (nc + 1), cudaMemcpyHostToDevice, stream));
+  pr_scatter<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, L.lo, L.fill, L.perm_tmp);
+  SVP_CUDA_LAUNCH_CHECK("pr_scatter");
+  pr_cells<Acc><<<static_cast<int>(nc), 256, 0, stream>>>(p, L.perm_tmp, L.cellpos, L.centroid);
+  SVP_CUDA_LAUNCH_CHECK("pr_cells");
+  pr_point_dist<Acc><<<4096, 256, 0, stream>>>(p, L.perm_tmp, L.cellpos, L.centroid, L.p_tmp);
+  SVP_CUDA_LAUNCH_CHECK("pr_point_dist");
+  size_t sb = L.sort_bytes;
+  SVP_CUDA(cub::DeviceSegmentedSort::SortPairs(L.sort_temp, sb, L.p_tmp, L.p, L.perm_tmp, L.perm, n,
+                                               nc, L.lo, L.lo + 1, stream));
+  pr_finish<Acc><<<1024, 256, 0, stream>>>(p, L.where, L.radius, L.m2floor);
+  SVP_CUDA_LAUNCH_CHECK("pr_finish");
+  // the host vector lo must outlive its asynchronous copy
+  SVP_CUDA(cudaStreamSynchronize(stream));
+}
+
+template void setup_cells<float>(const DeviceMatrix&, const KCenterCudaOptions&, KcParams<float>&,
+                                 const Layout&, cudaStream_t);
+template void setup_cells<double>(const DeviceMatrix&, const KCenterCudaOptions&, KcParams<double>&,
+                                  const Layout&, cudaStream_t);
+
+}  // namespace detail
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// ------------------------------------------------------------ kernels --
-
-template <typename Acc>
-__global__ void kc_exclude(KcParams<Acc> p, const long long* rows, long long n) {
-  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  for (long long k = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; k < n; k += stride)
-    p.m[pos_of(p, rows[k])] = Acc(-1);
-}
-
-// Apply q initial centers (rows rows[0..q), ordinals ord0..) to every row; the
-// last batch also leaves the block candidates for the first decision.
-template <typename T, typename Acc, int CPL, bool VEC>
-__global__ void __launch_bounds__(kThreads) kc_init(KcParams<Acc> p, const long long* rows, int q,
-                                                    long long ord0, int write_par) {
-  extern __shared__ unsigned char smem_raw[];
-  Acc* cs = reinterpret_cast<Acc*>(smem_raw);
-  __shared__ Top4 scratch[kThreads / 32];
-  const long long cstride = (p.D + 3) & ~3LL;  // 16-byte aligned centers
-  for (int k = 0; k < q; ++k) load_center(p, rows[k], cs + k * cstride);
-  __syncthreads();
-  Top2 mine;
-  top2_clear(mine);
-  long long evals = 0;
-  apply_centers<T, Acc, CPL, VEC>(p, cs, cstride, q, ord0, -1, mine, evals);
-  unsigned long long e = static_cast<unsigned long long>(evals);
-  for (int off = 16; off > 0; off >>= 1) e += __shfl_xor_sync(0xffffffffu, e, off);
-  if ((threadIdx.x & 31) == 0 && e)
-    atomicAdd(reinterpret_cast<unsigned long long*>(&p.state->distance_evals), e);
-  if (write_par >= 0)
-    write_block_candidates(mine, p.blockres + write_par * p.max_blocks,
-                           p.blocksecond + write_par * p.max_blocks, scratch);
-}
-
-// Picks t_begin..t_end-1. Launched cooperatively with a grid that fits on the
-// device at once (grid.sync), on the caller's stream.
-template <typename T, typename Acc, int CPL, bool VEC>
-__global__ void __launch_bounds__(kThreads) kc_steps(KcParams<Acc> p, long long t_begin,
-                                                     long long t_end) {
-  extern __shared__ unsigned char smem_raw[];
-  Acc* cs = reinterpret_cast<Acc*>(smem_raw);
-  __shared__ Top4 scratch[kThreads / 32];
-  cg::grid_group grid = cg::this_grid();
-  double prev = p.state->prev_radius;
-  long long amb = 0, exact = 0, evals = 0;
-  for (long long t = t_begin; t < t_end; ++t) {
-    const Top4 g = global_top4(p.blockres + (t & 1) * p.max_blocks, gridDim.x, scratch);
-    const double second = global_second(p.blocksecond + (t & 1) * p.max_blocks, gridDim.x);
-    double r2 = 0;
-    const long long w = decide(p, grid, t, g, second, &r2, &amb, &exact);
-    commit(p, t, w, r2, &prev);
-    if (t + 1 < p.budget) {
-      __syncthreads();  // cs may still be read by a slow warp of the previous step
-      load_center(p, w, cs);
-      __syncthreads();
-      Top2 mine;
-      top2_clear(mine);
-      apply_centers<T, Acc, CPL, VEC>(p, cs, p.D, 1, p.n_sel + t, w, mine, evals);
-      write_block_candidates(mine, p.blockres + ((t + 1) & 1) * p.max_blocks,
-                             p.blocksecond + ((t + 1) & 1) * p.max_blocks, scratch);
-      grid.sync();
-    }
-  }
-  unsigned long long e = static_cast<unsigned long long>(evals);
-  for (int off = 16; off > 0; off >>= 1) e += __shfl_xor_sync(0xffffffffu, e, off);
-  if ((threadIdx.x & 31) == 0 && e) atomicAdd(reinterpret_cast<unsigned long long*>(&p.state->distance_evals), e);
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    p.state->t = t_end;
-    p.state->prev_radius = prev;
-    p.state->ambiguous_steps += amb;
-    p.state->exact_evals += exact;
-  }
-}
-
-// ---------------------------------------------------------------- host --
-
-struct Layout {
-  double* norm64 = nullptr;
-  void* scale = nullptr;
-  void* m = nullptr;
-  void* m2 = nullptr;
-  long long* assign = nullptr;
-  long long* init_rows = nullptr;
-  KcState* state = nullptr;
-  Top4* blockres = nullptr;
-  double* blocksecond = nullptr;
-  long long* band_idx = nullptr;
-  unsigned long long* band_val = nullptr;
-  int* band_flag = nullptr;
-  int* band_count = nullptr;
-  int* band_any = nullptr;
-  unsigned long long* facts = nullptr;
-  // pruned method
-  long long* lo = nullptr;
-  unsigned long long* counts = nullptr;
-  unsigned long long* fill = nullptr;
-  long long* perm_tmp = nullptr;
-  long long* perm = nullptr;
-  long long* where = nullptr;
-  int* cellpos = nullptr;
-  double* p_tmp = nullptr;
-  double* p = nullptr;
-  float* centroid = nullptr;
-  double* radius = nullptr;
-  Top2* ctop = nullptr;
-  double* m2floor = nullptr;
-  int* active = nullptr;
-  int* n_active = nullptr;
-  int* slab_cell = nullptr;
-  long long* slab_range = nullptr;
-  double* slab_dc = nullptr;
-  int* n_slabs = nullptr;
-  long long slab_cap = 0;
-  int* bad = nullptr;
-  void* sort_temp = nullptr;
-  size_t sort_bytes = 0;
-  int max_blocks = 0;
-  int64_t bytes = 0;
-};
 
 int max_blocks_bound(int device) {
   int sms = 0;
@@ -210,188 +136,6 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
   L.max_blocks = max_blocks;
   L.bytes = a.used();
   return L;
-}
-
-// Cells on the device: members grouped by cell, centroids, distances to the
-// centroid sorted within each cell. One synchronisation (the cell sizes).
-template <typename Acc>
-void setup_cells(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Acc>& p,
-                 const Layout& L, cudaStream_t stream) {
-  const long long n = X.rows, nc = opt.n_cells;
-  SVP_CUDA(cudaMemsetAsync(L.counts, 0, sizeof(unsigned long long) * nc, stream));
-  SVP_CUDA(cudaMemsetAsync(L.fill, 0, sizeof(unsigned long long) * nc, stream));
-  SVP_CUDA(cudaMemsetAsync(L.bad, 0, sizeof(int), stream));
-  SVP_CUDA(cudaMemsetAsync(L.n_active, 0, 2 * sizeof(int), stream));
-  SVP_CUDA(cudaMemsetAsync(L.n_slabs, 0, 2 * sizeof(int), stream));
-  pr_hist<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, nc, L.counts, L.bad);
-  SVP_CUDA_LAUNCH_CHECK("pr_hist");
-  std::vector<unsigned long long> counts(static_cast<size_t>(nc));
-  int bad = 0;
-  SVP_CUDA(cudaMemcpyAsync(counts.data(), L.counts, sizeof(unsigned long long) * nc,
-                           cudaMemcpyDeviceToHost, stream));
-  SVP_CUDA(cudaMemcpyAsync(&bad, L.bad, sizeof(int), cudaMemcpyDeviceToHost, stream));
-  SVP_CUDA(cudaStreamSynchronize(stream));
-  SVP_CHECK_ARG(!bad, "cells must hold cell ids in [0, %lld)", nc);
-  std::vector<long long> lo(static_cast<size_t>(nc + 1), 0);
-  for (long long k = 0; k < nc; ++k) lo[k + 1] = lo[k] + static_cast<long long>(counts[k]);
-  SVP_CUDA(cudaMemcpyAsync(L.lo, lo.data(), sizeof(long long) * (nc + 1), cudaMemcpyHostToDevice, stream));
-  pr_scatter<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, L.lo, L.fill, L.perm_tmp);
-  SVP_CUDA_LAUNCH_CHECK("pr_scatter");
-  pr_cells<Acc><<<static_cast<int>(nc), 256, 0, stream>>>(p, L.perm_tmp, L.cellpos, L.centroid);
-  SVP_CUDA_LAUNCH_CHECK("pr_cells");
-  pr_point_dist<Acc><<<4096, 256, 0, stream>>>(p, L.perm_tmp, L.cellpos, L.centroid, L.p_tmp);
-  SVP_CUDA_LAUNCH_CHECK("pr_point_dist");
-  size_t sb = L.sort_bytes;
-  SVP_CUDA(cub::DeviceSegmentedSort::SortPairs(L.sort_temp, sb, L.p_tmp, L.p, L.perm_tmp, L.perm, n,
-                                               nc, L.lo, L.lo + 1, stream));
-  pr_finish<Acc><<<1024, 256, 0, stream>>>(p, L.where, L.radius, L.m2floor);
-  SVP_CUDA_LAUNCH_CHECK("pr_finish");
-  // the host vector lo must outlive its asynchronous copy
-  SVP_CUDA(cudaStreamSynchronize(stream));
-}
-
-template <typename T, typename Acc, int CPL, bool VEC>
-void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Acc>& p,
-               const Layout& L, cudaStream_t stream, int64_t t0, KCenterStats* st) {
-  const int device = X.device;
-  const size_t center_bytes = static_cast<size_t>(X.cols) * sizeof(Acc);
-  const size_t center_stride_bytes = static_cast<size_t>((X.cols + 3) & ~3LL) * sizeof(Acc);
-  // initial centers, up to q per pass (they share each row's load)
-  const std::vector<long long> init = opt.n_selected > 0
-                                          ? std::vector<long long>(opt.already_selected,
-                                                                   opt.already_selected + opt.n_selected)
-                                          : std::vector<long long>{opt.start};
-  const int q_max = static_cast<int>(std::max<size_t>(1, std::min<size_t>(16, (96u << 10) / center_stride_bytes)));
-  const size_t init_smem = center_stride_bytes * static_cast<size_t>(q_max);
-  const bool use_cells = p.n_cells > 0;
-  // pruned steps keep the center twice: in Acc for distances, in float64 for bounds
-  const size_t step_smem = use_cells ? ((center_bytes + 15) / 16) * 16 + static_cast<size_t>(X.cols) * 8
-                                     : center_bytes;
-  auto init_fn = kc_init<T, Acc, CPL, VEC>;
-  auto step_fn = use_cells ? reinterpret_cast<const void*>(kc_steps_pruned<T, Acc, CPL, VEC>)
-                           : reinterpret_cast<const void*>(kc_steps<T, Acc, CPL, VEC>);
-  if (init_smem > (48u << 10))
-    SVP_CUDA(cudaFuncSetAttribute(init_fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(init_smem)));
-  if (step_smem > (48u << 10))
-    SVP_CUDA(cudaFuncSetAttribute(step_fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(step_smem)));
-  int per_sm = 0;
-  SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, step_fn, kThreads, step_smem));
-  int sms = 0;
-  SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (per_sm < 1)
-    throw CudaError(format("svp_fast: the k-center kernel does not fit on this GPU "
-                           "(D = %lld needs %zu bytes of shared memory per block)",
-                           (long long)X.cols, step_smem));
-  const int grid = std::min(L.max_blocks, per_sm * sms);
-  p.max_blocks = L.max_blocks;
-
-  Poller poll(opt.progress, opt.poll_interval);
-  const bool pruned = p.n_cells > 0;
-  std::vector<cudaEvent_t> events;
-  std::vector<long long> event_t;
-  long long done = t0;
-  try {
-  if (pruned) setup_cells(X, opt, p, L, stream);
-  {
-    const long long n_excl = opt.n_selected > 0 ? opt.n_selected : 1;
-    kc_exclude<Acc><<<static_cast<int>(std::max<long long>(1, std::min<long long>(1024, (n_excl + 255) / 256))), 256, 0, stream>>>(p, L.init_rows, n_excl);
-    SVP_CUDA_LAUNCH_CHECK("kc_exclude");
-  }
-  const long long* d_init = L.init_rows;
-  for (size_t k = 0; k < init.size(); k += static_cast<size_t>(q_max)) {
-    const int q = static_cast<int>(std::min<size_t>(static_cast<size_t>(q_max), init.size() - k));
-    const bool last = k + static_cast<size_t>(q) >= init.size();
-    init_fn<<<grid, kThreads, init_smem, stream>>>(p, d_init + k, q, static_cast<long long>(k),
-                                                    last ? static_cast<int>(t0 & 1) : -1);
-    SVP_CUDA_LAUNCH_CHECK("kc_init");
-    poll(0);
-  }
-  if (pruned) {
-    pr_ctop_all<Acc><<<1024, 256, 0, stream>>>(p);
-    SVP_CUDA_LAUNCH_CHECK("pr_ctop_all");
-  }
-  // picks in chunks of steps sized to about 50 ms of memory traffic, so that
-  // Ctrl-C and progress are served a few times a second
-  const double bytes_per_step =
-      static_cast<double>(X.rows) * static_cast<double>(X.cols) * static_cast<double>(dtype_size(X.dtype));
-  const double est_step_s = bytes_per_step / 3e12 + 4e-6;
-  const long long chunk = std::max<long long>(1, std::min<long long>(1 << 16, static_cast<long long>(0.05 / est_step_s)));
-    const void* fn = step_fn;
-    bool cells_on = use_cells;
-    long long scanned_before = 0;
-    for (long long t = t0; t < opt.budget; t += chunk) {
-      long long t_end = std::min<long long>(opt.budget, t + chunk);
-      void* args[] = {&p, &t, &t_end};
-      SVP_CUDA(cudaLaunchCooperativeKernel(fn, grid, kThreads, args, step_smem, stream));
-      SVP_CUDA_LAUNCH_CHECK("kc_steps");
-      cudaEvent_t ev;
-      SVP_CUDA(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-      SVP_CUDA(cudaEventRecord(ev, stream));
-      events.push_back(ev);
-      event_t.push_back(t_end);
-      // keep at most two chunks in flight; report what has finished
-      while (!events.empty()) {
-        const bool must_wait = events.size() > 2;
-        cudaError_t q = must_wait ? cudaEventSynchronize(events.front()) : cudaEventQuery(events.front());
-        if (q == cudaErrorNotReady) break;
-        if (q != cudaSuccess) throw_cuda(q, "kc_steps", __FILE__, __LINE__);
-        done = event_t.front();
-        cudaEventDestroy(events.front());
-        events.erase(events.begin());
-        event_t.erase(event_t.begin());
-      }
-      poll(done);
-      if (cells_on && opt.fallback_fraction <= 1.0) {
-        // does pruning pay? one small synchronisation per chunk while pruned
-        KcState h;
-        SVP_CUDA(cudaMemcpyAsync(&h, L.state, sizeof(KcState), cudaMemcpyDeviceToHost, stream));
-        SVP_CUDA(cudaStreamSynchronize(stream));
-        const long long steps = t_end - t;
-        const double live = static_cast<double>(X.rows - opt.n_selected - t_end);
-        const double frac = static_cast<double>(h.scanned - scanned_before) /
-                            std::max(1.0, live * static_cast<double>(steps));
-        scanned_before = h.scanned;
-        if (frac >= 0.95 || (t_end >= 256 && frac > opt.fallback_fraction)) {
-          // hand the state over to the scan: rows back in their own order
-          Acc* m_rows = reinterpret_cast<Acc*>(L.band_val);
-          Acc* m2_rows = reinterpret_cast<Acc*>(L.band_idx);
-          long long* as_rows = L.perm_tmp;
-          pr_to_rows<Acc><<<1024, 256, 0, stream>>>(p, m_rows, m2_rows, as_rows);
-          SVP_CUDA_LAUNCH_CHECK("pr_to_rows");
-          SVP_CUDA(cudaMemcpyAsync(p.m, m_rows, sizeof(Acc) * X.rows, cudaMemcpyDeviceToDevice, stream));
-          SVP_CUDA(cudaMemcpyAsync(p.m2, m2_rows, sizeof(Acc) * X.rows, cudaMemcpyDeviceToDevice, stream));
-          SVP_CUDA(cudaMemcpyAsync(p.assign, as_rows, sizeof(long long) * X.rows,
-                                   cudaMemcpyDeviceToDevice, stream));
-          p.n_cells = 0;
-          p.perm = nullptr;
-          p.where = nullptr;
-          cells_on = false;
-          fn = reinterpret_cast<const void*>(kc_steps<T, Acc, CPL, VEC>);
-          st->fallback_step = t_end;
-          // the scan kernel's grid must fit too (it needs less shared memory)
-          int per_sm_scan = 0;
-          SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm_scan, fn, kThreads, center_bytes));
-          if (per_sm_scan * sms < grid)
-            throw CudaError("svp_fast internal error: the scan kernel does not fit the pruned grid");
-        }
-      }
-    }
-    SVP_CUDA(cudaStreamSynchronize(stream));
-  } catch (...) {
-    cudaStreamSynchronize(stream);  // nothing may still write into the caller's buffers
-    for (cudaEvent_t ev : events) cudaEventDestroy(ev);
-    throw;
-  }
-  for (cudaEvent_t ev : events) cudaEventDestroy(ev);
-  poll(opt.budget, nullptr, true);
-  KcState h;
-  SVP_CUDA(cudaMemcpy(&h, L.state, sizeof(KcState), cudaMemcpyDeviceToHost));
-  st->method_used = static_cast<int>(use_cells ? KCenterMethod::pruned : KCenterMethod::scan);
-  st->ambiguous_steps = h.ambiguous_steps;
-  st->exact_distance_evals = h.exact_evals;
-  st->distance_evals = h.distance_evals;
 }
 
 template <typename T, typename Acc>

@@ -18,11 +18,10 @@ namespace svp {
 namespace cuda {
 
 constexpr double kPruneRel = 1e-10;  // margin on float64 bounds (see pruned_engine.cpp)
-constexpr long long kSlab = 256;     // members per work item of the per-step scan
 
 // ------------------------------------------------------------- set-up --
 
-__global__ void pr_hist(const long long* cell_of, long long N, long long n_cells,
+static __global__ void pr_hist(const long long* cell_of, long long N, long long n_cells,
                         unsigned long long* counts, int* bad) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < N; i += stride) {
@@ -35,7 +34,7 @@ __global__ void pr_hist(const long long* cell_of, long long N, long long n_cells
   }
 }
 
-__global__ void pr_scatter(const long long* cell_of, long long N, const long long* lo,
+static __global__ void pr_scatter(const long long* cell_of, long long N, const long long* lo,
                            unsigned long long* fill, long long* perm) {
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < N; i += stride) {

@@ -14,6 +14,7 @@ namespace cuda {
 namespace cg = cooperative_groups;
 
 constexpr int kThreads = 256;  // threads per block of the step kernels
+constexpr long long kSlab = 256;  // members per work item of the pruned per-step scan
 
 // Run state kept on the device between chunks of steps.
 struct KcState {
@@ -48,9 +49,9 @@ struct KcParams {
   int max_blocks;
   long long* band_idx;           // [N]
   unsigned long long* band_val;  // [N] float64 bits (non-negative: ordered as integers)
-  int* band_flag;                // [N]
+  int* band_flag;                // [N] band slots of the members that need a full minimum
   int* band_count;               // [2]
-  int* band_any;                 // [2] some member needs the full float64 minimum
+  int* band_any;                 // [2] how many members need the full float64 minimum
   ErrorModel err, tie;
   int G;    // lanes per row: a power of two <= 32
   int vec;  // rows are 16-byte aligned: vector loads
@@ -399,26 +400,30 @@ __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid,
       if (p.n_cells) mm2 = fmin(mm2, __ldcg(p.m2floor + p.cellpos[qy]));
       const bool certain = u == 0.0 || mm2 - mm > 2.0 * p.err.E(mm2);
       p.band_val[j] = __double_as_longlong(u);
-      p.band_flag[j] = certain ? 0 : 1;
-      if (!certain) atomicOr(p.band_any + slot, 1);
+      // the members that need a full minimum, compacted: band_flag[f] is the
+      // f-th such member's slot in the band, band_any[slot] their count
+      if (!certain) p.band_flag[atomicAdd(p.band_any + slot, 1)] = static_cast<int>(j);
     }
   }
   *exact_evals += count;
   grid.sync();
   // R2 (rare): members whose nearest center is uncertain get a float64
-  // minimum over every center; (member, center) pairs spread over the grid
+  // minimum over every center; (flagged member, center) pairs spread over the
+  // grid. Only flagged members are walked: with massive ties a band can hold
+  // most of the points while a handful need the full minimum.
   if (threadIdx.x == 0) s_flag = __ldcg(p.band_any + slot);
   __syncthreads();
   if (s_flag) {
     const long long K = p.n_sel + t;  // centers so far
-    for (long long pair = gwarp; pair < count * K; pair += nwarps) {
-      const long long j = pair / K, k = pair - j * K;
-      if (!__ldcg(p.band_flag + j)) continue;
+    const long long flagged = s_flag;
+    for (long long pair = gwarp; pair < flagged * K; pair += nwarps) {
+      const long long f = pair / K, k = pair - f * K;
+      const long long j = __ldcg(p.band_flag + f);
       const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
       const double d = exact_d2_warp(p, y, center_row(p.init_rows, p.n_sel, p.picks, k));
       if (lane == 0) atomicMin(p.band_val + j, static_cast<unsigned long long>(__double_as_longlong(d)));
     }
-    *exact_evals += count * K;
+    *exact_evals += flagged * K;
     grid.sync();
   }
   // R3: the largest float64 value; ties within float64 error: lowest index
@@ -451,6 +456,22 @@ __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid,
   return best;
 }
 
+// The float64 sum of squares of a row, in the one order every CUDA path uses
+// for a row's norm (kc_facts for the rows of X, the shard for a row received
+// from another rank): lane l adds elements l, l + 32, ... by FMA, then a
+// butterfly over the warp. One order, so that a row's norm, and with it every
+// float64 cosine distance, is the same bits wherever it is computed. Every
+// lane of the warp must call it; every lane gets the sum.
+__device__ inline double warp_row_sumsq64(DType dtype, const char* row, long long D) {
+  const int lane = threadIdx.x & 31;
+  double ss = 0.0;
+  for (long long j = lane; j < D; j += 32) {
+    const double v = elem_as_double(dtype, row, j);
+    ss = fma(v, v, ss);
+  }
+  return warp_sum(ss);
+}
+
 // One warp per row: first NaN/Inf, largest magnitude, float64 norms.
 // facts: [0] first bad linear index, [1] max |x| (float64 bits), [2] first
 // zero-norm row, [3] min norm bits, [4] max norm bits.
@@ -470,7 +491,7 @@ __global__ void kc_facts(const char* X, long long N, long long D, long long row_
   for (long long r = warp; r < N; r += nwarps) {
     const char* row = X + r * row_bytes;
     unsigned long long bad = ~0ull;
-    double mx = 0.0, ss = 0.0;
+    double mx = 0.0;
     for (long long j = lane; j < D; j += 32) {
       const double v = static_cast<double>(Elem<T>::get(row, j));
       if (!isfinite(v)) {
@@ -478,15 +499,15 @@ __global__ void kc_facts(const char* X, long long N, long long D, long long row_
         bad = lin < bad ? lin : bad;
       } else {
         mx = fmax(mx, fabs(v));
-        ss = fma(v, v, ss);
       }
     }
     for (int off = 16; off > 0; off >>= 1) {
       const unsigned long long ob = __shfl_xor_sync(0xffffffffu, bad, off);
       bad = ob < bad ? ob : bad;
       mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-      ss += __shfl_xor_sync(0xffffffffu, ss, off);
     }
+    // a second read of the row (from L1): the norm in the shared order
+    const double ss = warp_row_sumsq64(Elem<T>::dtype, row, D);
     if (lane == 0) {  // shared-memory atomics; one global atomic per block below
       if (bad != ~0ull) {
         atomicMin(&s_bad, bad);

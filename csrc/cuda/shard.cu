@@ -17,23 +17,14 @@ namespace cuda {
 
 namespace {
 
-// The float64 norm of one raw row (X's dtype, on the device), computed by the
-// whole block (every thread must call it) and returned to every thread.
+// The float64 norm of one raw row (X's dtype, on the device), in the order
+// kc_facts computed its owner's norm (warp_row_sumsq64): the first warp
+// computes it, every thread of the block gets it (every thread must call).
 __device__ double block_row_norm64(DType dtype, const char* raw, long long D) {
-  __shared__ double s_part[kThreads / 32];
   __shared__ double s_norm;
-  double ss = 0.0;
-  for (long long j = threadIdx.x; j < D; j += blockDim.x) {
-    const double v = elem_as_double(dtype, raw, j);
-    ss = fma(v, v, ss);
-  }
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double t = 0.0;
-    for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
-    s_norm = sqrt(t);
+  if (threadIdx.x < 32) {
+    const double ss = warp_row_sumsq64(dtype, raw, D);
+    if (threadIdx.x == 0) s_norm = sqrt(ss);
   }
   __syncthreads();
   return s_norm;

@@ -20,6 +20,11 @@ METRICS = ("euclidean", "cosine")
 # what a caller may ask for; the engines themselves are the last three
 METHODS = ("auto", "scan", "pruned", "lazy")
 ENGINE_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
+# The pruned engine hands over to the backend's default engine when its cells
+# keep evaluating more than this fraction of what a scan would: auto at half
+# (BENCHMARKS.md: pruning trajectories); above 1 never (an explicit "pruned").
+# Tests set "pruned" to 0 to force the hand-off.
+FALLBACK_FRACTION = {"auto": 0.5, "pruned": 2.0}
 
 
 @dataclass
@@ -90,10 +95,7 @@ class KCenterPlan:
 
     @property
     def fallback_fraction(self) -> float:
-        # auto: hand over from the cells when they keep evaluating more than
-        # half of what a scan would (BENCHMARKS.md: pruning trajectories);
-        # above 1: an explicit "pruned" never hands over
-        return 0.5 if self.requested == "auto" else 2.0
+        return FALLBACK_FRACTION.get(self.requested, 2.0)
 
 
 def read_only(a: np.ndarray) -> np.ndarray:
