@@ -109,7 +109,9 @@ py::dict stats_dict(const svp::KCenterStats& s) {
   d["float64_accumulation"] = s.float64_accumulation;
   d["setup_seconds"] = s.setup_seconds;
   d["select_seconds"] = s.select_seconds;
-  static const char* names[] = {"scan", "pruned", "lazy"};
+  d["passes"] = s.passes;
+  d["candidate_evals"] = s.candidate_evals;
+  static const char* names[] = {"scan", "pruned", "lazy", "batched"};
   d["method"] = names[s.method_used];
   return d;
 }
@@ -118,9 +120,9 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
                      int dtype, int metric, int64_t budget, std::uintptr_t selected_ptr,
                      int64_t n_selected, int64_t start, int method, std::uintptr_t cells_ptr,
                      int64_t n_cells, int64_t cell_copy_max_bytes, double fallback_fraction,
-                     int num_threads, std::uintptr_t picks_ptr, std::uintptr_t radii_ptr,
-                     py::object progress, double poll_interval, std::string simd,
-                     std::string arg_name) {
+                     int64_t batch_candidates, int64_t batch_max_picks, int num_threads,
+                     std::uintptr_t picks_ptr, std::uintptr_t radii_ptr, py::object progress,
+                     double poll_interval, std::string simd, std::string arg_name) {
   svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
   svp::KCenterOptions opt;
   SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
@@ -129,12 +131,14 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   opt.already_selected = reinterpret_cast<const int64_t*>(selected_ptr);
   opt.n_selected = n_selected;
   opt.start = start;
-  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+  SVP_CHECK_ARG(method >= 0 && method <= 3, "unknown method code %d", method);
   opt.method = static_cast<svp::KCenterMethod>(method);
   opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
   opt.cells.n_cells = n_cells;
   opt.cells.copy_max_bytes = cell_copy_max_bytes;
   opt.fallback_fraction = fallback_fraction;
+  opt.batch.candidates = batch_candidates;
+  opt.batch.max_picks = batch_max_picks;
   opt.num_threads = num_threads;
   opt.poll_interval = poll_interval;
   opt.simd = simd.empty() ? nullptr : simd.c_str();
@@ -276,7 +280,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("row_stride"), py::arg("dtype"), py::arg("metric"), py::arg("budget"),
         py::arg("selected_ptr"), py::arg("n_selected"), py::arg("start"), py::arg("method"),
         py::arg("cells_ptr"), py::arg("n_cells"), py::arg("cell_copy_max_bytes"),
-        py::arg("fallback_fraction"), py::arg("num_threads"), py::arg("picks_ptr"),
+        py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"),
+        py::arg("num_threads"), py::arg("picks_ptr"),
         py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
         py::arg("arg_name"));
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);

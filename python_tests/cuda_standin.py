@@ -70,7 +70,8 @@ class StandInCudaCore:
             ptr=ptr, rows=rows, cols=cols, row_stride=row_stride, dtype=dtype, metric=metric,
             budget=budget, selected_ptr=selected_ptr, n_selected=n_selected, start=start,
             method=method, cells_ptr=cells_ptr, n_cells=n_cells, cell_copy_max_bytes=0,
-            fallback_fraction=fallback_fraction, num_threads=0, picks_ptr=picks_ptr,
+            fallback_fraction=fallback_fraction, batch_candidates=0, batch_max_picks=0,
+            num_threads=0, picks_ptr=picks_ptr,
             radii_ptr=radii_ptr, progress=progress, poll_interval=poll_interval, simd="",
             arg_name=arg_name)
 

@@ -10,7 +10,7 @@ from reference import kcenter_ref
 
 import svp_fast
 
-METHODS = ["scan", "lazy", "pruned"]
+METHODS = ["scan", "lazy", "pruned", "batched"]
 DTYPES = [np.float32, np.float16, np.float64]
 
 
@@ -58,7 +58,10 @@ def test_matches_float64_reference(data, name, dtype, metric, selected, method):
     np.testing.assert_array_equal(picks, ref)
     close_radii(radii, ref_r)
     assert stats.method == method
-    assert 0 < stats.distance_evals <= stats.scan_evals
+    if method == "batched":  # the candidates' updates come on top of the passes
+        assert 0 < stats.passes < 1000 and stats.picks == 1000
+    else:
+        assert 0 < stats.distance_evals <= stats.scan_evals
 
 
 @pytest.mark.parametrize("simd", SIMD_LEVELS)
@@ -363,3 +366,63 @@ def test_callback_exception_propagates(rng):
 
     with pytest.raises(RuntimeError, match="stop here"):
         svp_fast.kcenter(x, 500, callback=boom)
+
+
+# ------------------------------------------------------------ the batched driver
+
+
+@pytest.mark.parametrize("engine", ["batched", "lazy", "pruned"])
+@pytest.mark.parametrize("T,cap", [(1, None), (2, None), (3, 2), (5, None), (64, 1), (5000, None)])
+def test_batched_driver_boundaries(rng, engine, T, cap):
+    # tiny candidate counts and caps cross every boundary of a pass: a single
+    # candidate, more candidates than points, one pick per pass
+    x = clustered(rng, 600, 9, classes=12, sub=2, noise=0.05).astype(np.float32)
+    sel = rng.choice(600, 7, replace=False)
+    for already in (None, sel):
+        ref, ref_r = kcenter_ref(x, 450, already_selected=already)
+        picks, radii, st = svp_fast.kcenter(x, 450, method=engine, already_selected=already,
+                                            batch_candidates=T, batch_max_picks=cap, n_cells=16,
+                                            return_radii=True, return_stats=True)
+        np.testing.assert_array_equal(picks, ref)
+        close_radii(radii, ref_r)
+        assert 1 <= st.passes <= 450
+        if cap == 1:
+            assert st.passes >= 449
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_batched_massive_ties(metric):
+    # 40 distinct rows, each 30 times: from pick 40 on every value ties, so no
+    # first pick of a pass can be certified against the rest: plain steps
+    base = np.random.default_rng(1).standard_normal((40, 6))
+    x = np.tile(base, (30, 1)).astype(np.float32)
+    ref, _ = kcenter_ref(x, 700, metric=metric)
+    for T in (1, 8, 256):
+        picks, st = svp_fast.kcenter(x, 700, method="batched", metric=metric, batch_candidates=T,
+                                     return_stats=True)
+        np.testing.assert_array_equal(picks, ref)
+        assert st.ambiguous_steps > 0
+
+
+def test_batched_certifies_many_picks_per_pass(rng):
+    x = rng.standard_normal((20000, 32)).astype(np.float32)
+    picks, st = svp_fast.kcenter(x, 3000, method="batched", return_stats=True)
+    np.testing.assert_array_equal(picks, svp_fast.kcenter(x, 3000, method="lazy"))
+    assert st.passes < 3000 / 20  # measured: about 60 picks a pass at T = 256
+    assert st.picks_per_pass == pytest.approx(3000 / st.passes)
+
+
+def test_batched_resumes_exactly(rng):
+    x = rng.standard_normal((3000, 12)).astype(np.float16)
+    full = svp_fast.kcenter(x, 1200, method="batched", start=5)
+    rest = svp_fast.kcenter(x, 600, method="batched", already_selected=full[:600])
+    np.testing.assert_array_equal(rest, full[600:])
+
+
+def test_batch_arguments_are_checked(rng):
+    x = rng.standard_normal((50, 3)).astype(np.float32)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="batch_candidates must be a positive integer"):
+            svp_fast.kcenter(x, 5, method="batched", batch_candidates=bad)
+    with pytest.raises(ValueError, match="batch_max_picks must be a positive integer"):
+        svp_fast.kcenter(x, 5, method="batched", batch_max_picks=0)

@@ -45,9 +45,12 @@ def kcenter_cases(draw):
     metric = draw(st.sampled_from(["euclidean", "cosine"]))
     if metric == "cosine":
         x[np.all(x == 0, axis=1), 0] = 1  # cosine needs nonzero rows
-    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto"]))
+    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto", "batched"]))
     # engine settings that must not change the picks
     engine = {"n_cells": draw(st.sampled_from([1, 2, max(1, n // 8), n])),
+              # the batched driver over any engine, with tiny passes
+              "batch_candidates": draw(st.sampled_from([None, None, 1, 2, 5])),
+              "batch_max_picks": draw(st.sampled_from([None, 1, 3])),
               "num_threads": draw(st.sampled_from([1, 2])),
               "simd": draw(st.sampled_from(SIMD_LEVELS)),
               "copy_rows": draw(st.booleans())}  # the pruned engine's cell-order copy
@@ -138,7 +141,7 @@ def hostile_cases(draw):
         x[int(rng.integers(0, n))] = 0
     budget = draw(st.integers(0, n))
     metric = draw(st.sampled_from(["euclidean", "cosine"]))
-    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto"]))
+    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto", "batched"]))
     return x, budget, metric, method, special, bad_at
 
 

@@ -9,8 +9,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "kernels.h"
@@ -180,6 +182,11 @@ class Engine {
   virtual Top2 top2(const ErrorModel& err) = 0;
   // The live points with value >= thr.
   virtual void band(double thr, std::vector<BandMember>& out) = 0;
+  // The batched driver's candidates: the (at most) T best live points, by
+  // value then lower index, up to date against every center added, appended
+  // to out in that order; returns an upper bound on the value of every other
+  // live point (-1 when there is none).
+  virtual double top_candidates(int64_t T, std::vector<BandMember>& out) = 0;
   // Point-center distances computed so far.
   virtual int64_t distance_evals() const = 0;
   // The float64 minimum over `centers` of the squared distance to ycenter
@@ -189,6 +196,28 @@ class Engine {
   virtual double exact_min(const double* ycenter, double upper, const int64_t* centers,
                            int64_t K, int threads, int64_t* evals);
 };
+
+// The T best of `pool` (value, index pairs of live points) by value then lower
+// index, appended to out as members with their state from m, m2, assign;
+// returns the value of the best one left out (-1 when none is). Shared by the
+// engines' top_candidates.
+template <typename Acc, typename MFn>
+double select_top(std::vector<std::pair<double, int64_t>>& pool, int64_t T, MFn member,
+                  std::vector<BandMember>& out) {
+  auto first = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) {
+    return better(a.first, a.second, b.first, b.second);
+  };
+  const int64_t n = static_cast<int64_t>(pool.size());
+  double outside = -1;
+  if (n > T) {
+    std::nth_element(pool.begin(), pool.begin() + T, pool.end(), first);
+    outside = pool[static_cast<size_t>(T)].first;  // the best of those left out
+    pool.resize(static_cast<size_t>(T));
+  }
+  std::sort(pool.begin(), pool.end(), first);
+  for (const auto& p : pool) out.push_back(member(p.second));
+  return outside;
+}
 
 // float64 squared distances from rows[0..cnt) (working space: normalised by
 // division for cosine) to ycenter (already in the working space).

@@ -85,7 +85,8 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     st->method_used = static_cast<int>(KCenterMethod::lazy);
   } else {
     engine.reset(new cpu::ScanEngine<Acc>(src, threads));
-    st->method_used = static_cast<int>(KCenterMethod::scan);
+    st->method_used = static_cast<int>(opt.method == KCenterMethod::batched ? KCenterMethod::batched
+                                                                           : KCenterMethod::scan);
   }
   st->setup_seconds = seconds_since(t_setup);
   Clock::time_point t_select = Clock::now();
@@ -97,16 +98,22 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
   std::vector<cpu::CenterRef> refs;
 
   int64_t live = n;  // points that are neither centers nor picked
-  auto add_batch = [&](const int64_t* rows, int64_t q) {
-    st->scan_evals += live * q;
+  // apply centers[first..) to the engine (they are in the center list already)
+  auto apply_centers = [&](size_t first) {
+    const int64_t q = static_cast<int64_t>(centers.size() - first);
     ords.resize(static_cast<size_t>(q));
     refs.resize(static_cast<size_t>(q));
     for (int64_t j = 0; j < q; ++j) {
-      ords[j] = static_cast<int64_t>(centers.size());
-      refs[j] = src.ref(rows[j]);
-      centers.push_back(rows[j]);
+      ords[j] = static_cast<int64_t>(first) + j;
+      refs[j] = src.ref(centers[first + static_cast<size_t>(j)]);
     }
     engine->add_centers(refs.data(), ords.data(), q);
+  };
+  auto add_batch = [&](const int64_t* rows, int64_t q) {
+    st->scan_evals += live * q;
+    const size_t first = centers.size();
+    centers.insert(centers.end(), rows, rows + q);
+    apply_centers(first);
   };
 
   int64_t t0 = 0;
@@ -134,13 +141,71 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     return out;
   };
 
-  std::vector<cpu::BandMember> members;
+  // The certified decision among the members of an ambiguous band (see the
+  // top of this file): the winner and its squared radius, in float64.
   std::vector<std::pair<double, int64_t>> computed;
+  auto decide = [&](const std::vector<cpu::BandMember>& members, int64_t* winner,
+                    double* radius) {
+    ++st->ambiguous_steps;
+    struct Cand {
+      int64_t index;
+      double upper;  // float64 distance to its assigned center
+      bool exact;    // upper is its exact min
+    };
+    std::vector<Cand> cands;
+    cands.reserve(members.size());
+    for (const cpu::BandMember& b : members) {
+      exact.center64(b.index, buf.data());
+      const double u = exact_d2(buf.data(), centers[static_cast<size_t>(b.assign)]);
+      ++st->exact_distance_evals;
+      // an exact zero cannot go lower; else a second center must be clearly farther
+      const bool certain = u == 0.0 || b.m2 - b.m > 2.0 * err.E(b.m2);
+      cands.push_back({b.index, u, certain});
+    }
+    std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+      return cpu::better(a.upper, a.index, b.upper, b.index);
+    });
+    // Exact values equal within float64's own error bound are ties (real
+    // ties, e.g. symmetric integer data, land anywhere within it): the winner
+    // is the lowest index among members within tie(mx) of the largest, mx.
+    // Members come by decreasing upper bound; once one's upper bound is below
+    // mx - tie(mx), no later member can reach the tie set.
+    computed.clear();
+    double mx = -std::numeric_limits<double>::infinity();
+    for (const Cand& c : cands) {
+      if (!computed.empty() && c.upper < mx - tie.E(mx)) break;
+      double v = c.upper;
+      if (!c.exact) {
+        exact.center64(c.index, buf.data());
+        v = engine->exact_min(buf.data(), c.upper, centers.data(),
+                              static_cast<int64_t>(centers.size()), threads,
+                              &st->exact_distance_evals);
+      }
+      computed.push_back({v, c.index});
+      mx = std::max(mx, v);
+    }
+    SVP_ASSERT(!computed.empty());
+    int64_t best_i = -1;
+    for (const auto& p : computed)
+      if (p.first >= mx - tie.E(mx) && (best_i < 0 || p.second < best_i)) best_i = p.second;
+    *winner = best_i;
+    *radius = mx;
+  };
+
   // radius (squared, working space) of the previous pick: reported radii are
   // made non-increasing, as exact ones are (rounding could break that by ulps)
   double prev_radius = std::numeric_limits<double>::infinity();
-  for (int64_t t = t0; t < opt.budget; ++t) {
-    poll(t, picks);
+  auto commit = [&](int64_t t, int64_t winner, double radius) {
+    picks[t] = winner;
+    prev_radius = std::min(prev_radius, std::max(radius, 0.0));
+    if (radii) radii[t] = opt.metric == Metric::cosine ? 0.5 * prev_radius : std::sqrt(prev_radius);
+    engine->exclude(winner);
+    --live;
+  };
+
+  // One plain step: the engine's best two, and its band when they are close.
+  std::vector<cpu::BandMember> members;
+  auto plain_step = [&](int64_t t) {
     const cpu::Top2 top = engine->top2(err);
     SVP_ASSERT(top.i1 >= 0);
     const double M = top.v1;
@@ -149,64 +214,124 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     // err is the band model: the band also spans the float64 tie tolerance,
     // so values the exact path would call ties are never decided fast
     const double thr = M - 2.0 * err.E(M);
-    if (top.i2 >= 0 && top.v2 >= thr) {
-      // ambiguous: decide in float64
-      ++st->ambiguous_steps;
+    if (top.i2 >= 0 && top.v2 >= thr) {  // ambiguous: decide in float64
       members.clear();
       engine->band(thr, members);
-      struct Cand {
-        int64_t index;
-        double upper;  // float64 distance to its assigned center
-        bool exact;    // upper is its exact min
-      };
-      std::vector<Cand> cands;
-      cands.reserve(members.size());
-      for (const cpu::BandMember& b : members) {
-        exact.center64(b.index, buf.data());
-        const double u = exact_d2(buf.data(), centers[static_cast<size_t>(b.assign)]);
-        ++st->exact_distance_evals;
-        // an exact zero cannot go lower; else a second center must be clearly farther
-        const bool certain = u == 0.0 || b.m2 - b.m > 2.0 * err.E(b.m2);
-        cands.push_back({b.index, u, certain});
-      }
-      std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
-        return cpu::better(a.upper, a.index, b.upper, b.index);
-      });
-      // Exact values equal within float64's own error bound are ties (real
-      // ties, e.g. symmetric integer data, land anywhere within it): the winner
-      // is the lowest index among members within tie(mx) of the largest, mx.
-      // Members come by decreasing upper bound; once one's upper bound is below
-      // mx - tie(mx), no later member can reach the tie set.
-      computed.clear();
-      double mx = -std::numeric_limits<double>::infinity();
-      for (const Cand& c : cands) {
-        if (!computed.empty() && c.upper < mx - tie.E(mx)) break;
-        double v = c.upper;
-        if (!c.exact) {
-          exact.center64(c.index, buf.data());
-          v = engine->exact_min(buf.data(), c.upper, centers.data(),
-                                static_cast<int64_t>(centers.size()), threads,
-                                &st->exact_distance_evals);
-        }
-        computed.push_back({v, c.index});
-        mx = std::max(mx, v);
-      }
-      SVP_ASSERT(!computed.empty());
-      int64_t best_i = -1;
-      for (const auto& p : computed)
-        if (p.first >= mx - tie.E(mx) && (best_i < 0 || p.second < best_i)) best_i = p.second;
-      winner = best_i;
-      radius = mx;
+      decide(members, &winner, &radius);
     }
-    picks[t] = winner;
-    prev_radius = std::min(prev_radius, std::max(radius, 0.0));
-    if (radii) radii[t] = opt.metric == Metric::cosine ? 0.5 * prev_radius : std::sqrt(prev_radius);
-    engine->exclude(winner);
-    --live;
-    if (t + 1 < opt.budget) add_batch(&winner, 1);
+    commit(t, winner, radius);
+    return winner;
+  };
+
+  if (opt.batch.candidates <= 0) {
+    for (int64_t t = t0; t < opt.budget; ++t) {
+      poll(t, picks);
+      const int64_t winner = plain_step(t);
+      ++st->passes;
+      if (t + 1 < opt.budget) add_batch(&winner, 1);
+    }
+  } else {
+    // The batched driver (svp/kcenter.h, BatchOptions).
+    const int64_t T = opt.batch.candidates;
+    const int64_t cap = opt.batch.max_picks > 0 ? opt.batch.max_picks : opt.budget;
+    const cpu::D2RowsFn<Acc> d2 = src.d2();
+    std::vector<cpu::BandMember> cand;  // this pass's candidates, updated as it picks
+    std::vector<Acc> cv, cm2;
+    std::vector<char> gone;
+    std::vector<Acc> cvec(static_cast<size_t>(D));
+    std::vector<const char*> rows_p;
+    std::vector<Acc> rows_s, dist;
+    std::vector<int64_t> rows_j;
+    int64_t t = t0;
+    while (t < opt.budget) {
+      poll(t, picks);
+      cand.clear();
+      const double B = engine->top_candidates(T, cand);
+      ++st->passes;
+      const size_t nc = cand.size();
+      cv.resize(nc);
+      cm2.resize(nc);
+      gone.assign(nc, 0);
+      for (size_t j = 0; j < nc; ++j) {
+        cv[j] = static_cast<Acc>(cand[j].m);
+        cm2[j] = static_cast<Acc>(cand[j].m2);
+      }
+      const size_t first = centers.size();
+      int64_t in_pass = 0;
+      while (t < opt.budget && in_pass < cap) {
+        // the best two remaining candidates, by value then lower index
+        int64_t j1 = -1, j2 = -1;
+        for (size_t j = 0; j < nc; ++j) {
+          if (gone[j]) continue;
+          const int64_t jj = static_cast<int64_t>(j);
+          if (j1 < 0 || cpu::better(cv[j], cand[j].index, cv[j1], cand[j1].index)) {
+            j2 = j1;
+            j1 = jj;
+          } else if (j2 < 0 || cpu::better(cv[j], cand[j].index, cv[j2], cand[j2].index)) {
+            j2 = jj;
+          }
+        }
+        if (j1 < 0) break;  // every candidate picked: the next pass takes new ones
+        const double M = static_cast<double>(cv[j1]);
+        const double thr = M - 2.0 * err.E(M);
+        // a point outside the candidates may be in the band: this pick needs
+        // everyone's values, so the pass ends here
+        if (B >= 0 && B >= thr) break;
+        int64_t winner = cand[j1].index;
+        double radius = M;
+        if (j2 >= 0 && static_cast<double>(cv[j2]) >= thr) {
+          members.clear();
+          for (size_t j = 0; j < nc; ++j)
+            if (!gone[j] && static_cast<double>(cv[j]) >= thr)
+              members.push_back({cand[j].index, static_cast<double>(cv[j]),
+                                 static_cast<double>(cm2[j]), cand[j].assign});
+          decide(members, &winner, &radius);
+        }
+        commit(t, winner, radius);
+        if (t + 1 < opt.budget) st->scan_evals += live;
+        const int64_t ord = static_cast<int64_t>(centers.size());
+        centers.push_back(winner);
+        ++t;
+        ++in_pass;
+        for (size_t j = 0; j < nc; ++j)
+          if (cand[j].index == winner) gone[j] = 1;
+        if (t >= opt.budget) break;
+        // the remaining candidates against the new pick: the fast kernel, so
+        // that their values carry the same error bound as the engine's
+        rows_p.clear();
+        rows_s.clear();
+        rows_j.clear();
+        for (size_t j = 0; j < nc; ++j) {
+          if (gone[j]) continue;
+          rows_p.push_back(X.row(cand[j].index));
+          if (src.scale) rows_s.push_back(src.scale[cand[j].index]);
+          rows_j.push_back(static_cast<int64_t>(j));
+        }
+        src.center(src.ref(winner), cvec.data());
+        const int64_t cnt = static_cast<int64_t>(rows_p.size());
+        dist.resize(static_cast<size_t>(cnt));
+        for (int64_t b = 0; b < cnt; b += 64) {
+          const int64_t c = std::min<int64_t>(64, cnt - b);
+          d2(X.dtype, rows_p.data() + b, src.scale ? rows_s.data() + b : nullptr, c, cvec.data(),
+             D, dist.data() + b);
+        }
+        st->candidate_evals += cnt;
+        for (int64_t r = 0; r < cnt; ++r) {
+          const size_t j = static_cast<size_t>(rows_j[r]);
+          cpu::take_center_distance(dist[r], ord, cv[j], cm2[j], cand[j].assign);
+        }
+      }
+      if (in_pass == 0) {  // not even the first pick is certified: one plain step
+        const int64_t winner = plain_step(t);
+        if (t + 1 < opt.budget) st->scan_evals += live;
+        centers.push_back(winner);
+        ++t;
+      }
+      if (t < opt.budget) apply_centers(first);
+    }
   }
   poll(opt.budget, picks, true);
-  st->distance_evals = engine->distance_evals();
+  st->distance_evals = engine->distance_evals() + st->candidate_evals;
   st->select_seconds = seconds_since(t_select);
   if (auto* pruned = dynamic_cast<cpu::PrunedEngine<Acc>*>(engine.get()))
     st->fallback_step = pruned->fallback_step();
@@ -245,6 +370,9 @@ void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
   if (opt.n_selected == 0 && opt.budget > 0)
     SVP_CHECK_ARG(opt.start >= 0 && opt.start < n, "start must be in [0, %lld), got %lld",
                   (long long)n, (long long)opt.start);
+  SVP_CHECK_ARG(opt.batch.candidates >= 0 && opt.batch.max_picks >= 0,
+                "batch_candidates and batch_max_picks must be >= 0, got %lld and %lld",
+                (long long)opt.batch.candidates, (long long)opt.batch.max_picks);
   if (opt.method == KCenterMethod::pruned) {
     SVP_CHECK_ARG(opt.cells.cell_of != nullptr && opt.cells.n_cells >= 1,
                   "the pruned method needs a cell partition");
@@ -255,7 +383,10 @@ void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
   }
   if (opt.budget == 0) return;
 
-  const int threads = resolve_threads(opt.num_threads);
+  KCenterOptions o = opt;
+  // the batched method: the scan engine under the batched driver
+  if (o.method == KCenterMethod::batched && o.batch.candidates == 0) o.batch.candidates = 256;
+  const int threads = resolve_threads(o.num_threads);
   const cpu::KernelTable& k = cpu::kernels_or_throw(opt.simd);
 
   // One pass: NaN/Inf, magnitudes, and (cosine) the row norms.
@@ -267,9 +398,9 @@ void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
   st->float64_accumulation = f64;
   const double* s64 = norm64.empty() ? nullptr : norm64.data();
   if (f64)
-    run<double>(X, opt, k, threads, s64, picks, radii, st, t_setup);
+    run<double>(X, o, k, threads, s64, picks, radii, st, t_setup);
   else
-    run<float>(X, opt, k, threads, s64, picks, radii, st, t_setup);
+    run<float>(X, o, k, threads, s64, picks, radii, st, t_setup);
 }
 
 CpuInfo cpu_info() {

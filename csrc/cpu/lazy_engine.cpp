@@ -276,6 +276,33 @@ void LazyEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
 }
 
 template <typename Acc>
+double LazyEngine<Acc>::top_candidates(int64_t T, std::vector<BandMember>& out) {
+  // The active points are current and the dormant ones hold stale values
+  // below theta, which bound their current ones: the T best are the active
+  // set's once it holds more than T points, and theta bounds the rest.
+  // Lower theta (refreshing dormant points in tiles) until it does.
+  const ErrorModel none{};  // lower_theta's band limit: none, only the count matters
+  while (static_cast<int64_t>(active_.size()) <= T) {
+    const size_t before = active_.size();
+    const double theta_before = theta_;
+    lower_theta(none);
+    if (active_.size() == before && theta_ == theta_before) break;  // nothing dormant is left
+  }
+  std::vector<std::pair<double, int64_t>> pool;
+  pool.reserve(active_.size());
+  for (int64_t i : active_)
+    if (m_[i] >= Acc(0)) pool.push_back({static_cast<double>(m_[i]), i});
+  double outside = select_top<Acc>(pool, T, [&](int64_t i) {
+    return BandMember{i, static_cast<double>(m_[i]), static_cast<double>(m2_[i]), assign_[i]};
+  }, out);
+  // dormant live points are below theta
+  bool dormant = false;
+  for (int64_t i = 0; i < n_ && !dormant; ++i) dormant = !in_active_[i] && m_[i] >= Acc(0);
+  if (dormant) outside = std::max(outside, theta_);
+  return outside;
+}
+
+template <typename Acc>
 void LazyEngine<Acc>::adopt(std::vector<Acc>&& m, std::vector<Acc>&& m2,
                             std::vector<int64_t>&& assign, int64_t K, int64_t evals) {
   m_ = std::move(m);

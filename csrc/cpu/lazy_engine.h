@@ -33,6 +33,7 @@ class LazyEngine final : public Engine<Acc> {
   void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
   Top2 top2(const ErrorModel& err) override;
   void band(double thr, std::vector<BandMember>& out) override;
+  double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
 
   int64_t refreshed() const { return refresh_evals_; }

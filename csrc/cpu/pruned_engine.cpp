@@ -584,6 +584,42 @@ void PrunedEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
 }
 
 template <typename Acc>
+double PrunedEngine<Acc>::top_candidates(int64_t T, std::vector<BandMember>& out) {
+  if (fallback_) return fallback_->top_candidates(T, out);
+  // Every value is current (a skipped distance provably cannot lower one).
+  // Cells by their best value, best first; once T + 1 values are pooled, a
+  // cell whose best is below the (T+1)-th pooled value adds nothing.
+  std::vector<std::pair<double, int64_t>> cells;
+  for (int64_t k = 0; k < n_cells_; ++k)
+    if (ctop_[k].i1 >= 0) cells.push_back({ctop_[k].v1, k});
+  std::sort(cells.begin(), cells.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::pair<double, int64_t>> pool;  // (value, position)
+  std::vector<double> vals;
+  double floor = -1;  // the (T+1)-th largest pooled value once there are T + 1
+  for (const auto& c : cells) {
+    if (static_cast<int64_t>(pool.size()) > T && c.first < floor) break;
+    const int64_t k = c.second;
+    for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q) {
+      const double v = static_cast<double>(m_[q]);
+      if (v >= 0) pool.push_back({v, q});
+    }
+    if (static_cast<int64_t>(pool.size()) > T) {
+      vals.resize(pool.size());
+      for (size_t j = 0; j < pool.size(); ++j) vals[j] = pool[j].first;
+      std::nth_element(vals.begin(), vals.begin() + T, vals.end(), std::greater<double>());
+      floor = vals[static_cast<size_t>(T)];
+    }
+  }
+  // the pool's order must be by row index for ties: positions -> rows
+  for (auto& p : pool) p.second = perm_[p.second];
+  return select_top<Acc>(pool, T, [&](int64_t row) {
+    const int64_t q = where_[row];
+    return BandMember{row, static_cast<double>(m_[q]),
+                      std::min(static_cast<double>(m2_[q]), m2floor_[cellpos_[q]]), assign_[q]};
+  }, out);
+}
+
+template <typename Acc>
 int64_t PrunedEngine<Acc>::distance_evals() const {
   return evals_ + (fallback_ ? fallback_->distance_evals() : 0);
 }

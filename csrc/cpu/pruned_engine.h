@@ -48,6 +48,7 @@ class PrunedEngine final : public Engine<Acc> {
   void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
   Top2 top2(const ErrorModel& err) override;
   void band(double thr, std::vector<BandMember>& out) override;
+  double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override;
   // centers must be every center added so far (the driver's list): they are
   // looked up by cell, and whole cells of centers are skipped by the triangle

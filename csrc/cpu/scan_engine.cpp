@@ -124,6 +124,34 @@ void ScanEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
 }
 
 template <typename Acc>
+double ScanEngine<Acc>::top_candidates(int64_t T, std::vector<BandMember>& out) {
+  // Every value is current: the T best of all live points. The pool must
+  // hold the T + 1 best; a strided sample sets a floor that at least T + 1
+  // live values reach (its own (T+1)-th largest), so that only the rows at or
+  // above it are collected and sorted, not all N.
+  const int64_t n = src_.X.rows;
+  std::vector<std::pair<double, int64_t>> pool;
+  double floor = -0.5;  // live values are >= 0
+  if (n > 64 * (T + 1)) {
+    std::vector<double> sample;
+    const int64_t stride = n / (16 * (T + 1));
+    for (int64_t i = 0; i < n; i += stride)
+      if (m_[i] >= Acc(0)) sample.push_back(static_cast<double>(m_[i]));
+    if (static_cast<int64_t>(sample.size()) > T + 1) {
+      std::nth_element(sample.begin(), sample.begin() + T, sample.end(), std::greater<double>());
+      floor = sample[static_cast<size_t>(T)];  // at least T+1 live values are >= floor
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(m_[i]);
+    if (v >= 0 && v >= floor) pool.push_back({v, i});
+  }
+  return select_top<Acc>(pool, T, [&](int64_t i) {
+    return BandMember{i, static_cast<double>(m_[i]), static_cast<double>(m2_[i]), assign_[i]};
+  }, out);
+}
+
+template <typename Acc>
 void ScanEngine<Acc>::refresh_top2() {
   top_ = Top2();
   const int64_t n = src_.X.rows;

@@ -21,6 +21,7 @@ class ScanEngine final : public Engine<Acc> {
   void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
   Top2 top2(const ErrorModel&) override { return top_; }
   void band(double thr, std::vector<BandMember>& out) override;
+  double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
 
   // State, for engines that hand over to the scan (pruned -> scan fallback).

@@ -202,8 +202,12 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
     size_t fn_smem = use_cells ? step_smem : scan_smem;
     bool cells_on = use_cells;
     long long scanned_before = 0;
-    for (long long t = t0; t < opt.budget; t += chunk) {
-      long long t_end = std::min<long long>(opt.budget, t + chunk);
+    // the hand-off is decided between chunks, first after pick 256: a chunk
+    // ends there, so that even a short run can hand over
+    const long long first_check = 256;
+    for (long long t = t0, t_end; t < opt.budget; t = t_end) {
+      t_end = std::min<long long>(opt.budget, t + chunk);
+      if (may_hand_over && t < first_check && t_end > first_check) t_end = first_check;
       void* args[] = {&p, &t, &t_end};
       SVP_CUDA(cudaLaunchCooperativeKernel(fn, grid, kThreads, args, fn_smem, stream));
       SVP_CUDA_LAUNCH_CHECK("kc_steps");
@@ -234,7 +238,7 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
         const double frac = static_cast<double>(h.scanned - scanned_before) /
                             std::max(1.0, live * static_cast<double>(steps));
         scanned_before = h.scanned;
-        if (frac >= 0.95 || (t_end >= 256 && frac > opt.fallback_fraction)) {
+        if (frac >= 0.95 || (t_end >= first_check && frac > opt.fallback_fraction)) {
           // hand the state over to the scan: rows back in their own order
           Acc* m_rows = reinterpret_cast<Acc*>(L.band_val);
           Acc* m2_rows = reinterpret_cast<Acc*>(L.band_idx);

@@ -74,13 +74,15 @@ class CpuBackend:
                 cells_ptr=cell_of.ctypes.data if cell_of is not None else 0,
                 n_cells=plan.n_cells if cell_of is not None else 0,
                 cell_copy_max_bytes=cells.CELL_ORDER_COPY_MAX_BYTES,
-                fallback_fraction=plan.fallback_fraction, num_threads=plan.num_threads,
+                fallback_fraction=plan.fallback_fraction,
+                batch_candidates=plan.batch_candidates, batch_max_picks=plan.batch_max_picks,
+                num_threads=plan.num_threads,
                 picks_ptr=picks.ctypes.data, radii_ptr=radii.ctypes.data if radii is not None else 0,
                 progress=hook, poll_interval=0.1, simd=plan.simd or "", arg_name="embeddings")
         finally:
             close()
         stats = KCenterStats.from_core(
-            raw, self.name, cells_seconds=plan.cells_seconds,
+            raw, self.name, cells_seconds=plan.cells_seconds, picks=plan.budget,
             n_cells=plan.n_cells if cell_of is not None else 0, extra=dict(plan.extra))
         return picks, radii, stats
 

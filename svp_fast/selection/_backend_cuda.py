@@ -110,6 +110,9 @@ class CudaBackend:
         import torch
 
         self.require()
+        if plan.batch_candidates:
+            raise ValueError("the batched k-center driver is not in the CUDA backend yet: use "
+                             "method='scan' or 'pruned' on CUDA tensors")
         dev = self.device(m)
         picks = torch.empty(plan.budget, dtype=torch.int64, device=dev)
         radii = (torch.empty(plan.budget, dtype=torch.float64, device=dev)
@@ -144,7 +147,7 @@ class CudaBackend:
             close()
         del ws
         stats = KCenterStats.from_core(raw, self.name, cells_seconds=plan.cells_seconds,
-                                       n_cells=n_cells, extra=dict(plan.extra))
+                                       picks=plan.budget, n_cells=n_cells, extra=dict(plan.extra))
         return picks, radii, stats
 
     # -- uncertainty -------------------------------------------------------------

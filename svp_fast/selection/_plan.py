@@ -17,9 +17,11 @@ import numpy as np
 from .._arrays import is_torch
 
 METRICS = ("euclidean", "cosine")
-# what a caller may ask for; the engines themselves are the last three
-METHODS = ("auto", "scan", "pruned", "lazy")
-ENGINE_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
+# what a caller may ask for; all but "auto" name what runs
+METHODS = ("auto", "scan", "pruned", "lazy", "batched")
+ENGINE_CODES = {"scan": 0, "pruned": 1, "lazy": 2, "batched": 3}
+# the batched method's candidates per pass (T) unless the caller says
+DEFAULT_BATCH_CANDIDATES = 256
 # The pruned engine hands over to the backend's default engine when its cells
 # keep evaluating more than this fraction of what a scan would: auto at half
 # (BENCHMARKS.md: pruning trajectories); above 1 never (an explicit "pruned").
@@ -44,19 +46,25 @@ class KCenterStats:
     select_seconds: float
     cells_seconds: float = 0.0
     n_cells: int = 0
+    passes: int = 0  # passes over the data; the batched method certifies many picks per pass
+    picks: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
     def evaluated_fraction(self) -> float:
         return self.distance_evals / self.scan_evals if self.scan_evals else 0.0
 
+    @property
+    def picks_per_pass(self) -> float:
+        return self.picks / self.passes if self.passes else 0.0
+
     @classmethod
     def from_core(cls, raw: dict, backend: str, **fields) -> "KCenterStats":
         """The stats of a core call (its result dict), plus the Python side's fields."""
         core = ("method", "distance_evals", "scan_evals", "ambiguous_steps",
                 "exact_distance_evals", "fallback_step", "float64_accumulation",
-                "setup_seconds", "select_seconds")
-        return cls(backend=backend, **{k: raw[k] for k in core}, **fields)
+                "setup_seconds", "select_seconds", "passes")
+        return cls(backend=backend, **{k: raw[k] for k in core if k in raw}, **fields)
 
 
 @dataclass
@@ -83,6 +91,8 @@ class KCenterPlan:
     simd: Optional[str] = None
     progress: Any = False
     callback: Optional[Callable] = None
+    batch_candidates: int = 0  # 0: the engine's plain driver (batched: DEFAULT_BATCH_CANDIDATES)
+    batch_max_picks: int = 0  # 0: no cap
     extra: dict = field(default_factory=dict)
 
     @property

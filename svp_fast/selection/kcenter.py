@@ -16,7 +16,7 @@ import numpy as np
 
 from .._arrays import as_index_array, as_matrix, check_budget, check_choice, check_index, check_threads
 from ._backends import backend_for
-from ._plan import METHODS, METRICS, KCenterPlan, KCenterStats, package
+from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
 from .cells import default_n_cells
 
 __all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KCenterStats", "choose_engine", "kcenter"]
@@ -48,6 +48,14 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     return "pruned", dim  # hands over to default_engine when the cells do not prune
 
 
+def _positive_or_none(value, name: str):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
 def kcenter(
     embeddings: Any,
     budget: int,
@@ -64,6 +72,8 @@ def kcenter(
     seed: int = 0,
     num_threads: Optional[int] = None,
     simd: Optional[str] = None,
+    batch_candidates: Optional[int] = None,
+    batch_max_picks: Optional[int] = None,
 ):
     """Pick ``budget`` points by exact greedy k-center (farthest-first traversal).
 
@@ -101,7 +111,12 @@ def kcenter(
             cells when the budget is large enough to pay for them and the
             data's intrinsic dimension (a TwoNN estimate on 1,000 sampled
             rows) is at most 16, handing over to "lazy" when they do not
-            prune; otherwise "lazy". All give the same picks.
+            prune; otherwise "lazy". "batched" certifies many picks per pass
+            over the data: each pass takes the ``batch_candidates`` points
+            farthest from the centers, picks among them while each pick is
+            provably the greedy one, then applies all its picks to every
+            point at once (the CPU twin of the GPU's batched engine). All
+            give the same picks.
         return_radii: also return radius[t], the distance from pick t to its
             nearest earlier center (+inf for the start pick); non-increasing.
         return_stats: also return a :class:`KCenterStats`.
@@ -116,6 +131,10 @@ def kcenter(
         seed: seed of the k-means that builds the cells (does not affect picks).
         num_threads: CPU threads (default: OpenMP's default).
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
+        batch_candidates: candidates per pass of the batched driver (T;
+            default 256 for ``method="batched"``). With "scan", "lazy" or
+            "pruned" it runs that engine under the batched driver.
+        batch_max_picks: at most this many picks per pass (default: no cap).
 
     Returns:
         indices (int64, pick order) in the caller's array type (numpy, or a
@@ -147,6 +166,8 @@ def kcenter(
         if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
             raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
         n_cells = int(min(n_cells, m.rows))  # more cells than points: one point per cell
+    batch_candidates = _positive_or_none(batch_candidates, "batch_candidates")
+    batch_max_picks = _positive_or_none(batch_max_picks, "batch_max_picks")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
@@ -170,7 +191,10 @@ def kcenter(
     probe_seconds = time.perf_counter() - t0
     plan = KCenterPlan(budget=budget, selected=selected, start=start, metric=metric,
                        requested=method, engine=engine, return_radii=return_radii, seed=seed,
-                       num_threads=threads, simd=simd, progress=progress, callback=callback)
+                       num_threads=threads, simd=simd, progress=progress, callback=callback,
+                       batch_candidates=batch_candidates or (DEFAULT_BATCH_CANDIDATES
+                                                             if engine == "batched" else 0),
+                       batch_max_picks=batch_max_picks or 0)
     if dim is not None:
         plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
     if engine == "pruned" and budget > 0:

@@ -19,7 +19,25 @@
 
 namespace svp {
 
-enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2 };
+// The engine that keeps the points' min-distances. `batched` is the scan engine
+// under the batched driver (BatchOptions): the CPU twin of the GPU's batched
+// k-center, which certifies many picks per pass over the data.
+enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2, batched = 3 };
+
+// The batched driver. Each pass takes the T points with the largest
+// min-distances (the candidates) and B, a bound on every other point's value.
+// Min-distances only fall, so while the best candidate, updated against the
+// picks of this pass, is certified above B (its band [M - 2E(M), M] holds no
+// point outside the candidates), it is exactly the next greedy pick; near-ties
+// among the candidates are decided in float64 as in a plain step. The pass
+// stops at the first pick it cannot certify, then applies all its picks to
+// every point at once (the engine's add_centers with q = the pass's picks).
+// Same picks as the plain driver on every input; far fewer passes over the
+// data than picks.
+struct BatchOptions {
+  int64_t candidates = 0;  // T; 0: the plain driver (one pick per pass)
+  int64_t max_picks = 0;   // picks per pass at most (0: no cap)
+};
 
 // A partition of the points into cells, for the pruned method. Any partition is
 // correct; a good one (k-means) prunes more.
@@ -42,6 +60,7 @@ struct KCenterOptions {
   // Pruned method: fall back to the scan when, over a window of steps, it
   // evaluates more than this fraction of the point distances a scan would.
   double fallback_fraction = 2.0;  // > 1: never fall back
+  BatchOptions batch;  // any engine; the batched method sets candidates by default
   int num_threads = 0;  // 0: OpenMP's default
   Progress* progress = nullptr;
   double poll_interval = 0.1;  // seconds between progress->poll calls
@@ -59,6 +78,8 @@ struct KCenterStats {
   double setup_seconds = 0;   // validation, norms, cells
   double select_seconds = 0;  // the picking loop
   int method_used = 0;        // KCenterMethod
+  int64_t passes = 0;         // passes over the data (the batched driver; else picks)
+  int64_t candidate_evals = 0;  // batched: candidate-to-pick distances within passes
 };
 
 // X: N x D embeddings. picks: [budget] output. radii: [budget] output or null;
