@@ -145,7 +145,7 @@ def test_uncertainty_command_errors(tmp_path, rng, capsys):
     assert_usage_error(code, err, "budget must be at most", "10")
     code, _, err = run_cli(["uncertainty", tmp_path / "ok.npy", "--budget", "1.5", "--out",
                             tmp_path / "i.npy"], capsys)
-    assert_usage_error(code, err, "fraction must be in [0, 1]")
+    assert_usage_error(code, err, "--budget as a float is a fraction", "below 1, got 1.5")
     with pytest.raises(SystemExit) as e:  # argparse rejects unknown methods itself
         cli.main(["uncertainty", str(tmp_path / "ok.npy"), "--budget", "1", "--out",
                   str(tmp_path / "i.npy"), "--method", "variance"])
@@ -186,7 +186,7 @@ def test_active_command(tmp_path, capsys):
     (["coreset", "--dataset", "cifar10"], ["needs a root", "cifar-10-batches-py"]),
     (["coreset", "--dataset", "digits", "--proxy", "resnet9"], ["model must be one of", "resnet9"]),
     (["coreset", "--dataset", "digits", "--method", "kmeans"], ["method must be one of", "kmeans"]),
-    (["coreset", "--dataset", "digits", "--size", 99999], ["size must be in [0, 1347]", "99999"]),
+    (["coreset", "--dataset", "digits", "--size", 99999], ["size must be at most the number of examples (1347)", "99999"]),
     (["coreset", "--dataset", "digits", "--proxy-schedule", "ten@0.1"], ["schedule", "ten@0.1"]),
     (["active", "--dataset", "digits", "--sizes", "100,50"], ["increase strictly"]),
     (["active", "--dataset", "digits", "--sizes", "10,5000"], ["at most the training-set size"]),

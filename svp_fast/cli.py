@@ -394,12 +394,14 @@ def add_kcenter_parser(sub) -> None:
     p.set_defaults(func=run_kcenter_command)
 
 
-def _budget(value, n: int) -> int:
-    """A fraction of N becomes a count; counts go to the API, which checks them
-    against what is left to pick."""
-    from ._util import count_from_size
+def _budget(value, n: int, upper: Optional[int] = None,
+            what: str = "the number of points") -> int:
+    """--budget as a count: the API's rule (``svp_fast._arrays.BUDGET_RULE``: an
+    integer is a count, a float a fraction of all N rows, 1.0 refused), checked
+    against ``upper`` (default N), the most that can be picked."""
+    from ._arrays import check_budget
 
-    return count_from_size(value, n, "budget") if isinstance(value, float) else value
+    return check_budget(value, n if upper is None else upper, what, total=n, name="--budget")
 
 
 def _run_fingerprint(args, x, budget: int, selected) -> dict:

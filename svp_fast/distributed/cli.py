@@ -169,11 +169,17 @@ def _preflight(args, rank: int):
     return x
 
 
-def _budget(value, n: int) -> int:
+def _budget(value, n: int):
+    """A fraction of N becomes a count by the rule of every budget
+    (``svp_fast._arrays.BUDGET_RULE``); counts go to the API, which checks them
+    against what is left to pick."""
     if isinstance(value, float):
-        if not 0.0 <= value <= 1.0:
-            raise _UserError(f"budget as a fraction must be in [0, 1], got {value}")
-        return int(round(value * n))
+        from .._arrays import check_budget
+
+        try:
+            return check_budget(value, n, "the number of points", name="--budget")
+        except ValueError as e:
+            raise _UserError(str(e)) from None
     return value
 
 

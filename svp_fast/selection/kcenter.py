@@ -11,8 +11,8 @@ import numpy as np
 
 from .. import _core
 from .._arrays import (as_index_array, as_matrix, check_budget, check_choice, check_index,
-                       check_threads)
-from .._progress import make_hook
+                       check_threads, to_callers_library)
+from .._progress import check_progress, make_hook
 from . import cells
 from .cells import build_cells, default_n_cells, probe_intrinsic_dimension
 
@@ -113,9 +113,11 @@ def kcenter(
 
     Args:
         embeddings: (N, D) array: numpy array or memmap (float16/32/64), torch
-            tensor (CPU or CUDA; float16, bfloat16, float32, float64). Work
-            runs where the data lives.
-        budget: number of new picks, 0 <= budget <= N - len(already_selected).
+            tensor (CPU or CUDA; float16, bfloat16, float32, float64), or any
+            array that speaks DLPack (CuPy, JAX, ...; read without a copy, see
+            ``svp_fast._arrays``). Work runs where the data lives.
+        budget: number of new picks: a count, 0 <= budget <= N - len(already_selected),
+            or a fraction of N as a float in [0, 1) (``svp_fast._arrays.BUDGET_RULE``).
         already_selected: indices of initial centers (labelled or kept points),
             distinct, in [0, N). Passing a prefix of an earlier result continues
             that run exactly.
@@ -147,8 +149,8 @@ def kcenter(
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
 
     Returns:
-        indices (int64, pick order) in the caller's array type (numpy, or a
-        torch tensor on the input's device), followed by radii (float64) if
+        indices (int64, pick order) in the caller's array type (numpy, a torch
+        tensor on the input's device, CuPy or JAX), followed by radii (float64) if
         ``return_radii`` and stats if ``return_stats``.
 
     Raises:
@@ -160,12 +162,13 @@ def kcenter(
     metric = check_choice(metric, "metric", METRICS)
     method = check_choice(method, "method", METHODS)
     threads = check_threads(num_threads)
+    check_progress(progress)
     if already_selected is None:
         selected = np.zeros(0, dtype=np.int64)
     else:
         selected = as_index_array(already_selected, "already_selected", m.rows)
     budget = check_budget(budget, m.rows - selected.size,
-                          "the number of points not already selected")
+                          "the number of points not already selected", total=m.rows)
     if start is not None:
         if selected.size:
             raise ValueError("start applies only when already_selected is empty; "
@@ -180,9 +183,9 @@ def kcenter(
     if m.device == "cuda":
         from .. import _cuda_backend
 
-        return _cuda_backend.kcenter(m, budget, selected, start, metric, method,
-                                     return_radii, return_stats, progress, callback,
-                                     n_cells, seed)
+        return to_callers_library(embeddings, _cuda_backend.kcenter(
+            m, budget, selected, start, metric, method, return_radii, return_stats, progress,
+            callback, n_cells, seed))
 
     picks = np.empty(budget, dtype=np.int64)
     radii = np.empty(budget, dtype=np.float64) if return_radii else None
@@ -268,4 +271,4 @@ def _package(embeddings, picks, radii, stats, return_radii, return_stats):
         out.append(radii)
     if return_stats:
         out.append(stats)
-    return out[0] if len(out) == 1 else tuple(out)
+    return to_callers_library(embeddings, out[0] if len(out) == 1 else tuple(out))
