@@ -49,6 +49,11 @@ USER_ERRORS = (UsageError, ValueError, TypeError, FileNotFoundError, NotADirecto
 
 # ----------------------------------------------------------------------------- argument types
 
+# the rule of svp_fast._arrays.BUDGET_RULE, as the API applies it
+BUDGET_HELP = ("a count (an integer: 1 is one row) or a fraction of all N rows (a float in "
+               "[0, 1): 0.1 is 10%%, rounded to the nearest count; 1.0 is refused as ambiguous)")
+
+
 def size_arg(text: str):
     """'5000' -> 5000 examples; '0.5' -> the fraction 0.5."""
     try:
@@ -287,7 +292,8 @@ def add_coreset_parser(sub) -> None:
     add_model_arguments(p)
     add_run_arguments(p, CORESET_METHODS, "kcenter")
     p.add_argument("--size", type=size_arg, default=0.5,
-                   help="subset size: a count (5000) or a fraction (0.5, default)")
+                   help="subset size: a count (5000) or a fraction of the training set (a "
+                        "float in [0, 1), default 0.5; rounded to the nearest count)")
     p.add_argument("--full", action="store_true",
                    help="also train the target on all the data (the reference row)")
     p.set_defaults(func=run_coreset_command)
@@ -388,7 +394,7 @@ def add_kcenter_parser(sub) -> None:
                                    ".npy; writes the picks (int64, pick order) to a .npy.")
     p.add_argument("embeddings", help="(N, D) .npy file (float16/32/64), read memory-mapped")
     p.add_argument("--budget", type=size_arg, required=True,
-                   help="new picks: a count, or a fraction of N")
+                   help=f"new picks: {BUDGET_HELP}")
     p.add_argument("--out", required=True, help="output .npy of picked indices")
     p.add_argument("--already-selected", metavar="NPY",
                    help=".npy of indices already selected (initial centers, never returned)")
@@ -586,7 +592,7 @@ def add_uncertainty_parser(sub) -> None:
                                    "uncertain first, ties to the lowest index (the same picks as "
                                    "svp_fast.uncertainty).")
     p.add_argument("scores_input", metavar="LOGITS", help="(N, C) .npy of logits or probabilities")
-    p.add_argument("--budget", type=size_arg, required=True, help="a count, or a fraction of N")
+    p.add_argument("--budget", type=size_arg, required=True, help=f"rows to pick: {BUDGET_HELP}")
     p.add_argument("--out", required=True, help="output .npy of indices")
     p.add_argument("--method", choices=["least_confidence", "entropy", "margin"],
                    default="least_confidence")
@@ -682,8 +688,9 @@ def run_uncertainty_command(args) -> int:
 
 # ----------------------------------------------------------------------------- demo
 
-# How long the demo takes, measured (README.md says the same): 5 runs on an idle
-# 2-core machine took 22-25 s from the command to its last line.
+# How long the demo takes, measured (README.md says the same): 23.8 s from the
+# command to its last line on an idle 2-core machine (load average 0.7); 51-85 s
+# in five runs while other processes kept the load average at 5-11.
 DEMO_TIME = "about 25 s on an idle 2-core machine"
 
 

@@ -60,7 +60,8 @@ def add_distributed_arguments(parser: argparse.ArgumentParser, *, include_common
         parser.add_argument("embeddings", help="(N, D) .npy file (float16/32/64), memory-mapped: "
                                                "each rank reads only its slice of rows")
         parser.add_argument("--budget", type=_size_arg, required=True,
-                            help="new picks: a count, or a fraction of N")
+                            help="new picks: a count (an integer) or a fraction of N (a float "
+                                 "in [0, 1), rounded to the nearest count)")
         parser.add_argument("--out", required=True, help="output .npy of picked indices (rank 0 writes it)")
         parser.add_argument("--already-selected", metavar="NPY",
                             help=".npy of global indices already selected (initial centers)")
