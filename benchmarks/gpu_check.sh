@@ -13,7 +13,16 @@ echo "build: $(( $(date +%s) - t0 )) s"
 cd /tmp  # import the installed package, not the source tree
 python3 -c "import svp_fast; print(svp_fast.build_info())"
 cd - > /dev/null
-timeout 240 python3 -m pytest -q -x -W default -p no:cacheprovider python_tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+# the GPU tests, and the DLPack tests (CuPy and JAX are installed there); JAX
+# must not take 75% of the GPU's memory at its first use. -P: python -m would
+# put this folder first on sys.path, and its svp_fast has no compiled _core
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+timeout 240 python3 -P -m pytest -q -x -W default -p no:cacheprovider python_tests/test_gpu.py \
+  python_tests/test_dlpack.py python_tests/test_command_line_inputs.py \
+  -k "not test_command_line_inputs or cuda" 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+# the latency suite's CUDA cases, each once (the timed runs are bench_gpu.py's)
+timeout 120 python3 -P -m pytest -q -p no:cacheprovider benchmarks/test_latency.py --benchmark-disable \
+  -k cuda 2>&1 | tail -3
 if command -v compute-sanitizer > /dev/null; then
   for tool in memcheck racecheck; do
     timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 python3 -c "

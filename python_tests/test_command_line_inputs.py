@@ -287,11 +287,11 @@ def test_library_words_are_kept_where_no_flag_matches():
 
 # ----------------------------------------------------------------------------- the GPU
 
-gpu = pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())
+def gpu(test):
+    return pytest.mark.gpu(pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())(test))
 
 
 @gpu
-@pytest.mark.gpu
 def test_kcenter_and_uncertainty_commands_on_cuda(tmp_path, rng, capsys):
     x = rng.normal(size=(20_000, 16)).astype(np.float32)
     np.save(tmp_path / "e.npy", x)
@@ -314,7 +314,6 @@ def test_kcenter_and_uncertainty_commands_on_cuda(tmp_path, rng, capsys):
 
 
 @gpu
-@pytest.mark.gpu
 def test_kcenter_command_on_cuda_resumes_a_checkpoint(tmp_path, rng, capsys):
     from svp_fast.cli import _run_fingerprint, _save_checkpoint
 

@@ -185,7 +185,8 @@ def test_jax_x64_keeps_int64_and_float64(emb):
 
 # ----------------------------------------------------------------------------- CUDA
 
-gpu = pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())
+def gpu(test):
+    return pytest.mark.gpu(pytest.mark.skipif(not cuda_available(), reason=cuda_skip_reason())(test))
 
 
 @gpu
