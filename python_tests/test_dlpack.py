@@ -238,3 +238,35 @@ def test_jax_gpu_in_place_and_back_as_jax(emb):
     picks = svp_fast.kcenter(j, 40)
     assert isinstance(picks, jax.Array) and picks.devices() == {device}
     np.testing.assert_array_equal(np.asarray(picks), svp_fast.kcenter(emb, 40))
+
+
+def test_outputs_go_back_through_the_callers_importer(emb, monkeypatch):
+    """The mechanism CuPy and JAX use, with a library made up here: its arrays
+    come back through its importer; when that fails, the documented fallback."""
+    from svp_fast import _arrays
+
+    class MadeUpArray(UnknownLibraryArray):
+        pass
+
+    MadeUpArray.__module__ = "madeup.core"
+    taken = []
+
+    def importer(value):
+        taken.append(value)
+        return ("madeup", value)
+
+    monkeypatch.setitem(_arrays._IMPORTERS, "madeup", importer)
+    picks, radii, stats = svp_fast.kcenter(MadeUpArray(emb), 20, return_radii=True,
+                                           return_stats=True)
+    assert picks[0] == "madeup" and radii[0] == "madeup" and stats.backend == "cpu"
+    np.testing.assert_array_equal(picks[1], svp_fast.kcenter(emb, 20))
+    assert len(taken) == 2  # picks and radii, not the stats
+    scores = svp_fast.uncertainty_scores(MadeUpArray(emb))
+    assert scores[0] == "madeup"
+
+    def failing(value):
+        raise RuntimeError("this build cannot take CUDA arrays")
+
+    monkeypatch.setitem(_arrays._IMPORTERS, "madeup", failing)
+    picks = svp_fast.kcenter(MadeUpArray(emb), 20)
+    assert isinstance(picks, np.ndarray)  # the fallback, not a lost selection

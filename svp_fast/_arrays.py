@@ -13,7 +13,9 @@ library where it can take them: CuPy arrays for CuPy input (``cupy.from_dlpack``
 JAX arrays for JAX input (``jax.dlpack.from_dlpack``; with JAX's default
 ``jax_enable_x64=False`` JAX stores the int64 indices as int32 and float64 radii as
 float32, as it does every array). Any other library gets numpy arrays for CPU
-input and torch tensors for CUDA input.
+input and torch tensors for CUDA input, and so does CuPy or JAX input when that
+library cannot take the result (a CPU-only JAX given CUDA results; indices above
+2**31 - 1 with JAX's x64 off, which int32 cannot hold).
 
 No hidden copies. The core reads rows that are contiguous (column stride 1) at any
 row distance, including negative and zero (expanded tensors), in place. Only these
@@ -260,9 +262,16 @@ def to_callers_library(source: Any, value: Any):
     importer = _IMPORTERS.get(_library(source))
     if importer is None:
         return value  # the documented fallback: numpy on the CPU, torch on CUDA
-    if isinstance(value, tuple):
-        return tuple(importer(v) if _is_output_array(v) else v for v in value)
-    return importer(value) if _is_output_array(value) else value
+
+    def back(v):
+        if not _is_output_array(v):
+            return v
+        try:
+            return importer(v)
+        except (ImportError, RuntimeError, TypeError, ValueError, BufferError):
+            return v  # e.g. a CPU-only JAX given CUDA results: the fallback, not a lost run
+
+    return tuple(back(v) for v in value) if isinstance(value, tuple) else back(value)
 
 
 def _is_output_array(v: Any) -> bool:

@@ -10,7 +10,10 @@ Subcommands (``svp-fast COMMAND --help`` for each):
 * ``bench``: selection latency on this machine beside numpy/PyTorch loops (table, CSV, PNG).
 
 ``kcenter --distributed`` (under ``torchrun``) shards the .npy over the ranks;
-``kcenter --checkpoint FILE`` saves progress and resumes after a crash.
+``kcenter --checkpoint FILE`` saves progress and resumes after a crash;
+``kcenter/uncertainty --device cuda[:N]`` copy the .npy onto a GPU in chunks and
+select there (svp_fast._loading). Every input file is checked (finite values,
+a real .npy array) before the selection and its progress bar start.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that sets
 ``func`` to one ``run_<name>(args)`` function, so a new subcommand (e.g.
