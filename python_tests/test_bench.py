@@ -40,10 +40,10 @@ def test_grid_table_csv_and_plot(tmp_path):
         rows = list(csv.DictReader(f))
     kc = [r for r in rows if r["task"] == "kcenter"]
     un = [r for r in rows if r["task"] == "uncertainty"]
-    # 2 N x (3 svp_fast methods + numpy + torch)
-    assert len(kc) == 2 * 5
+    # 2 N x (4 svp_fast methods + numpy + torch)
+    assert len(kc) == 2 * 6
     assert {r["impl"] for r in kc} == {"svp_fast", "numpy", "torch"}
-    assert {r["method"] for r in kc if r["impl"] == "svp_fast"} == {"scan", "lazy", "pruned"}
+    assert {r["method"] for r in kc if r["impl"] == "svp_fast"} == {"scan", "lazy", "pruned", "batched"}
     # 2 N x 3 methods x (svp_fast + numpy + torch)
     assert len(un) == 2 * 3 * 3
     for r in rows:
@@ -52,7 +52,9 @@ def test_grid_table_csv_and_plot(tmp_path):
         if r["impl"] == "svp_fast":
             assert float(r["speedup_vs_numpy"]) > 0 and float(r["speedup_vs_torch"]) > 0
             assert int(r["steps_timed"]) == 12
-            assert 0 < float(r["evaluated_fraction"]) <= 1
+            # the batched driver's candidate updates come on top of its passes:
+            # on a tiny input (T >= N) up to about twice a scan's distances
+            assert 0 < float(r["evaluated_fraction"]) <= (2.5 if r["method"] == "batched" else 1)
         else:
             assert int(r["steps_timed"]) == 5
     png = (tmp_path / "b.png").read_bytes()

@@ -2,7 +2,7 @@
 
 For every point of a grid of N (rows), D (columns), dtype and budget it times
 
-* k-center with svp_fast (methods scan, lazy, pruned) on every available
+* k-center with svp_fast (methods scan, lazy, pruned, batched) on every available
   backend (the CPU always; CUDA when torch sees a GPU and svp_fast was built
   with CUDA), and the plain loops people write, measured in the same run:
   numpy ``d = np.minimum(d, ((X - X[i])**2).sum(1)); i = d.argmax()`` and a
@@ -47,7 +47,7 @@ import numpy as np
 
 CSV_NAME, PLOT_NAME = "bench.csv", "bench.png"
 DTYPES = ("float32", "float16", "float64")
-KCENTER_METHODS = ("scan", "lazy", "pruned")
+KCENTER_METHODS = ("scan", "lazy", "pruned", "batched")
 UNCERTAINTY_METHODS = ("least_confidence", "entropy", "margin")
 
 
@@ -95,7 +95,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                         "(benchmarks/test_latency.py) of that size")
     w = p.add_argument_group("what to time")
     w.add_argument("--methods", type=_choice_list(KCENTER_METHODS), default=list(KCENTER_METHODS),
-                   metavar="M[,M...]", help="svp_fast k-center methods (default scan,lazy,pruned)")
+                   metavar="M[,M...]", help="svp_fast k-center methods (default scan,lazy,pruned,batched)")
     w.add_argument("--backends", type=_choice_list(("cpu", "cuda")), default=None, metavar="B[,B...]",
                    help="cpu and/or cuda (default: cpu, plus cuda when torch sees a GPU)")
     w.add_argument("--baselines", type=_choice_list(("numpy", "torch")), default=["numpy", "torch"],
