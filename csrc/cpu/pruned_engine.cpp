@@ -490,61 +490,125 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
 
 template <typename Acc>
 void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
+  // Several centers at once (initial centers; a pass of the batched driver):
+  // the same three bounds as add_one for every (cell, center) pair, then each
+  // cell's surviving centers are applied in ordinal order while its members
+  // stay in cache.
   const int64_t nc = n_cells_, D = D_;
   const KernelTable& k = *src_.k;
-  const MatrixView& X = src_.X;
-  const D2RowsFn<Acc> d2 = src_.d2();
   std::vector<double> c64(static_cast<size_t>(q * D));
   std::vector<Acc> cacc(static_cast<size_t>(q * D));
   for (int64_t j = 0; j < q; ++j) {
     src_.center64(refs[j], c64.data() + j * D);
     for (int64_t t = 0; t < D; ++t) cacc[j * D + t] = static_cast<Acc>(c64[j * D + t]);
   }
-  int64_t evals = 0;
-#pragma omp parallel num_threads(threads_) reduction(+ : evals)
-  {
-    const char* ptrs[64];
-    Acc sc[64], out[64];
-    std::vector<double> dc(static_cast<size_t>(q));
-    std::vector<char> on(static_cast<size_t>(q));
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t kc = 0; kc < nc; ++kc) {
-      if (ctop_[kc].i1 < 0) continue;
-      const double cmax = ctop_[kc].v1, r = radius_[kc];
-      const char* mu = reinterpret_cast<const char*>(centroid_.data() + kc * D);
-      bool any = false;
-      for (int64_t j = 0; j < q; ++j) {
-        double d2c;
-        k.d2_rows_f64(DType::f64, &mu, nullptr, 1, c64.data() + j * D, D, &d2c);
-        dc[j] = std::sqrt(d2c);
-        const double lb = dc[j] * (1 - kRel) - r * (1 + kRel);
-        on[j] = !(lb > 0 && lb * lb >= cmax);
-        if (!on[j]) m2floor_[kc] = std::min(m2floor_[kc], lb * lb);
-        any = any || on[j];
+  const double* cmax = cmax_.data();
+  const double* radius = radius_.data();
+  double* floor = m2floor_.data();
+  // Phase A (serial: it lowers the cells' floors): per center, the cheap
+  // bound from its own cell (centroid distances known), the center's distance
+  // to the centroids left, and the cell bound; the surviving (cell, center)
+  // pairs with their centroid distance, grouped by cell.
+  struct Pair {
+    int64_t j;
+    double dc;
+  };
+  std::vector<int64_t> count(static_cast<size_t>(nc + 1), 0);
+  std::vector<std::vector<Pair>> by_center(static_cast<size_t>(q));
+  int64_t* surv = surv_.data();
+  char* keep = keep_.data();
+  for (int64_t j = 0; j < q; ++j) {
+    int64_t ns = 0;
+    if (!cc_.empty() && refs[j].row >= 0) {
+      const int64_t qc = where_[refs[j].row];
+      centroid_bound_pass(cc_.data() + static_cast<int64_t>(cellpos_[qc]) * nc, p_[qc], radius,
+                          cmax, floor, keep, nc);
+      for (int64_t kc = 0; kc < nc; ++kc) {
+        surv[ns] = kc;
+        ns += keep[kc];
       }
-      if (!any) continue;
+    } else {
+      for (int64_t kc = 0; kc < nc; ++kc) {
+        surv[ns] = kc;
+        ns += static_cast<int64_t>(cmax[kc] >= 0);
+      }
+    }
+    for (int64_t s2 = 0; s2 < ns; ++s2) sptrs_[s2] = centroid_ptrs_[surv[s2]];
+    k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, ns, c64.data() + j * D, D, dc_.data());
+    std::vector<Pair>& mine = by_center[static_cast<size_t>(j)];
+    for (int64_t s2 = 0; s2 < ns; ++s2) {
+      const int64_t kc = surv[s2];
+      const double dc = std::sqrt(dc_[s2]);
+      const double lb = dc * (1 - kRel) - radius[kc] * (1 + kRel);
+      const double lb2 = lb * lb;
+      const bool ruled = (lb > 0) && (lb2 >= cmax[kc]);
+      if (ruled) {
+        floor[kc] = std::min(floor[kc], lb2);
+      } else {
+        mine.push_back({kc, dc});
+        ++count[static_cast<size_t>(kc) + 1];
+      }
+    }
+  }
+  for (int64_t kc = 0; kc < nc; ++kc) count[kc + 1] += count[kc];
+  std::vector<Pair> pairs(static_cast<size_t>(count[nc]));  // (center, dc) by cell
+  {
+    std::vector<int64_t> fill(count.begin(), count.end() - 1);
+    for (int64_t j = 0; j < q; ++j)  // centers in ordinal order within each cell
+      for (const Pair& pr : by_center[static_cast<size_t>(j)])
+        pairs[static_cast<size_t>(fill[pr.j]++)] = {j, pr.dc};
+  }
+  std::vector<std::vector<Pair>>().swap(by_center);
+  // Phase B (parallel over cells): each surviving pair's annulus range, its
+  // pivots' distances and the member annuli, then the members' distances.
+  int64_t evals = 0;
+  std::vector<int64_t> busy;
+  for (int64_t kc = 0; kc < nc; ++kc)
+    if (count[kc + 1] > count[kc]) busy.push_back(kc);
+  const int64_t nbusy = static_cast<int64_t>(busy.size());
+  const bool parallel = threads_ > 1 && nbusy > 1;
+#pragma omp parallel num_threads(threads_) reduction(+ : evals) if (parallel)
+  {
+    std::vector<int64_t> kept(static_cast<size_t>(n_ > 0 ? std::min<int64_t>(n_, int64_t{1} << 20) : 1));
+    char moved[kBlock];
+    const char* pivots[kPivots];
+    double dq2[kPivots];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nbusy; ++b) {
+      const int64_t kc = busy[static_cast<size_t>(b)];
+      const double cm = cmax[kc];  // at the pass's start: a bound for every later center
+      const int64_t lo = lo_[kc], hi = lo_[kc + 1];
+      if (static_cast<int64_t>(kept.size()) < hi - lo) kept.resize(static_cast<size_t>(hi - lo));
       bool changed = false;
-      for (int64_t qa = lo_[kc]; qa < lo_[kc + 1]; qa += 64) {
-        const int64_t qb = std::min(lo_[kc + 1], qa + 64);
-        int64_t cnt = 0;
-        int64_t pos[64];
-        for (int64_t qq = qa; qq < qb; ++qq) {
-          if (m_[qq] < Acc(0)) continue;
-          ptrs[cnt] = member_row(qq);
-          if (src_.scale) sc[cnt] = scale_[qq];
-          pos[cnt++] = qq;
+      for (int64_t e = count[kc]; e < count[kc + 1]; ++e) {
+        const Pair& pr = pairs[static_cast<size_t>(e)];
+        Work wk{kc, lo, hi, pr.dc, {0.0, 0.0}};
+        if (cm < std::numeric_limits<double>::infinity()) {
+          // members with p outside [dc - R - slack, dc + R + slack] are at
+          // least R = sqrt(cmax) away from the center
+          const double R = std::sqrt(cm);
+          const double slack = 1e-9 * (pr.dc + R + radius[kc]);
+          annulus_range(p_.data() + lo, hi - lo, pr.dc - R - slack, pr.dc + R + slack, &wk.qa, &wk.qb);
+          wk.qa += lo;
+          wk.qb += lo;
+          if (wk.qa > lo || wk.qb < hi) floor[kc] = std::min(floor[kc], cm);
+          if (wk.qa >= wk.qb) continue;
+          for (int j = 0; j < kPivots; ++j)
+            pivots[j] = pivot_ptrs_[kc * kPivots + j];
+          k.d2_rows_f64(DType::f64, pivots, nullptr, kPivots, c64.data() + pr.j * D, D, dq2);
+          for (int j = 0; j < kPivots; ++j) wk.dq[j] = std::sqrt(dq2[j]);
+        } else {  // no center yet: every member, no bound
+          wk.dq[0] = wk.dq[1] = 0.0;
         }
-        if (cnt == 0) continue;
-        for (int64_t j = 0; j < q; ++j) {
-          if (!on[j]) continue;
-          d2(X.dtype, ptrs, src_.scale ? sc : nullptr, cnt, cacc.data() + j * D, D, out);
-          evals += cnt;
-          for (int64_t t = 0; t < cnt; ++t) {
-            const int64_t qq = pos[t];
-            if (take_center_distance(out[t], ordinals[j], m_[qq], m2_[qq], assign_[qq]))
-              changed = changed || is_top_[qq];
-          }
+        const int64_t cnt = cm < std::numeric_limits<double>::infinity()
+                                ? annulus_members(wk, kept.data())
+                                : live_members(wk, kept.data());
+        for (int64_t t0 = 0; t0 < cnt; t0 += kBlock) {
+          const int64_t c = std::min(kBlock, cnt - t0);
+          member_distances(kept.data() + t0, c, cacc.data() + pr.j * D, ordinals[pr.j], moved);
+          for (int64_t t = 0; t < c; ++t) changed = changed || moved[t];
         }
+        evals += cnt;
       }
       if (changed) {
         set_cell_top(kc, cell_top(kc));
@@ -559,6 +623,16 @@ void PrunedEngine<Acc>::add_batch(const CenterRef* refs, const int64_t* ordinals
     }
   }
   evals_ += evals;
+}
+
+template <typename Acc>
+int64_t PrunedEngine<Acc>::live_members(const Work& wk, int64_t* keep) const {
+  int64_t cnt = 0;
+  for (int64_t qq = wk.qa; qq < wk.qb; ++qq) {
+    keep[cnt] = qq;
+    cnt += static_cast<int64_t>(m_[qq] >= Acc(0));
+  }
+  return cnt;
 }
 
 template <typename Acc>

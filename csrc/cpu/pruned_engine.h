@@ -69,6 +69,8 @@ class PrunedEngine final : public Engine<Acc> {
   // members in [wk.qa, wk.qb) of cell wk.cell that the annuli around its
   // centroid and pivots leave, appended to keep; returns their count
   int64_t annulus_members(const Work& wk, int64_t* keep);
+  // the live members in [wk.qa, wk.qb), appended to keep; returns their count
+  int64_t live_members(const Work& wk, int64_t* keep) const;
   // distances of members pos[0..cnt) (cnt <= kBlock) to center c, applied to
   // m, m2 and assign; moved[t]: whether member t is one of its cell's best
   // two and its minimum went down
