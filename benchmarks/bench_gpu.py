@@ -11,6 +11,10 @@ Cases (``--only`` takes their names):
   against the same PyTorch loop (launch overhead dominates there).
 * ``uncertainty``: top-10% of 1,281,167 x 1,000 logits, each method, against
   PyTorch composites and the floor of reading the logits once.
+* ``batched``: the batched engine: 50,000 x 64 with 24,000 picks against the
+  PyTorch loop, then 10% core-sets of 1,281,167 x 2048 (clustered fp16 and
+  fp32, Gaussian noise fp16), each capped and extrapolated, its first 2,000
+  picks compared with the scan's.
 * ``pruned``: synthetic clustered 1,281,167 x 2048 fp16 (the ../shared/anchors
   generator), a 10% core-set (128,117 picks), stopped at the cap and
   extrapolated: the per-step curve (PNG + CSV) against the plain PyTorch loop.
@@ -225,8 +229,52 @@ def case_pruned(b: Bench, bw: float):
            "same_first_picks_as_scan": same})
 
 
+def case_batched(b: Bench, bw: float):
+    """Issue 14's targets: the batched engine on the CIFAR-sized core-set, then
+    a 10% core-set of ImageNet-sized clustered data (fp16, fp32) and of noise."""
+    # 50,000 x 64, 24,000 picks: at least 20x the PyTorch loop
+    n, budget = (2000, 500) if b.args.dry_run else (50_000, 24_000)
+    g = torch.Generator(device=b.dev).manual_seed(1)
+    x = torch.randn(n, 64, device=b.dev, generator=g)
+    t_torch, ref = b.timed(lambda: torch_kcenter_steps(x, budget), 1)
+    svp_fast.kcenter(x, 10, method="batched")
+    t_svp, (p, st) = b.timed(lambda: svp_fast.kcenter(x, budget, method="batched",
+                                                      return_stats=True), 3)
+    scan = svp_fast.kcenter(x, min(budget, 5000), method="scan")
+    b.add({"case": f"batched N={n} D=64 {budget} picks (total)", "torch_ms": t_torch * 1e3,
+           "svp_ms": t_svp * 1e3, "vs_torch": t_torch / t_svp, "passes": st.passes,
+           "picks_per_pass": st.picks_per_pass, "ambiguous": st.ambiguous_steps,
+           "same_as_scan": bool((p[: scan.numel()] == scan).all())})
+    del x
+    # 10% of 1,281,167 x 2048: clustered fp16 and fp32, noise fp16
+    d = 64 if b.args.dry_run else 2048
+    for kind, dtype in [("clustered", torch.float16), ("clustered", torch.float32),
+                        ("noise", torch.float16)]:
+        if kind == "clustered":
+            x = synthetic_clustered(b.n_big, d, b.dev, dtype=dtype)
+        else:
+            x = torch.randn(b.n_big, d, device=b.dev, generator=g).to(dtype)
+        budget = b.n_big // 10 + 1
+        probe = 20 if b.args.dry_run else 300
+        t_torch, _ = b.timed(lambda: torch_kcenter_steps(x, probe), 1)
+        torch_total = t_torch / probe * budget
+        seconds, done, st = b.capped_kcenter(x, budget, method="batched")
+        total = seconds if done == budget else seconds / max(done, 1) * budget
+        check_n = min(2000, done)
+        first = svp_fast.kcenter(x, check_n, method="batched")
+        check = svp_fast.kcenter(x, check_n, method="scan")
+        b.add({"case": f"batched 10% core-set N={b.n_big} D={d} {kind} {str(dtype)[6:]} (total)",
+               "torch_ms": torch_total * 1e3, "svp_ms": total * 1e3,
+               "vs_torch": torch_total / total, "picks_done": done, "capped": done < budget,
+               "passes": None if st is None else st.passes,
+               "picks_per_pass": None if st is None else st.picks_per_pass,
+               "floor_per_pass_ms": x.numel() * x.element_size() / bw * 1e3,
+               "same_first_picks_as_scan": int((first == check).long().cumprod(0).sum())})
+        del x
+
+
 CASES = {"scan": case_scan, "small": case_small, "uncertainty": case_uncertainty,
-         "pruned": case_pruned}
+         "batched": case_batched, "pruned": case_pruned}
 
 
 def main(argv=None):

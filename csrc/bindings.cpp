@@ -245,16 +245,20 @@ svp::cuda::DeviceMatrix device_view(std::uintptr_t ptr, int64_t rows, int64_t co
 
 svp::cuda::KCenterCudaOptions cuda_kc_options(int metric, int64_t budget, std::uintptr_t sel_ptr,
                                               int64_t n_sel, int64_t start, int method,
-                                              std::uintptr_t cells_ptr, int64_t n_cells) {
+                                              std::uintptr_t cells_ptr, int64_t n_cells,
+                                              int64_t batch_candidates, int64_t batch_max_picks) {
   svp::cuda::KCenterCudaOptions opt;
   SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
-  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+  SVP_CHECK_ARG(method >= 0 && method <= 3, "unknown method code %d", method);
   opt.metric = static_cast<svp::Metric>(metric);
   opt.budget = budget;
   opt.already_selected = reinterpret_cast<const int64_t*>(sel_ptr);
   opt.n_selected = n_sel;
   opt.start = start;
-  opt.method = method == 1 ? svp::KCenterMethod::pruned : svp::KCenterMethod::scan;
+  // lazy runs as the scan on the GPU
+  opt.method = method == 2 ? svp::KCenterMethod::scan : static_cast<svp::KCenterMethod>(method);
+  opt.batch_candidates = batch_candidates;
+  opt.batch_max_picks = batch_max_picks;
   opt.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
   opt.n_cells = n_cells;
   return opt;
@@ -314,24 +318,28 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_name", [](int d) { return svp::cuda::device_name(d); });
   m.def("kcenter_cuda_workspace",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
-           int metric, int64_t budget, int64_t n_sel, int method, int64_t n_cells) {
+           int metric, int64_t budget, int64_t n_sel, int method, int64_t n_cells,
+           int64_t batch_candidates) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
-          auto opt = cuda_kc_options(metric, budget, 0, n_sel, 0, method, 0, n_cells);
+          auto opt = cuda_kc_options(metric, budget, 0, n_sel, 0, method, 0, n_cells,
+                                     batch_candidates, 0);
           py::gil_scoped_release nogil;
           return svp::cuda::kcenter_cuda_workspace(X, opt);
         },
         py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
         py::arg("device"), py::arg("metric"), py::arg("budget"), py::arg("n_selected"),
-        py::arg("method"), py::arg("n_cells"));
+        py::arg("method"), py::arg("n_cells"), py::arg("batch_candidates"));
   m.def("kcenter_cuda",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            std::uintptr_t stream, int metric, int64_t budget, std::uintptr_t sel_ptr, int64_t n_sel,
            int64_t start, int method, std::uintptr_t cells_ptr, int64_t n_cells,
            std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t picks_ptr,
            std::uintptr_t radii_ptr, py::object progress, double poll_interval,
-           std::string arg_name, double fallback_fraction) {
+           std::string arg_name, double fallback_fraction, int64_t batch_candidates,
+           int64_t batch_max_picks) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
-          auto opt = cuda_kc_options(metric, budget, sel_ptr, n_sel, start, method, cells_ptr, n_cells);
+          auto opt = cuda_kc_options(metric, budget, sel_ptr, n_sel, start, method, cells_ptr,
+                                     n_cells, batch_candidates, batch_max_picks);
           opt.fallback_fraction = fallback_fraction;
           opt.poll_interval = poll_interval;
           opt.arg_name = arg_name.c_str();
@@ -351,7 +359,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cells_ptr"), py::arg("n_cells"), py::arg("workspace_ptr"),
         py::arg("workspace_bytes"), py::arg("picks_ptr"), py::arg("radii_ptr"),
         py::arg("progress"), py::arg("poll_interval"), py::arg("arg_name"),
-        py::arg("fallback_fraction"));
+        py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"));
   py::class_<svp::cuda::KCenterShardCuda>(m, "KCenterShardCuda")
       .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
                        int64_t row_stride, int dtype, int metric, int method, std::uintptr_t,

@@ -42,26 +42,27 @@ class StandInCudaCore:
     # -- k-center -------------------------------------------------------------
 
     def kcenter_cuda_workspace(self, *, ptr, rows, cols, row_stride, dtype, device, metric, budget,
-                               n_selected, method, n_cells):
+                               n_selected, method, n_cells, batch_candidates):
         self.calls.append(("kcenter_cuda_workspace", dict(locals())))
-        assert method in (0, 1), f"the CUDA core knows scan (0) and pruned (1), got method={method}"
-        return _WS_FIXED + 32 * rows + 16 * n_cells
+        assert method in (0, 1, 3), f"the CUDA core runs scan (0), pruned (1), batched (3), got {method}"
+        assert method == 3 or batch_candidates == 0
+        return _WS_FIXED + 32 * rows + 16 * n_cells + (8 * batch_candidates ** 2 if method == 3 else 0)
 
     def kcenter_cuda(self, *, ptr, rows, cols, row_stride, dtype, device, stream, metric, budget,
                      selected_ptr, n_selected, start, method, cells_ptr, n_cells, workspace_ptr,
                      workspace_bytes, picks_ptr, radii_ptr, progress, poll_interval, arg_name,
-                     fallback_fraction):
+                     fallback_fraction, batch_candidates, batch_max_picks):
         kw = dict(locals())
         kw.pop("self")
         self.calls.append(("kcenter_cuda", kw))
         need = self.kcenter_cuda_workspace(ptr=ptr, rows=rows, cols=cols, row_stride=row_stride,
                                            dtype=dtype, device=device, metric=metric,
                                            budget=budget, n_selected=n_selected, method=method,
-                                           n_cells=n_cells)
+                                           n_cells=n_cells, batch_candidates=batch_candidates)
         assert workspace_ptr != 0 and workspace_bytes >= need, (workspace_bytes, need)
         assert picks_ptr != 0 or budget == 0
         assert isinstance(stream, int)
-        assert method in (0, 1)
+        assert method in (0, 1, 3)
         if method == 1:
             assert cells_ptr != 0 and n_cells >= 1
         # touch the whole workspace, as kernels would: a too-small buffer crashes here
@@ -70,8 +71,8 @@ class StandInCudaCore:
             ptr=ptr, rows=rows, cols=cols, row_stride=row_stride, dtype=dtype, metric=metric,
             budget=budget, selected_ptr=selected_ptr, n_selected=n_selected, start=start,
             method=method, cells_ptr=cells_ptr, n_cells=n_cells, cell_copy_max_bytes=0,
-            fallback_fraction=fallback_fraction, batch_candidates=0, batch_max_picks=0,
-            num_threads=0, picks_ptr=picks_ptr,
+            fallback_fraction=fallback_fraction, batch_candidates=batch_candidates,
+            batch_max_picks=batch_max_picks, num_threads=0, picks_ptr=picks_ptr,
             radii_ptr=radii_ptr, progress=progress, poll_interval=poll_interval, simd="",
             arg_name=arg_name)
 

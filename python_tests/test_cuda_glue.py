@@ -76,12 +76,14 @@ def test_cuda_glue_plain_outputs(standin, rng):
     assert svp_fast.kcenter(x, 0).shape == (0,)
 
 
-@pytest.mark.parametrize("method,engine,code", [("scan", "scan", 0), ("lazy", "scan", 0),
-                                                ("auto", "scan", 0), ("pruned", "pruned", 1)])
-def test_cuda_engine_choice(standin, rng, method, engine, code):
-    # the GPU runs lazy as the scan; auto on a small input is the scan too
+@pytest.mark.parametrize("method,budget,engine,code", [
+    ("scan", 200, "scan", 0), ("lazy", 200, "scan", 0), ("auto", 200, "batched", 3),
+    ("auto", 15, "scan", 0), ("batched", 200, "batched", 3), ("pruned", 200, "pruned", 1)])
+def test_cuda_engine_choice(standin, rng, method, budget, engine, code):
+    # the GPU runs lazy as the scan, auto as the batched engine (the scan for
+    # a handful of picks), cells only when asked for
     x = torch.from_numpy(rng.standard_normal((500, 8)).astype(np.float32))
-    picks, st = svp_fast.kcenter(x, 200, method=method, n_cells=16, return_stats=True)
+    picks, st = svp_fast.kcenter(x, budget, method=method, n_cells=16, return_stats=True)
     call = _last(standin, "kcenter_cuda")
     assert call["method"] == code and st.method == engine
     if engine == "pruned":
@@ -89,11 +91,13 @@ def test_cuda_engine_choice(standin, rng, method, engine, code):
         assert call["fallback_fraction"] > 1  # an explicit pruned never hands over
     else:
         assert call["cells_ptr"] == 0 and call["n_cells"] == 0 and st.n_cells == 0
-    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x.numpy(), 200, method="scan"))
+    assert call["batch_candidates"] == (256 if engine == "batched" else 0)
+    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x.numpy(), budget, method="scan"))
 
 
-def test_cuda_auto_builds_cells_on_low_dimensional_data(standin, rng):
-    # 2-d sheets in 16 dimensions, above the GPU's 65,536-row threshold
+def test_cuda_auto_runs_batched_even_where_cells_would_prune(standin, rng):
+    # 2-d sheets in 16 dimensions, above the 65,536 rows where the CPU's auto
+    # builds cells: on the GPU auto runs the batched engine, no k-means
     n = 70000
     centers = rng.standard_normal((20, 16)) * 5
     basis = rng.standard_normal((20, 2, 16))
@@ -102,9 +106,23 @@ def test_cuda_auto_builds_cells_on_low_dimensional_data(standin, rng):
          + 0.01 * rng.standard_normal((n, 16))).astype(np.float32)
     picks, st = svp_fast.kcenter(torch.from_numpy(x), 300, return_stats=True)
     call = _last(standin, "kcenter_cuda")
-    assert call["method"] == 1 and call["fallback_fraction"] == 0.5  # auto may hand over
-    assert st.n_cells > 0 and st.extra["intrinsic_dimension"] <= 16 and st.cells_seconds > 0
+    assert call["method"] == 3 and st.method == "batched" and st.n_cells == 0
+    assert st.passes < 300
     np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x, 300, method="scan"))
+
+
+@pytest.mark.parametrize("T,cap", [(None, None), (1, None), (3, 2), (4096, 1)])
+def test_cuda_batched_arguments_reach_the_core(standin, rng, T, cap):
+    x = torch.from_numpy(rng.standard_normal((400, 5)).astype(np.float32))
+    picks, st = svp_fast.kcenter(x, 150, method="batched", batch_candidates=T, batch_max_picks=cap,
+                                 return_stats=True)
+    call = _last(standin, "kcenter_cuda")
+    assert call["batch_candidates"] == (T or 256) and call["batch_max_picks"] == (cap or 0)
+    ws = _last(standin, "kcenter_cuda_workspace")
+    assert ws["batch_candidates"] == (T or 256) and ws["method"] == 3
+    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x.numpy(), 150, method="scan"))
+    with pytest.raises(ValueError, match="batch_candidates applies to method='batched'"):
+        svp_fast.kcenter(x, 10, method="scan", batch_candidates=8)
 
 
 def test_cuda_workspace_is_what_the_core_asked_for(standin, rng):

@@ -34,7 +34,7 @@ def test_gpu_matches_cpu(dtype, metric, selected, n, d):
     budget = min(1000, n - (0 if sel is None else sel.numel()))
     cpu, cpu_r = svp_fast.kcenter(x, budget, already_selected=sel, metric=metric, method="scan",
                                   return_radii=True)
-    for method in ("scan", "pruned"):
+    for method in ("scan", "pruned", "batched"):
         gpu, gpu_r, st = svp_fast.kcenter(x.cuda(), budget, already_selected=sel, metric=metric,
                                           method=method, return_radii=True, return_stats=True,
                                           n_cells=16)
@@ -49,34 +49,54 @@ def test_gpu_matches_reference_clustered():
     centers = rng.standard_normal((30, 48)) * 5
     x = centers[rng.integers(0, 30, 6000)] + 0.2 * rng.standard_normal((6000, 48))
     ref, ref_r = kcenter_ref(x.astype(np.float32), 1500)
-    for method in ("scan", "pruned"):
+    for method in ("scan", "pruned", "batched"):
         p, r = svp_fast.kcenter(torch.from_numpy(x.astype(np.float32)).cuda(), 1500, method=method,
                                 return_radii=True, n_cells=64)
         np.testing.assert_array_equal(p.cpu().numpy(), ref)
         close_radii(r.cpu().numpy(), ref_r)
 
 
-def test_gpu_auto_chooses_by_intrinsic_dimension():
-    # noise (intrinsic dimension ~30 at D = 32): the scan; points on 2-d sheets: the cells
+def test_gpu_auto_runs_batched():
     rng = np.random.default_rng(5)
     noise = rng.standard_normal((70000, 32)).astype(np.float32)
-    p, st = svp_fast.kcenter(torch.from_numpy(noise).cuda(), 300, return_stats=True)
-    assert st.n_cells == 0 and st.extra["intrinsic_dimension"] > 16
-    np.testing.assert_array_equal(p.cpu().numpy(), svp_fast.kcenter(noise, 300, method="scan"))
-    centers = rng.standard_normal((40, 32)) * 5
-    basis = rng.standard_normal((40, 2, 32))
-    lab = rng.integers(0, 40, 70000)
-    low = (centers[lab] + np.einsum("ns,nsd->nd", rng.standard_normal((70000, 2)), basis[lab])
-           + 0.01 * rng.standard_normal((70000, 32))).astype(np.float32)
-    p, st = svp_fast.kcenter(torch.from_numpy(low).cuda(), 400, return_stats=True)
-    assert st.n_cells > 0 and st.extra["intrinsic_dimension"] <= 16
-    np.testing.assert_array_equal(p.cpu().numpy(), svp_fast.kcenter(low, 400, method="scan"))
+    p, st = svp_fast.kcenter(torch.from_numpy(noise).cuda(), 3000, return_stats=True)
+    assert st.method == "batched" and st.n_cells == 0 and st.passes < 3000 / 20
+    np.testing.assert_array_equal(p.cpu().numpy(), svp_fast.kcenter(noise, 3000, method="batched"))
+
+
+@pytest.mark.parametrize("T,cap", [(1, None), (2, 1), (5, None), (4096, None)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_gpu_batched_boundaries_match_cpu(T, cap, dtype):
+    # tiny candidate counts and caps: every boundary of a pass, and the plain
+    # step a pass takes when it can certify nothing (ties below)
+    g = torch.Generator().manual_seed(T)
+    x = torch.randn(900, 7, generator=g).to(dtype)
+    x[500:700] = x[:200]  # duplicates: exact ties among candidates and outside them
+    for sel in (None, torch.arange(0, 900, 37)):
+        budget = 600 if sel is None else 560
+        ref = svp_fast.kcenter(x, budget, already_selected=sel, method="scan")
+        got, st = svp_fast.kcenter(x.cuda(), budget, already_selected=sel, method="batched",
+                                   batch_candidates=T, batch_max_picks=cap, return_stats=True)
+        np.testing.assert_array_equal(got.cpu().numpy(), ref.numpy())
+        assert st.method == "batched" and 1 <= st.passes <= budget
+
+
+def test_gpu_batched_cosine_clustered_with_radii():
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((50, 64)) * 3
+    x = (centers[rng.integers(0, 50, 20000)] + 0.3 * rng.standard_normal((20000, 64))).astype(np.float32)
+    for metric in ("euclidean", "cosine"):
+        ref, ref_r = svp_fast.kcenter(x, 4000, metric=metric, method="lazy", return_radii=True)
+        got, got_r = svp_fast.kcenter(torch.from_numpy(x).cuda(), 4000, metric=metric,
+                                      method="batched", return_radii=True)
+        np.testing.assert_array_equal(got.cpu().numpy(), ref)
+        close_radii(got_r.cpu().numpy(), ref_r)
 
 
 def test_gpu_duplicates_and_ties():
     base = torch.randn(64, 16)
     x = torch.cat([base, base, base]).cuda()
-    for method in ("scan", "pruned"):
+    for method in ("scan", "pruned", "batched"):
         p = svp_fast.kcenter(x, 192, method=method, n_cells=8)
         np.testing.assert_array_equal(p.cpu().numpy(), kcenter_ref(x, 192)[0])
 

@@ -17,6 +17,7 @@ namespace svp {
 namespace cuda {
 
 using detail::Layout;
+using detail::run_batched;
 using detail::run_steps;
 
 namespace detail {
@@ -70,6 +71,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The batched method's candidates per pass: the caller's T, 256 by default,
+// never more than the rows.
+long long batch_candidates(const KCenterCudaOptions& opt, long long n) {
+  const long long T = opt.batch_candidates > 0 ? opt.batch_candidates : 256;
+  return std::max<long long>(1, std::min<long long>(T, n));
+}
+
 int max_blocks_bound(int device) {
   int sms = 0;
   SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
@@ -99,6 +107,16 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
   L.band_count = a.take<int>(2);
   L.band_any = a.take<int>(2);
   L.facts = a.take<unsigned long long>(8);
+  if (opt.method == KCenterMethod::batched) {
+    const long long T = batch_candidates(opt, n);
+    L.batch_T = T;
+    L.keys_out = a.take<double>(n);  // Acc is float64 at most
+    L.rows_in = a.take<int>(n);
+    L.rows_out = a.take<int>(n);
+    L.dmat = a.take<double>(T * T);
+    L.bsort_bytes = detail::batched_sort_bytes(n);
+    L.bsort_temp = a.take<unsigned char>(static_cast<int64_t>(L.bsort_bytes));
+  }
   if (opt.method == KCenterMethod::pruned && opt.n_cells > 0) {
     const long long nc = opt.n_cells;
     L.lo = a.take<long long>(nc + 1);
@@ -144,16 +162,22 @@ void run_typed(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
   const Geometry g = geometry(X, sizeof(Acc) == 8);
   p.G = g.G;
   p.vec = g.vec;
+  const bool batched = opt.method == KCenterMethod::batched;
   if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
     if (g.vec) {
       switch (g.cpl) {
-        case 1: return run_steps<T, Acc, 1, true>(X, opt, p, L, stream, t0, st);
-        case 2: return run_steps<T, Acc, 2, true>(X, opt, p, L, stream, t0, st);
-        case 4: return run_steps<T, Acc, 4, true>(X, opt, p, L, stream, t0, st);
-        default: return run_steps<T, Acc, 8, true>(X, opt, p, L, stream, t0, st);
+        case 1: return batched ? run_batched<T, Acc, 1, true>(X, opt, p, L, stream, t0, st)
+                               : run_steps<T, Acc, 1, true>(X, opt, p, L, stream, t0, st);
+        case 2: return batched ? run_batched<T, Acc, 2, true>(X, opt, p, L, stream, t0, st)
+                               : run_steps<T, Acc, 2, true>(X, opt, p, L, stream, t0, st);
+        case 4: return batched ? run_batched<T, Acc, 4, true>(X, opt, p, L, stream, t0, st)
+                               : run_steps<T, Acc, 4, true>(X, opt, p, L, stream, t0, st);
+        default: return batched ? run_batched<T, Acc, 8, true>(X, opt, p, L, stream, t0, st)
+                                : run_steps<T, Acc, 8, true>(X, opt, p, L, stream, t0, st);
       }
     }
   }
+  if (batched) return run_batched<T, Acc, 1, false>(X, opt, p, L, stream, t0, st);
   run_steps<T, Acc, 1, false>(X, opt, p, L, stream, t0, st);
 }
 
@@ -250,6 +274,12 @@ void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* wo
                   (long long)n, (long long)opt.start);
   SVP_CHECK_ARG(opt.method != KCenterMethod::pruned || (opt.cell_of != nullptr && opt.n_cells >= 1),
                 "the pruned method needs a cell partition");
+  SVP_CHECK_ARG(opt.batch_candidates >= 0 && opt.batch_candidates <= 4096 && opt.batch_max_picks >= 0,
+                "batch_candidates must be in [1, 4096] on the GPU and batch_max_picks >= 1, got %lld "
+                "and %lld", (long long)opt.batch_candidates, (long long)opt.batch_max_picks);
+  SVP_CHECK_ARG(opt.method != KCenterMethod::batched || n < (int64_t{1} << 31),
+                "the batched method on the GPU takes fewer than 2^31 rows, got %lld; use "
+                "method='scan'", (long long)n);
   if (opt.budget == 0) return;
 
   DeviceGuard guard(X.device);
@@ -340,8 +370,8 @@ void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* wo
     // as on the CPU: the start center is applied only when a second pick follows
     st->scan_evals = (opt.n_selected == 0 && opt.budget <= 1) ? 0 : total;
   }
-  st->method_used = static_cast<int>(opt.method == KCenterMethod::pruned ? KCenterMethod::pruned
-                                                                        : KCenterMethod::scan);
+  st->method_used = static_cast<int>(opt.method == KCenterMethod::lazy ? KCenterMethod::scan
+                                                                      : opt.method);
   if (opt.budget > t0) {
     const ErrorModel tie = exact_tie_model(opt.metric, D);
     const ErrorModel err = band_model(error_model(f64, opt.metric, D), tie);

@@ -55,8 +55,52 @@ struct Layout {
   int* bad = nullptr;
   void* sort_temp = nullptr;
   size_t sort_bytes = 0;
+  // batched method
+  long long batch_T = 0;   // candidates per pass
+  void* keys_out = nullptr;    // [N] Acc: min-distances, sorted best first
+  int* rows_in = nullptr;      // [N] 0..N-1
+  int* rows_out = nullptr;     // [N] the rows in that order
+  void* dmat = nullptr;        // [T, T] Acc: candidate i to candidate j as a center
+  void* bsort_temp = nullptr;
+  size_t bsort_bytes = 0;
   int max_blocks = 0;
   int64_t bytes = 0;
+};
+
+// Whether kernels fit on the device, with the clear message a user can act on
+// (decided before any attribute call could fail with a raw CUDA error), and
+// the dynamic shared memory they are allowed.
+struct KernelFit {
+  int device = 0;
+  long long D = 0;
+  int optin = 0;  // the largest dynamic shared memory a block may opt in to
+  int sms = 0;
+
+  KernelFit(int dev, long long cols) : device(dev), D(cols) {
+    SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  }
+  void require(size_t smem, const char* what) const {
+    if (smem > static_cast<size_t>(optin))
+      throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU (D = %lld "
+                             "needs %zu bytes of shared memory per block; the device allows %d)",
+                             what, D, smem, optin));
+  }
+  // require() first; then raise the kernel's limit where it needs more than 48 KB
+  void allow(const void* fn, size_t smem, const char* what) const {
+    require(smem, what);
+    if (smem > (48u << 10))
+      SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem)));
+  }
+  int blocks_per_sm(const void* fn, int threads, size_t smem, const char* what) const {
+    int per_sm = 0;
+    SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
+    if (per_sm < 1)
+      throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU "
+                             "(D = %lld, %zu bytes of shared memory per block)", what, D, smem));
+    return per_sm;
+  }
 };
 
 // Cells on the device (kcenter.cu, for Acc = float and double): members grouped
@@ -73,6 +117,34 @@ void setup_cells(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
 template <typename T, typename Acc, int CPL, bool VEC>
 void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Acc>& p,
                const Layout& L, cudaStream_t stream, int64_t t0, KCenterStats* st);
+
+// The batched picking loop for the same variants (kcenter_batched.cuh): per
+// pass, the T best candidates (a radix sort of the min-distances), their
+// T x T distances, the certified sequential acceptance on the device, then
+// the pass's picks applied to every row. The CUDA twin of the CPU's batched
+// driver (svp/kcenter.h, BatchOptions).
+template <typename T, typename Acc, int CPL, bool VEC>
+void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Acc>& p,
+                 const Layout& L, cudaStream_t stream, int64_t t0, KCenterStats* st);
+
+// The parts of a batched pass that do not depend on the input dtype
+// (kcenter_batched.cu, for Acc = float and double).
+// The min-distances sorted best first (stable: ties keep the lower row first):
+// keys_out[0..N) and rows_out[0..N).
+template <typename Acc>
+void batched_sort(const KcParams<Acc>& p, const Layout& L, cudaStream_t stream);
+// rows_in = 0..n-1, once per run (the sort never changes its input).
+void batched_init_rows(const Layout& L, long long n, cudaStream_t stream);
+// Workspace bytes of the sort of n keys (float or double).
+size_t batched_sort_bytes(long long n);
+// The acceptance of one pass as a cooperative kernel on `grid` blocks; writes
+// the picks and radii it certifies and the run state (KcState: t, pass_picks).
+template <typename Acc>
+void batched_accept(const KcParams<Acc>& p, const Layout& L, int nc, long long live,
+                    long long t_cap, int grid, cudaStream_t stream);
+// Its launch geometry: the blocks a cooperative launch may use with nc candidates.
+template <typename Acc>
+int batched_accept_grid(const KernelFit& fit, int nc, int max_blocks);
 
 }  // namespace detail
 }  // namespace cuda

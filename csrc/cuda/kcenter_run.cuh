@@ -127,44 +127,16 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
   // the pruned kernel may hand over to the scan mid-run (auto's fallback);
   // then both run on the one grid sized here
   const bool may_hand_over = use_cells && opt.fallback_fraction <= 1.0;
-  int optin = 0;
-  SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  // Whether a kernel fits is decided here, with a clear message, before any
-  // attribute call could fail with a raw CUDA error.
-  auto require_fits = [&](size_t smem, const char* what) {
-    if (smem > static_cast<size_t>(optin))
-      throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU (D = %lld "
-                             "needs %zu bytes of shared memory per block; the device allows %d)",
-                             what, (long long)X.cols, smem, optin));
-  };
-  auto allow_smem = [&](const void* fn, size_t smem) {
-    if (smem > (48u << 10))
-      SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
-  };
-  auto blocks_per_sm = [&](const void* fn, size_t smem, const char* what) {
-    int per_sm = 0;
-    SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem));
-    if (per_sm < 1)
-      throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU "
-                             "(D = %lld, %zu bytes of shared memory per block)",
-                             what, (long long)X.cols, smem));
-    return per_sm;
-  };
+  const KernelFit fit(device, X.cols);
   const size_t scan_smem = center_bytes;
-  require_fits(init_smem, "initial-centers");
-  require_fits(scan_smem, "scan");
-  if (use_cells) require_fits(step_smem, "pruned");
-  allow_smem(reinterpret_cast<const void*>(init_fn), init_smem);
-  allow_smem(scan_fn, scan_smem);
-  if (use_cells) allow_smem(pruned_fn, step_smem);
-  int per_sm = use_cells ? blocks_per_sm(pruned_fn, step_smem, "pruned")
-                         : blocks_per_sm(scan_fn, scan_smem, "scan");
-  if (may_hand_over) per_sm = std::min(per_sm, blocks_per_sm(scan_fn, scan_smem, "scan"));
-  int sms = 0;
-  SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  fit.allow(reinterpret_cast<const void*>(init_fn), init_smem, "initial-centers");
+  fit.allow(scan_fn, scan_smem, "scan");
+  if (use_cells) fit.allow(pruned_fn, step_smem, "pruned");
+  int per_sm = use_cells ? fit.blocks_per_sm(pruned_fn, kThreads, step_smem, "pruned")
+                         : fit.blocks_per_sm(scan_fn, kThreads, scan_smem, "scan");
+  if (may_hand_over) per_sm = std::min(per_sm, fit.blocks_per_sm(scan_fn, kThreads, scan_smem, "scan"));
   // a cooperative grid must be resident at once: for every kernel launched on it
-  const int grid = std::min(L.max_blocks, per_sm * sms);
+  const int grid = std::min(L.max_blocks, per_sm * fit.sms);
   p.max_blocks = L.max_blocks;
 
   Poller poll(opt.progress, opt.poll_interval);

@@ -24,6 +24,8 @@ struct KcState {
   long long exact_evals;      // float64 distances computed
   long long distance_evals;   // fast-path distances computed
   long long scanned;          // pruned: members in the ranges scanned (for the fallback)
+  long long pass_picks;       // batched: picks certified by the last pass
+  long long plain_steps;      // batched: passes that could certify none and took a plain step
 };
 
 template <typename Acc>

@@ -21,7 +21,10 @@ class CpuBackend:
     name = "cpu"
     # lazy needs no setup and never reads more than the scan: what "auto"
     # runs when the cells do not pay, and what the pruned engine hands over to
-    default_engine = "lazy"
+    lazy_engine = "lazy"
+    auto_engine = "lazy"
+    auto_min_budget = 0
+    auto_considers_cells = True
     # the cells cost a k-means before the first pick: below this many rows a
     # selection is over before they pay
     cells_min_rows = 4096

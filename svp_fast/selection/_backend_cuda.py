@@ -36,8 +36,15 @@ def _out_of_memory_error():
 
 class CudaBackend:
     name = "cuda"
-    # the GPU runs "lazy" as the scan: its per-step cost is the fused pass itself
-    default_engine = "scan"
+    # the GPU runs "lazy" as the scan: its per-step cost is the fused pass
+    # itself, and the pruned engine hands over to it
+    lazy_engine = "scan"
+    # "auto": the batched engine, which certifies many picks per pass over the
+    # data on any data; the cells only on request (method="pruned"). A choice
+    # from the desk estimates of BENCHMARKS.md, not yet measured on a GPU.
+    auto_engine = "batched"
+    auto_min_budget = 16  # fewer picks: the plain scan, no passes to amortise
+    auto_considers_cells = False
     # below this many rows the scan's step is latency, not bandwidth: cells cannot pay
     cells_min_rows = 65536
 
@@ -110,9 +117,10 @@ class CudaBackend:
         import torch
 
         self.require()
-        if plan.batch_candidates:
-            raise ValueError("the batched k-center driver is not in the CUDA backend yet: use "
-                             "method='scan' or 'pruned' on CUDA tensors")
+        if plan.batch_candidates and plan.engine != "batched":
+            raise ValueError(f"batch_candidates applies to method='batched' on CUDA tensors (the "
+                             f"GPU has no batched {plan.engine!r} engine), got method="
+                             f"{plan.requested!r}")
         dev = self.device(m)
         picks = torch.empty(plan.budget, dtype=torch.int64, device=dev)
         radii = (torch.empty(plan.budget, dtype=torch.float64, device=dev)
@@ -123,7 +131,7 @@ class CudaBackend:
                      dtype=m.dtype_code, device=m.device_index or 0)
         ws_bytes = self.core.kcenter_cuda_workspace(
             **shape, metric=plan.metric_code, budget=plan.budget, n_selected=plan.selected.size,
-            method=plan.engine_code, n_cells=n_cells)
+            method=plan.engine_code, n_cells=n_cells, batch_candidates=plan.batch_candidates)
         ws = self.workspace(ws_bytes, dev, "k-center")
 
         def on_poll(done: int) -> None:
@@ -142,7 +150,8 @@ class CudaBackend:
                 workspace_ptr=ws.data_ptr(), workspace_bytes=ws.numel(),
                 picks_ptr=picks.data_ptr(), radii_ptr=radii.data_ptr() if radii is not None else 0,
                 progress=hook, poll_interval=0.1, arg_name="embeddings",
-                fallback_fraction=plan.fallback_fraction)
+                fallback_fraction=plan.fallback_fraction, batch_candidates=plan.batch_candidates,
+                batch_max_picks=plan.batch_max_picks)
         finally:
             close()
         del ws

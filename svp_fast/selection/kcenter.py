@@ -32,20 +32,26 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
 
     ``probe()`` estimates the intrinsic dimension from a small sample; it is
     called only when the cells are otherwise worth considering. The same rule
-    on every backend; the backend says what runs when cells do not pay
-    (``default_engine``) and below how many rows they never do."""
+    on every backend; the backend says what "lazy" runs (``lazy_engine``),
+    what "auto" runs without cells (``auto_engine``), whether "auto" ever
+    builds cells there (``auto_considers_cells``), below how many rows cells
+    never pay (``cells_min_rows``) and below how many picks "auto" runs the
+    lazy engine (``auto_min_budget``)."""
     if method == "lazy":
-        return backend.default_engine, None  # the GPU runs lazy as the scan
+        return backend.lazy_engine, None  # the GPU runs lazy as the scan
     if method != "auto":
         return method, None
+    if budget < backend.auto_min_budget:
+        return backend.lazy_engine, None  # a few picks: no pass structure pays
     # Cells cost a k-means (about N x cells x D flops, as matrix products)
     # before the first pick: worth it only over many picks.
-    if n < backend.cells_min_rows or budget < max(256, n_cells):
-        return backend.default_engine, None
+    if (not backend.auto_considers_cells or n < backend.cells_min_rows
+            or budget < max(256, n_cells)):
+        return backend.auto_engine, None
     dim = probe() if probe is not None else None
     if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
-        return backend.default_engine, dim
-    return "pruned", dim  # hands over to default_engine when the cells do not prune
+        return backend.auto_engine, dim
+    return "pruned", dim  # hands over to lazy_engine when the cells do not prune
 
 
 def _positive_or_none(value, name: str):

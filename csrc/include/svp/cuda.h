@@ -48,12 +48,16 @@ struct KCenterCudaOptions {
   const int64_t* already_selected = nullptr;  // HOST array [n_selected]
   int64_t n_selected = 0;
   int64_t start = 0;
-  KCenterMethod method = KCenterMethod::scan;  // scan or pruned (lazy runs as scan)
+  KCenterMethod method = KCenterMethod::scan;  // scan, pruned or batched (lazy runs as scan)
   const int64_t* cell_of = nullptr;  // DEVICE array [N] (pruned), cell ids in [0, n_cells)
   int64_t n_cells = 0;
   // pruned: hand over to the scan when, past the first 256 picks, a chunk of
   // steps scans more than this fraction of the live points (> 1: never)
   double fallback_fraction = 2.0;
+  // batched: candidates per pass (T, at most 4096; 0: 256) and picks per pass
+  // at most (0: T); rows must number below 2^31 (the sort's row index)
+  int64_t batch_candidates = 0;
+  int64_t batch_max_picks = 0;
   Progress* progress = nullptr;  // picks passed to poll are null (they live on the device)
   double poll_interval = 0.1;
   const char* arg_name = "embeddings";
