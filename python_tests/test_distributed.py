@@ -439,6 +439,7 @@ def test_command_line_under_torchrun(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "k-center: 180 picks from 900 points on 3 ranks" in res.stdout
+    assert "(gloo, scan, batched, " in res.stdout  # auto on 3 ranks: batched passes, the scan
     ref, ref_r = svp_fast.kcenter(x, 180, already_selected=selected, metric="cosine",
                                   return_radii=True)
     np.testing.assert_array_equal(np.load(tmp_path / "picks.npy"), ref)
@@ -500,6 +501,25 @@ def test_one_rank_equals_single_process(one_rank_group, metric, method, protocol
         assert stats.batch_candidates == 256
 
 
+def test_auto_protocol_and_engine(one_rank_group):
+    x = _data("gauss", 500, 6, np.float32, seed=3)
+    ref = svp_fast.kcenter(x, 60)
+    # one rank: nothing to exchange, the stepwise loop over the lazy engine
+    picks, st = sd.kcenter(x, 60, return_stats=True)
+    assert (st.protocol, st.method, st.batch_candidates) == ("stepwise", "lazy", 0)
+    assert st.pass_picks is None and st.passes == st.steps == 59
+    np.testing.assert_array_equal(picks, ref)
+    # batch options ask for the batched protocol, whose auto engine is the scan
+    picks, st = sd.kcenter(x, 60, return_stats=True, batch_max_picks=7)
+    assert (st.protocol, st.method, st.batch_candidates) == ("batched", "scan", 256)
+    assert st.pass_picks.max() <= 7 and st.collectives_per_pick < 2
+    np.testing.assert_array_equal(picks, ref)
+    # huge rows: fewer candidates, so that one offer stays within 16 MiB
+    wide = np.random.default_rng(0).standard_normal((40, 70000))
+    _, st = sd.kcenter(wide, 3, return_stats=True, protocol="batched")
+    assert st.batch_candidates == (16 << 20) // (70000 * 8) == 29
+
+
 def test_one_rank_batched_through_the_cuda_shard_glue(one_rank_group, monkeypatch):
     """CudaShard's offer and add_centers (the batched protocol) on the stand-in core."""
     from cuda_standin import StandInShardLib
@@ -545,7 +565,7 @@ def test_one_rank_torch_input_returns_torch(one_rank_group):
     (dict(already_selected=[0.5]), TypeError, "already_selected must hold integers"),
     (dict(n_cells=0, method="pruned"), ValueError, "n_cells must be a positive integer"),
     (dict(group="world"), TypeError, "group must be a torch.distributed ProcessGroup"),
-    (dict(protocol="fast"), ValueError, "protocol must be one of 'batched', 'stepwise', got 'fast'"),
+    (dict(protocol="fast"), ValueError, "protocol must be one of 'auto', 'batched', 'stepwise', got 'fast'"),
     (dict(batch_candidates=0), ValueError, "batch_candidates must be a positive integer or None, got 0"),
     (dict(batch_max_picks=2.0), ValueError, "batch_max_picks must be a positive integer or None"),
     (dict(protocol="stepwise", batch_candidates=8), ValueError,

@@ -444,7 +444,7 @@ void KCenterShardCuda::offer(int64_t T, int64_t global_offset, void* message_dev
   char* msg = static_cast<char*>(message_device);
   DeviceGuard guard(s.X.device);
   SVP_CUDA(cudaMemsetAsync(msg, 0, static_cast<size_t>(L.bytes()), 0));
-  if (s.X.rows == 0 || s.ordinal == 0) {  // nothing to offer: count 0, bound -1
+  if (s.X.rows == 0) {  // nothing to offer: count 0, bound -1
     const long long count = 0;
     const double bound = -1.0;
     SVP_CUDA(cudaMemcpy(msg, &count, 8, cudaMemcpyHostToDevice));

@@ -71,7 +71,7 @@ from ._shards import DTYPE_NAMES, LocalShard, make_shard
 METRICS = ("euclidean", "cosine")
 METHODS = ("auto", "scan", "pruned", "lazy")
 _METHOD_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
-PROTOCOLS = ("batched", "stepwise")
+PROTOCOLS = ("auto", "batched", "stepwise")
 # candidates per rank and pass of the batched protocol, unless the caller says;
 # fewer when one rank's offer would pass _OFFER_MAX_BYTES
 DEFAULT_BATCH_CANDIDATES = 256
@@ -171,6 +171,8 @@ def _replicated_arguments(budget, already_selected, start, metric, method, n_cel
     protocol = check_choice(protocol, "protocol", PROTOCOLS)
     batch_candidates = _positive_or_none(batch_candidates, "batch_candidates")
     batch_max_picks = _positive_or_none(batch_max_picks, "batch_max_picks")
+    if (batch_candidates or batch_max_picks) and protocol == "auto":
+        protocol = "batched"  # asked for by its options
     if protocol == "stepwise" and (batch_candidates or batch_max_picks):
         raise ValueError("batch_candidates and batch_max_picks apply to protocol='batched', "
                          f"got them with protocol={protocol!r}")
@@ -280,7 +282,7 @@ def kcenter(
     seed: int = 0,
     num_threads: Optional[int] = None,
     simd: Optional[str] = None,
-    protocol: str = "batched",
+    protocol: str = "auto",
     batch_candidates: Optional[int] = None,
     batch_max_picks: Optional[int] = None,
     _poll_completion: Optional[bool] = None,
@@ -328,7 +330,8 @@ def kcenter(
             "lazy" refreshes only the candidates that may reach the top;
             "pruned" skips k-means cells (built per shard) that the triangle
             inequality proves cannot move (pays on clustered proxy features,
-            not on isotropic data); "auto" (default) is "lazy". The picks do
+            not on isotropic data); "auto" (default) is "scan" under the
+            batched protocol and "lazy" under the stepwise one. The picks do
             not depend on it.
         group: the torch.distributed process group (default: the default
             group, e.g. the one torchrun's environment initialised). gloo for
@@ -344,10 +347,13 @@ def kcenter(
             several ranks per host, give each rank its share of the cores).
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests
             (it may differ between ranks: the picks do not depend on it).
-        protocol: "batched" (default: many picks per pass, two collectives a
-            pass) or "stepwise" (two collectives per pick). Group rank 0
-            decides the batched passes and keeps every center's raw row in
-            host memory ((len(already_selected) + budget) x D x element size).
+        protocol: "batched" (many picks per pass, two collectives a pass),
+            "stepwise" (two collectives per pick), or "auto" (default):
+            batched on groups of two ranks or more, stepwise on one rank (or
+            batched when ``batch_candidates`` or ``batch_max_picks`` is
+            given). Group rank 0 decides the batched passes and keeps every
+            center's raw row in host memory ((len(already_selected) + budget)
+            x D x element size).
         batch_candidates: batched: the candidates T each rank offers per pass
             (default 256, fewer when one offer would pass 16 MiB of rows).
             Larger T certifies more picks per pass, for a larger message and
@@ -421,12 +427,18 @@ def kcenter(
         start = check_index(start, "start", n_total)
     start = 0 if start is None else start
     protocol, batch_candidates, batch_max_picks = batch
+    if protocol == "auto":
+        # one rank exchanges nothing: the stepwise loop over the lazy engine
+        # reads the fewest rows; with more, collectives dominate a step
+        protocol = "batched" if world > 1 else "stepwise"
     reduced = _check_facts(infos, offsets, metric, shard.dtype_code)
     metric_code = METRICS.index(metric)
     float64 = bool(_core.shard_needs_float64(reduced["max_abs"], reduced["min_norm"],
                                              reduced["max_norm"], shard.dtype_code, metric_code,
                                              shard.cols))
-    chosen = "lazy" if method == "auto" else method
+    # the lazy engine's savings do not survive passes of many picks (each pass
+    # lowers the top values as far as its picks do): batched passes run the scan
+    chosen = method if method != "auto" else ("scan" if protocol == "batched" else "lazy")
     if chosen == "pruned" and shard.device_type == "cuda":
         raise ValueError("method='pruned' is not available for CUDA shards yet; use 'lazy' or 'scan'")
     device = _step_device(backends, shard)
