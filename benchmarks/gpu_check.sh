@@ -99,6 +99,25 @@ else
   fi
 fi
 
+# 4b. the ecosystem on the GPU: DLPack (CuPy and JAX are installed there; JAX must
+#     not take 75% of the GPU's memory), the command line's --device cuda, and the
+#     latency suite's CUDA cases once each (their timed runs are bench_gpu.py's)
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+ECO_TESTS=("$REPO/python_tests/test_dlpack.py" "$REPO/python_tests/test_command_line_inputs.py")
+# (two pytest runs: python_tests/ and benchmarks/ each have their own conftest module)
+if (( DRY )); then
+  run_stage gpu_ecosystem 120 $PY -m pytest -q --collect-only -p no:cacheprovider -c "$REPO/pyproject.toml" \
+    --rootdir "$REPO" "${ECO_TESTS[@]}" -k "not test_command_line_inputs or cuda"
+  # (its CUDA cases exist only where torch sees a GPU: collect the suite)
+  run_stage latency_cuda 120 $PY -m pytest -q --collect-only -p no:cacheprovider -c "$REPO/pyproject.toml" \
+    --rootdir "$REPO" "$REPO/benchmarks/test_latency.py"
+else
+  run_stage gpu_ecosystem 120 env SVP_TEST_TIMEOUT=30 $PY -m pytest -q -rs -p no:cacheprovider \
+    -c "$REPO/pyproject.toml" --rootdir "$REPO" "${ECO_TESTS[@]}" -k "not test_command_line_inputs or cuda"
+  run_stage latency_cuda 120 $PY -m pytest -q -rs -p no:cacheprovider -c "$REPO/pyproject.toml" \
+    --rootdir "$REPO" "$REPO/benchmarks/test_latency.py" --benchmark-disable -k cuda
+fi
+
 # 5. sanitizers on small cases, full reports kept; dry run: the cases on the CPU
 if (( DRY )); then
   run_stage sanitizer_cases 120 $PY "$REPO/benchmarks/gpu_sanitize_case.py" --dry-run

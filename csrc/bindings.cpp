@@ -111,6 +111,7 @@ py::dict stats_dict(const svp::KCenterStats& s) {
   d["select_seconds"] = s.select_seconds;
   d["passes"] = s.passes;
   d["candidate_evals"] = s.candidate_evals;
+  d["product"] = s.product == 1 ? "cublas" : "fused";
   static const char* names[] = {"scan", "pruned", "lazy", "batched"};
   d["method"] = names[s.method_used];
   return d;
@@ -319,16 +320,18 @@ PYBIND11_MODULE(_core, m) {
   m.def("kcenter_cuda_workspace",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            int metric, int64_t budget, int64_t n_sel, int method, int64_t n_cells,
-           int64_t batch_candidates) {
+           int64_t batch_candidates, int batch_product) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
           auto opt = cuda_kc_options(metric, budget, 0, n_sel, 0, method, 0, n_cells,
                                      batch_candidates, 0);
+          opt.batch_product = batch_product;
           py::gil_scoped_release nogil;
           return svp::cuda::kcenter_cuda_workspace(X, opt);
         },
         py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
         py::arg("device"), py::arg("metric"), py::arg("budget"), py::arg("n_selected"),
-        py::arg("method"), py::arg("n_cells"), py::arg("batch_candidates"));
+        py::arg("method"), py::arg("n_cells"), py::arg("batch_candidates"),
+        py::arg("batch_product"));
   m.def("kcenter_cuda",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            std::uintptr_t stream, int metric, int64_t budget, std::uintptr_t sel_ptr, int64_t n_sel,
@@ -336,10 +339,13 @@ PYBIND11_MODULE(_core, m) {
            std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t picks_ptr,
            std::uintptr_t radii_ptr, py::object progress, double poll_interval,
            std::string arg_name, double fallback_fraction, int64_t batch_candidates,
-           int64_t batch_max_picks) {
+           int64_t batch_max_picks, int batch_product) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
           auto opt = cuda_kc_options(metric, budget, sel_ptr, n_sel, start, method, cells_ptr,
                                      n_cells, batch_candidates, batch_max_picks);
+          SVP_CHECK_ARG(batch_product >= 0 && batch_product <= 2, "unknown batch_product code %d",
+                        batch_product);
+          opt.batch_product = batch_product;
           opt.fallback_fraction = fallback_fraction;
           opt.poll_interval = poll_interval;
           opt.arg_name = arg_name.c_str();
@@ -359,7 +365,13 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cells_ptr"), py::arg("n_cells"), py::arg("workspace_ptr"),
         py::arg("workspace_bytes"), py::arg("picks_ptr"), py::arg("radii_ptr"),
         py::arg("progress"), py::arg("poll_interval"), py::arg("arg_name"),
-        py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"));
+        py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"),
+        py::arg("batch_product"));
+  m.def("cuda_set_cublas_library", [](const std::string& path) {
+    std::string why;
+    const bool ok = svp::cuda::set_cublas_library(path, &why);
+    return py::make_tuple(ok, why);
+  }, py::arg("path"));
   py::class_<svp::cuda::KCenterShardCuda>(m, "KCenterShardCuda")
       .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
                        int64_t row_stride, int dtype, int metric, int method, std::uintptr_t,

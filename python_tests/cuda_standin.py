@@ -39,26 +39,32 @@ class StandInCudaCore:
     def shard_facts(self, *args):
         return _core.shard_facts(*args)
 
+    def cuda_set_cublas_library(self, *, path):
+        self.calls.append(("cuda_set_cublas_library", dict(path=path)))
+        return (False, "the stand-in has no cuBLAS")
+
     # -- k-center -------------------------------------------------------------
 
     def kcenter_cuda_workspace(self, *, ptr, rows, cols, row_stride, dtype, device, metric, budget,
-                               n_selected, method, n_cells, batch_candidates):
+                               n_selected, method, n_cells, batch_candidates, batch_product):
         self.calls.append(("kcenter_cuda_workspace", dict(locals())))
         assert method in (0, 1, 3), f"the CUDA core runs scan (0), pruned (1), batched (3), got {method}"
         assert method == 3 or batch_candidates == 0
+        assert batch_product in (0, 1, 2) and (method == 3 or batch_product == 0)
         return _WS_FIXED + 32 * rows + 16 * n_cells + (8 * batch_candidates ** 2 if method == 3 else 0)
 
     def kcenter_cuda(self, *, ptr, rows, cols, row_stride, dtype, device, stream, metric, budget,
                      selected_ptr, n_selected, start, method, cells_ptr, n_cells, workspace_ptr,
                      workspace_bytes, picks_ptr, radii_ptr, progress, poll_interval, arg_name,
-                     fallback_fraction, batch_candidates, batch_max_picks):
+                     fallback_fraction, batch_candidates, batch_max_picks, batch_product):
         kw = dict(locals())
         kw.pop("self")
         self.calls.append(("kcenter_cuda", kw))
         need = self.kcenter_cuda_workspace(ptr=ptr, rows=rows, cols=cols, row_stride=row_stride,
                                            dtype=dtype, device=device, metric=metric,
                                            budget=budget, n_selected=n_selected, method=method,
-                                           n_cells=n_cells, batch_candidates=batch_candidates)
+                                           n_cells=n_cells, batch_candidates=batch_candidates,
+                                           batch_product=batch_product)
         assert workspace_ptr != 0 and workspace_bytes >= need, (workspace_bytes, need)
         assert picks_ptr != 0 or budget == 0
         assert isinstance(stream, int)
@@ -67,7 +73,7 @@ class StandInCudaCore:
             assert cells_ptr != 0 and n_cells >= 1
         # touch the whole workspace, as kernels would: a too-small buffer crashes here
         ctypes.memset(workspace_ptr, 0, workspace_bytes)
-        return _core.kcenter_cpu(
+        raw = _core.kcenter_cpu(
             ptr=ptr, rows=rows, cols=cols, row_stride=row_stride, dtype=dtype, metric=metric,
             budget=budget, selected_ptr=selected_ptr, n_selected=n_selected, start=start,
             method=method, cells_ptr=cells_ptr, n_cells=n_cells, cell_copy_max_bytes=0,
@@ -75,6 +81,9 @@ class StandInCudaCore:
             batch_max_picks=batch_max_picks, num_threads=0, picks_ptr=picks_ptr,
             radii_ptr=radii_ptr, progress=progress, poll_interval=poll_interval, simd="",
             arg_name=arg_name)
+        if method == 3:  # the GPU reports which pass product ran
+            raw["product"] = "fused"
+        return raw
 
     # -- uncertainty ------------------------------------------------------------
 

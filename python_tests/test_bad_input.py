@@ -57,9 +57,13 @@ def test_bad_torch_dtype_and_strings():
 
 @pytest.mark.parametrize("budget,exc,msg", [
     (-1, ValueError, "budget must be >= 0, got -1"),
-    (2.5, TypeError, "budget must be an integer, got float"),
-    (True, TypeError, "budget must be an integer, got bool"),
-    ("3", TypeError, "budget must be an integer, got str"),
+    (2.5, ValueError, r"budget as a float is a fraction of the N rows and must be below 1, got 2.5"),
+    (1.0, ValueError, r"below 1, got 1.0; pass an integer for a count \(e.g. 1 for one row, 20 for all\)"),
+    (-0.1, ValueError, r"budget as a fraction must be in \[0, 1\), got -0.1"),
+    (0.01, ValueError, "budget 0.01 of 20 rows rounds to no pick"),
+    (float("nan"), ValueError, "budget must be a count .* got nan"),
+    (True, TypeError, "budget must be a count .* got bool"),
+    ("3", TypeError, "budget must be a count .* got str"),
     (21, ValueError, r"budget must be at most the number of points not already selected \(20\), got 21"),
 ])
 def test_bad_budget(budget, exc, msg):
@@ -150,7 +154,7 @@ def test_uncertainty_bad_inputs():
         uc(z, 2, inputs="log")
     with pytest.raises(ValueError, match=r"budget must be at most the number of rows \(10\), got 11"):
         uc(z, 11)
-    with pytest.raises(TypeError, match="budget must be an integer"):
+    with pytest.raises(TypeError, match="budget must be a count"):
         uc(z, None)
     with pytest.raises(ValueError, match=r"x must be a 2-D array"):
         uc(z[0], 1)

@@ -20,8 +20,7 @@ TINY = ["--n", "300,900", "--d", "6", "--dtype", "float32", "--budget", "12", "-
 
 
 def _run(argv, tmp_path):
-    args = bench.build_parser().parse_args(argv + ["--csv", str(tmp_path / "b.csv"),
-                                                   "--plot", str(tmp_path / "b.png")])
+    args = bench.build_parser().parse_args(argv)
     out = io.StringIO()
     b = bench.Bench(args, out=out)
     # run_bench prints to stdout; drive the same steps here to capture the text
@@ -30,8 +29,8 @@ def _run(argv, tmp_path):
     if not args.no_uncertainty:
         b.uncertainty_grid()
     b.ratios()
-    b.write_csv(args.csv)
-    b.plot(args.plot)
+    b.write_csv(tmp_path / "b.csv")
+    b.plot(tmp_path / "b.png")
     return b, out.getvalue() + b.table()
 
 
@@ -64,12 +63,45 @@ def test_grid_table_csv_and_plot(tmp_path):
 def test_run_bench_prints_and_writes(tmp_path, capsys):
     args = bench.build_parser().parse_args(
         TINY[:4] + TINY[6:] + ["--no-uncertainty", "--methods", "scan", "--baselines", "numpy",
-                               "--dtype", "float16",
-                "--csv", str(tmp_path / "o.csv"), "--plot", ""])
+                               "--dtype", "float16", "--out", str(tmp_path / "o"), "--no-plot"])
     assert bench.run_bench(args) == 0
     out = capsys.readouterr().out
     assert "svp-fast bench:" in out and "wrote" in out and "float16" in out
-    assert (tmp_path / "o.csv").exists() and not (tmp_path / "b.png").exists()
+    assert (tmp_path / "o" / "bench.csv").exists() and not (tmp_path / "o" / "bench.png").exists()
+
+
+def test_out_folder_like_the_other_commands(tmp_path, capsys):
+    """The issue: the README's `svp-fast bench --out bench/` failed (no --out)."""
+    from svp_fast import cli
+
+    argv = ["bench", "--quick", "--n", "300", "--no-uncertainty", "--methods", "scan",
+            "--baselines", "numpy", "--out", str(tmp_path / "bench")]
+    assert cli.main(argv) == 0
+    assert {p.name for p in (tmp_path / "bench").iterdir()} == {"bench.csv", "bench.png"}
+    capsys.readouterr()
+    # files there are refused, as every command refuses to replace its outputs
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds bench.csv, bench.png; pass --overwrite" in err
+    assert cli.main(argv + ["--overwrite"]) == 0
+    # without --out nothing is written
+    assert cli.main(argv[:-2]) == 0
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.glob("*.png"))
+
+
+def test_compare_two_runs(tmp_path, capsys):
+    argv = ["--quick", "--n", "300", "--no-uncertainty", "--methods", "scan,lazy",
+            "--baselines", "numpy", "--no-plot"]
+    assert bench.main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert bench.main(argv[:5] + ["scan"] + argv[6:] + ["--n", "300,400", "--compare",
+                                                      str(tmp_path / "a" / "bench.csv")]) == 0
+    text = capsys.readouterr().out
+    part = text[text.index("against"):]
+    rows = [line for line in part.splitlines()[2:] if line.startswith("kcenter")]
+    assert len(rows) == 4  # scan and numpy, at N=300 and 400
+    assert sum(line.endswith("x") for line in rows) == 2  # N=300: measured in both runs
+    assert sum(line.endswith("(new)") for line in rows) == 2
+    assert "(1 rows of" in part  # lazy at N=300: only in the first run
 
 
 def test_own_embeddings_from_input(tmp_path):
@@ -80,6 +112,23 @@ def test_own_embeddings_from_input(tmp_path):
                  "--dtype", "float32",
                  "--baselines", "torch"], tmp_path)
     assert [(r.n, r.d) for r in b.rows] == [(500, 9), (500, 9)]  # 2000 > 700 rows: skipped
+
+
+def test_suite_points_are_the_pytest_suites_cases(capsys):
+    """svp-fast bench --suite runs the grid points of benchmarks/test_latency.py."""
+    points = bench.suite_points("small", ["cpu"])
+    assert {p.task for p in points} == {"kcenter", "uncertainty"}
+    assert {p.dtype for p in points if p.task == "kcenter"} == {"float32", "float16", "float64"}
+    names = points[0].contender_names(svp_cuda=False)
+    cands = bench.suite_contenders(points[0])
+    assert names == [f"{c.row['impl']}:{c.row['method']}" for c in cands]
+    assert all(c.steps == points[0].budget for c in cands)  # the baselines do the same work
+    args = bench.build_parser().parse_args(["--suite", "small", "--no-uncertainty", "--repeat",
+                                            "1", "--warmup", "0", "--baselines", "numpy"])
+    b = bench.Bench(args, out=io.StringIO())
+    b.kcenter_grid()
+    assert {(r.n, r.d, r.dtype, r.budget) for r in b.rows} == \
+        {(p.n, p.d, p.dtype, p.budget) for p in points if p.task == "kcenter"}
 
 
 def test_subcommand_integration():
@@ -100,7 +149,7 @@ def test_bad_grid_flags_are_usage_errors(argv, capsys):
 
 
 @pytest.mark.parametrize("argv,text", [(["--repeat", "0"], "--repeat must be >= 1"),
-                                       (["--csv", "x.txt"], "--csv must end in .csv")])
+                                       (["--compare", "none.csv"], "--compare 'none.csv' does not")])
 def test_bad_values_are_clear_errors(argv, text, capsys):
     assert bench.main(argv + ["--quick"]) == 2
     assert text in capsys.readouterr().err

@@ -254,7 +254,7 @@ def _pybind_names(fn) -> list:
 
 @pytest.mark.skipif(not svp_fast.build_info()["cuda_compiled"],
                     reason="svp_fast was built without CUDA: no bindings to compare the stand-in with")
-@pytest.mark.parametrize("name", ["kcenter_cuda", "kcenter_cuda_workspace"])
+@pytest.mark.parametrize("name", ["kcenter_cuda", "kcenter_cuda_workspace", "cuda_set_cublas_library"])
 def test_standin_signatures_match_the_core(name):
     real = _pybind_names(getattr(_core, name))
     standin = [p for p in inspect.signature(getattr(StandInCudaCore, name)).parameters
@@ -287,3 +287,18 @@ def test_standin_shard_and_uncertainty_arity_match_the_core():
     for name in ("uncertainty_cuda", "uncertainty_cuda_workspace"):
         n_standin = len(inspect.signature(getattr(StandInCudaCore, name)).parameters) - 1
         assert arity(getattr(_core, name)) == n_standin, name
+
+
+@pytest.mark.parametrize("product,code", [("auto", 0), ("fused", 1), ("cublas", 2)])
+def test_cuda_batched_product_choice_reaches_the_core(standin, rng, monkeypatch, product, code):
+    monkeypatch.setattr(_backend_cuda, "BATCH_PRODUCT", product)
+    backend = _backends.BACKENDS["cpu"]
+    monkeypatch.setattr(backend, "_cublas_offered", False)
+    x = torch.from_numpy(rng.standard_normal((300, 6)).astype(np.float32))
+    picks, st = svp_fast.kcenter(x, 100, method="batched", return_stats=True)
+    call = _last(standin, "kcenter_cuda")
+    assert call["batch_product"] == code and st.extra["product"] == "fused"
+    offered = [kw for n, kw in standin.calls if n == "cuda_set_cublas_library"]
+    assert bool(offered) == (product != "fused")  # torch's libcublas offered once, if any
+    svp_fast.kcenter(x, 50, method="scan")
+    assert _last(standin, "kcenter_cuda")["batch_product"] == 0  # only the batched engine has one

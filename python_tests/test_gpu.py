@@ -286,3 +286,25 @@ def test_gpu_massive_ties_finish():
     x = base.repeat(4000, 1).cuda()
     got = svp_fast.kcenter(x, 300, method="scan")
     np.testing.assert_array_equal(got.cpu().numpy(), svp_fast.kcenter(x.cpu(), 300).numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_gpu_batched_products_agree_bit_for_bit(monkeypatch, dtype, metric):
+    # the cuBLAS-screened pass product must leave the fused kernel's state:
+    # the same picks and the same radii, bit for bit
+    from svp_fast.selection import _backend_cuda
+
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(30, 48, generator=g) * 4)[torch.randint(0, 30, (12000,), generator=g)]
+    x = (x + 0.2 * torch.randn(12000, 48, generator=g)).to(dtype).cuda()
+    out = {}
+    for product in ("fused", "cublas"):
+        monkeypatch.setattr(_backend_cuda, "BATCH_PRODUCT", product)
+        p, r, st = svp_fast.kcenter(x, 2500, metric=metric, method="batched", return_radii=True,
+                                    return_stats=True)
+        assert st.extra["product"] == product
+        out[product] = (p.cpu().numpy(), r.cpu().numpy(), st)
+    np.testing.assert_array_equal(out["fused"][0], out["cublas"][0])
+    np.testing.assert_array_equal(out["fused"][1], out["cublas"][1])
+    assert out["cublas"][2].distance_evals < out["fused"][2].distance_evals

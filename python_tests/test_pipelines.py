@@ -171,10 +171,12 @@ def test_run_folder_commit_is_atomic(tmp_path):
 @pytest.mark.parametrize("kwargs,error,match", [
     ({"methods": "kmeans"}, ValueError, "method must be one of .*got 'kmeans'"),
     ({"methods": ["random", "random"]}, ValueError, "must not repeat"),
-    ({"size": 5000}, ValueError, r"size must be in \[0, 1347\] examples, got 5000"),
-    ({"size": 1.5}, ValueError, r"size as a fraction must be in \[0, 1\]"),
-    ({"size": 0.0001}, ValueError, "size must keep at least one of the 1347 examples"),
-    ({"size": "half"}, TypeError, "size must be a count or a fraction"),
+    ({"size": 5000}, ValueError, r"size must be at most the number of examples \(1347\), got 5000"),
+    ({"size": 1.5}, ValueError, r"size as a float is a fraction of the N rows and must be below 1"),
+    ({"size": 1.0}, ValueError, r"size as a float .* pass an integer for a count"),
+    ({"size": 0.0001}, ValueError, "size 0.0001 of 1347 rows rounds to no pick"),
+    ({"size": 0}, ValueError, "size must keep at least one of the 1347 examples"),
+    ({"size": "half"}, TypeError, "size must be a count .* or a fraction"),
     ({"selector": "oracle"}, ValueError, "selector must be one of"),
     ({"proxy": "resnet9"}, ValueError, "model must be one of .*got 'resnet9'"),
     ({"metric": "manhattan"}, ValueError, "metric must be"),
@@ -288,3 +290,212 @@ def test_package_level_names():
 
     assert pipelines.run_coreset is run_coreset and pipelines.run_active is run_active
     assert pipelines.METHODS == METHODS and pipelines.ModelSetup is ModelSetup
+
+
+# ----------------------------------------------------------------------------- leftovers of a killed run
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid  # exited and reaped: no process has this id now (barring reuse)
+
+
+def _leftover(parent, name, writer):
+    from svp_fast.pipelines.run_folder import WRITER_FILE
+
+    d = parent / f".{name}.partial-abc123"
+    d.mkdir()
+    (d / "selected_random.npy").write_bytes(b"half written")
+    if writer is not None:
+        (d / WRITER_FILE).write_text(json.dumps(writer))
+    return d
+
+
+def test_a_killed_runs_partial_folder_is_removed_and_reported(tmp_path, digits, capsys):
+    """The issue: a killed run left a hidden .NAME.partial-* folder that a later run
+    neither removed nor mentioned."""
+    import socket
+
+    from svp_fast.pipelines.run_folder import _process_start
+
+    dead = _leftover(tmp_path, "run", {"pid": _dead_pid(), "host": socket.gethostname(),
+                                        "started": None})
+    run_coreset(digits.train, digits.test, methods="random", size=50, proxy=PROXY,
+                target=TARGET, out_dir=tmp_path / "run", save_models=False)
+    err = capsys.readouterr().err
+    assert not dead.exists()
+    assert f"svp_fast: removed {str(dead)!r}, the unfinished run folder of a run that was killed" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert not (tmp_path / "run" / ".svp_fast_writer.json").exists()  # not in the final folder
+
+    # a writer that still runs (here: this process), and one from an older svp_fast: reported only
+    import os
+
+    live = _leftover(tmp_path, "other", {"pid": os.getpid(), "host": socket.gethostname(),
+                                          "started": _process_start(os.getpid())})
+    unknown = _leftover(tmp_path, "old2", None)
+    run_coreset(digits.train, digits.test, methods="random", size=50, proxy=PROXY,
+                target=TARGET, out_dir=tmp_path / "other", save_models=False)
+    run_coreset(digits.train, digits.test, methods="random", size=50, proxy=PROXY,
+                target=TARGET, out_dir=tmp_path / "old2", save_models=False)
+    err = capsys.readouterr().err
+    assert live.exists() and f"{str(live)!r} is being written by another run (process " \
+        f"{os.getpid()})" in err
+    assert unknown.exists() and f"{str(unknown)!r} is an unfinished run folder of an earlier run " \
+        "that did not record its process" in err
+
+
+def test_a_reused_process_id_is_not_taken_for_the_writer(tmp_path, capsys):
+    import os
+    import socket
+
+    from svp_fast.pipelines.run_folder import _process_start, clean_leftovers
+
+    if _process_start(os.getpid()) is None:
+        pytest.skip("no /proc here: process start times are unknown")
+    stale = _leftover(tmp_path, "run", {"pid": os.getpid(), "host": socket.gethostname(),
+                                         "started": "1"})  # this id, but an earlier process
+    messages = clean_leftovers(tmp_path / "run", report=lambda m: None)
+    assert not stale.exists() and "was killed" in messages[0]
+
+
+def test_a_killed_active_run_is_cleaned_by_the_next(tmp_path):
+    """The real thing: SIGKILL a running `svp-fast active`, run it again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "svp_fast", "active", "--dataset", "digits", "--sizes",
+            "100,200", "--method", "random", "--proxy", "mlp_small", "--target", "mlp_large",
+            "--target-schedule", "400@0.1", "--quiet", "--threads", "1", "--out",
+            str(tmp_path / "al")]
+    p = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".al.partial-*")) and time.monotonic() < deadline:
+        assert p.poll() is None, p.stderr.read()
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stderr.close()
+    [partial] = list(tmp_path.glob(".al.partial-*"))
+    argv[argv.index("400@0.1")] = "1@0.1"
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"removed {str(partial)!r}" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["al"]
+
+
+# ----------------------------------------------------------------------------- plots and stage lines
+
+def _png_size(path):
+    import struct
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_coreset_plot_puts_methods_on_their_own_rows_with_the_reference(tmp_path, monkeypatch,
+                                                                         coreset_run):
+    """The issue: every method sat at one x position, the legend hid the top
+    points, and there was no all-data reference line."""
+    from matplotlib.axes import Axes
+
+    from svp_fast.pipelines import results
+
+    result, out = coreset_run
+    seen = {}
+    real_axvline, real_legend = Axes.axvline, Axes.legend
+
+    def axvline(self, x=0, *a, **k):
+        seen.setdefault("axvline", []).append(x)
+        return real_axvline(self, x, *a, **k)
+
+    def legend(self, *a, **k):
+        seen.setdefault("legend", []).append(k)
+        return real_legend(self, *a, **k)
+
+    monkeypatch.setattr(Axes, "axvline", axvline)
+    monkeypatch.setattr(Axes, "legend", legend)
+    results.plot(result, tmp_path / "p.png")
+    full = result.summary[0]
+    assert seen["axvline"] == [pytest.approx(100 * full["accuracy"])]  # the all-data line
+    # legends sit below the axes (outside them), never over the points
+    assert all(k.get("bbox_to_anchor", (0, 1))[1] < 0 for k in seen["legend"])
+    w, h = _png_size(tmp_path / "p.png")
+    assert w > 1000 and h > 300
+    assert _png_size(out / "plot.png") == _png_size(tmp_path / "p.png")
+
+
+def test_coreset_plot_rows_are_distinct(tmp_path, monkeypatch, coreset_run):
+    from matplotlib.axes import Axes
+
+    from svp_fast.pipelines import results
+
+    result, _ = coreset_run
+    ys = []
+    real_plot = Axes.plot
+
+    def plot(self, xs, ys_, *a, **k):
+        if k.get("markersize") == 7:  # the accuracy dots
+            ys.append(ys_[0])
+        return real_plot(self, xs, ys_, *a, **k)
+
+    monkeypatch.setattr(Axes, "plot", plot)
+    results.plot(result, tmp_path / "p.png")
+    assert sorted(ys) == list(range(len(result.summary)))  # one row per method
+
+
+def test_active_plot_lists_only_lines_with_data(tmp_path, monkeypatch):
+    """The issue: the legend listed target lines that had no data."""
+    from matplotlib.axes import Axes
+
+    from svp_fast.pipelines import results
+
+    labels = []
+    real_plot = Axes.plot
+
+    def plot(self, *a, label=None, **k):
+        if label is not None:
+            labels.append(label)
+        return real_plot(self, *a, label=label, **k)
+
+    monkeypatch.setattr(Axes, "plot", plot)
+    rounds = [{"method": "random", "round": 0, "labelled": 10, "selector_accuracy": None,
+               "target_accuracy": None},
+              {"method": "random", "round": 1, "labelled": 20, "selector_accuracy": None,
+               "target_accuracy": 0.8},
+              {"method": "margin", "round": 0, "labelled": 10, "selector_accuracy": 0.5,
+               "target_accuracy": None},
+              {"method": "margin", "round": 1, "labelled": 20, "selector_accuracy": None,
+               "target_accuracy": 0.9}]
+    summary = [summary_like("random", "", 20, 0.8), summary_like("margin", "proxy", 20, 0.9)]
+    result = results.RunResult("active", {}, [], summary, {}, rounds)
+    results.plot(result, tmp_path / "a.png")
+    assert labels == ["margin: selector", "random: final target", "margin (proxy): final target"]
+    labels.clear()
+    rounds[0]["target_accuracy"], rounds[2]["target_accuracy"] = 0.6, 0.7  # target each round
+    results.plot(result, tmp_path / "b.png")
+    assert labels == ["random: target per round", "margin: selector", "margin: target per round",
+                      "random: final target", "margin (proxy): final target"]
+
+
+def summary_like(method, selector, labelled, accuracy):
+    from svp_fast.pipelines.results import summary_row
+
+    return summary_row(method, selector, labelled, accuracy, None, {"target_training": 1.0})
+
+
+def test_stage_lines(digits):
+    seen = []
+    run_coreset(digits.train, digits.test, methods=["kcenter", "random"], size=50, proxy=PROXY,
+                target=TARGET, include_full=True, save_models=False, on_stage=seen.append)
+    assert [(r.method, r.stage) for r in seen] == [
+        ("shared", "selector_training"), ("shared", "inference"), ("all data", "target_training"),
+        ("kcenter", "selection"), ("kcenter", "target_training"), ("random", "selection"),
+        ("random", "target_training")]
+    assert all(r.seconds > 0 for r in seen)

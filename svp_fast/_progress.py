@@ -4,27 +4,45 @@ The core calls ``hook(done)`` from the calling thread at most every
 ``poll_interval`` seconds with the GIL re-taken; Ctrl-C is checked right before
 (PyErr_CheckSignals), so a long selection stops within that interval with
 KeyboardInterrupt and the core's worker threads already joined.
+
+The bar appears at the first call of the hook, not before: the core checks its
+input (NaN, Inf, zero rows for the cosine metric) before it polls, so an input
+error is never printed after a bar that looked like work had started.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import numbers
+from typing import Any, Callable, Optional
 
+import numpy as np
 from tqdm.auto import tqdm
+
+
+def check_progress(progress: Any, name: str = "progress"):
+    """``progress`` as False (no bar), True (a tqdm bar) or a caller's tqdm-like
+    object (anything with ``update(n)``); TypeError naming ``name`` otherwise."""
+    if progress is None or isinstance(progress, (bool, np.bool_)):
+        return bool(progress)
+    if isinstance(progress, numbers.Integral) and int(progress) in (0, 1):
+        return bool(progress)
+    if callable(getattr(progress, "update", None)):
+        return progress
+    raise TypeError(f"{name} must be True, False or a tqdm-like object with update(n), got "
+                    f"{type(progress).__name__} {progress!r}")
 
 
 def make_hook(total: int, progress, desc: str, unit: str,
               on_poll: Optional[Callable[[int], None]] = None):
     """Return (hook, close). ``progress``: False, True, or a tqdm-like object."""
-    bar = None
-    if progress is True:
-        bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
-    elif progress not in (False, None):
-        bar = progress  # a caller's tqdm
-
-    state = {"done": 0}
+    progress = check_progress(progress)
+    state = {"done": 0, "bar": None if progress is True or progress is False else progress}
 
     def hook(done: int) -> None:
+        bar = state["bar"]
+        if bar is None and progress is True:
+            bar = state["bar"] = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True,
+                                      leave=False)
         if bar is not None and done > state["done"]:
             bar.update(done - state["done"])
             state["done"] = done
@@ -32,7 +50,7 @@ def make_hook(total: int, progress, desc: str, unit: str,
             on_poll(done)
 
     def close() -> None:
-        if bar is not None and progress is True:
-            bar.close()
+        if state["bar"] is not None and progress is True:
+            state["bar"].close()
 
     return hook, close

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -39,13 +38,8 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[IO[bytes]], Non
 
 
 def count_from_size(value: Any, n: int, name: str) -> int:
-    """A size from an int count in [0, n] or a float fraction in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a count or a fraction, got {type(value).__name__} {value!r}")
-    if isinstance(value, numbers.Integral):
-        if not 0 <= int(value) <= n:
-            raise ValueError(f"{name} must be in [0, {n}] examples, got {int(value)}")
-        return int(value)
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} as a fraction must be in [0, 1], got {value}")
-    return int(round(float(value) * n))
+    """A size from an int count in [0, n] or a float fraction of n in [0, 1): the
+    rule of every budget (``svp_fast._arrays.BUDGET_RULE``)."""
+    from ._arrays import check_budget
+
+    return check_budget(value, n, "the number of examples", name=name)

@@ -16,16 +16,24 @@ step, so they are timed over ``--baseline-steps`` steps; svp_fast always runs
 the whole budget (its lazy and pruned methods get cheaper as picks accumulate,
 and their one-off setup, e.g. the k-means cells, is included).
 
-It prints a table with the speed-up of each svp_fast row over each baseline,
-writes every measurement to a CSV file and plots time per step against N
-(PNG). The defaults finish in a few minutes on a 2-core machine; ``--quick``
-runs a tiny grid (seconds), and the grid flags scale it up.
+It prints a table with the speed-up of each svp_fast row over each baseline;
+``--out DIR`` also writes every measurement to ``DIR/bench.csv`` and plots time
+per step against N (``DIR/bench.png``), and ``--compare OLD.csv`` prints each
+row's time against an earlier run's. The defaults finish in a few minutes on a
+2-core machine; ``--quick`` runs a tiny grid (seconds), and the grid flags scale
+it up.
+
+The same cases make the pytest-benchmark suite (``benchmarks/test_latency.py``):
+:func:`kcenter_contenders` and :func:`uncertainty_contenders` say what is timed
+at a grid point, for both, and :data:`SUITES` lists the suite's grid points
+(``svp-fast bench --suite small`` runs them here).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import os
 import statistics
@@ -37,6 +45,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+CSV_NAME, PLOT_NAME = "bench.csv", "bench.png"
 DTYPES = ("float32", "float16", "float64")
 KCENTER_METHODS = ("scan", "lazy", "pruned")
 UNCERTAINTY_METHODS = ("least_confidence", "entropy", "margin")
@@ -81,6 +90,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input", metavar="NPY",
                    help="time your own (N, D) embeddings instead: --n takes its first rows")
     g.add_argument("--quick", action="store_true", help="a tiny grid, for a smoke test (seconds)")
+    g.add_argument("--suite", choices=tuple(SUITES), default=None,
+                   help="instead of the grid: the grid points of the pytest-benchmark suite "
+                        "(benchmarks/test_latency.py) of that size")
     w = p.add_argument_group("what to time")
     w.add_argument("--methods", type=_choice_list(KCENTER_METHODS), default=list(KCENTER_METHODS),
                    metavar="M[,M...]", help="svp_fast k-center methods (default scan,lazy,pruned)")
@@ -99,9 +111,14 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads for svp_fast and torch (default: all cores)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--csv", default="svp_bench.csv", metavar="PATH", help="(default svp_bench.csv)")
-    t.add_argument("--plot", default="svp_bench.png", metavar="PATH",
-                   help="PNG of time per step against N (default svp_bench.png); '' for none")
+    t.add_argument("--out", metavar="DIR",
+                   help=f"write {CSV_NAME} (every measurement) and {PLOT_NAME} (time per step "
+                        "against N) into DIR, created if needed; files there are refused unless "
+                        "--overwrite")
+    t.add_argument("--overwrite", action="store_true", help="replace the files in --out")
+    t.add_argument("--no-plot", action="store_true", help=f"no {PLOT_NAME}")
+    t.add_argument("--compare", metavar="CSV",
+                   help=f"an earlier run's {CSV_NAME}: print each row's time against it")
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -254,6 +271,186 @@ def torch_uncertainty(logits, k: int, method: str):
     return torch.topk(s, k).indices
 
 
+# ----------------------------------------------------------------------------- the cases
+# What is timed at one grid point, for `svp-fast bench` and the pytest-benchmark
+# suite alike: svp_fast's call and the baselines that compute the same thing.
+
+
+def kcenter_contenders(x: np.ndarray, budget: int, backend: str, *,
+                       methods: Sequence[str] = KCENTER_METHODS,
+                       baselines: Sequence[str] = ("numpy", "torch"),
+                       baseline_steps: Optional[int] = None, threads: Optional[int] = None,
+                       svp_cuda: bool = False) -> List["_Contender"]:
+    """svp_fast k-center (each of ``methods``, the whole ``budget``) and the plain
+    numpy and PyTorch loops (``baseline_steps`` steps, default the whole budget:
+    their cost per step does not change) on ``x``, on ``backend``."""
+    import torch
+
+    import svp_fast
+
+    n, d = x.shape
+    dtype = str(x.dtype)
+    data = x if backend == "cpu" else torch.from_numpy(x).to(backend)
+    base = dict(task="kcenter", backend=backend, n=n, d=d, dtype=dtype, budget=budget)
+    cands = []
+    svp_threads = threads if backend == "cpu" else None
+    for method in methods if backend == "cpu" or svp_cuda else []:
+        cands.append(_Contender(
+            dict(base, impl="svp_fast", method=method),
+            lambda method=method: svp_fast.kcenter(data, budget, method=method, return_stats=True,
+                                                   num_threads=svp_threads),
+            steps=budget))
+    steps = max(1, min(budget, baseline_steps or budget))
+    if "numpy" in baselines and backend == "cpu":
+        x32 = np.ascontiguousarray(x, dtype=np.float32)  # numpy's float16 math is emulated
+        cands.append(_Contender(
+            dict(base, impl="numpy", method="broadcast",
+                 note="float32 copy" if x.dtype != np.float32 else ""),
+            lambda: numpy_kcenter_loop(x32, steps), steps=steps))
+    if "torch" in baselines:
+        if x.dtype == np.float64:
+            work_dtype = torch.float64
+        else:  # on the CPU, half-precision matmul is slow and rarely used: float32 copy
+            work_dtype = torch.float32 if backend == "cpu" else getattr(torch, dtype)
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(backend).to(work_dtype)
+        acc = torch.float64 if x.dtype == np.float64 else torch.float32
+        x2 = (xt.to(acc) ** 2).sum(1)
+        cands.append(_Contender(
+            dict(base, impl="torch", method="norms+matvec",
+                 note="float32 copy" if backend == "cpu" and x.dtype == np.float16 else ""),
+            lambda: torch_kcenter_loop(xt, x2, steps), steps=steps))
+    return cands
+
+
+def uncertainty_contenders(logits: np.ndarray, k: int, backend: str, method: str, *,
+                           baselines: Sequence[str] = ("numpy", "torch"),
+                           threads: Optional[int] = None,
+                           svp_cuda: bool = False) -> List["_Contender"]:
+    """svp_fast top-``k`` uncertainty (``method``) and the numpy and PyTorch
+    softmax + top-k composites on ``logits``, on ``backend``."""
+    import torch
+
+    import svp_fast
+
+    n, c = logits.shape
+    data = logits if backend == "cpu" else torch.from_numpy(logits).to(backend)
+    base = dict(task="uncertainty", backend=backend, n=n, d=c, dtype=str(logits.dtype), budget=k)
+    svp_threads = threads if backend == "cpu" else None
+    cands = []
+    if backend == "cpu" or svp_cuda:
+        cands.append(_Contender(
+            dict(base, impl="svp_fast", method=method),
+            lambda: svp_fast.uncertainty(data, k, method=method, num_threads=svp_threads)))
+    if "numpy" in baselines and backend == "cpu":
+        cands.append(_Contender(dict(base, impl="numpy", method=method),
+                                lambda: numpy_uncertainty(logits, k, method)))
+    if "torch" in baselines:
+        t = torch.from_numpy(logits).to(backend)
+        cands.append(_Contender(dict(base, impl="torch", method=method),
+                                lambda: torch_uncertainty(t, k, method)))
+    return cands
+
+
+# The pytest-benchmark suite's grid points (benchmarks/test_latency.py): "small"
+# runs every case once in seconds (CI runs it with --benchmark-disable);
+# "large" (SVP_BENCH_SIZE=large) is for measuring.
+SUITES = {
+    "small": {"kcenter": [(2_000, 64, 100), (20_000, 64, 200)],
+              "dtypes": ("float32", "float16", "float64"),
+              "uncertainty": [(10_000, 100), (100_000, 100)]},
+    "large": {"kcenter": [(200_000, 64, 1_000), (200_000, 256, 1_000)],
+              "dtypes": ("float32", "float16", "float64"),
+              "uncertainty": [(1_000_000, 100), (200_000, 1_000)]},
+}
+SUITE_SEED = 0
+
+
+@dataclass(frozen=True)
+class SuitePoint:
+    """One grid point of the suite: the contenders there share a benchmark group."""
+
+    task: str
+    backend: str
+    n: int
+    d: int  # D for k-center, classes for uncertainty
+    dtype: str
+    budget: int
+    method: str = ""  # uncertainty: its method (each has its own baselines)
+
+    @property
+    def group(self) -> str:
+        if self.task == "kcenter":
+            return (f"kcenter {self.backend} {self.dtype} N={self.n:,} D={self.d} "
+                    f"{self.budget} picks")
+        return (f"uncertainty {self.method} {self.backend} {self.dtype} N={self.n:,} "
+                f"C={self.d} top {self.budget}")
+
+    def contender_names(self, svp_cuda: bool) -> List[str]:
+        """``impl:method`` of every contender :func:`suite_contenders` builds here."""
+        svp = self.backend == "cpu" or svp_cuda
+        numpy_ok = self.backend == "cpu"
+        if self.task == "kcenter":
+            return ([f"svp_fast:{m}" for m in KCENTER_METHODS] if svp else []) + \
+                (["numpy:broadcast"] if numpy_ok else []) + ["torch:norms+matvec"]
+        return ([f"svp_fast:{self.method}"] if svp else []) + \
+            ([f"numpy:{self.method}"] if numpy_ok else []) + [f"torch:{self.method}"]
+
+
+def suite_points(size: str = "small", backends: Sequence[str] = ("cpu",),
+                 tasks: Sequence[str] = ("kcenter", "uncertainty")) -> List[SuitePoint]:
+    if size not in SUITES:
+        raise ValueError(f"suite size must be one of {', '.join(SUITES)}, got {size!r}")
+    grid = SUITES[size]
+    points = []
+    for backend in backends:
+        if "kcenter" in tasks:
+            points += [SuitePoint("kcenter", backend, n, d, dtype, budget)
+                       for n, d, budget in grid["kcenter"] for dtype in grid["dtypes"]]
+        if "uncertainty" in tasks:
+            points += [SuitePoint("uncertainty", backend, n, c, "float32", max(1, n // 10), m)
+                       for n, c in grid["uncertainty"] for m in UNCERTAINTY_METHODS]
+    return points
+
+
+@functools.lru_cache(maxsize=4)
+def suite_embeddings(n: int, d: int, dtype: str) -> np.ndarray:
+    """The suite's embeddings: clustered like a proxy's features (cached)."""
+    return make_embeddings(n, d, dtype, "clustered", SUITE_SEED)
+
+
+@functools.lru_cache(maxsize=4)
+def suite_logits(n: int, c: int, dtype: str, seed: int = SUITE_SEED) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c), dtype=np.float32) * 3).astype(dtype)
+
+
+def suite_contenders(point: SuitePoint, threads: Optional[int] = None,
+                     svp_cuda: bool = False) -> List["_Contender"]:
+    """Every contender at ``point``; the baselines run the whole budget, so that
+    a benchmark group compares the same work."""
+    if point.task == "kcenter":
+        return kcenter_contenders(suite_embeddings(point.n, point.d, point.dtype), point.budget,
+                                  point.backend, threads=threads, svp_cuda=svp_cuda)
+    return uncertainty_contenders(suite_logits(point.n, point.d, point.dtype), point.budget,
+                                  point.backend, point.method, threads=threads,
+                                  svp_cuda=svp_cuda)
+
+
+def synchronised(fn: Callable[[], object], backend: str) -> Callable[[], object]:
+    """``fn`` that returns only once the device has finished (CUDA work is
+    asynchronous: a timer around the launch alone would time nothing)."""
+    if backend == "cpu":
+        return fn
+    import torch
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -303,6 +500,11 @@ class Bench:
 
     def kcenter_grid(self) -> None:
         a = self.args
+        if a.suite:
+            for p in suite_points(a.suite, self.backends, tasks=("kcenter",)):
+                x = suite_embeddings(p.n, p.d, p.dtype)
+                self.kcenter_point(x, p.budget, p.backend)
+            return
         widths = [self.source.shape[1]] if self.source is not None else a.d
         for d in widths:
             for dtype in a.dtype:
@@ -318,41 +520,12 @@ class Bench:
                             self.kcenter_point(x, budget, backend)
 
     def kcenter_point(self, x: np.ndarray, budget: int, backend: str) -> None:
-        a, torch = self.args, self.torch
-        n, d = x.shape
-        dtype = str(x.dtype)
-        data = x if backend == "cpu" else torch.from_numpy(x).cuda()
-        base = dict(task="kcenter", backend=backend, n=n, d=d, dtype=dtype, budget=budget)
-        cands = []
-        svp_ok = backend == "cpu" or self.svp_cuda
-        threads = self.threads if backend == "cpu" else None
-        for method in a.methods if svp_ok else []:
-            cands.append(_Contender(
-                dict(base, impl="svp_fast", method=method),
-                lambda method=method: self.svp.kcenter(data, budget, method=method,
-                                                       return_stats=True, num_threads=threads),
-                steps=budget))
-        if not svp_ok:
+        a = self.args
+        if backend != "cpu" and not self.svp_cuda:
             self.say(f"  kcenter {backend}: svp_fast was built without CUDA; baselines only")
-        steps = max(1, min(budget, a.baseline_steps))
-        if "numpy" in a.baselines and backend == "cpu":
-            x32 = np.ascontiguousarray(x, dtype=np.float32)  # numpy's float16 math is emulated
-            cands.append(_Contender(
-                dict(base, impl="numpy", method="broadcast",
-                     note="float32 copy" if x.dtype != np.float32 else ""),
-                lambda: numpy_kcenter_loop(x32, steps), steps=steps))
-        if "torch" in a.baselines:
-            if x.dtype == np.float64:
-                work_dtype = torch.float64
-            else:  # on the CPU, half-precision matmul is slow and rarely used: float32 copy
-                work_dtype = torch.float32 if backend == "cpu" else getattr(torch, dtype)
-            xt = torch.from_numpy(np.ascontiguousarray(x)).to(backend).to(work_dtype)
-            acc = torch.float64 if x.dtype == np.float64 else torch.float32
-            x2 = (xt.to(acc) ** 2).sum(1)
-            cands.append(_Contender(
-                dict(base, impl="torch", method="norms+matvec",
-                     note="float32 copy" if backend == "cpu" and x.dtype == np.float16 else ""),
-                lambda: torch_kcenter_loop(xt, x2, steps), steps=steps))
+        cands = kcenter_contenders(x, budget, backend, methods=a.methods, baselines=a.baselines,
+                                   baseline_steps=a.baseline_steps, threads=self.threads,
+                                   svp_cuda=self.svp_cuda)
         _time_interleaved(cands, a.warmup, a.repeat, self.sync(backend))
         for c in cands:
             if c.error:
@@ -369,41 +542,26 @@ class Bench:
     # -- uncertainty ----------------------------------------------------------
 
     def uncertainty_grid(self) -> None:
-        a, torch = self.args, self.torch
-        c = a.classes
-        for dtype in a.dtype:
-            for n in a.n:
-                rng = np.random.default_rng(a.seed)
-                logits = (rng.standard_normal((n, c), dtype=np.float32) * 3).astype(dtype)
-                k = max(1, n // 10)
-                for backend in self.backends:
-                    data = logits if backend == "cpu" else torch.from_numpy(logits).cuda()
-                    base = dict(task="uncertainty", backend=backend, n=n, d=c, dtype=dtype, budget=k)
-                    threads = self.threads if backend == "cpu" else None
-                    for method in UNCERTAINTY_METHODS:
-                        cands = []
-                        if backend == "cpu" or self.svp_cuda:
-                            cands.append(_Contender(
-                                dict(base, impl="svp_fast", method=method),
-                                lambda method=method: self.svp.uncertainty(
-                                    data, k, method=method, num_threads=threads)))
-                        if "numpy" in a.baselines and backend == "cpu":
-                            cands.append(_Contender(
-                                dict(base, impl="numpy", method=method),
-                                lambda method=method: numpy_uncertainty(logits, k, method)))
-                        if "torch" in a.baselines:
-                            t = torch.from_numpy(logits).to(backend)
-                            cands.append(_Contender(
-                                dict(base, impl="torch", method=method),
-                                lambda method=method, t=t: torch_uncertainty(t, k, method)))
-                        _time_interleaved(cands, a.warmup, a.repeat, self.sync(backend))
-                        for cand in cands:
-                            if cand.error:
-                                self.say(f"  uncertainty {backend} {cand.row['impl']} {method}: "
-                                         f"unavailable ({cand.error})")
-                                continue
-                            self.add(Row(steps_timed=1, seconds=cand.seconds,
-                                         seconds_per_step=cand.seconds, repeats=a.repeat, **cand.row))
+        a = self.args
+        if a.suite:
+            points = [(p.n, p.d, p.dtype, p.backend, p.method)
+                      for p in suite_points(a.suite, self.backends, tasks=("uncertainty",))]
+        else:
+            points = [(n, a.classes, dtype, backend, method) for dtype in a.dtype for n in a.n
+                      for backend in self.backends for method in UNCERTAINTY_METHODS]
+        for n, c, dtype, backend, method in points:
+            logits = suite_logits(n, c, dtype, a.seed)
+            cands = uncertainty_contenders(logits, max(1, n // 10), backend, method,
+                                           baselines=a.baselines, threads=self.threads,
+                                           svp_cuda=self.svp_cuda)
+            _time_interleaved(cands, a.warmup, a.repeat, self.sync(backend))
+            for cand in cands:
+                if cand.error:
+                    self.say(f"  uncertainty {backend} {cand.row['impl']} {method}: "
+                             f"unavailable ({cand.error})")
+                    continue
+                self.add(Row(steps_timed=1, seconds=cand.seconds, seconds_per_step=cand.seconds,
+                             repeats=a.repeat, **cand.row))
 
     # -- report -----------------------------------------------------------
 
@@ -443,7 +601,7 @@ class Bench:
         out += [fmt.format(*line) for line in lines]
         return "\n".join(out)
 
-    def write_csv(self, path: str) -> None:
+    def write_csv(self, path) -> None:
         fields = [f for f in asdict(self.rows[0]) if f != "extra"] if self.rows else []
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
@@ -454,7 +612,7 @@ class Bench:
                 row.pop("extra")
                 w.writerow(row)
 
-    def plot(self, path: str) -> None:
+    def plot(self, path) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -509,6 +667,41 @@ class Bench:
                 f"({self.torch.get_num_threads()} threads), {os.cpu_count()} CPUs, GPU: {gpu}")
 
 
+_KEY = ("task", "backend", "impl", "method", "n", "d", "dtype", "budget")
+
+
+def read_csv(path) -> List[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def compare_table(old: List[dict], new: List[Row], old_name: str = "old") -> str:
+    """Each row of this run beside the same grid point of an earlier run's CSV:
+    milliseconds per step then and now, and now / then (below 1: faster now).
+    Rows of one run only are listed as such."""
+    def key(r: dict):
+        return tuple(str(r[k]) for k in _KEY)
+
+    before = {key(r): float(r["seconds_per_step"]) for r in old}
+    lines = [f"against {old_name}: ms per step (uncertainty: per call), now / then",
+             f"{'task':11s} {'backend':7s} {'impl':8s} {'method':16s} {'N':>9s} {'D/C':>5s} "
+             f"{'dtype':8s} {'budget':>6s} {'then':>10s} {'now':>10s} {'now/then':>9s}"]
+    seen = set()
+    for r in new:
+        k = key(asdict(r))
+        seen.add(k)
+        then = before.get(k)
+        now = r.seconds_per_step * 1e3
+        ratio = f"{now / (then * 1e3):8.2f}x" if then else "   (new)"
+        lines.append(f"{r.task:11s} {r.backend:7s} {r.impl:8s} {r.method:16s} {r.n:>9d} "
+                     f"{r.d:>5d} {r.dtype:8s} {r.budget:>6d} "
+                     f"{'' if then is None else f'{then * 1e3:10.3f}':>10s} {now:10.3f} {ratio}")
+    gone = [k for k in before if k not in seen]
+    if gone:
+        lines.append(f"({len(gone)} rows of {old_name} were not measured this time)")
+    return "\n".join(lines)
+
+
 def _warn_if_busy(bench: Bench) -> None:
     """Timings mean little on a machine that other processes keep busy: say so
     (checked before the run: the run's own threads would count afterwards)."""
@@ -551,9 +744,18 @@ def _check(args) -> None:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.classes < 2:
         raise ValueError(f"--classes must be >= 2, got {args.classes}")
-    for path, suffix, flag in ((args.csv, ".csv", "--csv"), (args.plot, ".png", "--plot")):
-        if path and not path.endswith(suffix):
-            raise ValueError(f"{flag} must end in {suffix}, got {path!r}")
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {args.out!r} is a file, not a folder")
+        names = [CSV_NAME] + ([] if args.no_plot else [PLOT_NAME])
+        there = [name for name in names if (out / name).exists()]
+        if there and not args.overwrite:
+            raise ValueError(f"--out {args.out!r} already holds {', '.join(there)}; pass "
+                             "--overwrite to replace them, or choose another folder")
+    if args.compare and not Path(args.compare).is_file():
+        raise ValueError(f"--compare {args.compare!r} does not exist (an earlier run's "
+                         f"{CSV_NAME})")
 
 
 def run_bench(args) -> int:
@@ -572,12 +774,17 @@ def run_bench(args) -> int:
     bench.ratios()
     bench.say("")
     bench.say(bench.table())
-    if bench.rows:
-        bench.write_csv(args.csv)
-        bench.say(f"\nwrote {args.csv}")
-        if args.plot:
-            bench.plot(args.plot)
-            bench.say(f"wrote {args.plot}")
+    if args.compare:
+        bench.say("")
+        bench.say(compare_table(read_csv(args.compare), bench.rows, args.compare))
+    if bench.rows and args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        bench.write_csv(out / CSV_NAME)
+        bench.say(f"\nwrote {out / CSV_NAME}")
+        if not args.no_plot:
+            bench.plot(out / PLOT_NAME)
+            bench.say(f"wrote {out / PLOT_NAME}")
     bench.say(f"bench finished in {time.perf_counter() - t0:.1f} s. 'x numpy' / 'x torch': how many "
               "times faster svp_fast is than that loop at the same grid point (time per step, "
               "setup included; uncertainty: whole call); 'evaluated': share of a plain scan's "

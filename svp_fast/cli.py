@@ -6,11 +6,14 @@ Subcommands (``svp-fast COMMAND --help`` for each):
 * ``active``: active learning via proxy on a dataset, with a run folder.
 * ``kcenter``: greedy k-center on a ``.npy`` of embeddings -> ``.npy`` of indices.
 * ``uncertainty``: top-k uncertainty on a ``.npy`` of logits/probabilities -> ``.npy``.
-* ``demo``: a core-set run on the bundled digits in well under a minute.
+* ``demo``: a core-set run on the bundled digits (about 25 s on an idle 2-core machine).
 * ``bench``: selection latency on this machine beside numpy/PyTorch loops (table, CSV, PNG).
 
 ``kcenter --distributed`` (under ``torchrun``) shards the .npy over the ranks;
-``kcenter --checkpoint FILE`` saves progress and resumes after a crash.
+``kcenter --checkpoint FILE`` saves progress and resumes after a crash;
+``kcenter/uncertainty --device cuda[:N]`` copy the .npy onto a GPU in chunks and
+select there (svp_fast._loading). Every input file is checked (finite values,
+a real .npy array) before the selection and its progress bar start.
 
 Each subcommand is one ``add_<name>_parser(subparsers)`` function that sets
 ``func`` to one ``run_<name>(args)`` function, so a new subcommand (e.g.
@@ -23,6 +26,7 @@ instead.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,6 +51,11 @@ USER_ERRORS = (UsageError, ValueError, TypeError, FileNotFoundError, NotADirecto
 
 
 # ----------------------------------------------------------------------------- argument types
+
+# the rule of svp_fast._arrays.BUDGET_RULE, as the API applies it
+BUDGET_HELP = ("a count (an integer: 1 is one row) or a fraction of all N rows (a float in "
+               "[0, 1): 0.1 is 10%%, rounded to the nearest count; 1.0 is refused as ambiguous)")
+
 
 def size_arg(text: str):
     """'5000' -> 5000 examples; '0.5' -> the fraction 0.5."""
@@ -246,6 +255,28 @@ def model_setups(args, train_set):
             ModelSetup(args.target or target, config(args.target_schedule or target_sched)))
 
 
+def stage_printer():
+    """A pipeline's ``on_stage``: one line per finished stage on stderr, with the
+    time since the run started, so that a long run is never silent."""
+    t0 = time.perf_counter()
+
+    def show(rec) -> None:
+        n = f"{rec.labelled} examples"
+        what = {"selector_training": f"trained the selector {rec.model} on {n}",
+                "inference": f"the selector {rec.model} inferred on {n}",
+                "selection": f"selected {n}",
+                "target_training": f"trained the target {rec.model} on {n}",
+                "target_per_round": f"trained the target {rec.model} on {n}"}.get(rec.stage,
+                                                                                  rec.stage)
+        who = "" if rec.method == "shared" else f"{rec.method}: "
+        where = f"round {rec.round}: " if rec.stage != "target_training" and rec.round else ""
+        acc = f", test accuracy {100 * rec.accuracy:.2f}%" if rec.accuracy is not None else ""
+        print(f"{time.perf_counter() - t0:7.1f} s  {who}{where}{what} in {rec.seconds:.1f} s{acc}",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
 def command_line(argv: Optional[Sequence[str]]) -> str:
     import shlex
 
@@ -264,7 +295,8 @@ def add_coreset_parser(sub) -> None:
     add_model_arguments(p)
     add_run_arguments(p, CORESET_METHODS, "kcenter")
     p.add_argument("--size", type=size_arg, default=0.5,
-                   help="subset size: a count (5000) or a fraction (0.5, default)")
+                   help="subset size: a count (5000) or a fraction of the training set (a "
+                        "float in [0, 1), default 0.5; rounded to the nearest count)")
     p.add_argument("--full", action="store_true",
                    help="also train the target on all the data (the reference row)")
     p.set_defaults(func=run_coreset_command)
@@ -281,7 +313,8 @@ def run_coreset_command(args) -> int:
                          include_full=args.full, metric=args.metric, seed=args.seed,
                          out_dir=args.out, overwrite=args.overwrite,
                          save_models=not args.no_checkpoints, progress=not args.quiet,
-                         extra_config={"command": args.command_line})
+                         extra_config={"command": args.command_line},
+                         on_stage=None if args.quiet else stage_printer())
     _report(result, args)
     return 0
 
@@ -315,7 +348,8 @@ def run_active_command(args) -> int:
                         target_each_round=args.target_each_round, metric=args.metric,
                         seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
                         save_models=not args.no_checkpoints, progress=not args.quiet,
-                        extra_config={"command": args.command_line})
+                        extra_config={"command": args.command_line},
+                        on_stage=None if args.quiet else stage_printer())
     _report(result, args)
     return 0
 
@@ -329,17 +363,11 @@ def _report(result, args) -> None:
 # ----------------------------------------------------------------------------- .npy helpers
 
 def load_npy(path: str, what: str):
-    import numpy as np
+    """``path`` memory-mapped, with errors that name ``what`` and the file (a text
+    file, an .npz, pickled objects, a truncated file: see svp_fast._loading)."""
+    from ._loading import open_npy
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} file {path!r} does not exist"
-                                if not p.exists() else f"{what} path {path!r} is not a file")
-    try:
-        # memory-mapped: large files are read as the selection goes, not copied
-        return np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{what} file {path!r} is not a plain .npy array: {e}") from None
+    return open_npy(path, what)
 
 
 def check_output(path: str, overwrite: bool, what: str = "output") -> Path:
@@ -369,7 +397,7 @@ def add_kcenter_parser(sub) -> None:
                                    ".npy; writes the picks (int64, pick order) to a .npy.")
     p.add_argument("embeddings", help="(N, D) .npy file (float16/32/64), read memory-mapped")
     p.add_argument("--budget", type=size_arg, required=True,
-                   help="new picks: a count, or a fraction of N")
+                   help=f"new picks: {BUDGET_HELP}")
     p.add_argument("--out", required=True, help="output .npy of picked indices")
     p.add_argument("--already-selected", metavar="NPY",
                    help=".npy of indices already selected (initial centers, never returned)")
@@ -379,8 +407,9 @@ def add_kcenter_parser(sub) -> None:
     p.add_argument("--method", choices=["auto", "scan", "pruned", "lazy"], default="auto")
     p.add_argument("--radii", metavar="NPY", help="also write the coverage radius of every pick")
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="save the picks so far to FILE (.npz, atomically, every "
                         "--checkpoint-every seconds). Rerunning the same command after a crash "
@@ -394,12 +423,32 @@ def add_kcenter_parser(sub) -> None:
     p.set_defaults(func=run_kcenter_command)
 
 
-def _budget(value, n: int) -> int:
-    """A fraction of N becomes a count; counts go to the API, which checks them
-    against what is left to pick."""
-    from ._util import count_from_size
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    from ._loading import device_arg
 
-    return count_from_size(value, n, "budget") if isinstance(value, float) else value
+    p.add_argument("--device", type=device_arg, default="cpu", metavar="DEVICE",
+                   help="where to compute: cpu (default; the selection reads the memory-mapped "
+                        "file), cuda or cuda:N (the file is copied onto that GPU in chunks, "
+                        "with a progress bar, and selected there)")
+
+
+def read_input(args, x, path: str, what: str, nonzero_rows: bool = False):
+    """``x`` (the memory-mapped file) checked row by row and put on ``args.device``,
+    before the selection and its bar (see svp_fast._loading.load_rows)."""
+    from ._loading import load_rows
+
+    return load_rows(x, path, what, args.device, nonzero_rows=nonzero_rows,
+                     progress=not args.no_progress, threads=args.threads)
+
+
+def _budget(value, n: int, upper: Optional[int] = None,
+            what: str = "the number of points") -> int:
+    """--budget as a count: the API's rule (``svp_fast._arrays.BUDGET_RULE``: an
+    integer is a count, a float a fraction of all N rows, 1.0 refused), checked
+    against ``upper`` (default N), the most that can be picked."""
+    from ._arrays import check_budget
+
+    return check_budget(value, n if upper is None else upper, what, total=n, name="--budget")
 
 
 def _run_fingerprint(args, x, budget: int, selected) -> dict:
@@ -458,22 +507,29 @@ def run_kcenter_command(args) -> int:
 
     from .selection.kcenter import kcenter
 
+    from ._loading import check_device, check_matrix_file, to_numpy
+
     if getattr(args, "distributed", False):
         if args.checkpoint:
             raise UsageError("--checkpoint is not supported with --distributed yet")
+        if args.device != "cpu":
+            raise UsageError("--device applies without --distributed; under torchrun, "
+                             "--dist-device cuda puts every rank's rows on its GPU")
         from .distributed.cli import run_kcenter_distributed
 
         return run_kcenter_distributed(args)
 
+    args.device = check_device(args.device)
     out = check_output(args.out, args.overwrite)
     radii_out = check_output(args.radii, args.overwrite, "radii output") if args.radii else None
     x = load_npy(args.embeddings, "embeddings")
-    if x.ndim != 2:
-        raise UsageError(f"embeddings must be a 2-D (N, D) array, got shape {x.shape}")
+    check_matrix_file(x, args.embeddings, "embeddings")
     selected = None
     if args.already_selected:
         selected = np.asarray(load_npy(args.already_selected, "already-selected"))
-    budget = _budget(args.budget, x.shape[0])
+    n_selected = selected.size if selected is not None else 0
+    budget = _budget(args.budget, x.shape[0], x.shape[0] - n_selected,
+                     "the number of points not already selected")
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     done = np.zeros(0, dtype=np.int64)
     done_radii = None
@@ -506,13 +562,17 @@ def run_kcenter_command(args) -> int:
             rr = r if done_radii is None else np.concatenate([done_radii, r])
         _save_checkpoint(ckpt, fingerprint, np.concatenate([done, p]), rr)
 
+    data = read_input(args, x, args.embeddings, "embeddings",
+                      nonzero_rows=args.metric == "cosine")
     t0 = time.perf_counter()
-    res = kcenter(x, budget - done.size, metric=args.metric, method=args.method,
+    res = kcenter(data, budget - done.size, metric=args.metric, method=args.method,
                   return_radii=radii_out is not None, progress=not args.no_progress,
                   num_threads=args.threads, callback=checkpoint if ckpt is not None else None,
                   **kwargs)
     picks, radii = (res if radii_out is not None else (res, None))
     seconds = time.perf_counter() - t0
+    picks = to_numpy(picks)
+    radii = to_numpy(radii) if radii is not None else None
     picks = np.concatenate([done, picks])
     if radii is not None and done_radii is not None:
         radii = np.concatenate([done_radii, radii])
@@ -521,7 +581,9 @@ def run_kcenter_command(args) -> int:
         save_npy(radii_out, radii)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
-    print(f"k-center: {picks.size} picks from {x.shape[0]} points in {seconds:.2f} s -> {out}")
+    where = "" if args.device == "cpu" else f" on {args.device}"
+    print(f"k-center: {picks.size} picks from {x.shape[0]} points{where} in {seconds:.2f} s "
+          f"-> {out}")
     return 0
 
 
@@ -533,15 +595,16 @@ def add_uncertainty_parser(sub) -> None:
                                    "uncertain first, ties to the lowest index (the same picks as "
                                    "svp_fast.uncertainty).")
     p.add_argument("scores_input", metavar="LOGITS", help="(N, C) .npy of logits or probabilities")
-    p.add_argument("--budget", type=size_arg, required=True, help="a count, or a fraction of N")
+    p.add_argument("--budget", type=size_arg, required=True, help=f"rows to pick: {BUDGET_HELP}")
     p.add_argument("--out", required=True, help="output .npy of indices")
     p.add_argument("--method", choices=["least_confidence", "entropy", "margin"],
                    default="least_confidence")
     p.add_argument("--inputs", choices=["logits", "probs"], default="logits")
     p.add_argument("--scores-out", metavar="NPY", help="also write every row's score")
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_uncertainty_command)
 
 
@@ -564,18 +627,28 @@ def uncertainty_with_progress(x, budget: int, *, method: str, inputs: str, progr
     n = x.shape[0]
     budget = check_budget(budget, n, "the number of rows")
     parts = []
-    with tqdm(total=n, desc=f"uncertainty ({method})", unit="row", disable=not progress,
-              leave=False, dynamic_ncols=True) as bar:
+    bar = None  # shown once the first chunk is scored: a bad row there comes alone
+    try:
         for lo in range(0, n, chunk_rows):
             hi = min(n, lo + chunk_rows)
             try:
                 parts.append(uncertainty_scores(x[lo:hi], method=method, inputs=inputs,
                                                 num_threads=num_threads))
             except ValueError:
+                if bar is not None:
+                    bar.close()
+                    bar = None
                 # a bad row: let the whole-array call raise, naming the row in the file
                 uncertainty_scores(x, method=method, inputs=inputs, num_threads=num_threads)
                 raise
-            bar.update(hi - lo)
+            if bar is None and progress:
+                bar = tqdm(total=n, desc=f"uncertainty ({method})", unit="row", leave=False,
+                           dynamic_ncols=True, initial=lo)
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
     scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     # a stable sort of the negated scores keeps equal scores in index order
     order = np.argsort(-scores, kind="stable")[:budget].astype(np.int64)
@@ -583,39 +656,63 @@ def uncertainty_with_progress(x, budget: int, *, method: str, inputs: str, progr
 
 
 def run_uncertainty_command(args) -> int:
+    from ._loading import check_device, check_matrix_file, to_numpy
+
+    args.device = check_device(args.device)
     out = check_output(args.out, args.overwrite)
     scores_out = (check_output(args.scores_out, args.overwrite, "scores output")
                   if args.scores_out else None)
     x = load_npy(args.scores_input, "logits")
-    if x.ndim != 2:
-        raise UsageError(f"logits must be a 2-D (N, C) array, got shape {x.shape}")
+    check_matrix_file(x, args.scores_input, "logits", "C")
+    budget = _budget(args.budget, x.shape[0], what="the number of rows")
+    data = read_input(args, x, args.scores_input, "logits")
     t0 = time.perf_counter()
-    picks, scores = uncertainty_with_progress(x, _budget(args.budget, x.shape[0]),
-                                              method=args.method, inputs=args.inputs,
-                                              progress=not args.no_progress,
-                                              num_threads=args.threads)
+    if args.device == "cpu":
+        picks, scores = uncertainty_with_progress(data, budget, method=args.method,
+                                                  inputs=args.inputs,
+                                                  progress=not args.no_progress,
+                                                  num_threads=args.threads)
+    else:  # one pass on the GPU needs no bar
+        from .selection.uncertainty import uncertainty, uncertainty_scores
+
+        picks = to_numpy(uncertainty(data, budget, method=args.method, inputs=args.inputs))
+        scores = None
+        if scores_out is not None:
+            scores = to_numpy(uncertainty_scores(data, method=args.method, inputs=args.inputs))
     seconds = time.perf_counter() - t0
     save_npy(out, picks)
     if scores_out is not None:
         save_npy(scores_out, scores)
-    print(f"uncertainty ({args.method}): {picks.size} of {x.shape[0]} rows in {seconds:.2f} s -> {out}")
+    where = "" if args.device == "cpu" else f" on {args.device}"
+    print(f"uncertainty ({args.method}): {picks.size} of {x.shape[0]} rows{where} in "
+          f"{seconds:.2f} s -> {out}")
     return 0
 
 
 # ----------------------------------------------------------------------------- demo
 
+# How long the demo takes, measured (README.md says the same): 23.8 s from the
+# command to its last line on an idle 2-core machine (load average 0.7); 51-85 s
+# in five runs while other processes kept the load average at 5-11.
+DEMO_TIME = "about 25 s on an idle 2-core machine"
+
+
 def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="core-set selection via proxy on the bundled digits (~30 s)",
+    p = sub.add_parser("demo", help=f"core-set selection via proxy on the bundled digits "
+                                    f"({DEMO_TIME})",
                        description="Core-set selection on scikit-learn's digits: the target on "
                                    "all data, on a random half, on halves selected by a small "
                                    "proxy with each method, and by the target itself; prints "
-                                   "accuracy and the time of every stage.")
+                                   "a line per stage as it ends, then the accuracy and the time "
+                                   f"of every stage. Takes {DEMO_TIME}; longer when other "
+                                   "processes compete for the cores.")
     p.add_argument("--size", type=size_arg, default=0.5, help="subset size (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="DIR", help="also write the two run folders (proxy- and "
-                   "target-selected) under DIR")
+                   "target-selected) under DIR, and DIR/plot.png of every row of the table")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--progress", action="store_true", help="show training progress bars")
+    p.add_argument("--progress", action="store_true", help="also show training progress bars")
+    p.add_argument("--quiet", action="store_true", help="no line per stage, only the table")
     # Models this small gain nothing from more threads, and on a shared machine
     # OpenMP threads waiting for a busy core can stall each step many times over.
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -631,7 +728,7 @@ def run_demo_command(args) -> int:
     from .data import load_digits
     from .pipelines.common import METHODS, ModelSetup
     from .pipelines.coreset import FULL, run_coreset
-    from .pipelines.results import format_table
+    from .pipelines.results import format_table, plot_coreset
     from .proxy.training import TrainConfig
 
     set_threads(args.threads)
@@ -649,13 +746,17 @@ def run_demo_command(args) -> int:
 
         for name in ("target-selected", "proxy-selected"):
             check_run_folder(out / name, args.overwrite)
+        if (out / "plot.png").exists() and not args.overwrite:
+            raise UsageError(f"{str(out / 'plot.png')!r} already exists; pass --overwrite to "
+                             "replace it")
     print(f"svp-fast demo: digits ({len(splits.train)} train / {len(splits.test)} test images), "
-          f"keep {args.size} of the training set\n"
+          f"keep {args.size} of the training set ({DEMO_TIME})\n"
           f"  proxy  {proxy.name} ({proxy.train.epochs} epochs)\n"
           f"  target {target.name} ({target.train.epochs} epochs)\n", flush=True)
     t0 = time.perf_counter()
     common = dict(size=args.size, proxy=proxy, target=target, seed=args.seed,
-                  overwrite=args.overwrite, extra_config={"command": args.command_line})
+                  overwrite=args.overwrite, extra_config={"command": args.command_line},
+                  on_stage=None if args.quiet else stage_printer())
     # selector=target trains the target on all data: that model is also the reference row
     by_target = run_coreset(splits.train, splits.test, methods=["kcenter", "least_confidence"],
                             selector="target", include_full=True,
@@ -667,12 +768,19 @@ def run_demo_command(args) -> int:
     rows = full + [r for r in by_proxy.summary if r["method"] == "random"] + \
         [r for r in by_proxy.summary if r["method"] != "random"] + \
         [r for r in by_target.summary if r["method"] != FULL]
+    if not args.quiet:
+        print(file=sys.stderr, flush=True)
     print(format_table(rows, reference=full[0] if full else None))
     print(f"\nselection runtime = training the selector + inference + selection; "
           f"speed-up = total time of '{FULL}' / total time of the row.")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     if out is not None:
-        print(f"run folders: {out / 'target-selected'}, {out / 'proxy-selected'}")
+        from ._util import atomic_write
+
+        atomic_write(out / "plot.png", lambda f: plot_coreset(
+            rows, f, title=f"svp-fast demo: digits, keep {args.size} of the training set"))
+        print(f"run folders: {out / 'target-selected'}, {out / 'proxy-selected'}; "
+              f"plot: {out / 'plot.png'}")
     return 0
 
 
@@ -695,7 +803,74 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
+    parser.set_defaults(subparsers=sub.choices)
     return parser
+
+
+# ----------------------------------------------------------------------------- error wording
+
+# The library's errors name its Python arguments (overwrite=True, inputs='logits',
+# already_selected, x); the command's user typed flags and file names. These
+# rewrite a library message into the command's words, once, where it is printed.
+PHRASES = {
+    "pass overwrite=True (--overwrite)": "pass --overwrite",
+    "(use run_coreset / `svp-fast coreset`)": "(use svp-fast coreset)",
+}
+# API argument names that differ from the command's destinations
+API_NAMES = {"methods": "method"}
+_ASSIGNMENT = re.compile(r"\b([a-z][a-z_]*)=('([^']*)'|\"([^\"]*)\"|([^\s,;)]+))")
+_IDENTIFIER = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+_SUBJECT = re.compile(r"^([a-z][a-z_]*)\b(?! file)(?: '([^' ]*)')?")
+
+
+def command_words(message: str, args) -> str:
+    """``message`` (from the library) with Python argument names replaced by the
+    flags of ``args.command`` and the library's names for arrays by the files."""
+    sub = getattr(args, "subparsers", {}).get(args.command)
+    if sub is None:
+        return message
+    flags, switches = {}, set()
+    for action in sub._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            flags[action.dest] = longs[0]
+            if action.nargs == 0:
+                switches.add(action.dest)
+    # what the library calls the command's input arrays
+    files = {}
+    if getattr(args, "embeddings", None):
+        files["embeddings"] = f"embeddings file {args.embeddings!r}"
+    if getattr(args, "scores_input", None):
+        files["x"] = f"logits file {args.scores_input!r}"
+
+    def flag(name: str) -> Optional[str]:
+        return flags.get(API_NAMES.get(name, name))
+
+    for old, new in PHRASES.items():
+        message = message.replace(old, new)
+
+    def assignment(m: re.Match) -> str:
+        f = flag(m.group(1))
+        if f is None:
+            return m.group(0)
+        value = next(g for g in m.groups()[2:] if g is not None)
+        if m.group(1) in switches:
+            return f if value == "True" else m.group(0)
+        return f"{f} {value}"
+
+    message = _ASSIGNMENT.sub(assignment, message)
+    message = _IDENTIFIER.sub(lambda m: flag(m.group(0)) or m.group(0), message)
+
+    def subject(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if name in files:
+            return files[name] + (f" '{value}'" if value is not None else "")
+        f = flag(name)
+        if f is None:
+            return m.group(0)
+        return f if value is None else f"{f} {value}"  # method 'forgetting' -> --method forgetting
+
+    return _SUBJECT.sub(subject, message, count=1)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -712,6 +887,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.traceback:
             raise
         message = " ".join(str(e).split()) or type(e).__name__
+        if not isinstance(e, UsageError):
+            message = command_words(message, args)
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -36,12 +36,14 @@ using ScoreRowsFn = int64_t (*)(DType dtype, const char* const* rows, int64_t n,
                                 double probs_tolerance, double* out);
 
 // The lazy engine's refresh of a tile of rows (at most 16) against the
-// centers j0 .. j0+nc-1 (float32 vectors, Euclidean): m, m2, assign of the
-// tile's rows updated in place; a row skips centers before its last[r].
-// float32 rows only; 4 rows x 4 centers are accumulated in registers at once.
-using RefreshTileFn = void (*)(const char* const* rows, int64_t cnt, const float* const* centers,
-                               int64_t j0, int64_t nc, int64_t D, const int64_t* last, float* m,
-                               float* m2, int64_t* assign);
+// centers j0 .. j0+nc-1 (Euclidean): m, m2, assign of the tile's rows updated
+// in place; a row skips centers before its last[r]. Rows and centers are raw
+// rows of `dtype` (float32, float16 or bfloat16; 16-bit values widen to
+// float32 as they load, exactly), accumulated in float32; 4 rows x 4 centers
+// are accumulated in registers at once.
+using RefreshTileFn = void (*)(DType dtype, const char* const* rows, int64_t cnt,
+                               const char* const* centers, int64_t j0, int64_t nc, int64_t D,
+                               const int64_t* last, float* m, float* m2, int64_t* assign);
 
 // The pruned engine's annulus test over n members of a cell (float32
 // state). Each member has its distance p[i] to the cell's centroid and q0[i],

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #include <limits>
 #include <type_traits>
 
@@ -638,19 +639,28 @@ static inline void refresh_update(int64_t j, float d, int64_t last, float& m, fl
 
 // 4 rows x 4 centers per block: every row chunk and center chunk is loaded
 // once for 16 distances (d2_rows reloads the rows for every center).
-static void refresh_tile(const char* const* rows, int64_t cnt, const float* const* centers,
-                         int64_t j0, int64_t nc, int64_t D, const int64_t* last, float* m,
-                         float* m2, int64_t* assign) {
+template <DType T>
+static void refresh_tile_t(const char* const* rows, int64_t cnt, const char* const* centers,
+                           int64_t j0, int64_t nc, int64_t D, const int64_t* last, float* m,
+                           float* m2, int64_t* assign) {
   using V = F::V;
   constexpr int W = F::W;
   const int64_t Dfull = D - D % W;
+  // a center as float32, for the rows and centers the 4 x 4 tile leaves over
+  thread_local std::vector<float> cbuf;
+  auto center_f32 = [&](int64_t k) -> const float* {
+    if constexpr (T == DType::f32) return reinterpret_cast<const float*>(centers[k]);
+    cbuf.resize(static_cast<size_t>(D));
+    for (int64_t j = 0; j < D; ++j) cbuf[j] = static_cast<float>(elem<T>(centers[k], j));
+    return cbuf.data();
+  };
   int64_t r = 0;
   for (; r + 4 <= cnt; r += 4) {
-    const float* x[4];
-    for (int a = 0; a < 4; ++a) x[a] = reinterpret_cast<const float*>(rows[r + a]);
+    const char* x[4];
+    for (int a = 0; a < 4; ++a) x[a] = rows[r + a];
     int64_t k = 0;
     for (; k + 4 <= nc; k += 4) {
-      const float* c[4] = {centers[k], centers[k + 1], centers[k + 2], centers[k + 3]};
+      const char* c[4] = {centers[k], centers[k + 1], centers[k + 2], centers[k + 3]};
       V acc[4][4];
       for (int a = 0; a < 4; ++a)
         for (int b = 0; b < 4; ++b) acc[a][b] = F::zero();
@@ -668,14 +678,16 @@ static void refresh_tile(const char* const* rows, int64_t cnt, const float* cons
           acc[a][3] = F::fmadd(d, d, acc[a][3]);
         }
       };
+      // 16-bit rows and centers widen to float32 as they load (exactly)
       for (int64_t j = 0; j < Dfull; j += W)
-        block(F::loadc(c[0] + j), F::loadc(c[1] + j), F::loadc(c[2] + j), F::loadc(c[3] + j),
-              [&](int a) { return F::loadc(x[a] + j); });
+        block(F::template load<T>(c[0], j), F::template load<T>(c[1], j),
+              F::template load<T>(c[2], j), F::template load<T>(c[3], j),
+              [&](int a) { return F::template load<T>(x[a], j); });
       if (Dfull < D) {
         const int64_t t = D - Dfull;
-        block(loadc_tail<F>(c[0] + Dfull, t), loadc_tail<F>(c[1] + Dfull, t),
-              loadc_tail<F>(c[2] + Dfull, t), loadc_tail<F>(c[3] + Dfull, t),
-              [&](int a) { return loadc_tail<F>(x[a] + Dfull, t); });
+        block(load_tail<F, T>(c[0], Dfull, t, 0), load_tail<F, T>(c[1], Dfull, t, 0),
+              load_tail<F, T>(c[2], Dfull, t, 0), load_tail<F, T>(c[3], Dfull, t, 0),
+              [&](int a) { return load_tail<F, T>(x[a], Dfull, t, 0); });
       }
       alignas(16) float out[4][4];
       for (int a = 0; a < 4; ++a) reduce_four<F>(acc[a][0], acc[a][1], acc[a][2], acc[a][3], out[a]);
@@ -685,7 +697,7 @@ static void refresh_tile(const char* const* rows, int64_t cnt, const float* cons
     }
     for (; k < nc; ++k) {
       float out[4];
-      d2_rows_t<F, DType::f32, false>(rows + r, nullptr, 4, centers[k], D, out);
+      d2_rows_t<F, T, false>(rows + r, nullptr, 4, center_f32(k), D, out);
       for (int a = 0; a < 4; ++a)
         refresh_update(j0 + k, out[a], last[r + a], m[r + a], m2[r + a], assign[r + a]);
     }
@@ -693,9 +705,22 @@ static void refresh_tile(const char* const* rows, int64_t cnt, const float* cons
   for (; r < cnt; ++r) {
     for (int64_t k = 0; k < nc; ++k) {
       float d;
-      d2_rows_t<F, DType::f32, false>(rows + r, nullptr, 1, centers[k], D, &d);
+      d2_rows_t<F, T, false>(rows + r, nullptr, 1, center_f32(k), D, &d);
       refresh_update(j0 + k, d, last[r], m[r], m2[r], assign[r]);
     }
+  }
+}
+
+static void refresh_tile(DType dtype, const char* const* rows, int64_t cnt,
+                         const char* const* centers, int64_t j0, int64_t nc, int64_t D,
+                         const int64_t* last, float* m, float* m2, int64_t* assign) {
+  switch (dtype) {
+    case DType::f16:
+      return refresh_tile_t<DType::f16>(rows, cnt, centers, j0, nc, D, last, m, m2, assign);
+    case DType::bf16:
+      return refresh_tile_t<DType::bf16>(rows, cnt, centers, j0, nc, D, last, m, m2, assign);
+    default:
+      return refresh_tile_t<DType::f32>(rows, cnt, centers, j0, nc, D, last, m, m2, assign);
   }
 }
 

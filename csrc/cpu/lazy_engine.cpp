@@ -202,8 +202,10 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
   const D2RowsFn<Acc> d2 = src_.d2();
   const MatrixView& X = src_.X;
   const int64_t D = D_;
-  // float32 Euclidean rows with centers in place: the register-blocked tile
-  const bool use_tile = std::is_same<Acc, float>::value && direct_centers_;
+  // float32 accumulation, Euclidean, 32- or 16-bit rows (the centers are rows
+  // of the same dtype, read in place): the register-blocked tile
+  const bool use_tile = std::is_same<Acc, float>::value && !src_.scale &&
+                        (X.dtype == DType::f32 || X.dtype == DType::f16 || X.dtype == DType::bf16);
   const RefreshTileFn tile_fn = src_.k->refresh_tile;
   int64_t evals = 0;
 #pragma omp parallel num_threads(threads_) reduction(+ : evals)
@@ -212,7 +214,7 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
     Acc* buf = cbuf_.data() + static_cast<size_t>(tid) * D;
     const char* ptrs[kTile];
     Acc sc[kTile], out[kTile];
-    std::vector<const float*> cptrs;
+    std::vector<const char*> cptrs;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < nr; b += kTile) {
       const int64_t cnt = std::min(kTile, nr - b);
@@ -235,10 +237,8 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
           tl[r] = last_[i];
         }
         cptrs.resize(static_cast<size_t>(K - j0));
-        for (int64_t j = j0; j < K; ++j)
-          cptrs[static_cast<size_t>(j - j0)] =
-              reinterpret_cast<const float*>(centers_[static_cast<size_t>(j)].raw);
-        tile_fn(ptrs, cnt, cptrs.data(), j0, K - j0, D, tl, tm, tm2, ta);
+        for (int64_t j = j0; j < K; ++j) cptrs[static_cast<size_t>(j - j0)] = centers_[static_cast<size_t>(j)].raw;
+        tile_fn(X.dtype, ptrs, cnt, cptrs.data(), j0, K - j0, D, tl, tm, tm2, ta);
         for (int64_t r = 0; r < cnt; ++r) {
           const int64_t i = tile[r];
           m_[i] = static_cast<Acc>(tm[r]);

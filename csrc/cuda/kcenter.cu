@@ -116,6 +116,16 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
     L.dmat = a.take<double>(T * T);
     L.bsort_bytes = detail::batched_sort_bytes(n);
     L.bsort_temp = a.take<unsigned char>(static_cast<int64_t>(L.bsort_bytes));
+    if (opt.batch_product != 1 && X.dtype != DType::f64) {  // the screened product
+      const long long cstride = (X.cols + 3) & ~3LL;
+      L.sqn = a.take<double>(n);
+      L.praw = a.take<unsigned char>(T * X.cols * static_cast<long long>(dtype_size(X.dtype)));
+      L.pw = a.take<float>(T * cstride);
+      L.pnc = a.take<double>(T);
+      // a chunk of rows of the product: about 256 MB of float32
+      L.sbuf_rows = std::max<long long>(1, std::min<long long>(n, (256LL << 20) / (4 * T)));
+      L.sbuf = a.take<float>(L.sbuf_rows * T);
+    }
   }
   if (opt.method == KCenterMethod::pruned && opt.n_cells > 0) {
     const long long nc = opt.n_cells;

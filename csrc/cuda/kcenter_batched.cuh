@@ -22,6 +22,9 @@
 #include <algorithm>
 #include <vector>
 
+#include <type_traits>
+
+#include "cublas_runtime.h"
 #include "kcenter_layout.cuh"
 #include "kcenter_run.cuh"  // kc_exclude, kc_init: the apply kernels
 #include "kcenter_steps.cuh"
@@ -58,6 +61,138 @@ __global__ void __launch_bounds__(kThreads) kb_pairs(KcParams<Acc> p, const int*
   }
 }
 
+// ------------------------------------------------- the pass product, screened
+//
+// Applying a pass's b picks to every row is an (N x D) by (D x b) product. With
+// cuBLAS (cublas_runtime.h) it runs on the tensor cores: S = X P^T in float32,
+// then kb_screen bounds each row-pick distance from S and the norms,
+//   a = |x s|^2 + |c|^2 - 2 s x.c,   |a - exact| <= 2 e,
+//   e = e_rel |x s| |c| + e_abs   (fp16/bf16 products are exact in float32,
+//   fp32 ones rounded once; any summation order of D terms, truncating or
+//   not, errs by at most 2 D 2^-23 of sum |x_j c_j| <= |x||c|: e_rel doubles that),
+// and computes the row's exact fast-path distance (row_d2, the scan's kernel)
+// only where that distance could be below the row's second minimum m2: a pick
+// farther than m2 changes neither m nor m2 nor assign. So the state after the
+// pass is bit for bit the one the fused kernel (kc_init) leaves, with a
+// fraction of its arithmetic on the SIMT units. Float32 accumulation only.
+
+// |x_r|^2 in float64 for every row (the norms' one order, warp_row_sumsq64).
+template <typename T>
+__global__ void kb_sqnorms(KcParams<float> p, double* sqn) {
+  const long long warp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  for (long long r = warp; r < p.N; r += nwarps) {
+    const double ss = warp_row_sumsq64(Elem<T>::dtype, p.X + r * p.row_bytes, p.D);
+    if ((threadIdx.x & 31) == 0) sqn[r] = ss;
+  }
+}
+
+// The pass's picks: raw rows into praw (b x D, the product's left factor),
+// working-space vectors into pw (b rows of cstride floats, as load_center
+// makes centers) and |pw_k|^2 into pnc. One block per pick.
+template <typename T>
+__global__ void kb_gather(KcParams<float> p, const long long* picks, long long cstride, T* praw,
+                          float* pw, double* pnc) {
+  __shared__ double s_part[kThreads / 32];
+  const int k = blockIdx.x;
+  const long long r = picks[k];
+  const char* row = p.X + r * p.row_bytes;
+  const double nrm = p.norm64 ? p.norm64[r] : 1.0;
+  double ss = 0.0;
+  for (long long j = threadIdx.x; j < p.D; j += blockDim.x) {
+    praw[k * p.D + j] = reinterpret_cast<const T*>(row)[j];
+    const double v = elem_as_double(p.dtype, row, j);
+    const float w = static_cast<float>(p.norm64 ? v / nrm : v);
+    pw[k * cstride + j] = w;
+    ss += static_cast<double>(w) * w;
+  }
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) s_part[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0.0;
+    for (int w = 0; w < (blockDim.x >> 5); ++w) t += s_part[w];
+    pnc[k] = t;
+  }
+}
+
+template <typename T, int CPL, bool VEC>
+__global__ void __launch_bounds__(kThreads)
+    kb_screen(KcParams<float> p, const float* S, long long r0, long long r1, int b,
+              const long long* picks, const float* pw, long long cstride, const double* pnc,
+              const double* sqn, long long ord0, double e_rel, double e_abs) {
+  const int lane = threadIdx.x & 31;
+  const int G = p.G;
+  const int l = lane & (G - 1);
+  const int slot = lane / G;
+  const int rpw = 32 / G;
+  const int leader = slot * G;
+  const unsigned mask = G == 32 ? 0xffffffffu : (((1u << G) - 1u) << (slot * G));
+  const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  long long evals = 0;
+  for (long long qb = r0 + gwarp * rpw; qb < r1; qb += nwarps * rpw) {
+    const long long r = qb + slot;
+    if (r >= r1) continue;  // the whole group skips together
+    float mr = p.m[r];
+    if (mr < 0.f) continue;  // a center or a pick
+    float m2v = 0.f;
+    long long as = 0;
+    if (l == 0) {
+      m2v = p.m2[r];
+      as = p.assign[r];
+    }
+    const float s = p.scale ? p.scale[r] : 1.f;
+    const double xs = sqrt(static_cast<double>(s) * s * sqn[r]);  // |x s|
+    const char* row = p.X + r * p.row_bytes;
+    const float* srow = S + (r - r0) * b;
+    bool changed = false;
+    for (int k = 0; k < b; ++k) {
+      int need = 0;
+      if (l == 0) {
+        const double cn = sqrt(pnc[k]);
+        double dot = static_cast<double>(srow[k]) * s;
+        if (p.norm64) dot /= p.norm64[picks[k]];
+        const double a = xs * xs + pnc[k] - 2.0 * dot;
+        const double e = e_rel * xs * cn + e_abs;
+        const double lo = a - 2.0 * e, hi = a + 2.0 * e;
+        // the fast-path distance is provably >= m2: nothing would change
+        need = !(lo - 2.0 * p.err.E(hi > 0 ? hi : 0.0) > static_cast<double>(m2v));
+      }
+      need = __shfl_sync(mask, need, leader);
+      if (!need) continue;
+      const float d = row_d2<T, CPL, VEC>(row, p.D, G, l, mask, s, pw + k * cstride);
+      if (l == 0) {
+        ++evals;
+        if (d < mr) {
+          m2v = mr;
+          mr = d;
+          as = ord0 + k;
+          changed = true;
+        } else if (d < m2v) {
+          m2v = d;
+          changed = true;
+        }
+      }
+    }
+    if (l == 0 && changed) {
+      p.m[r] = mr;
+      p.m2[r] = m2v;
+      p.assign[r] = as;
+    }
+  }
+  unsigned long long e = static_cast<unsigned long long>(evals);
+  for (int off = 16; off > 0; off >>= 1) e += __shfl_xor_sync(0xffffffffu, e, off);
+  if (lane == 0 && e) atomicAdd(reinterpret_cast<unsigned long long*>(&p.state->distance_evals), e);
+}
+
+template <typename T>
+constexpr cudaDataType_t cublas_type() {
+  if constexpr (std::is_same<T, __half>::value) return CUDA_R_16F;
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) return CUDA_R_16BF;
+  return CUDA_R_32F;
+}
+
 template <typename T, typename Acc, int CPL, bool VEC>
 void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Acc>& p,
                  const Layout& L, cudaStream_t stream, int64_t t0, KCenterStats* st) {
@@ -79,10 +214,55 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   const int accept_grid = batched_accept_grid<Acc>(fit, static_cast<int>(cand_max), L.max_blocks);
   p.max_blocks = L.max_blocks;
 
-  auto apply = [&](const long long* rows, long long count, long long ord0) {
+  // The pass product on the tensor cores (cuBLAS, screened) where it can run:
+  // float32 accumulation, 16-bit or float32 rows at a positive stride, and
+  // cuBLAS in the process; otherwise the fused kernel. Same state either way.
+  bool screened = false;
+  if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
+    screened = opt.batch_product != 1 && X.row_stride >= X.cols && L.sbuf != nullptr &&
+               Cublas::get().available();
+    if (opt.batch_product == 2 && !screened)
+      throw CudaError("svp_fast: batch_product='cublas' cannot run here: " +
+                      (Cublas::get().available() ? std::string("the input's layout or arithmetic does not allow it")
+                                                 : Cublas::get().why_not()));
+  }
+  const long long n = X.rows;
+  const long long cstride = (X.cols + 3) & ~3LL;
+  const int screen_grid = std::min(L.max_blocks, 4 * fit.sms);
+  if (screened) {
+    if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
+      kb_sqnorms<T><<<std::min<long long>(4096, (n + 7) / 8), 256, 0, stream>>>(p, L.sqn);
+      SVP_CUDA_LAUNCH_CHECK("kb_sqnorms");
+    }
+  }
+  // e_rel: twice 2 D 2^-23 (any summation order of D products, float32
+  // rounding of S), plus a generous allowance for the cosine scaling
+  const double e_rel = 4.0 * static_cast<double>(X.cols) * 1.1920928955078125e-07 +
+                       (opt.metric == Metric::cosine ? 1.52587890625e-05 /* 2^-16 */ : 2.4e-7);
+  const double e_abs = 1e-30;
+  auto product = [&](const long long* rows, long long count, long long ord0) {
+    if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
+      T* praw = static_cast<T*>(L.praw);
+      kb_gather<T><<<static_cast<int>(count), kThreads, 0, stream>>>(p, rows, cstride, praw, L.pw, L.pnc);
+      SVP_CUDA_LAUNCH_CHECK("kb_gather");
+      const int b = static_cast<int>(count);
+      for (long long r0 = 0; r0 < n; r0 += L.sbuf_rows) {
+        const long long r1 = std::min<long long>(n, r0 + L.sbuf_rows);
+        Cublas::get().gemm_tn(stream, b, static_cast<int>(r1 - r0), static_cast<int>(X.cols), praw,
+                              static_cast<int>(X.cols), p.X + r0 * p.row_bytes,
+                              static_cast<int>(X.row_stride), cublas_type<T>(), L.sbuf, b);
+        kb_screen<T, CPL, VEC><<<screen_grid, kThreads, 0, stream>>>(
+            p, L.sbuf, r0, r1, b, rows, L.pw, cstride, L.pnc, L.sqn, ord0, e_rel, e_abs);
+        SVP_CUDA_LAUNCH_CHECK("kb_screen");
+      }
+    }
+  };
+  auto apply = [&](const long long* rows, long long count, long long ord0, bool first) {
     kc_exclude<Acc><<<static_cast<int>(std::max<long long>(1, std::min<long long>(1024, (count + 255) / 256))),
                       256, 0, stream>>>(p, rows, count);
     SVP_CUDA_LAUNCH_CHECK("kc_exclude");
+    // the first application meets m2 = +inf everywhere: nothing to screen
+    if (screened && !first && count > 1) return product(rows, count, ord0);
     for (long long k = 0; k < count; k += q_max) {
       const int q = static_cast<int>(std::min<long long>(q_max, count - k));
       apply_fn<<<apply_grid, kThreads, apply_smem, stream>>>(p, rows + k, q, ord0 + k, -1);
@@ -98,14 +278,14 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   } pinned;
 
   Poller poll(opt.progress, opt.poll_interval);
-  const long long n = X.rows, budget = opt.budget;
+  const long long budget = opt.budget;
   const long long cap = opt.batch_max_picks > 0 ? opt.batch_max_picks : cand_max;
   long long passes = 0, pair_evals = 0;
   try {
     // the initial centers (already_selected, or the start pick)
     const long long n_init = opt.n_selected > 0 ? opt.n_selected : 1;
     batched_init_rows(L, n, stream);
-    apply(L.init_rows, n_init, 0);
+    apply(L.init_rows, n_init, 0, true);
     poll(0);
     long long t = t0;
     while (t < budget) {
@@ -128,7 +308,7 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
         throw CudaError("svp_fast internal error: a batched pass made no pick");
       ++passes;
       if (t_next < budget)
-        apply(reinterpret_cast<const long long*>(p.picks) + t, t_next - t, opt.n_selected + t);
+        apply(reinterpret_cast<const long long*>(p.picks) + t, t_next - t, opt.n_selected + t, false);
       t = t_next;
       poll(t);
     }
@@ -146,6 +326,7 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   st->distance_evals = h.distance_evals + pair_evals;
   st->candidate_evals = pair_evals;
   st->passes = passes;
+  st->product = screened ? 1 : 0;
 }
 
 }  // namespace detail

@@ -63,6 +63,13 @@ struct Layout {
   void* dmat = nullptr;        // [T, T] Acc: candidate i to candidate j as a center
   void* bsort_temp = nullptr;
   size_t bsort_bytes = 0;
+  // batched, the screened product (float32 accumulation of 16-bit/fp32 rows)
+  double* sqn = nullptr;   // [N] |x|^2, float64
+  void* praw = nullptr;    // [T, D] the pass's picks as raw rows
+  float* pw = nullptr;     // [T, cstride] their working-space vectors
+  double* pnc = nullptr;   // [T] |pw|^2
+  float* sbuf = nullptr;   // [sbuf_rows, T] a chunk of the product
+  long long sbuf_rows = 0;
   int max_blocks = 0;
   int64_t bytes = 0;
 };

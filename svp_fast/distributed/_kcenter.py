@@ -62,7 +62,8 @@ import torch
 import torch.distributed as dist
 
 from .. import _core
-from .._arrays import F64, as_index_array, check_budget, check_choice, check_index, check_threads, is_torch
+from .._arrays import (F64, as_index_array, check_budget, check_budget_type, check_choice, check_index,
+                       check_threads, is_torch)
 from .._progress import make_hook
 from ..selection.cells import build_cells, default_n_cells
 from ._comm import Communicator, DistributedKCenterError, backend_map
@@ -177,7 +178,7 @@ def _replicated_arguments(budget, already_selected, start, metric, method, n_cel
         raise ValueError("batch_candidates and batch_max_picks apply to protocol='batched', "
                          f"got them with protocol={protocol!r}")
     # range checks need the global N: done after the agreement
-    budget = check_budget(budget, np.iinfo(np.int64).max)
+    budget = check_budget_type(budget)
     if already_selected is None:
         selected = np.zeros(0, dtype=np.int64)
     else:
@@ -319,7 +320,8 @@ def kcenter(
             float32, float64). n_r may be 0 (shape (0, D)) and may differ
             between ranks; D and dtype must agree. Never copied unless its
             layout needs it (see ``svp_fast._arrays``), never modified.
-        budget: number of new picks, 0 <= budget <= N - len(already_selected)
+        budget: number of new picks, 0 <= budget <= N - len(already_selected), or a
+            fraction of the global N as a float in [0, 1) (``svp_fast._arrays.BUDGET_RULE``)
             with N the total number of rows.
         already_selected: global indices of initial centers (never returned),
             the same on every rank. Their owners send their rows to everyone.
@@ -419,7 +421,8 @@ def kcenter(
     if bad.size:
         j = int(bad[0])
         raise ValueError(f"already_selected[{j}] = {int(selected[j])} is out of range [0, {n_total})")
-    budget = check_budget(budget, n_total - selected.size, "the number of points not already selected")
+    budget = check_budget(budget, n_total - selected.size, "the number of points not already selected",
+                          total=n_total)
     if start is not None:
         if selected.size:
             raise ValueError("start applies only when already_selected is empty; "

@@ -60,7 +60,8 @@ def add_distributed_arguments(parser: argparse.ArgumentParser, *, include_common
         parser.add_argument("embeddings", help="(N, D) .npy file (float16/32/64), memory-mapped: "
                                                "each rank reads only its slice of rows")
         parser.add_argument("--budget", type=_size_arg, required=True,
-                            help="new picks: a count, or a fraction of N")
+                            help="new picks: a count (an integer) or a fraction of N (a float "
+                                 "in [0, 1), rounded to the nearest count)")
         parser.add_argument("--out", required=True, help="output .npy of picked indices (rank 0 writes it)")
         parser.add_argument("--already-selected", metavar="NPY",
                             help=".npy of global indices already selected (initial centers)")
@@ -174,11 +175,17 @@ def _preflight(args, rank: int):
     return x
 
 
-def _budget(value, n: int) -> int:
+def _budget(value, n: int):
+    """A fraction of N becomes a count by the rule of every budget
+    (``svp_fast._arrays.BUDGET_RULE``); counts go to the API, which checks them
+    against what is left to pick."""
     if isinstance(value, float):
-        if not 0.0 <= value <= 1.0:
-            raise _UserError(f"budget as a fraction must be in [0, 1], got {value}")
-        return int(round(value * n))
+        from .._arrays import check_budget
+
+        try:
+            return check_budget(value, n, "the number of points", name="--budget")
+        except ValueError as e:
+            raise _UserError(str(e)) from None
     return value
 
 

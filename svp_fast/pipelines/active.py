@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import numbers
 from contextlib import nullcontext
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from ..data.base import Dataset
 from ..selection.random import random_selection
-from .common import (ModelSetup, StageLog, check_methods, derive_seed, fit,
+from .common import (ModelSetup, StageLog, StageRecord, check_methods, derive_seed, fit,
                      model_outputs, select)
 from .coreset import check_datasets, check_selection_setup
 from .results import RunResult, run_metadata, summary_row, write_run
@@ -70,7 +70,8 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                target: Union[str, ModelSetup] = "mlp_large", target_each_round: bool = False,
                metric: str = "euclidean", seed: int = 0, out_dir: Any = None,
                overwrite: bool = False, save_models: bool = True, progress: bool = False,
-               extra_config: Optional[dict] = None) -> RunResult:
+               extra_config: Optional[dict] = None,
+               on_stage: Optional[Callable[[StageRecord], None]] = None) -> RunResult:
     """Run active learning; see the module docstring.
 
     Args:
@@ -103,7 +104,7 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         "meta": run_metadata(), **(extra_config or {}),
     }
     initial = random_selection(n, sizes[0], seed=derive_seed(seed, "initial"))
-    log = StageLog()
+    log = StageLog(on_stage)
     folder = RunFolder(out_dir, overwrite=overwrite) if out_dir is not None else None
     summary, rounds, selected = [], [], {}
     with folder if folder is not None else nullcontext():

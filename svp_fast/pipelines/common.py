@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def check_methods(methods: Union[str, Sequence[str]], allowed: Sequence[str] = M
         if m not in allowed:
             raise ValueError(f"method must be one of {', '.join(repr(a) for a in allowed)}, got {m!r}")
     if len(set(items)) != len(items):
-        raise ValueError(f"methods must not repeat, got {items}")
+        raise ValueError(f"methods must not repeat, got {', '.join(items)}")
     return items
 
 
@@ -82,14 +82,20 @@ class StageRecord:
 
 
 class StageLog:
-    """Collects :class:`StageRecord` rows; ``with log.time(...) as rec`` times a block."""
+    """Collects :class:`StageRecord` rows; ``with log.time(...) as rec`` times a block.
 
-    def __init__(self):
+    ``on_stage(record)``, when given, is called as each stage ends (the command
+    line prints a line per stage with it)."""
+
+    def __init__(self, on_stage: Optional[Callable[[StageRecord], None]] = None):
         self.records: list[StageRecord] = []
+        self.on_stage = on_stage
 
     def add(self, **kwargs) -> StageRecord:
         rec = StageRecord(**kwargs)
         self.records.append(rec)
+        if self.on_stage is not None:
+            self.on_stage(rec)
         return rec
 
     class _Timer:
@@ -98,11 +104,14 @@ class StageLog:
 
         def __enter__(self):
             self.t0 = time.perf_counter()
-            self.record = self.log.add(seconds=0.0, **self.kwargs)
+            self.record = StageRecord(seconds=0.0, **self.kwargs)
+            self.log.records.append(self.record)
             return self.record
 
-        def __exit__(self, *exc):
+        def __exit__(self, exc_type, *exc):
             self.record.seconds = time.perf_counter() - self.t0
+            if exc_type is None and self.log.on_stage is not None:
+                self.log.on_stage(self.record)
             return False
 
     def time(self, **kwargs) -> "_Timer":

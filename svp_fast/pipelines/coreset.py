@@ -15,17 +15,17 @@ the whole training set.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from .._util import count_from_size
 from ..data.base import Dataset
 from ..proxy.training import TrainConfig
-from .common import (SELECTORS, UNCERTAINTY_METHODS, ModelSetup, StageLog, check_methods,
-                     check_seed, fit, model_outputs, select)
-from .results import RunResult, run_metadata, summary_row, write_run
+from .common import (SELECTORS, UNCERTAINTY_METHODS, ModelSetup, StageLog, StageRecord,
+                     check_methods, check_seed, fit, model_outputs, select)
+from .results import FULL_DATA, RunResult, run_metadata, summary_row, write_run
 from .run_folder import RunFolder, check_run_folder
 
-FULL = "all data"
+FULL = FULL_DATA  # the reference row: the target trained on all the data
 
 
 def as_setup(value: Union[str, ModelSetup], name: str) -> ModelSetup:
@@ -62,7 +62,8 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                 target: Union[str, ModelSetup] = "mlp_large", include_full: bool = False,
                 metric: str = "euclidean", seed: int = 0, out_dir: Any = None,
                 overwrite: bool = False, save_models: bool = True,
-                progress: bool = False, extra_config: Optional[dict] = None) -> RunResult:
+                progress: bool = False, extra_config: Optional[dict] = None,
+                on_stage: Optional[Callable[[StageRecord], None]] = None) -> RunResult:
     """Run the core-set pipeline; see the module docstring.
 
     Args:
@@ -84,6 +85,9 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         progress: progress bars for k-center (training bars follow each
             setup's ``TrainConfig.progress``).
         extra_config: recorded in config.json (e.g. the command line).
+        on_stage: called with each :class:`~svp_fast.pipelines.common.StageRecord`
+            as its stage ends (training, inference, selection), e.g. to print
+            progress.
     """
     check_datasets(train_set, test_set)
     methods = check_methods(methods)
@@ -104,7 +108,7 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         "test_set": test_set.describe() if test_set is not None else None,
         "meta": run_metadata(), **(extra_config or {}),
     }
-    log = StageLog()
+    log = StageLog(on_stage)
     folder = RunFolder(out_dir, overwrite=overwrite) if out_dir is not None else None
     with folder if folder is not None else nullcontext():
         def ckpt(name):

@@ -124,51 +124,127 @@ def format_table(summary: list, reference: Optional[dict] = None) -> str:
     return "\n".join(lines)
 
 
-def plot(result: RunResult, path: Path) -> None:
-    """Accuracy against labelled-set size, and seconds per stage, to a PNG (Agg backend)."""
+# the summary's method name of the reference row (the target on all data;
+# svp_fast.pipelines.FULL)
+FULL_DATA = "all data"
+
+
+def _row_label(r: dict) -> str:
+    return r["method"] + (f" ({r['selector']})" if r["selector"] else "")
+
+
+def _new_figure(height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     # a Figure on an Agg canvas, without pyplot: no global state, no GUI
     # backend (works on headless machines), nothing left open afterwards
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11, height), layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _time_panel(ax, rows: list) -> None:
+    """Seconds per stage, one stacked bar per row, the legend below the axes."""
+    names = [_row_label(r) for r in rows]
+    left = np.zeros(len(names))
+    for stage, col in zip(STAGES, SECONDS_COLUMNS):
+        vals = np.array([r[col] for r in rows], dtype=float)
+        ax.barh(names, vals, left=left, label=stage.replace("_", " "))
+        left += vals
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_title("time per stage")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(STAGES),
+              frameon=False)
+
+
+def plot_coreset(rows: list, path: Path, title: str = "") -> None:
+    """Core-set rows (summary rows, "all data" among them or not): test accuracy
+    of each, one row per method, with the all-data accuracy as a reference line;
+    seconds per stage beside it, rows in the same order. A PNG at ``path``."""
+    rows = list(rows)
+    full = [r for r in rows if r["method"] == FULL_DATA]
+    fig = _new_figure(max(3.2, 0.42 * len(rows) + 1.8))
+    ax_acc, ax_time = fig.subplots(1, 2)
+    y = np.arange(len(rows))
+    acc = [None if r["accuracy"] is None else 100 * r["accuracy"] for r in rows]
+    for i, (r, a) in enumerate(zip(rows, acc)):
+        if a is None:
+            continue
+        colour = "0.35" if r["method"] == FULL_DATA else f"C{i % 10}"
+        ax_acc.plot([a], [i], "o", color=colour, markersize=7)
+        ax_acc.annotate(f"{a:.2f}", (a, i), textcoords="offset points", xytext=(7, -3),
+                        fontsize=8)
+    ax_acc.set_yticks(y, [f"{_row_label(r)}, {r['labelled']}" for r in rows])
+    ax_acc.invert_yaxis()
+    ax_acc.set_ylim(len(rows) - 0.5, -0.5)
+    if full and full[0]["accuracy"] is not None:
+        ax_acc.axvline(100 * full[0]["accuracy"], color="0.35", linestyle="--", linewidth=1,
+                       label=f"target on all data ({full[0]['labelled']} examples)")
+        ax_acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                      frameon=False)
+    shown = [a for a in acc if a is not None]
+    if shown:  # room on the right for the values
+        lo, hi = min(shown), max(shown)
+        pad = max(0.5, 0.15 * (hi - lo))
+        ax_acc.set_xlim(lo - pad, hi + 2 * pad)
+    ax_acc.set_xlabel("target test accuracy (%)")
+    ax_acc.set_title("accuracy of the target trained on each selection (method, size)")
+    ax_acc.grid(axis="x", alpha=0.3)
+    _time_panel(ax_time, rows)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+
+
+def plot_active(result: RunResult, path: Path) -> None:
+    """Accuracy against labelled-set size per method (selector per round, the
+    target per round where trained, the final target as a star), and seconds
+    per stage. Only series with data get a legend entry."""
+    fig = _new_figure(4.6)
     ax_acc, ax_time = fig.subplots(1, 2)
     # one colour per method across the curves and the final point
     methods = list(dict.fromkeys([r["method"] for r in result.rounds]
                                  + [r["method"] for r in result.summary]))
     colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    last_round = max((r["round"] for r in result.rounds), default=0)
     for method in dict.fromkeys(r["method"] for r in result.rounds):
         rows = [r for r in result.rounds if r["method"] == method]
-        xs = [r["labelled"] for r in rows]
         for key, style, what in (("selector_accuracy", "o--", "selector"),
-                                 ("target_accuracy", "s-", "target")):
-            ys = [r.get(key) for r in rows]
-            if any(a is not None for a in ys):
-                ax_acc.plot(xs, [np.nan if a is None else 100 * a for a in ys], style,
-                            color=colour[method], alpha=0.8, label=f"{method}: {what}")
+                                 ("target_accuracy", "s-", "target per round")):
+            pts = [(r["labelled"], 100 * r[key]) for r in rows if r.get(key) is not None
+                   # the final target is the star below; a curve needs earlier rounds
+                   and not (key == "target_accuracy" and r["round"] == last_round)]
+            if not pts:
+                continue
+            if key == "target_accuracy":
+                pts += [(r["labelled"], 100 * r[key]) for r in rows
+                        if r["round"] == last_round and r.get(key) is not None]
+            ax_acc.plot([p[0] for p in pts], [p[1] for p in pts], style,
+                        color=colour[method], alpha=0.8, label=f"{method}: {what}")
     for r in result.summary:
         if r["accuracy"] is not None:
-            label = f"{r['method']}" + (f" ({r['selector']})" if r["selector"] else "")
             ax_acc.plot([r["labelled"]], [100 * r["accuracy"]], "*", markersize=12,
-                        color=colour[r["method"]], label=f"{label}: final target")
+                        color=colour[r["method"]], label=f"{_row_label(r)}: final target")
     ax_acc.set_xlabel("labelled-set size")
     ax_acc.set_ylabel("test accuracy (%)")
     ax_acc.set_title("accuracy")
     ax_acc.grid(alpha=0.3)
     if ax_acc.get_legend_handles_labels()[0]:
-        ax_acc.legend(fontsize=7)
-    names = [r["method"] + (f" ({r['selector']})" if r["selector"] else "") for r in result.summary]
-    left = np.zeros(len(names))
-    for stage, col in zip(STAGES, SECONDS_COLUMNS):
-        vals = np.array([r[col] for r in result.summary], dtype=float)
-        ax_time.barh(names, vals, left=left, label=stage.replace("_", " "))
-        left += vals
-    ax_time.invert_yaxis()
-    ax_time.set_xlabel("seconds")
-    ax_time.set_title("time per stage")
-    ax_time.legend(fontsize=7, loc="best")
+        ax_acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                      frameon=False)
+    _time_panel(ax_time, result.summary)
     fig.savefig(path, dpi=110)
+
+
+def plot(result: RunResult, path: Path) -> None:
+    """The run's plot.png: :func:`plot_coreset` or :func:`plot_active`."""
+    if result.kind == "coreset":
+        sel = result.config.get("selector", "")
+        plot_coreset(result.summary, path, title=f"core-set, selected by the {sel}" if sel else "")
+    else:
+        plot_active(result, path)
 
 
 def write_run(folder: RunFolder, result: RunResult, log: StageLog) -> None:

@@ -3,10 +3,14 @@
 A run writes into a hidden temporary sibling (``.<name>.partial-XXXX``) and
 renames it to ``<name>`` only after every file is written, so a crash or
 Ctrl-C never leaves a folder that looks complete. On a Python exception the
-partial folder is removed; a killed process leaves the hidden ``.partial``
-folder, which is safe to delete. Writing into an existing ``<name>`` is refused
-(before any work starts) unless ``overwrite=True``, which replaces it in one
-step at the end (the old run stays intact until the new one is complete).
+partial folder is removed. A killed process cannot remove it: the partial
+folder records who writes it (process id, host, process start time), and the
+next run into the same ``<name>`` removes those whose writer is gone, saying so
+on stderr, and mentions those it cannot prove abandoned (a writer that is still
+running, on another host, or a folder from an older svp_fast). Writing into an
+existing ``<name>`` is refused (before any work starts) unless
+``overwrite=True``, which replaces it in one step at the end (the old run stays
+intact until the new one is complete).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import json
 import math
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -54,6 +60,82 @@ def _clean(o: Any) -> Any:
     return o
 
 
+# inside a partial folder: who is writing it (removed before the folder is renamed)
+WRITER_FILE = ".svp_fast_writer.json"
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """The start time of process ``pid`` (Linux: clock ticks since boot), which
+    tells a process from a later one that got the same id; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # the command name (field 2) may hold spaces: count from its ')'
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _writer_alive(writer: dict) -> Optional[bool]:
+    """Whether the process that writes a partial folder still runs (None: cannot tell)."""
+    if writer.get("host") != socket.gethostname():
+        return None
+    pid = int(writer.get("pid", -1))
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        pass
+    started = _process_start(pid)
+    if writer.get("started") and started and started != writer["started"]:
+        return False  # the id now belongs to another process
+    return True
+
+
+def clean_leftovers(path: Union[str, os.PathLike], report=None) -> list:
+    """Remove the partial folders of ``path`` whose writer was killed; report
+    (not remove) those that may still be written. Returns the messages, each
+    also passed to ``report`` (default: printed to stderr)."""
+    path = Path(path)
+    if report is None:
+        def report(message):
+            print(f"svp_fast: {message}", file=sys.stderr, flush=True)
+    messages = []
+    for leftover in sorted(path.parent.glob(f".{path.name}.partial-*")):
+        if not leftover.is_dir():
+            continue
+        try:
+            writer = json.loads((leftover / WRITER_FILE).read_text())
+        except (OSError, ValueError):
+            writer = None
+        alive = _writer_alive(writer) if isinstance(writer, dict) else None
+        if alive is False:
+            shutil.rmtree(leftover, ignore_errors=True)
+            message = (f"removed {str(leftover)!r}, the unfinished run folder of a run that was "
+                       f"killed (process {writer['pid']})")
+        elif alive:
+            message = (f"{str(leftover)!r} is being written by another run (process "
+                       f"{writer['pid']}) into {str(path)!r}; the run that finishes last wins")
+        elif writer is not None:
+            message = (f"{str(leftover)!r} is an unfinished run folder from host "
+                       f"{writer.get('host')!r} (process {writer.get('pid')}); delete it once "
+                       "that run has ended")
+        else:
+            message = (f"{str(leftover)!r} is an unfinished run folder of an earlier run that "
+                       "did not record its process; delete it if no run is writing "
+                       f"{str(path)!r}")
+        messages.append(message)
+        report(message)
+    for old in sorted(path.parent.glob(f".{path.name}.old-*")):
+        message = (f"{str(old / 'run')!r} holds the run folder that an interrupted overwrite of "
+                   f"{str(path)!r} was replacing; move it back or delete it")
+        messages.append(message)
+        report(message)
+    return messages
+
+
 def check_run_folder(path: Union[str, os.PathLike], overwrite: bool) -> Path:
     """Refuse early: raise RunFolderExistsError if ``path`` exists and not ``overwrite``."""
     p = Path(path).expanduser()
@@ -76,13 +158,18 @@ class RunFolder:
         self.path = check_run_folder(path, overwrite)
         self.overwrite = overwrite
         self.tmp: Optional[Path] = None
+        self.leftovers: list = []
 
     def __enter__(self) -> "RunFolder":
         parent = self.path.parent
         parent.mkdir(parents=True, exist_ok=True)
+        self.leftovers = clean_leftovers(self.path)
         self.tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.path.name}.partial-"))
         # mkdtemp makes the folder private (0700); give the run the usual permissions
         os.chmod(self.tmp, 0o777 & ~current_umask())
+        pid = os.getpid()
+        (self.tmp / WRITER_FILE).write_text(json.dumps(
+            {"pid": pid, "host": socket.gethostname(), "started": _process_start(pid)}))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -93,6 +180,7 @@ class RunFolder:
         return False
 
     def _commit(self) -> None:
+        (self.tmp / WRITER_FILE).unlink(missing_ok=True)
         old = None
         if self.path.exists():
             if not self.overwrite:

@@ -24,6 +24,13 @@ from .._progress import make_hook
 from . import cells
 from ._plan import KCenterPlan, KCenterStats, read_only
 
+# The batched engine's pass product: "auto" (cuBLAS-screened on the tensor
+# cores where cuBLAS loads and the input allows, else the fused kernel),
+# "fused", or "cublas" (an error where it cannot run). Benchmarks and tests set
+# it to compare the two; both leave the same state and picks.
+BATCH_PRODUCT = "auto"
+_PRODUCT_CODES = {"auto": 0, "fused": 1, "cublas": 2}
+
 NO_CUDA = ("svp_fast was built without CUDA, so it cannot select on CUDA tensors: rebuild "
            "with nvcc on PATH (SVP_FAST_CUDA=ON pip install .), or pass a CPU array")
 
@@ -62,6 +69,27 @@ class CudaBackend:
         if not self.core.build_info()["cuda_compiled"]:
             raise RuntimeError(NO_CUDA)
         self.core.cuda_device_count()  # raises "no CUDA device: ..." when there is none
+
+    _cublas_offered = False
+
+    def offer_cublas(self) -> None:
+        """Point the core at the libcublas this process already loaded (torch's),
+        once; without one the core searches the usual names, then runs fused."""
+        if self._cublas_offered:
+            return
+        self._cublas_offered = True
+        path = ""
+        try:
+            with open("/proc/self/maps") as f:
+                for line in f:
+                    if "libcublas.so" in line and "libcublasLt" not in line:
+                        path = line.split()[-1]
+                        break
+        except OSError:  # pragma: no cover - not Linux
+            pass
+        setter = getattr(self.core, "cuda_set_cublas_library", None)
+        if setter is not None:
+            setter(path=path)
 
     def device(self, m: Matrix):
         import torch
@@ -122,6 +150,9 @@ class CudaBackend:
                              f"GPU has no batched {plan.engine!r} engine), got method="
                              f"{plan.requested!r}")
         dev = self.device(m)
+        product = _PRODUCT_CODES[BATCH_PRODUCT] if plan.engine == "batched" else 0
+        if plan.engine == "batched" and BATCH_PRODUCT != "fused":
+            self.offer_cublas()
         picks = torch.empty(plan.budget, dtype=torch.int64, device=dev)
         radii = (torch.empty(plan.budget, dtype=torch.float64, device=dev)
                  if plan.return_radii else None)
@@ -131,7 +162,8 @@ class CudaBackend:
                      dtype=m.dtype_code, device=m.device_index or 0)
         ws_bytes = self.core.kcenter_cuda_workspace(
             **shape, metric=plan.metric_code, budget=plan.budget, n_selected=plan.selected.size,
-            method=plan.engine_code, n_cells=n_cells, batch_candidates=plan.batch_candidates)
+            method=plan.engine_code, n_cells=n_cells, batch_candidates=plan.batch_candidates,
+            batch_product=product)
         ws = self.workspace(ws_bytes, dev, "k-center")
 
         def on_poll(done: int) -> None:
@@ -151,12 +183,15 @@ class CudaBackend:
                 picks_ptr=picks.data_ptr(), radii_ptr=radii.data_ptr() if radii is not None else 0,
                 progress=hook, poll_interval=0.1, arg_name="embeddings",
                 fallback_fraction=plan.fallback_fraction, batch_candidates=plan.batch_candidates,
-                batch_max_picks=plan.batch_max_picks)
+                batch_max_picks=plan.batch_max_picks, batch_product=product)
         finally:
             close()
         del ws
+        extra = dict(plan.extra)
+        if plan.engine == "batched":
+            extra["product"] = raw.get("product", "fused")
         stats = KCenterStats.from_core(raw, self.name, cells_seconds=plan.cells_seconds,
-                                       picks=plan.budget, n_cells=n_cells, extra=dict(plan.extra))
+                                       picks=plan.budget, n_cells=n_cells, extra=extra)
         return picks, radii, stats
 
     # -- uncertainty -------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .._arrays import is_torch
+from .._arrays import is_torch, to_callers_library
 
 METRICS = ("euclidean", "cosine")
 # what a caller may ask for; all but "auto" name what runs
@@ -130,10 +130,11 @@ def to_caller(like: Any, out):
 
 
 def package(like: Any, picks, radii, stats, return_radii: bool, return_stats: bool):
-    """The public return value: picks [, radii] [, stats], in ``like``'s array type."""
+    """The public return value: picks [, radii] [, stats], in ``like``'s array
+    type (numpy, torch, or the DLPack library of the caller: CuPy, JAX)."""
     out = [to_caller(like, picks)]
     if return_radii:
         out.append(to_caller(like, radii))
     if return_stats:
         out.append(stats)
-    return out[0] if len(out) == 1 else tuple(out)
+    return to_callers_library(like, out[0] if len(out) == 1 else tuple(out))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .._arrays import as_index_array, as_matrix, check_budget, check_choice, check_index, check_threads
+from .._progress import check_progress
 from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
 from .cells import default_n_cells
@@ -143,8 +144,8 @@ def kcenter(
         batch_max_picks: at most this many picks per pass (default: no cap).
 
     Returns:
-        indices (int64, pick order) in the caller's array type (numpy, or a
-        torch tensor on the input's device), followed by radii (float64) if
+        indices (int64, pick order) in the caller's array type (numpy, a torch
+        tensor on the input's device, CuPy or JAX), followed by radii (float64) if
         ``return_radii`` and stats if ``return_stats``.
 
     Raises:
@@ -152,6 +153,7 @@ def kcenter(
         shape or dtype, budget out of range, bad indices, unknown metric/method).
         KeyboardInterrupt on Ctrl-C, within about 0.1 s.
     """
+    check_progress(progress)
     m = as_matrix(embeddings, "embeddings")
     metric = check_choice(metric, "metric", METRICS)
     method = check_choice(method, "method", METHODS)
@@ -161,7 +163,7 @@ def kcenter(
     else:
         selected = as_index_array(already_selected, "already_selected", m.rows)
     budget = check_budget(budget, m.rows - selected.size,
-                          "the number of points not already selected")
+                          "the number of points not already selected", total=m.rows)
     if start is not None:
         if selected.size:
             raise ValueError("start applies only when already_selected is empty; "

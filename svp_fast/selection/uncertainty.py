@@ -7,7 +7,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _core
-from .._arrays import F64, as_matrix, check_budget, check_choice, check_threads, is_torch
+from .._arrays import (F64, as_matrix, check_budget, check_choice, check_threads, is_torch,
+                       to_callers_library)
 
 METHODS = ("least_confidence", "entropy", "margin")
 INPUTS = ("logits", "probs")
@@ -72,15 +73,15 @@ def uncertainty_scores(
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
     if m.device == "cuda":
-        return _cuda().uncertainty_scores(m, METHODS.index(method), INPUTS.index(inputs),
-                                          check_finite, probs_tolerance)
+        return to_callers_library(x, _cuda().uncertainty_scores(
+            m, METHODS.index(method), INPUTS.index(inputs), check_finite, probs_tolerance))
     scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
     scores = scores.astype(_out_dtype(m))
     if is_torch(x):
         import torch
 
         return torch.from_numpy(scores)
-    return scores
+    return to_callers_library(x, scores)
 
 
 def uncertainty(
@@ -102,6 +103,9 @@ def uncertainty(
     float32 (float64 for float64 input); rows whose scores are equal in that
     precision are ordered by index.
 
+    ``budget`` is a count in [0, N], or a fraction of N as a float in [0, 1),
+    rounded to the nearest count (``svp_fast._arrays.BUDGET_RULE``).
+
     Returns:
         indices (int64), plus their scores if ``return_scores``; numpy or torch
         (on ``x``'s device) like ``x``.
@@ -111,7 +115,7 @@ def uncertainty(
     if m.device == "cuda":
         order, top = _cuda().uncertainty_topk(m, budget, METHODS.index(method),
                                               INPUTS.index(inputs), check_finite, probs_tolerance)
-        return (order, top) if return_scores else order
+        return to_callers_library(x, (order, top) if return_scores else order)
     scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
     order = np.empty(budget, dtype=np.int64)
     top = np.empty(budget, dtype=np.float64)
@@ -123,4 +127,4 @@ def uncertainty(
         import torch
 
         order, top = torch.from_numpy(order), torch.from_numpy(top)
-    return (order, top) if return_scores else order
+    return to_callers_library(x, (order, top) if return_scores else order)

@@ -28,6 +28,11 @@ class CudaError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The cuBLAS library the batched engine's product loads (dlopen) on first use;
+// "" keeps the search order of csrc/cuda/cublas_runtime.h. Returns whether it
+// loads and, when not, why.
+bool set_cublas_library(const std::string& path, std::string* why_not);
+
 // Number of visible devices; throws CudaError("no CUDA device ...") when the
 // driver or the device is missing.
 int device_count();
@@ -58,6 +63,9 @@ struct KCenterCudaOptions {
   // at most (0: T); rows must number below 2^31 (the sort's row index)
   int64_t batch_candidates = 0;
   int64_t batch_max_picks = 0;
+  // batched: the pass product, 0 auto (cuBLAS-screened where cuBLAS loads and
+  // the input allows, else fused), 1 the fused kernel, 2 cuBLAS-screened or an error
+  int batch_product = 0;
   Progress* progress = nullptr;  // picks passed to poll are null (they live on the device)
   double poll_interval = 0.1;
   const char* arg_name = "embeddings";

@@ -80,6 +80,7 @@ struct KCenterStats {
   int method_used = 0;        // KCenterMethod
   int64_t passes = 0;         // passes over the data (the batched driver; else picks)
   int64_t candidate_evals = 0;  // batched: candidate-to-pick distances within passes
+  int product = 0;              // batched on the GPU: 0 the fused kernel, 1 cuBLAS-screened
 };
 
 // X: N x D embeddings. picks: [budget] output. radii: [budget] output or null;
