@@ -273,6 +273,11 @@ struct PyShard {
   std::unique_ptr<svp::KCenterShard> shard;
 };
 
+struct PyDecider {
+  std::string simd;
+  std::unique_ptr<svp::KCenterDecider> decider;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -427,7 +432,20 @@ PYBIND11_MODULE(_core, m) {
         return s.exact_min(reinterpret_cast<const void*>(raw_y), reinterpret_cast<const int64_t*>(rows_ptr),
                            count);
       })
-      .def_property_readonly("distance_evals", &svp::cuda::KCenterShardCuda::distance_evals);
+      .def_property_readonly("distance_evals", &svp::cuda::KCenterShardCuda::distance_evals)
+      .def("offer",
+           [](svp::cuda::KCenterShardCuda& s, int64_t T, int64_t global_offset, std::uintptr_t message) {
+             py::gil_scoped_release nogil;
+             s.offer(T, global_offset, reinterpret_cast<void*>(message));
+           },
+           py::arg("T"), py::arg("global_offset"), py::arg("message_ptr"))
+      .def("add_centers",
+           [](svp::cuda::KCenterShardCuda& s, std::uintptr_t rows, std::uintptr_t local_rows, int64_t q) {
+             py::gil_scoped_release nogil;
+             s.add_centers(reinterpret_cast<const void*>(rows),
+                           reinterpret_cast<const int64_t*>(local_rows), q);
+           },
+           py::arg("rows_ptr"), py::arg("local_rows_ptr"), py::arg("q"));
   m.def("uncertainty_cuda_workspace",
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            int64_t k) {
@@ -524,5 +542,71 @@ PYBIND11_MODULE(_core, m) {
              return s.shard->exact_min(reinterpret_cast<const void*>(raw_y),
                                        reinterpret_cast<const int64_t*>(rows_ptr), count);
            })
-      .def_property_readonly("distance_evals", [](PyShard& s) { return s.shard->distance_evals(); });
+      .def_property_readonly("distance_evals", [](PyShard& s) { return s.shard->distance_evals(); })
+      .def("offer",
+           [](PyShard& s, int64_t T, int64_t global_offset, std::uintptr_t message) {
+             py::gil_scoped_release nogil;
+             return s.shard->offer(T, global_offset, reinterpret_cast<void*>(message));
+           },
+           py::arg("T"), py::arg("global_offset"), py::arg("message_ptr"))
+      .def("add_centers",
+           [](PyShard& s, std::uintptr_t rows, std::uintptr_t local_rows, int64_t q) {
+             py::gil_scoped_release nogil;
+             s.shard->add_centers(reinterpret_cast<const void*>(rows),
+                                  reinterpret_cast<const int64_t*>(local_rows), q);
+           },
+           py::arg("rows_ptr"), py::arg("local_rows_ptr"), py::arg("q"));
+  // The batched protocol's message layout (svp/shard.h, OfferLayout):
+  // (bytes before the rows, bytes of one rank's offer).
+  m.def("offer_layout", [](int64_t T, int64_t row_bytes) {
+    SVP_CHECK_ARG(T >= 1 && row_bytes >= 1, "offer_layout needs T >= 1 and row_bytes >= 1");
+    svp::OfferLayout L{T, row_bytes};
+    return py::make_tuple(L.head_bytes(), L.bytes());
+  });
+  py::class_<PyDecider>(m, "KCenterDecider")
+      .def(py::init([](int64_t cols, int dtype, int metric, bool float64, int num_threads,
+                       std::string simd, int64_t capacity) {
+             SVP_CHECK_ARG(dtype >= 0 && dtype <= 3, "unknown dtype code %d", dtype);
+             SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+             auto* p = new PyDecider();
+             p->simd = std::move(simd);
+             svp::ShardOptions opt;
+             opt.metric = static_cast<svp::Metric>(metric);
+             opt.float64 = float64;
+             opt.num_threads = num_threads;
+             opt.simd = p->simd.empty() ? nullptr : p->simd.c_str();
+             p->decider.reset(
+                 new svp::KCenterDecider(cols, static_cast<svp::DType>(dtype), opt, capacity));
+             return p;
+           }),
+           py::arg("cols"), py::arg("dtype"), py::arg("metric"), py::arg("float64"),
+           py::arg("num_threads"), py::arg("simd"), py::arg("capacity"))
+      .def("add_centers",
+           [](PyDecider& d, std::uintptr_t rows, int64_t q) {
+             py::gil_scoped_release nogil;
+             d.decider->add_centers(reinterpret_cast<const void*>(rows), q);
+           },
+           py::arg("rows_ptr"), py::arg("q"))
+      .def_property_readonly("centers", [](PyDecider& d) { return d.decider->centers(); })
+      .def("decide_pass",
+           [](PyDecider& d, std::uintptr_t offers, int64_t world, int64_t T, int64_t remaining,
+              int64_t cap, std::uintptr_t picks, std::uintptr_t slots, std::uintptr_t radii) {
+             svp::PassDecision r;
+             {
+               py::gil_scoped_release nogil;
+               r = d.decider->decide_pass(reinterpret_cast<const void*>(offers), world, T,
+                                          remaining, cap, reinterpret_cast<int64_t*>(picks),
+                                          reinterpret_cast<int64_t*>(slots),
+                                          reinterpret_cast<double*>(radii));
+             }
+             return py::make_tuple(r.picks, r.thr);
+           },
+           py::arg("offers_ptr"), py::arg("world"), py::arg("T"), py::arg("remaining"),
+           py::arg("cap"), py::arg("picks_ptr"), py::arg("slots_ptr"), py::arg("radii_ptr"))
+      .def_property_readonly("ambiguous_steps",
+                             [](PyDecider& d) { return d.decider->ambiguous_steps(); })
+      .def_property_readonly("exact_distance_evals",
+                             [](PyDecider& d) { return d.decider->exact_distance_evals(); })
+      .def_property_readonly("candidate_evals",
+                             [](PyDecider& d) { return d.decider->candidate_evals(); });
 }

@@ -120,6 +120,23 @@ class StandInKCenterShardCuda:
                              "use method='scan' or 'lazy' (both run the fused scan)")
         self._s = _core.KCenterShard(owner, ptr, rows, cols, row_stride, dtype, metric, method,
                                      cells_ptr, n_cells, 0, float64, num_threads, simd, arg_name)
+        self._row_bytes = cols * {0: 4, 1: 2, 2: 2, 3: 8}[dtype]
+        self.calls = []  # names of the batched protocol's calls, for the tests
+
+    # The batched protocol: the real entry points' names, checked against the
+    # bindings in CUDA builds (test_cuda_glue.py). The real offer writes device
+    # memory and returns nothing (the count is in the message).
+    def offer(self, T, global_offset, message_ptr):
+        self.calls.append("offer")
+        assert message_ptr != 0 and T >= 1
+        _, nbytes = _core.offer_layout(T, self._row_bytes)
+        ctypes.memset(message_ptr, 0xA5, nbytes)  # a kernel writes all of it: so must the core
+        self._s.offer(T, global_offset, message_ptr)
+
+    def add_centers(self, rows_ptr, local_rows_ptr, q):
+        self.calls.append("add_centers")
+        assert q >= 1 and rows_ptr != 0 and local_rows_ptr != 0
+        self._s.add_centers(rows_ptr, local_rows_ptr, q)
 
     def __getattr__(self, name):
         return getattr(self._s, name)

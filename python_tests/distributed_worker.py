@@ -64,20 +64,27 @@ def _finish():
     dist.destroy_process_group()
 
 
+def protocols_of(case: dict) -> list:
+    """The protocols a case runs under (both unless it says)."""
+    return case.get("protocols", ["batched", "stepwise"])
+
+
 def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> None:
-    """Entry point of one child: every case, in order, on every rank."""
+    """Entry point of one child: every case, in order, under each of its
+    protocols, on every rank."""
     import torch.distributed as dist
 
     _init(rank, world, store, timeout_s=60)
     sd = load_api()
     # every process creates every subgroup, in the same order (torch's rule)
     groups = {c["name"]: dist.new_group(c["subgroup"]) for c in cases if "subgroup" in c}
-    for case in cases:
+    runs = [(case, protocol) for case in cases for protocol in protocols_of(case)]
+    for case, protocol in runs:
         group = groups.get(case["name"])
         if group is not None and rank not in case["subgroup"]:
             continue
         me = dist.get_rank(group) if group is not None else rank
-        prefix = os.path.join(out_dir, f"{case['name']}.rank{me}")
+        prefix = os.path.join(out_dir, f"{case['name']}.{protocol}.rank{me}")
         try:
             x = local_part(case, me)
             if case.get("cols_on_rank") and rank in case["cols_on_rank"]:
@@ -96,15 +103,26 @@ def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> N
             else:
                 _shards.SHARDS["cpu"] = _shards.CpuShard
             _kcenter._BAND_ROUND_BYTES = case.get("band_round_bytes", 1 << 20)
+            batch = {}
+            if protocol == "batched":
+                batch = dict(batch_candidates=case.get("batch_candidates"),
+                             batch_max_picks=case.get("batch_max_picks"))
+            # ranks computing with different kernels (fast bits) must agree on every pick
+            simd = case.get("simd_on_rank", {}).get(me)
             picks, radii, stats = sd.kcenter(
                 x, budget, already_selected=case.get("selected"), start=case.get("start"),
                 metric=case["metric"], method=case["method"], group=group, return_radii=True,
-                return_stats=True, num_threads=1, _poll_completion=case.get("poll"))
+                return_stats=True, num_threads=1, _poll_completion=case.get("poll"),
+                protocol=protocol, simd=simd, **batch)
             picks_type = type(picks).__name__
             picks = picks.numpy() if hasattr(picks, "numpy") else picks
             radii = radii.numpy() if hasattr(radii, "numpy") else radii
             np.savez(prefix + ".npz", picks=picks, radii=radii,
-                     ambiguous=stats.ambiguous_steps, steps=stats.steps, picks_type=picks_type)
+                     ambiguous=stats.ambiguous_steps, steps=stats.steps, picks_type=picks_type,
+                     passes=stats.passes, collectives=stats.collectives,
+                     protocol=stats.protocol, band_members=stats.band_members,
+                     pass_picks=(stats.pass_picks if stats.pass_picks is not None
+                                 else np.zeros(0, np.int64)))
         except Exception as e:  # the parent checks which cases must fail, and how
             with open(prefix + ".error.json", "w") as f:
                 json.dump({"type": type(e).__name__, "message": str(e),
@@ -139,7 +157,8 @@ def run_failure(rank: int, world: int, store: str, out_dir: str, case: dict) -> 
     result = {"rank": rank}
     try:
         sd.kcenter(x, case["budget"], method="scan", num_threads=1, progress=progress,
-                   _poll_completion=case.get("poll"))
+                   _poll_completion=case.get("poll"), protocol=case["protocol"],
+                   batch_candidates=case.get("batch_candidates"))
         result.update(outcome="returned")
     except Exception as e:
         result.update(outcome="raised", type=type(e).__name__, message=str(e))

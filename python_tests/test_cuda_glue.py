@@ -264,6 +264,18 @@ def test_standin_signatures_match_the_core(name):
 
 @pytest.mark.skipif(not svp_fast.build_info()["cuda_compiled"],
                     reason="svp_fast was built without CUDA: no bindings to compare the stand-in with")
+@pytest.mark.parametrize("name", ["offer", "add_centers"])
+def test_standin_shard_batched_signatures_match_the_core(name):
+    from cuda_standin import StandInKCenterShardCuda
+
+    real = _pybind_names(getattr(_core.KCenterShardCuda, name))
+    standin = [p for p in inspect.signature(getattr(StandInKCenterShardCuda, name)).parameters]
+    cpu = _pybind_names(getattr(_core.KCenterShard, name))
+    assert real == standin == cpu
+
+
+@pytest.mark.skipif(not svp_fast.build_info()["cuda_compiled"],
+                    reason="svp_fast was built without CUDA: no bindings to compare the stand-in with")
 def test_standin_shard_and_uncertainty_arity_match_the_core():
     from cuda_standin import StandInKCenterShardCuda
 

@@ -1,7 +1,8 @@
 """Distributed k-center over torch.distributed (gloo on CPU).
 
 Multi-process tests (marked ``distributed``) spawn 2, 3 and 4 gloo ranks once
-per world size, run a list of cases in them, and compare every rank's picks
+per world size, run a list of cases in them (each under both protocols,
+batched and stepwise, unless it names one), and compare every rank's picks
 with single-process ``svp_fast.kcenter`` on the concatenated data: indices
 exactly equal, radii within 1e-6 relative. Single-process tests use a
 one-rank group in this process.
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 import svp_fast
-from distributed_worker import load_api, run_cases, run_failure
+from distributed_worker import load_api, protocols_of, run_cases, run_failure
 
 sd = load_api()
 PYTHON = sys.executable
@@ -67,6 +68,18 @@ def C(name, layout, dtype="float32", metric="euclidean", method="scan", budget=1
                 budget=budget, data=data, kind=kind, d=d, **extra)
 
 
+def B(name, layout, T, cap=None, **kw):
+    """A case of the batched protocol alone, with T candidates per rank and a cap per pass."""
+    return C(name, layout, protocols=["batched"], batch_candidates=T, batch_max_picks=cap, **kw)
+
+
+# The kernels this CPU runs (best last): ranks forced to different ones compute
+# different fast bits (test_heterogeneous_kernels_compute_different_bits)
+_BEST = svp_fast.build_info()["simd"]
+ISAS = ["generic"] + (["avx2"] if _BEST in ("avx2", "avx512") else []) + (
+    ["avx512"] if _BEST == "avx512" else [])
+
+
 CASES = {
     2: [
         C("equal_f32_scan", [600, 600], method="scan"),
@@ -89,6 +102,20 @@ CASES = {
           kind="torch", selected=20, standin_cuda=True),
         C("standin_cuda_shard_ties_cosine", [150, 100], metric="cosine", data="ties", d=3,
           budget=200, kind="torch", standin_cuda=True),
+        # tiny passes: the T best of two ranks' offers, picks from both in one pass
+        B("batched_T2_lazy", [300, 500], 2, method="lazy", budget=300),
+        B("batched_T5_cap3_f16_cosine_selected", [450, 350], 5, 3, dtype="float16",
+          metric="cosine", selected=20),
+        B("batched_T1_pruned_clustered", [400, 300], 1, method="pruned", data="clustered",
+          budget=200),
+        B("batched_T3_ties", [120, 130], 3, method="lazy", data="ties", d=4, budget=250),
+        B("batched_T64_standin_cuda_f32_cosine", [300, 400], 64, metric="cosine", kind="torch",
+          standin_cuda=True, budget=300),
+        # rank 0 (the decider) and rank 1 on different kernels: different fast bits
+        B("batched_heterogeneous_kernels_f32", [600, 600], 6, budget=400,
+          simd_on_rank={0: ISAS[-1], 1: ISAS[0]}),
+        B("batched_heterogeneous_kernels_f16_cosine_lazy", [500, 700], 16, 5, dtype="float16",
+          metric="cosine", method="lazy", budget=400, simd_on_rank={0: ISAS[0], 1: ISAS[-1]}),
     ],
     3: [
         C("empty_middle_f32_scan_memmap", [600, 0, 900], kind="memmap"),
@@ -101,6 +128,13 @@ CASES = {
         C("ties_f16_empty_first", [0, 250, 200], "float16", method="lazy", data="ties", d=4,
           budget=400),
         C("ties_cosine_f32_scan", [200, 100, 100], metric="cosine", data="ties", d=3, budget=300),
+        B("batched_T3_cap2_empty_middle_f16_lazy_selected", [400, 0, 500], 3, 2, dtype="float16",
+          method="lazy", selected=15, budget=250),
+        B("batched_T2_f64_cosine_torch_start", [300, 200, 250], 2, dtype="float64",
+          metric="cosine", kind="torch", start=610, budget=200),
+        B("batched_heterogeneous_kernels_f32_cosine_pruned", [300, 400, 350], 8, metric="cosine",
+          method="pruned", data="clustered", budget=300,
+          simd_on_rank={0: ISAS[0], 1: ISAS[-1], 2: ISAS[len(ISAS) // 2]}),
     ],
     4: [
         C("empty_second_f32_lazy_selected", [500, 0, 300, 700], method="lazy", selected=30),
@@ -115,6 +149,13 @@ CASES = {
         # (broadcasts must name global ranks)
         C("subgroup_of_ranks_1_3", [400, 500], "float16", method="lazy", subgroup=[1, 3],
           selected=10),
+        B("batched_T4_cap3_skewed_f64_pruned", [100, 600, 50, 250], 4, 3, dtype="float64",
+          method="pruned", data="clustered", budget=300),
+        B("batched_T2_two_empty_bf16", [0, 300, 0, 400], 2, metric="cosine", kind="torch",
+          bf16=True, budget=250),
+        # the deciding rank is the group's rank 0, global rank 2
+        B("batched_T3_subgroup_of_ranks_2_3", [300, 350], 3, dtype="float16", subgroup=[2, 3],
+          selected=7, budget=200, simd_on_rank={0: ISAS[-1], 1: ISAS[0]}),
     ],
 }
 
@@ -214,6 +255,7 @@ def runs(tmp_path_factory):
             if world == 2:
                 for name, extra, _, _ in ERROR_CASES:
                     cases.append(_materialise(C(name, [400, 400], budget=extra.get("budget", 100),
+                                                protocols=["batched"],
                                                 **{k: v for k, v in extra.items() if k != "budget"}),
                                               folder))
             codes, hung = _spawn(run_cases, world, folder, cases)
@@ -225,14 +267,14 @@ def runs(tmp_path_factory):
     return get
 
 
-def _outputs(folder, case, world):
+def _outputs(folder, case, world, protocol):
     out = []
     for r in range(world):
-        err = folder / f"{case['name']}.rank{r}.error.json"
+        err = folder / f"{case['name']}.{protocol}.rank{r}.error.json"
         if err.exists():
             info = json.loads(err.read_text())
             pytest.fail(f"rank {r} raised {info['type']}: {info['message']}\n{info['traceback']}")
-        out.append(np.load(folder / f"{case['name']}.rank{r}.npz"))
+        out.append(np.load(folder / f"{case['name']}.{protocol}.rank{r}.npz"))
     return out
 
 
@@ -240,13 +282,15 @@ def _outputs(folder, case, world):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("world,name", [(w, c["name"]) for w in CASES for c in CASES[w]])
-def test_picks_equal_single_process(runs, world, name):
+@pytest.mark.parametrize("world,name,protocol", [(w, c["name"], p) for w in CASES for c in CASES[w]
+                                                 for p in protocols_of(c)])
+def test_picks_equal_single_process(runs, world, name, protocol):
     folder, cases = runs(world)
     case = cases[name]
     ref_picks, ref_radii = _reference(case)
-    outs = _outputs(folder, case, len(case.get("subgroup", range(world))))
+    outs = _outputs(folder, case, len(case.get("subgroup", range(world))), protocol)
     for r, o in enumerate(outs):
+        assert str(o["protocol"]) == protocol
         assert o["picks"].dtype == np.int64
         np.testing.assert_array_equal(o["picks"], ref_picks, err_msg=f"rank {r}")
         np.testing.assert_allclose(o["radii"], ref_radii, rtol=1e-6, err_msg=f"rank {r}")
@@ -258,14 +302,75 @@ def test_picks_equal_single_process(runs, world, name):
 
 
 @pytest.mark.distributed
-def test_ambiguous_steps_were_exercised(runs):
+@pytest.mark.parametrize("protocol", ["batched", "stepwise"])
+def test_ambiguous_steps_were_exercised(runs, protocol):
     """The float64 tie-break across ranks must have run, or the cases prove little."""
     folder, cases = runs(3)
     total = 0
-    for name, case in cases.items():
-        for o in _outputs(folder, case, 3)[:1]:
-            total += int(o["ambiguous"])
+    for name, case in cases.items():  # (world 3 has no error cases)
+        if protocol in protocols_of(case):
+            total += int(_outputs(folder, case, 3, protocol)[0]["ambiguous"])
     assert total > 10
+
+
+def _owners(case, picks):
+    return np.searchsorted(np.cumsum(case["layout"]), picks, side="right")
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("world", sorted(CASES))
+def test_batched_passes_cross_ranks_and_certify_many(runs, world):
+    """Passes of the batched cases hold picks from several ranks; with T = 256
+    they certify many picks each, with far fewer collectives than steps."""
+    folder, cases = runs(world)
+    crossing = 0
+    errors = {e[0] for e in ERROR_CASES}
+    for name, case in cases.items():
+        if "batched" not in protocols_of(case) or case["budget"] < 2 or name in errors:
+            continue
+        o = _outputs(folder, case, len(case.get("subgroup", range(world))), "batched")[0]
+        sizes = o["pass_picks"]
+        assert sizes.sum() == o["steps"] and sizes.size == o["passes"], name
+        if case.get("batch_max_picks"):
+            assert sizes.max() <= case["batch_max_picks"], name
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        first = 0 if case.get("selected") is not None else 1  # the start pick: no pass
+        owners = _owners(case, o["picks"][first:])
+        crossing += sum(len(set(owners[a:b].tolist())) > 1 for a, b in zip(bounds[:-1], bounds[1:]))
+        if not case.get("batch_candidates") and case["data"] == "gauss":
+            # the default T: many picks per pass, two collectives a pass
+            assert o["passes"] * 10 < o["steps"], (name, int(o["passes"]), int(o["steps"]))
+    assert crossing > 5
+
+
+@pytest.mark.distributed
+def test_batched_stepwise_fallback_was_exercised(runs):
+    """Passes that certify nothing (ties with points outside the candidates)
+    decide their pick by the float64 band across ranks."""
+    folder, cases = runs(2)
+    o = _outputs(folder, cases["batched_T3_ties"], 2, "batched")[0]
+    assert o["band_members"] > 0 and np.any(o["pass_picks"] == 1)
+
+
+@pytest.mark.parametrize("world,name", [(w, c["name"]) for w in CASES for c in CASES[w]
+                                        if c.get("simd_on_rank")])
+def test_heterogeneous_kernels_compute_different_bits(runs, world, name):
+    """The ranks' kernels of the heterogeneous cases round differently: single
+    process radii (fast values where no float64 decision was needed) differ in
+    their bits between them, while the picks agree."""
+    if len(ISAS) < 2:
+        pytest.skip("this CPU runs one kernel ISA only")
+    folder, cases = runs(world)
+    case = cases[name]
+    x = np.load(case["path"])
+    if case.get("bf16"):
+        x = torch.from_numpy(x).to(torch.bfloat16)
+    isas = sorted(set(case["simd_on_rank"].values()))
+    runs_ = [svp_fast.kcenter(x, case["budget"], metric=case["metric"], simd=isa,
+                              already_selected=case.get("selected"), start=case.get("start"),
+                              return_radii=True) for isa in isas]
+    assert all(np.array_equal(runs_[0][0], r[0]) for r in runs_[1:])
+    assert any(np.any(np.asarray(runs_[0][1]) != np.asarray(r[1])) for r in runs_[1:])
 
 
 @pytest.mark.distributed
@@ -273,22 +378,25 @@ def test_ambiguous_steps_were_exercised(runs):
 def test_errors_raised_on_every_rank(runs, name, kind, text):
     folder, cases = runs(2)
     for r in range(2):
-        path = folder / f"{name}.rank{r}.error.json"
+        path = folder / f"{name}.batched.rank{r}.error.json"
         assert path.exists(), f"rank {r} did not raise"
         info = json.loads(path.read_text())
         assert info["type"] == kind, info
         assert text in info["message"], info["message"]
     if name == "integers_on_rank1":
-        assert json.loads((folder / f"{name}.rank0.error.json").read_text())["message"].startswith(
+        assert json.loads((folder / f"{name}.batched.rank0.error.json").read_text())["message"].startswith(
             "rank 1: ")
 
 
 @pytest.mark.distributed
+@pytest.mark.parametrize("protocol", ["batched", "stepwise"])
 @pytest.mark.parametrize("how,poll", [("kill", None), ("stall", True)])
-def test_dead_or_silent_rank_fails_the_others_within_the_timeout(tmp_path, how, poll):
+def test_dead_or_silent_rank_fails_the_others_within_the_timeout(tmp_path, how, poll, protocol):
     timeout_s = 3.0
     case = _materialise(C(f"failure_{how}", [1500, 1500, 1500], budget=4000, d=16), tmp_path)
-    case.update(victim=1, at_step=40, how=how, timeout_s=timeout_s, poll=poll)
+    # batched: small passes, so that the victim dies mid-run
+    case.update(victim=1, at_step=40, how=how, timeout_s=timeout_s, poll=poll, protocol=protocol,
+                batch_candidates=8 if protocol == "batched" else None)
     codes, hung = _spawn(run_failure, 3, tmp_path, case, timeout=90, victim=1)
     assert not hung, f"ranks {hung} hung"
     died_at = float((tmp_path / "victim_mark").read_text())
@@ -297,8 +405,14 @@ def test_dead_or_silent_rank_fails_the_others_within_the_timeout(tmp_path, how, 
         assert info["outcome"] == "raised", info
         assert info["type"] == "DistributedKCenterError"
         msg = info["message"]
-        assert f"on rank {r} of 3 at step " in msg
-        assert "all-gather of the top-2 candidates" in msg or "broadcast of the new center's row" in msg
+        if protocol == "stepwise":
+            assert f"on rank {r} of 3 at step " in msg
+            assert ("all-gather of the top-2 candidates" in msg
+                    or "broadcast of the new center's row" in msg)
+        else:
+            assert f"on rank {r} of 3 at pass " in msg
+            assert ("all-gather of the pass's candidates" in msg
+                    or "broadcast of the pass's picks" in msg)
         assert "process-group timeout 3 s" in msg
         waited = info["time"] - died_at
         # a dead peer is noticed at once; a silent one at the timeout (plus a
@@ -325,6 +439,7 @@ def test_command_line_under_torchrun(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "k-center: 180 picks from 900 points on 3 ranks" in res.stdout
+    assert "(gloo, scan, batched, " in res.stdout  # auto on 3 ranks: batched passes, the scan
     ref, ref_r = svp_fast.kcenter(x, 180, already_selected=selected, metric="cosine",
                                   return_radii=True)
     np.testing.assert_array_equal(np.load(tmp_path / "picks.npy"), ref)
@@ -362,19 +477,71 @@ def test_needs_an_initialised_group():
         sd.kcenter(np.zeros((3, 2), np.float32), 1)
 
 
+@pytest.mark.parametrize("protocol", ["batched", "stepwise"])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("method", ["scan", "lazy", "pruned"])
-def test_one_rank_equals_single_process(one_rank_group, metric, method):
+def test_one_rank_equals_single_process(one_rank_group, metric, method, protocol):
     x = _data("clustered", 800, 8, np.float32, seed=1)
     ref, ref_r = svp_fast.kcenter(x, 150, metric=metric, return_radii=True, start=17)
     picks, radii, stats = sd.kcenter(x, 150, metric=metric, method=method, start=17,
-                                     return_radii=True, return_stats=True)
+                                     return_radii=True, return_stats=True, protocol=protocol)
     np.testing.assert_array_equal(picks, ref)
     np.testing.assert_allclose(radii, ref_r, rtol=1e-6)
     assert stats.method == method and stats.world_size == 1 and stats.steps == 149
     assert stats.backend == "gloo" and stats.total_rows == 800
-    # common path: two collectives per step, three more per ambiguous step
-    assert stats.collectives == 2 * 148 + 1 + 3 * stats.ambiguous_steps
+    assert stats.protocol == protocol
+    if protocol == "stepwise":
+        # common path: two collectives per step, three more per ambiguous step
+        assert stats.collectives == 2 * 148 + 1 + 3 * stats.ambiguous_steps
+        assert stats.passes == 149
+    else:
+        # two collectives per pass (every pass certified picks)
+        assert stats.collectives == 2 * stats.passes
+        assert stats.passes < 15 and stats.pass_picks.sum() == 149
+        assert stats.batch_candidates == 256
+
+
+def test_auto_protocol_and_engine(one_rank_group):
+    x = _data("gauss", 500, 6, np.float32, seed=3)
+    ref = svp_fast.kcenter(x, 60)
+    # one rank: nothing to exchange, the stepwise loop over the lazy engine
+    picks, st = sd.kcenter(x, 60, return_stats=True)
+    assert (st.protocol, st.method, st.batch_candidates) == ("stepwise", "lazy", 0)
+    assert st.pass_picks is None and st.passes == st.steps == 59
+    np.testing.assert_array_equal(picks, ref)
+    # batch options ask for the batched protocol, whose auto engine is the scan
+    picks, st = sd.kcenter(x, 60, return_stats=True, batch_max_picks=7)
+    assert (st.protocol, st.method, st.batch_candidates) == ("batched", "scan", 256)
+    assert st.pass_picks.max() <= 7 and st.collectives_per_pick < 2
+    np.testing.assert_array_equal(picks, ref)
+    # huge rows: fewer candidates, so that one offer stays within 16 MiB
+    wide = np.random.default_rng(0).standard_normal((40, 70000))
+    _, st = sd.kcenter(wide, 3, return_stats=True, protocol="batched")
+    assert st.batch_candidates == (16 << 20) // (70000 * 8) == 29
+
+
+def test_one_rank_batched_through_the_cuda_shard_glue(one_rank_group, monkeypatch):
+    """CudaShard's offer and add_centers (the batched protocol) on the stand-in core."""
+    from cuda_standin import StandInShardLib
+
+    from svp_fast.distributed import _shards
+
+    made = []
+
+    def standin(m, name):
+        shard = _shards.CudaShard(m, name, lib=StandInShardLib, torch_device=torch.device("cpu"))
+        made.append(shard)
+        return shard
+
+    monkeypatch.setitem(_shards.SHARDS, "cpu", standin)
+    x = torch.from_numpy(_data("gauss", 700, 9, np.float16, seed=4))
+    ref = svp_fast.kcenter(x, 200, metric="cosine", already_selected=[3, 500])
+    picks, stats = sd.kcenter(x, 200, metric="cosine", already_selected=[3, 500],
+                              batch_candidates=4, batch_max_picks=3, return_stats=True)
+    assert torch.equal(picks, ref)
+    calls = made[0].core.calls
+    assert calls.count("offer") == stats.passes and "add_centers" in calls
+    assert stats.pass_picks.max() <= 3
 
 
 def test_one_rank_torch_input_returns_torch(one_rank_group):
@@ -399,6 +566,11 @@ def test_one_rank_torch_input_returns_torch(one_rank_group):
     (dict(already_selected=[0.5]), TypeError, "already_selected must hold integers"),
     (dict(n_cells=0, method="pruned"), ValueError, "n_cells must be a positive integer"),
     (dict(group="world"), TypeError, "group must be a torch.distributed ProcessGroup"),
+    (dict(protocol="fast"), ValueError, "protocol must be one of 'auto', 'batched', 'stepwise', got 'fast'"),
+    (dict(batch_candidates=0), ValueError, "batch_candidates must be a positive integer or None, got 0"),
+    (dict(batch_max_picks=2.0), ValueError, "batch_max_picks must be a positive integer or None"),
+    (dict(protocol="stepwise", batch_candidates=8), ValueError,
+     "batch_candidates and batch_max_picks apply to protocol='batched'"),
 ])
 def test_bad_arguments_name_the_argument(one_rank_group, kwargs, exc, text):
     kwargs = dict(kwargs)

@@ -176,7 +176,7 @@ def test_gpu_uncertainty_ties_lowest_index():
 
 # -------------------------------------------------- distributed (CUDA shards) --
 
-def _dist_worker(rank, world, store, backend, path, budget, out):
+def _dist_worker(rank, world, store, backend, path, budget, out, options):
     import datetime
 
     import torch.distributed as dist
@@ -188,23 +188,53 @@ def _dist_worker(rank, world, store, backend, path, budget, out):
     full = np.load(path)
     bounds = np.linspace(0, full.shape[0], world + 1).astype(int)
     local = torch.from_numpy(full[bounds[rank]:bounds[rank + 1]]).cuda()
-    picks = sd.kcenter(local, budget, method="scan")
+    if options.get("half"):
+        local = local.half()
+    picks, radii, st = sd.kcenter(local, budget, method="scan", return_radii=True,
+                                  return_stats=True, metric=options.get("metric", "euclidean"),
+                                  already_selected=options.get("selected"),
+                                  protocol=options["protocol"],
+                                  batch_candidates=options.get("T"),
+                                  batch_max_picks=options.get("cap"))
     if rank == 0:
-        np.save(out, picks.cpu().numpy())
+        np.savez(out, picks=picks.cpu().numpy(), radii=radii.cpu().numpy(), passes=st.passes,
+                 device=st.device)
     dist.destroy_process_group()
 
 
+_DIST_CASES = {
+    "f32": dict(),
+    "f16_cosine_T3_cap2_selected": dict(half=True, metric="cosine", T=3, cap=2,
+                                        selected=[5, 2100, 3999]),
+    "f64_T5": dict(f64=True, T=5),
+}
+
+
+@pytest.mark.parametrize("protocol,case", [("stepwise", "f32")]
+                         + [("batched", c) for c in sorted(_DIST_CASES)])
 @pytest.mark.parametrize("backend,world", [("gloo", 2), ("nccl", 1)])
-def test_distributed_cuda_shards_match_single_process(tmp_path, backend, world):
+def test_distributed_cuda_shards_match_single_process(tmp_path, backend, world, protocol, case):
+    """Batched: CUDA shards' offers (sorted on the device) and batched adds; with
+    gloo the messages travel in host memory (the shards stage them)."""
     import torch.multiprocessing as mp
 
-    x = np.random.default_rng(7).standard_normal((4001, 40)).astype(np.float32)
+    options = dict(_DIST_CASES[case], protocol=protocol)
+    x = np.random.default_rng(7).standard_normal((4001, 40))
+    x = x.astype(np.float64 if options.pop("f64", False) else np.float32)
     path = tmp_path / "x.npy"
     np.save(path, x)
-    out = tmp_path / "picks.npy"
-    mp.spawn(_dist_worker, args=(world, str(tmp_path / "store"), backend, str(path), 500, str(out)),
-             nprocs=world, join=True)
-    np.testing.assert_array_equal(np.load(out), svp_fast.kcenter(x, 500).astype(np.int64))
+    out = tmp_path / "picks.npz"
+    mp.spawn(_dist_worker, args=(world, str(tmp_path / "store"), backend, str(path), 500, str(out),
+                                 options), nprocs=world, join=True)
+    got = np.load(out)
+    ref_x = torch.from_numpy(x).half() if options.get("half") else x
+    ref, ref_r = svp_fast.kcenter(ref_x, 500, metric=options.get("metric", "euclidean"),
+                                  already_selected=options.get("selected"), return_radii=True)
+    np.testing.assert_array_equal(got["picks"], np.asarray(ref).astype(np.int64))
+    close_radii(got["radii"], np.asarray(ref_r))
+    assert str(got["device"]) == "cuda"
+    if protocol == "batched" and "T" not in options:
+        assert int(got["passes"]) < 100  # many picks a pass
 
 
 # ------------------------------------------- the pruned -> scan hand-off (first light)

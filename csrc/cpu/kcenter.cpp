@@ -24,11 +24,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <numeric>
 #include <vector>
 
+#include "batch_pass.h"
 #include "engine.h"
 #include "prepare.h"
 #include "kernels.h"
@@ -93,7 +95,6 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
 
   std::vector<int64_t> centers;  // ordinal -> row
   centers.reserve(static_cast<size_t>(opt.n_selected + opt.budget));
-  std::vector<double> buf(static_cast<size_t>(D));
   std::vector<int64_t> ords;
   std::vector<cpu::CenterRef> refs;
 
@@ -134,63 +135,46 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     t0 = 1;
   }
 
-  // float64 distance from a candidate (in the working space) to center row c
-  auto exact_d2 = [&](const double* ycenter, int64_t c) {
-    double out;
-    cpu::exact_d2_rows(X, k, norm64, &c, 1, ycenter, &out);
-    return out;
-  };
-
-  // The certified decision among the members of an ambiguous band (see the
-  // top of this file): the winner and its squared radius, in float64.
-  std::vector<std::pair<double, int64_t>> computed;
-  auto decide = [&](const std::vector<cpu::BandMember>& members, int64_t* winner,
-                    double* radius) {
-    ++st->ambiguous_steps;
-    struct Cand {
-      int64_t index;
-      double upper;  // float64 distance to its assigned center
-      bool exact;    // upper is its exact min
-    };
-    std::vector<Cand> cands;
-    cands.reserve(members.size());
-    for (const cpu::BandMember& b : members) {
-      exact.center64(b.index, buf.data());
-      const double u = exact_d2(buf.data(), centers[static_cast<size_t>(b.assign)]);
-      ++st->exact_distance_evals;
-      // an exact zero cannot go lower; else a second center must be clearly farther
-      const bool certain = u == 0.0 || b.m2 - b.m > 2.0 * err.E(b.m2);
-      cands.push_back({b.index, u, certain});
+  // The float64 answers of a certified decision (the points are rows of X,
+  // the centers the rows in `centers`, the full minimum the engine's, which
+  // may skip centers it knows cannot be nearer), and what the batched
+  // driver's passes need besides (batch_pass.h).
+  struct Host final : cpu::PassHost<Acc> {
+    const MatrixView* X;
+    const cpu::KernelTable* k;
+    const double* norm64;
+    const cpu::RowSource<Acc>* src;
+    const cpu::RowSource<double>* exact;
+    const std::vector<int64_t>* centers;
+    cpu::Engine<Acc>* engine;
+    int threads;
+    const std::vector<cpu::BandMember>* cand = nullptr;  // the pass's candidates
+    std::function<void(int64_t, double)> take;            // the pass's next pick
+    void point64(int64_t index, double* out) override { exact->center64(index, out); }
+    double center_d2(const double* y, int64_t ordinal) override {
+      double out;
+      const int64_t c = (*centers)[static_cast<size_t>(ordinal)];
+      cpu::exact_d2_rows(*X, *k, norm64, &c, 1, y, &out);
+      return out;
     }
-    std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
-      return cpu::better(a.upper, a.index, b.upper, b.index);
-    });
-    // Exact values equal within float64's own error bound are ties (real
-    // ties, e.g. symmetric integer data, land anywhere within it): the winner
-    // is the lowest index among members within tie(mx) of the largest, mx.
-    // Members come by decreasing upper bound; once one's upper bound is below
-    // mx - tie(mx), no later member can reach the tie set.
-    computed.clear();
-    double mx = -std::numeric_limits<double>::infinity();
-    for (const Cand& c : cands) {
-      if (!computed.empty() && c.upper < mx - tie.E(mx)) break;
-      double v = c.upper;
-      if (!c.exact) {
-        exact.center64(c.index, buf.data());
-        v = engine->exact_min(buf.data(), c.upper, centers.data(),
-                              static_cast<int64_t>(centers.size()), threads,
-                              &st->exact_distance_evals);
-      }
-      computed.push_back({v, c.index});
-      mx = std::max(mx, v);
+    double min_over_centers(const double* y, double upper, int64_t* evals) override {
+      return engine->exact_min(y, upper, centers->data(), static_cast<int64_t>(centers->size()),
+                               threads, evals);
     }
-    SVP_ASSERT(!computed.empty());
-    int64_t best_i = -1;
-    for (const auto& p : computed)
-      if (p.first >= mx - tie.E(mx) && (best_i < 0 || p.second < best_i)) best_i = p.second;
-    *winner = best_i;
-    *radius = mx;
+    void pick_vector(size_t pos, Acc* out) override {
+      src->center(src->ref((*cand)[pos].index), out);
+    }
+    void take_pick(int64_t index, double radius) override { take(index, radius); }
   };
+  Host host;
+  host.X = &X;
+  host.k = &k;
+  host.norm64 = norm64;
+  host.src = &src;
+  host.exact = &exact;
+  host.centers = &centers;
+  host.engine = engine.get();
+  host.threads = threads;
 
   // radius (squared, working space) of the previous pick: reported radii are
   // made non-increasing, as exact ones are (rounding could break that by ulps)
@@ -217,7 +201,7 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     if (top.i2 >= 0 && top.v2 >= thr) {  // ambiguous: decide in float64
       members.clear();
       engine->band(thr, members);
-      decide(members, &winner, &radius);
+      cpu::decide_band(members, err, tie, D, host, &winner, &radius, st);
     }
     commit(t, winner, radius);
     return winner;
@@ -231,96 +215,37 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
       if (t + 1 < opt.budget) add_batch(&winner, 1);
     }
   } else {
-    // The batched driver (svp/kcenter.h, BatchOptions).
+    // The batched driver (svp/kcenter.h, BatchOptions); the acceptance of a
+    // pass is batch_pass.h's, shared with the distributed batched protocol.
     const int64_t T = opt.batch.candidates;
     const int64_t cap = opt.batch.max_picks > 0 ? opt.batch.max_picks : opt.budget;
-    const cpu::D2RowsFn<Acc> d2 = src.d2();
-    std::vector<cpu::BandMember> cand;  // this pass's candidates, updated as it picks
-    std::vector<Acc> cv, cm2;
-    std::vector<char> gone;
-    std::vector<Acc> cvec(static_cast<size_t>(D));
-    std::vector<const char*> rows_p;
-    std::vector<Acc> rows_s, dist;
-    std::vector<int64_t> rows_j;
     int64_t t = t0;
+    std::vector<cpu::BandMember> cand;  // this pass's candidates
+    std::vector<const char*> cand_rows;
+    std::vector<Acc> cand_scale;
+    host.cand = &cand;
+    host.take = [&](int64_t winner, double radius) {
+      commit(t, winner, radius);
+      if (t + 1 < opt.budget) st->scan_evals += live;
+      centers.push_back(winner);
+      ++t;
+    };
+    cpu::PassAcceptor<Acc> acceptor(X.dtype, D, src.d2(), err, tie);
     while (t < opt.budget) {
       poll(t, picks);
       cand.clear();
       const double B = engine->top_candidates(T, cand);
       ++st->passes;
-      const size_t nc = cand.size();
-      cv.resize(nc);
-      cm2.resize(nc);
-      gone.assign(nc, 0);
-      for (size_t j = 0; j < nc; ++j) {
-        cv[j] = static_cast<Acc>(cand[j].m);
-        cm2[j] = static_cast<Acc>(cand[j].m2);
+      cand_rows.clear();
+      cand_scale.clear();
+      for (const cpu::BandMember& c : cand) {
+        cand_rows.push_back(X.row(c.index));
+        if (src.scale) cand_scale.push_back(src.scale[c.index]);
       }
       const size_t first = centers.size();
-      int64_t in_pass = 0;
-      while (t < opt.budget && in_pass < cap) {
-        // the best two remaining candidates, by value then lower index
-        int64_t j1 = -1, j2 = -1;
-        for (size_t j = 0; j < nc; ++j) {
-          if (gone[j]) continue;
-          const int64_t jj = static_cast<int64_t>(j);
-          if (j1 < 0 || cpu::better(cv[j], cand[j].index, cv[j1], cand[j1].index)) {
-            j2 = j1;
-            j1 = jj;
-          } else if (j2 < 0 || cpu::better(cv[j], cand[j].index, cv[j2], cand[j2].index)) {
-            j2 = jj;
-          }
-        }
-        if (j1 < 0) break;  // every candidate picked: the next pass takes new ones
-        const double M = static_cast<double>(cv[j1]);
-        const double thr = M - 2.0 * err.E(M);
-        // a point outside the candidates may be in the band: this pick needs
-        // everyone's values, so the pass ends here
-        if (B >= 0 && B >= thr) break;
-        int64_t winner = cand[j1].index;
-        double radius = M;
-        if (j2 >= 0 && static_cast<double>(cv[j2]) >= thr) {
-          members.clear();
-          for (size_t j = 0; j < nc; ++j)
-            if (!gone[j] && static_cast<double>(cv[j]) >= thr)
-              members.push_back({cand[j].index, static_cast<double>(cv[j]),
-                                 static_cast<double>(cm2[j]), cand[j].assign});
-          decide(members, &winner, &radius);
-        }
-        commit(t, winner, radius);
-        if (t + 1 < opt.budget) st->scan_evals += live;
-        const int64_t ord = static_cast<int64_t>(centers.size());
-        centers.push_back(winner);
-        ++t;
-        ++in_pass;
-        for (size_t j = 0; j < nc; ++j)
-          if (cand[j].index == winner) gone[j] = 1;
-        if (t >= opt.budget) break;
-        // the remaining candidates against the new pick: the fast kernel, so
-        // that their values carry the same error bound as the engine's
-        rows_p.clear();
-        rows_s.clear();
-        rows_j.clear();
-        for (size_t j = 0; j < nc; ++j) {
-          if (gone[j]) continue;
-          rows_p.push_back(X.row(cand[j].index));
-          if (src.scale) rows_s.push_back(src.scale[cand[j].index]);
-          rows_j.push_back(static_cast<int64_t>(j));
-        }
-        src.center(src.ref(winner), cvec.data());
-        const int64_t cnt = static_cast<int64_t>(rows_p.size());
-        dist.resize(static_cast<size_t>(cnt));
-        for (int64_t b = 0; b < cnt; b += 64) {
-          const int64_t c = std::min<int64_t>(64, cnt - b);
-          d2(X.dtype, rows_p.data() + b, src.scale ? rows_s.data() + b : nullptr, c, cvec.data(),
-             D, dist.data() + b);
-        }
-        st->candidate_evals += cnt;
-        for (int64_t r = 0; r < cnt; ++r) {
-          const size_t j = static_cast<size_t>(rows_j[r]);
-          cpu::take_center_distance(dist[r], ord, cv[j], cm2[j], cand[j].assign);
-        }
-      }
+      const int64_t in_pass =
+          acceptor.accept(cand, cand_rows.data(), src.scale ? cand_scale.data() : nullptr, B,
+                          opt.budget - t, cap, static_cast<int64_t>(first), host, st);
       if (in_pass == 0) {  // not even the first pick is certified: one plain step
         const int64_t winner = plain_step(t);
         if (t + 1 < opt.budget) st->scan_evals += live;

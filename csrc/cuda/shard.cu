@@ -1,6 +1,9 @@
 // The CUDA k-center shard for distributed k-center: the same fused update as
-// the single-GPU kernels (apply_centers), driven one step at a time by the
-// host, because every step waits for the other ranks anyway.
+// the single-GPU kernels (apply_centers), driven by the host one step (the
+// stepwise protocol) or one pass (the batched protocol: the offer of the T
+// best candidates, then the pass's picks applied at once) at a time, because
+// every step or pass waits for the other ranks anyway.
+#include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -11,11 +14,15 @@
 
 #include "kcenter_steps.cuh"
 #include "svp/exactness.h"
+#include "svp/shard.h"
 
 namespace svp {
 namespace cuda {
 
 namespace {
+
+// Centers in shared memory start 16-byte aligned (apply_centers' float4 reads).
+__host__ __device__ inline long long center_stride(long long D) { return (D + 3) & ~3LL; }
 
 // The float64 norm of one raw row (X's dtype, on the device), in the order
 // kc_facts computed its owner's norm (warp_row_sumsq64): the first warp
@@ -44,18 +51,22 @@ __device__ void load_center_raw(const KcParams<Acc>& p, const char* raw, double 
   __syncthreads();
 }
 
+// Apply q centers (raw rows back to back, row_bytes apart, ordinals ord0..)
+// to every live row, leaving the block candidates for top2.
 template <typename T, typename Acc, int CPL, bool VEC>
 __global__ void __launch_bounds__(kThreads) shard_apply(KcParams<Acc> p, const char* raw,
-                                                        double known_norm, long long ordinal,
+                                                        long long row_bytes, int q,
+                                                        long long ord0,
                                                         unsigned long long* evals_out) {
   extern __shared__ unsigned char smem_raw[];
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   __shared__ Top4 scratch[kThreads / 32];
-  load_center_raw(p, raw, known_norm, cs);
+  const long long cstride = center_stride(p.D);
+  for (int k = 0; k < q; ++k) load_center_raw(p, raw + k * row_bytes, -1.0, cs + k * cstride);
   Top2 mine;
   top2_clear(mine);
   long long evals = 0;
-  apply_centers<T, Acc, CPL, VEC>(p, cs, p.D, 1, ordinal, -1, mine, evals);
+  apply_centers<T, Acc, CPL, VEC>(p, cs, cstride, q, ord0, -1, mine, evals);
   write_block_candidates(mine, p.blockres, p.blocksecond, scratch);
   unsigned long long e = static_cast<unsigned long long>(evals);
   for (int off = 16; off > 0; off >>= 1) e += __shfl_xor_sync(0xffffffffu, e, off);
@@ -77,6 +88,60 @@ __global__ void __launch_bounds__(kThreads) shard_reduce(const Top4* res, int nb
 template <typename Acc>
 __global__ void shard_exclude(Acc* m, long long r) {
   m[r] = Acc(-1);
+}
+
+template <typename Acc>
+__global__ void shard_exclude_rows(Acc* m, const long long* rows, long long count) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long k = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; k < count; k += stride)
+    m[rows[k]] = Acc(-1);
+}
+
+__global__ void shard_iota(long long* out, long long n) {
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n; i += stride)
+    out[i] = i;
+}
+
+// The offer (svp/shard.h, OfferLayout) from the live rows sorted by value,
+// descending (a stable sort of rows in ascending order: equal values keep
+// the lower row first; centers and picks, -1, come last). Block b writes
+// records and rows b, b + gridDim.x, ...; the message was zeroed.
+template <typename Acc>
+__global__ void shard_offer_write(KcParams<Acc> p, const Acc* sorted, const long long* order,
+                                  long long T, long long global_offset, long long head,
+                                  long long rb, char* msg) {
+  const long long n = p.N;
+  const long long lim = T < n ? T : n;
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    // live candidates among the first lim: the first negative value ends them
+    long long lo = 0, hi = lim;
+    while (lo < hi) {
+      const long long mid = (lo + hi) / 2;
+      if (sorted[mid] >= Acc(0)) lo = mid + 1; else hi = mid;
+    }
+    const long long count = lo;
+    const double bound = (count == T && T < n && sorted[T] >= Acc(0)) ? static_cast<double>(sorted[T]) : -1.0;
+    reinterpret_cast<long long*>(msg)[0] = count;
+    reinterpret_cast<double*>(msg)[1] = bound;
+  }
+  for (long long j = blockIdx.x; j < T; j += gridDim.x) {
+    const bool live = j < lim && sorted[j] >= Acc(0);
+    const long long r = live ? order[j] : -1;
+    if (threadIdx.x == 0) {
+      double* rec = reinterpret_cast<double*>(msg + 16 + 32 * j);
+      long long* irec = reinterpret_cast<long long*>(rec);
+      rec[0] = live ? static_cast<double>(sorted[j]) : -1.0;
+      rec[1] = live ? static_cast<double>(p.m2[r]) : -1.0;
+      irec[2] = live ? p.assign[r] : -1;
+      irec[3] = live ? global_offset + r : -1;
+    }
+    if (live) {
+      const char* src = p.X + r * p.row_bytes;
+      char* dst = msg + head + j * rb;
+      for (long long b = threadIdx.x; b < rb; b += blockDim.x) dst[b] = src[b];
+    }
+  }
 }
 
 template <typename Acc>
@@ -146,6 +211,13 @@ struct KCenterShardCuda::Impl {
   long long* rows_buf = nullptr;
   long long rows_cap = 0;
   long long ordinal = 0;
+  // the batched protocol's offer: a stable descending sort of (value, row)
+  // per pass, buffers made on the first offer
+  void* sort_keys = nullptr;        // [N] Acc, sorted values
+  long long* sort_rows_in = nullptr;   // [N] 0 .. N-1
+  long long* sort_rows = nullptr;      // [N] rows in sorted order
+  void* sort_temp = nullptr;
+  size_t sort_temp_bytes = 0;
 
   template <typename T>
   T* take(size_t count) {
@@ -173,42 +245,95 @@ struct KCenterShardCuda::Impl {
     return p;
   }
 
+  long long raw_row_bytes() const { return X.cols * static_cast<long long>(dtype_size(X.dtype)); }
+
+  // q centers (raw rows back to back on the device) in launches of at most
+  // as many as shared memory holds (16 at most: they share each row's load);
+  // every launch leaves the block candidates, the last one's are current
   template <typename T, typename Acc, int CPL, bool VEC>
-  void apply(const char* raw, double known_norm, long long ord) {
+  void apply(const char* raw, long long q, long long ord0) {
     auto fn = shard_apply<T, Acc, CPL, VEC>;
-    const size_t smem = static_cast<size_t>(X.cols) * sizeof(Acc);
-    if (smem > (48u << 10))
-      SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    fn<<<grid, kThreads, smem, 0>>>(params<Acc>(), raw, known_norm, ord, counters);
-    SVP_CUDA_LAUNCH_CHECK("shard_apply");
+    const size_t stride_bytes = static_cast<size_t>(center_stride(X.cols)) * sizeof(Acc);
+    int optin = 0;
+    SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, X.device));
+    // (the static shared memory of the kernel: a few KiB)
+    const size_t room = static_cast<size_t>(std::max(0, optin - (8 << 10)));
+    const long long q_max = std::max<long long>(1, std::min<long long>(16, static_cast<long long>(room / stride_bytes)));
+    const long long rb = raw_row_bytes();
+    for (long long k = 0; k < q; k += q_max) {
+      const int qb = static_cast<int>(std::min(q_max, q - k));
+      const size_t smem = stride_bytes * static_cast<size_t>(qb);
+      if (smem > (48u << 10))
+        SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      fn<<<grid, kThreads, smem, 0>>>(params<Acc>(), raw + k * rb, rb, qb, ord0 + k, counters);
+      SVP_CUDA_LAUNCH_CHECK("shard_apply");
+    }
   }
 
   template <typename T, typename Acc>
-  void apply_typed(const char* raw, double known_norm, long long ord) {
+  void apply_typed(const char* raw, long long q, long long ord0) {
     if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
       if (geo.vec) {
         switch (geo.cpl) {
-          case 1: return apply<T, Acc, 1, true>(raw, known_norm, ord);
-          case 2: return apply<T, Acc, 2, true>(raw, known_norm, ord);
-          case 4: return apply<T, Acc, 4, true>(raw, known_norm, ord);
-          default: return apply<T, Acc, 8, true>(raw, known_norm, ord);
+          case 1: return apply<T, Acc, 1, true>(raw, q, ord0);
+          case 2: return apply<T, Acc, 2, true>(raw, q, ord0);
+          case 4: return apply<T, Acc, 4, true>(raw, q, ord0);
+          default: return apply<T, Acc, 8, true>(raw, q, ord0);
         }
       }
     }
-    apply<T, Acc, 1, false>(raw, known_norm, ord);
+    apply<T, Acc, 1, false>(raw, q, ord0);
   }
 
   template <typename Acc>
-  void apply_acc(const char* raw, double known_norm, long long ord) {
+  void apply_acc(const char* raw, long long q, long long ord0) {
     switch (X.dtype) {
-      case DType::f32: return apply_typed<float, Acc>(raw, known_norm, ord);
-      case DType::f16: return apply_typed<__half, Acc>(raw, known_norm, ord);
-      case DType::bf16: return apply_typed<__nv_bfloat16, Acc>(raw, known_norm, ord);
+      case DType::f32: return apply_typed<float, Acc>(raw, q, ord0);
+      case DType::f16: return apply_typed<__half, Acc>(raw, q, ord0);
+      case DType::bf16: return apply_typed<__nv_bfloat16, Acc>(raw, q, ord0);
       case DType::f64:
-        if constexpr (sizeof(Acc) == 8) return apply_typed<double, Acc>(raw, known_norm, ord);
+        if constexpr (sizeof(Acc) == 8) return apply_typed<double, Acc>(raw, q, ord0);
         break;
     }
     throw CudaError("svp_fast internal error: float64 input needs float64 arithmetic");
+  }
+
+  // q centers: apply, then the shard's best two from the block candidates
+  void apply_centers_q(const char* raw, long long q) {
+    const long long ord0 = ordinal;
+    ordinal += q;
+    if (X.rows == 0 || q == 0) return;
+    if (f64)
+      apply_acc<double>(raw, q, ord0);
+    else
+      apply_acc<float>(raw, q, ord0);
+    shard_reduce<<<1, kThreads>>>(blockres, grid, result);
+    SVP_CUDA_LAUNCH_CHECK("shard_reduce");
+  }
+
+  template <typename Acc>
+  void offer_typed(long long T, long long global_offset, char* msg) {
+    const long long n = X.rows;
+    if (!sort_keys) {
+      sort_keys = take<Acc>(n);
+      sort_rows_in = take<long long>(n);
+      sort_rows = take<long long>(n);
+      shard_iota<<<static_cast<int>(std::min<long long>(1024, (n + 255) / 256)), 256>>>(sort_rows_in, n);
+      SVP_CUDA_LAUNCH_CHECK("shard_iota");
+      SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(
+          nullptr, sort_temp_bytes, static_cast<const Acc*>(m), static_cast<Acc*>(sort_keys),
+          sort_rows_in, sort_rows, static_cast<int>(n), 0, static_cast<int>(sizeof(Acc) * 8), cudaStream_t(0)));
+      sort_temp = take<unsigned char>(sort_temp_bytes);
+    }
+    size_t tb = sort_temp_bytes;
+    SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(
+        sort_temp, tb, static_cast<const Acc*>(m), static_cast<Acc*>(sort_keys), sort_rows_in,
+        sort_rows, static_cast<int>(n), 0, static_cast<int>(sizeof(Acc) * 8), cudaStream_t(0)));
+    const OfferLayout L{T, raw_row_bytes()};
+    const int g = static_cast<int>(std::max<long long>(1, std::min<long long>(4096, T)));
+    shard_offer_write<Acc><<<g, 128>>>(params<Acc>(), static_cast<const Acc*>(sort_keys), sort_rows,
+                                       T, global_offset, L.head_bytes(), L.row_bytes, msg);
+    SVP_CUDA_LAUNCH_CHECK("shard_offer_write");
   }
 };
 
@@ -299,20 +424,80 @@ void KCenterShardCuda::add_center(const void* raw_device, int64_t local_row) {
   Impl& s = *impl_;
   SVP_CHECK_ARG(local_row >= -1 && local_row < s.X.rows, "local_row must be -1 or in [0, %lld), got %lld",
                 (long long)s.X.rows, (long long)local_row);
-  const long long ord = s.ordinal++;
-  if (s.X.rows == 0) return;
+  if (s.X.rows == 0) {
+    ++s.ordinal;
+    return;
+  }
   DeviceGuard guard(s.X.device);
+  // the norm is recomputed from the row, as its owner did
   const char* raw = static_cast<const char*>(raw_device);
-  double known = -1.0;  // the norm is recomputed from the row, as its owner did
   if (local_row >= 0)
     raw = static_cast<const char*>(s.X.data) +
           local_row * s.X.row_stride * static_cast<long long>(dtype_size(s.X.dtype));
+  s.apply_centers_q(raw, 1);
+}
+
+void KCenterShardCuda::offer(int64_t T, int64_t global_offset, void* message_device) {
+  Impl& s = *impl_;
+  SVP_CHECK_ARG(T >= 1, "the batched protocol needs T >= 1 candidates per rank, got %lld", (long long)T);
+  const OfferLayout L{T, s.raw_row_bytes()};
+  char* msg = static_cast<char*>(message_device);
+  DeviceGuard guard(s.X.device);
+  SVP_CUDA(cudaMemsetAsync(msg, 0, static_cast<size_t>(L.bytes()), 0));
+  if (s.X.rows == 0) {  // nothing to offer: count 0, bound -1
+    const long long count = 0;
+    const double bound = -1.0;
+    SVP_CUDA(cudaMemcpy(msg, &count, 8, cudaMemcpyHostToDevice));
+    SVP_CUDA(cudaMemcpy(msg + 8, &bound, 8, cudaMemcpyHostToDevice));
+    std::vector<double> recs(static_cast<size_t>(4 * T), 0.0);
+    for (int64_t j = 0; j < T; ++j) {
+      const long long none = -1;
+      recs[4 * j] = -1.0;
+      recs[4 * j + 1] = -1.0;
+      std::memcpy(&recs[4 * j + 2], &none, 8);
+      std::memcpy(&recs[4 * j + 3], &none, 8);
+    }
+    SVP_CUDA(cudaMemcpy(msg + 16, recs.data(), recs.size() * 8, cudaMemcpyHostToDevice));
+    return;
+  }
+  SVP_CHECK_ARG(s.X.rows <= static_cast<long long>(std::numeric_limits<int>::max()),
+                "the batched protocol sorts at most %d rows per CUDA shard, got %lld",
+                std::numeric_limits<int>::max(), (long long)s.X.rows);
   if (s.f64)
-    s.apply_acc<double>(raw, known, ord);
+    s.offer_typed<double>(T, global_offset, msg);
   else
-    s.apply_acc<float>(raw, known, ord);
-  shard_reduce<<<1, kThreads>>>(s.blockres, s.grid, s.result);
-  SVP_CUDA_LAUNCH_CHECK("shard_reduce");
+    s.offer_typed<float>(T, global_offset, msg);
+}
+
+void KCenterShardCuda::add_centers(const void* rows_device, const int64_t* local_rows, int64_t q) {
+  Impl& s = *impl_;
+  SVP_CHECK_ARG(q >= 0, "add_centers needs q >= 0 centers, got %lld", (long long)q);
+  std::vector<long long> mine;
+  for (int64_t j = 0; j < q; ++j) {
+    SVP_CHECK_ARG(local_rows[j] >= -1 && local_rows[j] < s.X.rows,
+                  "local_rows[%lld] must be -1 or in [0, %lld), got %lld", (long long)j,
+                  (long long)s.X.rows, (long long)local_rows[j]);
+    if (local_rows[j] >= 0) mine.push_back(local_rows[j]);
+  }
+  if (s.X.rows == 0) {
+    s.ordinal += q;
+    return;
+  }
+  DeviceGuard guard(s.X.device);
+  if (!mine.empty()) {
+    const long long cnt = static_cast<long long>(mine.size());
+    if (cnt > s.rows_cap) {
+      s.rows_cap = std::max<long long>(cnt, 2 * s.rows_cap);
+      s.rows_buf = s.take<long long>(s.rows_cap);
+    }
+    SVP_CUDA(cudaMemcpy(s.rows_buf, mine.data(), sizeof(long long) * cnt, cudaMemcpyHostToDevice));
+    if (s.f64)
+      shard_exclude_rows<double><<<1, 256>>>(static_cast<double*>(s.m), s.rows_buf, cnt);
+    else
+      shard_exclude_rows<float><<<1, 256>>>(static_cast<float*>(s.m), s.rows_buf, cnt);
+    SVP_CUDA_LAUNCH_CHECK("shard_exclude_rows");
+  }
+  s.apply_centers_q(static_cast<const char*>(rows_device), q);
 }
 
 void KCenterShardCuda::top2(double* v1, int64_t* i1, double* v2, int64_t* i2) {

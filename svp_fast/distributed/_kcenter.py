@@ -1,6 +1,30 @@
 """Exact greedy k-center over shards held by the ranks of a torch.distributed group.
 
-The protocol (one selection step, identical on every rank):
+Two protocols give the same picks (docs/distributed.md has their messages
+and costs).
+
+**Batched** (the default): one pass certifies many picks.
+
+1. Each rank's shard offers its T best candidates (value, m2, the ordinal of
+   the center that gave the value, global index, raw row) and a bound on all
+   its other points, in one all-gather.
+2. The deciding rank (group rank 0) takes the T best of every offer (value,
+   then lower global index) and B, the largest of the ranks' bounds and the
+   best value offered but not taken, and runs single-process kcenter's
+   acceptance of a pass (csrc/cpu/batch_pass.h): picks inside the candidates,
+   each updated against the picks before it, while the best is certified
+   above B; near-ties are decided in float64 against every center's row,
+   which it keeps. One rank decides because ranks on different CPUs or GPUs
+   compute different fast bits, and their passes could end at different
+   picks; every value carries the same error bound, so the decisions are
+   single-process ones whoever computes them.
+3. It broadcasts the pass's picks and radii; every rank applies them to its
+   shard in one call, the rows taken from the gathered offers.
+4. When not even the first pick of a pass is certified (a point outside the
+   candidates may tie with the best), that pick is one stepwise ambiguous
+   step (below, from its float64 band on).
+
+**Stepwise**: one step per pick.
 
 1. Each rank asks its shard for its two best candidates (largest squared
    distance to the nearest center, in the shard's working arithmetic) and
@@ -48,6 +72,11 @@ from ._shards import DTYPE_NAMES, LocalShard, make_shard
 METRICS = ("euclidean", "cosine")
 METHODS = ("auto", "scan", "pruned", "lazy")
 _METHOD_CODES = {"scan": 0, "pruned": 1, "lazy": 2}
+PROTOCOLS = ("auto", "batched", "stepwise")
+# candidates per rank and pass of the batched protocol, unless the caller says;
+# fewer when one rank's offer would pass _OFFER_MAX_BYTES
+DEFAULT_BATCH_CANDIDATES = 256
+_OFFER_MAX_BYTES = 16 << 20
 _NAME = "local_embeddings"
 # rows of already_selected moved per collective during setup
 _SETUP_CHUNK_BYTES = 8 << 20
@@ -77,6 +106,18 @@ class DistributedKCenterStats:
     select_seconds: float  # the step loop
     communication_seconds: float  # of select_seconds: inside collectives (waiting included)
     collectives: int  # issued by the step loop
+    protocol: str = "stepwise"  # "batched" or "stepwise"
+    passes: int = 0  # batched: passes (one offer all-gather each); stepwise: steps
+    batch_candidates: int = 0  # batched: T, the candidates each rank offers per pass
+    pass_picks: Optional[np.ndarray] = None  # batched: picks certified by each pass, in order
+
+    @property
+    def picks_per_pass(self) -> float:
+        return self.steps / self.passes if self.passes else 0.0
+
+    @property
+    def collectives_per_pick(self) -> float:
+        return self.collectives / self.steps if self.steps else 0.0
 
     @property
     def seconds_per_step(self) -> float:
@@ -115,10 +156,27 @@ def _raise_first_error(records: list, local_error: Optional[BaseException], rank
             raise kind(f"rank {r}: {rec[1]}")
 
 
-def _replicated_arguments(budget, already_selected, start, metric, method, n_cells):
+def _positive_or_none(value, name: str):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def _replicated_arguments(budget, already_selected, start, metric, method, n_cells, protocol,
+                          batch_candidates, batch_max_picks):
     """Type checks of the arguments every rank must pass alike, and their fingerprint."""
     metric = check_choice(metric, "metric", METRICS)
     method = check_choice(method, "method", METHODS)
+    protocol = check_choice(protocol, "protocol", PROTOCOLS)
+    batch_candidates = _positive_or_none(batch_candidates, "batch_candidates")
+    batch_max_picks = _positive_or_none(batch_max_picks, "batch_max_picks")
+    if (batch_candidates or batch_max_picks) and protocol == "auto":
+        protocol = "batched"  # asked for by its options
+    if protocol == "stepwise" and (batch_candidates or batch_max_picks):
+        raise ValueError("batch_candidates and batch_max_picks apply to protocol='batched', "
+                         f"got them with protocol={protocol!r}")
     # range checks need the global N: done after the agreement
     budget = check_budget_type(budget)
     if already_selected is None:
@@ -135,10 +193,13 @@ def _replicated_arguments(budget, already_selected, start, metric, method, n_cel
         n_cells = int(n_cells)
     fingerprint = {
         "budget": budget, "metric": metric, "method": method, "start": start, "n_cells": n_cells,
+        "protocol": protocol, "batch_candidates": batch_candidates,
+        "batch_max_picks": batch_max_picks,
         "already_selected": f"{selected.size} indices, sha1 "
                             + hashlib.sha1(selected.tobytes()).hexdigest()[:12],
     }
-    return budget, selected, start, metric, method, n_cells, fingerprint
+    batch = (protocol, batch_candidates, batch_max_picks)
+    return budget, selected, start, metric, method, n_cells, batch, fingerprint
 
 
 def _check_agreement(infos: list) -> None:
@@ -222,6 +283,9 @@ def kcenter(
     seed: int = 0,
     num_threads: Optional[int] = None,
     simd: Optional[str] = None,
+    protocol: str = "auto",
+    batch_candidates: Optional[int] = None,
+    batch_max_picks: Optional[int] = None,
     _poll_completion: Optional[bool] = None,
 ):
     """Exact greedy k-center over the rows held by all ranks of a process group.
@@ -234,17 +298,21 @@ def kcenter(
     :func:`svp_fast.kcenter` on the concatenated embeddings, exactly (same
     tie rule: lowest global index; same float64-certified decisions).
 
-    Communication per step, on the common path: one all-gather of the top-2
-    candidates (4 float64 = 32 bytes per rank) and one broadcast of the
-    winning row from its owner (D elements of the input dtype). On an
-    ambiguous step (a near tie: typically a few % of float32/float16 steps,
-    and in float64 only where points really tie), three more: an all-gather
-    of the band sizes (16 bytes per rank), an all-gather of the band members
-    (8 bytes + one row each), and an all-reduce(min) of their exact distances
-    (8 bytes per member); a band larger than 1 MiB per rank (massive exact
-    ties, e.g. once every remaining point duplicates a center) takes these
-    three per 1 MiB round. Setup costs four small all-gathers, plus one
-    all-reduce per 8 MiB of ``already_selected`` rows.
+    Communication (``protocol``): batched, per pass, one all-gather of every
+    rank's offer (T records of 32 bytes and T raw rows) and one broadcast of
+    the pass's picks from group rank 0 (24 bytes per pick); a pass certifies
+    tens to hundreds of picks (fewer on the first passes; one when a point
+    outside the candidates ties with the best). Stepwise, per pick: one
+    all-gather of the top-2 candidates (4 float64 = 32 bytes per rank) and
+    one broadcast of the winning row from its owner (D elements of the input
+    dtype). On an ambiguous step of the stepwise protocol, or a pass that
+    certifies nothing, three more: an all-gather of the band sizes (16 bytes
+    per rank), an all-gather of the band members (8 bytes + one row each),
+    and an all-reduce(min) of their exact distances (8 bytes per member); a
+    band larger than 1 MiB per rank (massive exact ties, e.g. once every
+    remaining point duplicates a center) takes these three per 1 MiB round.
+    Setup costs four small all-gathers, plus one all-reduce per 8 MiB of
+    ``already_selected`` rows.
 
     Args:
         local_embeddings: this rank's (n_r, D) shard: numpy array or memmap
@@ -264,7 +332,8 @@ def kcenter(
             "lazy" refreshes only the candidates that may reach the top;
             "pruned" skips k-means cells (built per shard) that the triangle
             inequality proves cannot move (pays on clustered proxy features,
-            not on isotropic data); "auto" (default) is "lazy". The picks do
+            not on isotropic data); "auto" (default) is "scan" under the
+            batched protocol and "lazy" under the stepwise one. The picks do
             not depend on it.
         group: the torch.distributed process group (default: the default
             group, e.g. the one torchrun's environment initialised). gloo for
@@ -278,7 +347,21 @@ def kcenter(
         seed: seed of the k-means that builds the cells (does not affect picks).
         num_threads: CPU threads per rank (default: OpenMP's default; with
             several ranks per host, give each rank its share of the cores).
-        simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
+        simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests
+            (it may differ between ranks: the picks do not depend on it).
+        protocol: "batched" (many picks per pass, two collectives a pass),
+            "stepwise" (two collectives per pick), or "auto" (default):
+            batched on groups of two ranks or more, stepwise on one rank (or
+            batched when ``batch_candidates`` or ``batch_max_picks`` is
+            given). Group rank 0 decides the batched passes and keeps every
+            center's raw row in host memory ((len(already_selected) + budget)
+            x D x element size).
+        batch_candidates: batched: the candidates T each rank offers per pass
+            (default 256, fewer when one offer would pass 16 MiB of rows).
+            Larger T certifies more picks per pass, for a larger message and
+            T x D work per pick on rank 0.
+        batch_max_picks: batched: at most this many picks per pass (default:
+            no cap).
 
     Returns:
         indices (int64, global, pick order): numpy, or a torch tensor on
@@ -308,8 +391,9 @@ def kcenter(
         shard = make_shard(local_embeddings, _NAME)
         info.update(rows=shard.rows, cols=shard.cols, dtype=DTYPE_NAMES[shard.dtype_code],
                     device=shard.device_type)
-        budget, selected, start, metric, method, n_cells, info["args"] = _replicated_arguments(
-            budget, already_selected, start, metric, method, n_cells)
+        budget, selected, start, metric, method, n_cells, batch, info["args"] = \
+            _replicated_arguments(budget, already_selected, start, metric, method, n_cells,
+                                  protocol, batch_candidates, batch_max_picks)
         info["facts"] = shard.facts(threads, simd)
     except (TypeError, ValueError, RuntimeError) as e:
         local_error = e
@@ -345,12 +429,19 @@ def kcenter(
                              f"got start={start!r} and {selected.size} already selected")
         start = check_index(start, "start", n_total)
     start = 0 if start is None else start
+    protocol, batch_candidates, batch_max_picks = batch
+    if protocol == "auto":
+        # one rank exchanges nothing: the stepwise loop over the lazy engine
+        # reads the fewest rows; with more, collectives dominate a step
+        protocol = "batched" if world > 1 else "stepwise"
     reduced = _check_facts(infos, offsets, metric, shard.dtype_code)
     metric_code = METRICS.index(metric)
     float64 = bool(_core.shard_needs_float64(reduced["max_abs"], reduced["min_norm"],
                                              reduced["max_norm"], shard.dtype_code, metric_code,
                                              shard.cols))
-    chosen = "lazy" if method == "auto" else method
+    # the lazy engine's savings do not survive passes of many picks (each pass
+    # lowers the top values as far as its picks do): batched passes run the scan
+    chosen = method if method != "auto" else ("scan" if protocol == "batched" else "lazy")
     if chosen == "pruned" and shard.device_type == "cuda":
         raise ValueError("method='pruned' is not available for CUDA shards yet; use 'lazy' or 'scan'")
     device = _step_device(backends, shard)
@@ -366,6 +457,12 @@ def kcenter(
             cells, _ = build_cells(shard.m, cells_n, metric=metric, seed=seed, threads=threads)
             cells_seconds = time.perf_counter() - t0
         shard.build(metric_code, _METHOD_CODES[chosen], float64, cells, cells_n, threads, simd)
+        decider = None
+        if protocol == "batched" and rank == 0 and budget > 0:
+            decider = _core.KCenterDecider(cols=shard.cols, dtype=shard.dtype_code,
+                                           metric=metric_code, float64=float64,
+                                           num_threads=threads, simd=simd,
+                                           capacity=selected.size + budget)
     except Exception as e:  # noqa: BLE001 - re-raised on this rank, reported on the others
         local_error = e
     status = setup.all_gather_json("all-gather of the setup status",
@@ -373,7 +470,13 @@ def kcenter(
     _raise_first_error(status, local_error, rank)
 
     comm = setup if device == setup.device else Communicator(group, device, _poll_completion)
-    driver = _Driver(shard, comm, offsets, ends, rank, metric, budget)
+    if protocol == "batched":
+        T = batch_candidates or max(1, min(DEFAULT_BATCH_CANDIDATES,
+                                           _OFFER_MAX_BYTES // shard.row_bytes))
+        driver = _BatchedDriver(shard, comm, offsets, ends, rank, metric, budget, decider, T,
+                                batch_max_picks or budget)
+    else:
+        driver = _Driver(shard, comm, offsets, ends, rank, metric, budget)
     driver.apply_selected(selected)
     if selected.size == 0 and budget > 0:
         driver.apply_start(start)
@@ -399,7 +502,10 @@ def kcenter(
         ambiguous_steps=driver.ambiguous_steps, band_members=driver.band_members,
         distance_evals=shard.distance_evals, float64_accumulation=float64,
         setup_seconds=setup_seconds, cells_seconds=cells_seconds, select_seconds=select_seconds,
-        communication_seconds=comm.seconds - comm_seconds0, collectives=comm.calls - comm_calls0)
+        communication_seconds=comm.seconds - comm_seconds0, collectives=comm.calls - comm_calls0,
+        protocol=protocol, passes=driver.passes,
+        batch_candidates=driver.T if protocol == "batched" else 0,
+        pass_picks=np.asarray(driver.pass_picks, dtype=np.int64) if protocol == "batched" else None)
     picks, radii = driver.picks, (driver.radii if return_radii else None)
     if is_torch(local_embeddings):
         picks = torch.from_numpy(picks).to(local_embeddings.device)
@@ -469,8 +575,16 @@ class _Driver:
             self.shard.copy_row(local, self.row)
         self.comm.broadcast("broadcast of the new center's row", self.row, owner)
         self.shard.add_center(self.row, local)
+        self._centers_known(self.row, 1)
         if local >= 0:
             self._remember_center(local)
+
+    def _centers_known(self, rows: torch.Tensor, q: int) -> None:
+        """Every rank: the raw rows (q x row_bytes) of the next q centers, in order."""
+
+    @property
+    def passes(self) -> int:
+        return self.steps
 
     # -- setup ------------------------------------------------------------
 
@@ -499,6 +613,7 @@ class _Driver:
                 self.shard.add_center(buf[(j - lo) * rb:(j - lo + 1) * rb], locals_[j])
                 if locals_[j] >= 0:
                     self._remember_center(locals_[j])
+            self._centers_known(buf, hi - lo)
 
     def apply_start(self, start: int) -> None:
         self.comm.phase = "setup: the start pick"
@@ -517,10 +632,7 @@ class _Driver:
             self.comm.phase = f"step {t} of {self.budget}"
             winner, radius = self._step()
             self.steps += 1
-            self.picks[t] = winner
-            self.prev_radius = min(self.prev_radius, max(radius, 0.0))
-            self.radii[t] = 0.5 * self.prev_radius if self.cosine else math.sqrt(self.prev_radius)
-            self.done = t + 1
+            self._record(t, winner, radius)
             local = self._exclude_if_mine(winner)
             if t + 1 < self.budget:
                 self._add_center(winner, local)
@@ -616,6 +728,13 @@ class _Driver:
         tied = values >= top - shard.exact_tolerance(top)
         return int(indices[tied].min()), top
 
+    def _record(self, t: int, winner: int, radius: float) -> None:
+        """Pick t is ``winner``, its squared working-space radius ``radius``."""
+        self.picks[t] = winner
+        self.prev_radius = min(self.prev_radius, max(radius, 0.0))
+        self.radii[t] = 0.5 * self.prev_radius if self.cosine else math.sqrt(self.prev_radius)
+        self.done = t + 1
+
     def _dev(self, host: np.ndarray, dev_tensor: torch.Tensor) -> torch.Tensor:
         """A small host array as the message tensor (a view on the CPU, a copy on a GPU)."""
         if self.on_cpu:
@@ -625,6 +744,101 @@ class _Driver:
 
     def _host(self, t: torch.Tensor) -> np.ndarray:
         return t.numpy() if self.on_cpu else t.cpu().numpy()
+
+
+class _BatchedDriver(_Driver):
+    """The batched protocol (module docstring): passes of many picks each.
+
+    Message buffers (on the step device): this rank's offer and the world's
+    (``_core.offer_layout``), and the decision that group rank 0 broadcasts,
+    int64: [picks q, the band threshold's float64 bits (q = 0), float64
+    decisions so far, q global indices, q slots (rank x T + record), q
+    squared radii as float64 bits], with room for T picks.
+    """
+
+    def __init__(self, shard, comm, offsets, ends, rank, metric, budget, decider, T: int,
+                 cap: int):
+        super().__init__(shard, comm, offsets, ends, rank, metric, budget)
+        self.decider, self.T, self.cap = decider, T, cap
+        self.n_passes = 0
+        self.pass_picks = []  # picks of each pass
+        dev = comm.device
+        self.head, self.offer_bytes = _core.offer_layout(T, self.row_bytes)
+        self.send = torch.zeros(self.offer_bytes, dtype=torch.uint8, device=dev)
+        self.gathered = torch.empty(self.offer_bytes * self.world, dtype=torch.uint8, device=dev)
+        # the gathered offers' rows: (rank, record, byte)
+        self.offered_rows = self.gathered.view(self.world, self.offer_bytes)[
+            :, self.head:self.head + T * self.row_bytes].unflatten(1, (T, self.row_bytes))
+        self.decision = torch.zeros(3 + 3 * T, dtype=torch.int64, device=dev)
+        self.decision_np = self.decision.numpy() if self.on_cpu else np.zeros(3 + 3 * T, np.int64)
+        self.decided_ambiguous = 0  # float64 decisions inside passes (counted by rank 0)
+
+    @property
+    def passes(self) -> int:
+        return self.n_passes
+
+    def _centers_known(self, rows: torch.Tensor, q: int) -> None:
+        if self.decider is not None:
+            host = rows if rows.device.type == "cpu" else rows.cpu()
+            self.decider.add_centers(rows_ptr=host.data_ptr(), q=q)
+
+    def run(self, hook) -> None:
+        self.prev_radius = math.inf  # squared, working space
+        T, comm, shard = self.T, self.comm, self.shard
+        while self.done < self.budget:
+            t = self.done
+            self.n_passes += 1
+            comm.phase = f"pass {self.n_passes} (picks from {t} of {self.budget})"
+            shard.offer(T, self.offset, self.send)
+            comm.all_gather("all-gather of the pass's candidates", self.send, self.gathered)
+            if self.decider is not None:
+                self._decide(t)
+            comm.broadcast("broadcast of the pass's picks", self.decision, 0)
+            dec = self._host(self.decision)
+            q = int(dec[0])
+            self.decided_ambiguous = int(dec[2])
+            if q == 0:  # nothing certified: one stepwise step, from its band on
+                shard.top2()  # brings every point that may lie in the band up to date
+                winner, radius = self._decide_band(float(dec[1:2].view(np.float64)[0]))
+                self.steps += 1
+                self.pass_picks.append(1)
+                self._record(t, winner, radius)
+                local = self._exclude_if_mine(winner)
+                if self.done < self.budget:
+                    self._add_center(winner, local)
+                hook(self.done)
+                continue
+            picks = dec[3:3 + q].copy()
+            slots = dec[3 + T:3 + T + q]
+            radii = dec[3 + 2 * T:3 + 2 * T + q].view(np.float64)
+            for j in range(q):
+                self._record(t + j, int(picks[j]), float(radii[j]))
+            self.steps += q
+            self.pass_picks.append(q)
+            if self.done < self.budget:
+                mine = (picks >= self.offset) & (picks < self.offset + self.shard.rows)
+                local_rows = np.where(mine, picks - self.offset, -1)
+                slots_t = torch.from_numpy(slots.copy()).to(self.offered_rows.device)
+                rows = self.offered_rows[slots_t // T, slots_t % T]  # (q, row_bytes), contiguous
+                shard.add_centers(rows, local_rows)
+                for local in local_rows[mine].tolist():
+                    self._remember_center(local)
+            hook(self.done)
+        self.ambiguous_steps += self.decided_ambiguous
+
+    def _decide(self, t: int) -> None:
+        """Group rank 0: the pass's picks, from every rank's offer, into the decision."""
+        T, dec = self.T, self.decision_np
+        offers = self.gathered if self.on_cpu else self.gathered.cpu()
+        q, thr = self.decider.decide_pass(
+            offers_ptr=offers.data_ptr(), world=self.world, T=T, remaining=self.budget - t,
+            cap=self.cap, picks_ptr=dec[3:].ctypes.data, slots_ptr=dec[3 + T:].ctypes.data,
+            radii_ptr=dec[3 + 2 * T:].ctypes.data)
+        dec[0] = q
+        dec[1:2].view(np.float64)[0] = thr
+        dec[2] = self.decider.ambiguous_steps
+        if not self.on_cpu:
+            self.decision.copy_(torch.from_numpy(dec))
 
 
 __all__ = ["DistributedKCenterError", "DistributedKCenterStats", "kcenter"]

@@ -114,6 +114,19 @@ class LocalShard:
         """float64 squared distance from the raw row ``row`` to the nearest of ``local_rows``."""
         raise NotImplementedError
 
+    # -- the batched protocol -------------------------------------------------
+
+    def offer(self, T: int, global_offset: int, dst: torch.Tensor) -> None:
+        """This shard's offer of its ``T`` best candidates into ``dst`` (uint8, the
+        layout of ``_core.offer_layout``; svp/shard.h, OfferLayout)."""
+        raise NotImplementedError
+
+    def add_centers(self, rows: torch.Tensor, local_rows: np.ndarray) -> None:
+        """Apply ``len(local_rows)`` centers at once: ``rows`` (uint8, q x
+        ``row_bytes``, contiguous) their raw rows, ``local_rows`` (int64) their
+        local rows here (excluded first) or -1."""
+        raise NotImplementedError
+
 
 class CpuShard(LocalShard):
     """Rows in host memory (numpy array or memmap, CPU tensor): ``_core.KCenterShard``."""
@@ -146,6 +159,13 @@ class CpuShard(LocalShard):
     def exact_min(self, row, local_rows):
         return self.core.exact_min(row.data_ptr(), local_rows.ctypes.data, local_rows.size)
 
+    def offer(self, T, global_offset, dst):
+        self.core.offer(T, global_offset, dst.data_ptr())
+
+    def add_centers(self, rows, local_rows):
+        local_rows = np.ascontiguousarray(local_rows, dtype=np.int64)
+        self.core.add_centers(rows.data_ptr(), local_rows.ctypes.data, local_rows.size)
+
 
 class CudaShard(LocalShard):
     """Rows on a CUDA device: ``_core.KCenterShardCuda``.
@@ -156,7 +176,10 @@ class CudaShard(LocalShard):
     ``cells_ptr`` and ``exact_min``'s ``local_rows_ptr`` are host addresses;
     ``top2``, ``band`` and ``exact_min`` return host values. The rows it is
     given stay valid until the call returns (the driver synchronises the
-    device before reusing a message buffer).
+    device before reusing a message buffer). The batched protocol's ``offer``
+    writes into device memory on the shard's device (work queued on the
+    legacy default stream, which torch's collectives wait for);
+    ``add_centers`` reads device rows and a host array of local rows.
     """
 
     device_type = "cuda"
@@ -172,6 +195,7 @@ class CudaShard(LocalShard):
                              else torch.device("cuda", m.device_index))
         self.tensor = m.owner if m.rows else None
         self._stage = None  # device copy of a row received over a CPU (gloo) group
+        self._offer_stage = None  # the offer, written on the device, for a CPU group
 
     @staticmethod
     def core_class(lib=None):
@@ -219,6 +243,21 @@ class CudaShard(LocalShard):
     def exact_min(self, row, local_rows):
         return self.core.exact_min(self._on_device(row).data_ptr(), local_rows.ctypes.data,
                                    local_rows.size)
+
+    def offer(self, T, global_offset, dst):
+        if dst.device == self.torch_device:
+            self.core.offer(T, global_offset, dst.data_ptr())
+            return
+        # the message travels in host memory (a gloo group): written on the device, copied
+        if self._offer_stage is None or self._offer_stage.numel() != dst.numel():
+            self._offer_stage = torch.empty(dst.numel(), dtype=torch.uint8, device=self.torch_device)
+        self.core.offer(T, global_offset, self._offer_stage.data_ptr())
+        dst.copy_(self._offer_stage)
+
+    def add_centers(self, rows, local_rows):
+        local_rows = np.ascontiguousarray(local_rows, dtype=np.int64)
+        rows = rows if rows.device == self.torch_device else rows.to(self.torch_device)
+        self.core.add_centers(rows.data_ptr(), local_rows.ctypes.data, local_rows.size)
 
 
 # The shard class for each kind of memory (tests swap in a stand-in).

@@ -86,6 +86,11 @@ def add_distributed_arguments(parser: argparse.ArgumentParser, *, include_common
                        help="where each rank keeps its rows (cuda: the GPU of its LOCAL_RANK)")
     group.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
                        help="how long a rank waits for the others before failing (default 600)")
+    group.add_argument("--protocol", choices=("auto", "batched", "stepwise"), default="auto",
+                       help="batched: many picks per pass, two collectives a pass; stepwise: two "
+                            "collectives per pick (auto: batched on two ranks or more)")
+    group.add_argument("--batch-candidates", type=int, metavar="T",
+                       help="batched protocol: candidates each rank offers per pass (default 256)")
 
 
 class _UserError(Exception):
@@ -233,7 +238,9 @@ def run_kcenter_distributed(args) -> int:
         picks, radii, stats = kcenter(
             local, _budget(args.budget, n), already_selected=selected, start=args.start,
             metric=args.metric, method=args.method, return_radii=True, return_stats=True,
-            progress=not args.no_progress, num_threads=threads)
+            progress=not args.no_progress, num_threads=threads,
+            protocol=getattr(args, "protocol", "auto"),
+            batch_candidates=getattr(args, "batch_candidates", None))
         seconds = time.perf_counter() - t0
         if rank == 0:
             picks = picks.cpu().numpy() if isinstance(picks, torch.Tensor) else picks
@@ -241,9 +248,11 @@ def run_kcenter_distributed(args) -> int:
             _save_atomic(args.out, picks)
             if getattr(args, "radii", None):
                 _save_atomic(args.radii, radii)
+            passes = (f", {stats.passes} passes of {stats.picks_per_pass:.1f} picks"
+                      if stats.protocol == "batched" else "")
             print(f"k-center: {picks.size} picks from {n} points on {world} ranks "
-                  f"({stats.backend}, {stats.method}) in {seconds:.2f} s "
-                  f"({stats.seconds_per_step * 1e3:.3f} ms/step, "
+                  f"({stats.backend}, {stats.method}, {stats.protocol}{passes}) in {seconds:.2f} s "
+                  f"({stats.seconds_per_step * 1e3:.3f} ms/pick, "
                   f"{stats.communication_seconds_per_step * 1e3:.3f} ms of it in collectives) "
                   f"-> {args.out}")
         if created:

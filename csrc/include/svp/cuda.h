@@ -99,11 +99,13 @@ void uncertainty_cuda(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, 
 namespace svp {
 namespace cuda {
 
-// The k-center state of one shard on a GPU, driven step by step (the CUDA
-// twin of svp::KCenterShard, for distributed k-center over NCCL). Row pointers
-// (X, add_center's and exact_min's vectors) are device addresses on X's
-// device; index arrays and results are host values. Work runs on the legacy
-// default stream; device memory is the shard's own (cudaMalloc), freed with it.
+// The k-center state of one shard on a GPU (the CUDA twin of
+// svp::KCenterShard, for distributed k-center over NCCL), driven step by step
+// or by the batched protocol's passes. Row pointers (X, add_center's,
+// add_centers' and exact_min's vectors) and the offer's message are device
+// addresses on X's device; index arrays and results are host values. Work
+// runs on the legacy default stream; device memory is the shard's own
+// (cudaMalloc), freed with it.
 class KCenterShardCuda {
  public:
   // Validates X (NaN/Inf; zero rows for cosine). float64: the arithmetic rule
@@ -122,6 +124,13 @@ class KCenterShardCuda {
   void band(double thr, std::vector<int64_t>* idx, std::vector<double>* values);
   double exact_min(const void* raw_y_device, const int64_t* local_rows, int64_t count);
   int64_t distance_evals() const;
+  // The batched protocol, as KCenterShard: the offer (svp/shard.h,
+  // OfferLayout) written to device memory, queued without a host
+  // synchronisation (so no count is returned: it is in the message), and q
+  // centers applied at once (rows: q raw rows back to back on the device;
+  // local_rows: host, -1 or the local row, excluded first).
+  void offer(int64_t T, int64_t global_offset, void* message_device);
+  void add_centers(const void* rows_device, const int64_t* local_rows, int64_t q);
 
   struct Impl;
 

@@ -1,9 +1,15 @@
-// The k-center state of one shard of the points, driven step by step: the
-// primitive a distributed driver (svp_fast.distributed, over torch.distributed)
-// is built on. Every rank holds one shard; each step it applies the new center
-// (a local row or a vector broadcast by its owner), reports its two best
-// candidates, and on ambiguous steps answers float64 questions, so that all
-// ranks reach the picks of single-process kcenter on the concatenated data.
+// The k-center state of one shard of the points: the primitive a distributed
+// driver (svp_fast.distributed, over torch.distributed) is built on. Every
+// rank holds one shard, and all ranks reach the picks of single-process
+// kcenter on the concatenated data, by one of two protocols
+// (docs/distributed.md):
+// - stepwise: each step the shard applies the new center (a local row or a
+//   vector broadcast by its owner), reports its two best candidates, and on
+//   ambiguous steps answers float64 questions;
+// - batched: each pass the shard offers its T best candidates with their rows
+//   (offer), one rank (KCenterDecider) certifies as many picks among every
+//   rank's offers as it can, and every shard applies them in one call
+//   (add_centers).
 #pragma once
 
 #include <cstdint>
@@ -50,6 +56,26 @@ struct ShardBandMember {
   double value;
 };
 
+// One rank's message in the batched protocol's all-gather (the offer of its
+// T best candidates), byte layout:
+//   [0, 8)    int64 count: candidates offered (<= T)
+//   [8, 16)   float64 bound: an upper bound on the value of every live point
+//             of the shard not offered (-1: there is none)
+//   then T records of 32 bytes: float64 value (squared distance to the
+//             nearest center, working space), float64 m2 (a lower bound on
+//             the distance to every other center), int64 assign (ordinal of
+//             the center that gave value), int64 global index; records past
+//             count hold value -1 and index -1
+//   then T raw rows of row_bytes (D elements of the input dtype), the
+//             candidates' rows in record order
+//   padded with zeros to a multiple of 8 bytes.
+struct OfferLayout {
+  int64_t T = 0, row_bytes = 0;
+  int64_t head_bytes() const { return 16 + 32 * T; }
+  int64_t row_offset(int64_t j) const { return head_bytes() + j * row_bytes; }
+  int64_t bytes() const { return (head_bytes() + T * row_bytes + 7) / 8 * 8; }
+};
+
 class KCenterShard {
  public:
   // X: the local rows (0 rows allowed). Validates X (NaN/Inf, zero rows for cosine).
@@ -81,7 +107,64 @@ class KCenterShard {
   double exact_min(const void* raw_y, const int64_t* local_rows, int64_t count);
   int64_t distance_evals() const;
 
+  // The batched protocol. Writes this shard's offer (OfferLayout{T, row
+  // bytes}, global indices = global_offset + local row) to message: its T
+  // best live points by value then lower index, up to date against every
+  // center applied, and the bound on the rest. Returns the count offered.
+  int64_t offer(int64_t T, int64_t global_offset, void* message);
+  // Apply q centers at once (ordinals continue the run's): rows holds their
+  // raw rows back to back (row bytes each); local_rows[j] is center j's row
+  // here (excluded first: never a candidate again) or -1.
+  void add_centers(const void* rows, const int64_t* local_rows, int64_t q);
+
   struct Impl;  // backend state (float32 or float64 arithmetic)
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The acceptance of the batched protocol, run by one rank (the deciding rank)
+// on the offers of every rank. Every value in the offers carries the same
+// rigorous error bound whatever arithmetic computed it (another ISA, a GPU),
+// so certified picks are the float64 picks; the decisions are made by this
+// one object and shared, because ranks computing them on their own fast bits
+// could stop a pass at different picks. The rule is single-process kcenter's
+// (csrc/cpu/batch_pass.h). It keeps every center's raw row, in ordinal order,
+// for the float64 minimum of near-ties: (centers) x D x element bytes of host
+// memory.
+struct PassDecision {
+  int64_t picks = 0;  // 0: no pick certified; a plain step decides the next one
+  double thr = -1;    // then: the band of that step, M - 2E(M) of the best candidate
+};
+
+class KCenterDecider {
+ public:
+  // D, dtype: the shards'; opt: metric, float64 (the run's arithmetic),
+  // num_threads, simd. capacity: centers expected (memory is reserved).
+  KCenterDecider(int64_t D, DType dtype, const ShardOptions& opt, int64_t capacity);
+  ~KCenterDecider();
+  KCenterDecider(const KCenterDecider&) = delete;
+  KCenterDecider& operator=(const KCenterDecider&) = delete;
+
+  // Append q centers (raw rows back to back), taking the next ordinals.
+  void add_centers(const void* rows, int64_t q);
+  int64_t centers() const;
+  // One pass over world offers (back to back, OfferLayout{T, row bytes}
+  // each): the candidates are the T best of every rank's, by value then lower
+  // global index; the bound is the largest of the ranks' bounds and of the
+  // best value offered but not among them. Picks inside the candidates while
+  // certified, at most min(remaining, cap); their global indices, slots (rank
+  // x T + record) and squared working-space radii go to picks, slots, radii
+  // (room for T each), and the picks become centers here.
+  PassDecision decide_pass(const void* offers, int64_t world, int64_t T, int64_t remaining,
+                           int64_t cap, int64_t* picks, int64_t* slots, double* radii);
+  // Near-ties decided in float64 (within passes), float64 distances computed,
+  // candidate-to-pick distances computed.
+  int64_t ambiguous_steps() const;
+  int64_t exact_distance_evals() const;
+  int64_t candidate_evals() const;
+
+  struct Impl;
 
  private:
   std::unique_ptr<Impl> impl_;
