@@ -19,7 +19,8 @@
 
 namespace svp {
 
-enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2 };
+// kdtree: low-dimensional points (csrc/cpu/kdtree_engine.h); 3 is left free.
+enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2, kdtree = 4 };
 
 // A partition of the points into cells, for the pruned method. Any partition is
 // correct; a good one (k-means) prunes more.
