@@ -337,3 +337,42 @@ def test_as_groups_positions():
     np.testing.assert_array_equal(g.members, [1, 4, 3, 0, 2])
     np.testing.assert_array_equal(g.offsets, [0, 2, 3, 5])
     np.testing.assert_array_equal(g.positions(), [0, 0, 1, 0, 1])
+
+
+GROUPS_INTERRUPT = """
+import sys, threading, time
+import numpy as np, svp_fast
+x = np.random.default_rng(0).standard_normal((200_000, 32), dtype=np.float32)
+labels = np.arange(200_000) % 5  # five groups of 40,000 rows: side by side on the threads
+before = threading.active_count()
+print("ready", flush=True)
+t0 = time.perf_counter()
+try:
+    svp_fast.kcenter(x, 150_000, groups=labels, method="scan")
+    print("finished?!", flush=True)
+except KeyboardInterrupt:
+    print(f"interrupted after {time.perf_counter() - t0:.2f}s", flush=True)
+assert threading.active_count() == before
+print("again", svp_fast.kcenter(x[:100], 3, groups=labels[:100]).tolist(), flush=True)
+"""
+
+
+def test_grouped_ctrl_c_stops_every_thread(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(GROUPS_INTERRUPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    t = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "interrupted after" in out, out + err
+    assert time.perf_counter() - t < 3.0
+    assert "again [" in out

@@ -741,7 +741,7 @@ TeamPlan plan_teams(const KCenterGroups& grp, int grid, bool warps_allowed, long
     const long long share = static_cast<long long>(work_of(g) / std::max(work, 1.0) * grid);
     const long long need = (n + kBlockMaxRows - 1) / kBlockMaxRows;
     const long long k = std::min<long long>(grid, std::max(share, need));
-    if (k >= 2) {
+    if (k >= 2 && grid >= 3) {
       multi.push_back({g, static_cast<int>(k)});
       want += k;
     } else {
