@@ -139,7 +139,11 @@ void KdTreeEngine::build(int threads, int depth) {
   // working-space coordinates (cosine: x / ||x||, as the centers are), by point
   std::vector<double> yb(static_cast<size_t>(n * D));
   std::vector<int64_t> rows(static_cast<size_t>(n));
-#pragma omp parallel for num_threads(threads) schedule(static) if (n * D > (1 << 16))
+  // Threads pay only on large inputs: waking a second thread costs more than
+  // these passes over 100,000 points (measured: 12-20 ms against 0.3 ms for
+  // the coordinates, 50-70 ms against 30 ms for the splits, on 2 cores)
+  const bool parallel = threads > 1 && n >= (int64_t{1} << 20);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t i = 0; i < n; ++i) {
     src_.center64(i, yb.data() + i * D);
     rows[i] = i;
@@ -151,9 +155,9 @@ void KdTreeEngine::build(int threads, int depth) {
     std::vector<double> tmp_y(static_cast<size_t>(n * D));
     std::vector<int64_t> tmp_row(static_cast<size_t>(n));
     const Block blk{yb.data(), rows.data(), tmp_y.data(), tmp_row.data(), split_at.data()};
-#pragma omp parallel num_threads(threads) if (threads > 1 && n > (1 << 15))
+#pragma omp parallel num_threads(threads) if (parallel)
 #pragma omp single
-    split_all(blk, n, depth, D, threads > 1 ? task_levels : 0);
+    split_all(blk, n, depth, D, parallel ? task_levels : 0);
   }
 
   // one record per point in tree order: coordinates, m, m2, assign, row
@@ -176,6 +180,7 @@ void KdTreeEngine::build(int threads, int depth) {
   box_.assign(static_cast<size_t>(nodes * 2 * D), 0.0);
   top_.assign(static_cast<size_t>(nodes), Top2());
   floor_.assign(static_cast<size_t>(nodes), kInf);
+  stale_.assign(static_cast<size_t>(nodes), 0);
   // node ranges follow the splits: the root holds [0, n)
   lo_[1] = 0;
   hi_[1] = n;
@@ -216,8 +221,9 @@ void KdTreeEngine::build(int threads, int depth) {
   c_.resize(static_cast<size_t>(D));
 }
 
+template <int DD>
 double KdTreeEngine::box_bound(int64_t node, const double* c) const {
-  const int64_t D = D_;
+  const int64_t D = DD > 0 ? DD : D_;
   const double* b = box_.data() + node * 2 * D;
   double s = 0;
   for (int64_t j = 0; j < D; ++j) {
@@ -278,53 +284,86 @@ bool KdTreeEngine::apply_leaf(int64_t v, const double* c, int64_t ordinal) {
 }
 
 // Lowers the min-distances the center can reach below node v; returns whether
-// the node's best two changed.
+// the node's best two changed. A node marked stale by exclude() is brought up
+// to date on the way (its stale best value is an upper bound: excluding a
+// point only lowers it, so pruning by it stays safe).
+template <int DD>
 bool KdTreeEngine::apply(int64_t v, const double* c, int64_t ordinal) {
   Top2& t = top_[v];
-  if (t.i1 < 0) return false;   // nothing live below
-  if (t.v1 <= 0) return false;  // a min-distance of 0 cannot go lower
-  const double lb = box_bound(v, c);
-  if (lb >= t.v1) {
-    floor_[v] = std::min(floor_[v], lb);
-    return false;
+  const bool stale = stale_[v];
+  if (!stale && (t.i1 < 0 || t.v1 <= 0)) return false;  // nothing that can go lower
+  const bool skip = t.i1 < 0 || t.v1 <= 0;
+  const double lb = skip ? 0.0 : box_bound<DD>(v, c);
+  if (skip || lb >= t.v1) {
+    if (!skip) floor_[v] = std::min(floor_[v], lb);
+    if (stale) refresh(v);
+    return stale;
   }
   if (is_leaf(v)) {
-    switch (D_) {
-      case 1: return apply_leaf<1>(v, c, ordinal);
-      case 2: return apply_leaf<2>(v, c, ordinal);
-      case 3: return apply_leaf<3>(v, c, ordinal);
-      case 4: return apply_leaf<4>(v, c, ordinal);
-      default: return apply_leaf<0>(v, c, ordinal);
+    const bool moved = apply_leaf<DD>(v, c, ordinal);
+    if (stale) {
+      stale_[v] = 0;
+      if (!moved) leaf_top(v);
+      return true;
     }
+    return moved;
   }
-  const bool left = apply(2 * v, c, ordinal);
-  const bool right = apply(2 * v + 1, c, ordinal);
-  if (!left && !right) return false;
+  const bool left = apply<DD>(2 * v, c, ordinal);
+  const bool right = apply<DD>(2 * v + 1, c, ordinal);
+  if (!left && !right && !stale) return false;
+  stale_[v] = 0;
   Top2 u = top_[2 * v];
   u.merge(top_[2 * v + 1]);
-  const bool changed = !same(u, t);
+  const bool changed = stale || !same(u, t);
   t = u;
   return changed;
+}
+
+void KdTreeEngine::refresh(int64_t v) {
+  if (!stale_[v]) return;
+  stale_[v] = 0;
+  if (is_leaf(v)) {
+    leaf_top(v);
+    return;
+  }
+  refresh(2 * v);
+  refresh(2 * v + 1);
+  top_[v] = top_[2 * v];
+  top_[v].merge(top_[2 * v + 1]);
 }
 
 void KdTreeEngine::add_centers(const CenterRef* refs, const int64_t* ordinals, int64_t q) {
   for (int64_t k = 0; k < q; ++k) {
     src_.center64(refs[k], c_.data());  // float64 is this engine's working type
-    apply(1, c_.data(), ordinals[k]);
+    switch (D_) {
+      case 1: apply<1>(1, c_.data(), ordinals[k]); break;
+      case 2: apply<2>(1, c_.data(), ordinals[k]); break;
+      case 3: apply<3>(1, c_.data(), ordinals[k]); break;
+      case 4: apply<4>(1, c_.data(), ordinals[k]); break;
+      default: apply<0>(1, c_.data(), ordinals[k]); break;
+    }
   }
+  any_stale_ = false;  // the walk from the root brought every stale node up to date
 }
 
+// Marks the point picked; its leaf and their ancestors are brought up to date
+// by the next walk (a new center) or query, not here: the new center's walk
+// passes through them anyway.
 void KdTreeEngine::exclude(int64_t row) {
   const int64_t q = where_[row];
   rec_[q * stride_ + D_] = -1;
-  // the leaf holding position q: walk down by the ranges
-  int64_t v = 1;
+  int64_t v = 1;  // the leaf holding position q: walk down by the ranges
   while (!is_leaf(v)) v = q < hi_[2 * v] ? 2 * v : 2 * v + 1;
-  leaf_top(v);
-  for (v >>= 1; v >= 1; v >>= 1) {
-    top_[v] = top_[2 * v];
-    top_[v].merge(top_[2 * v + 1]);
+  for (; v >= 1 && !stale_[v]; v >>= 1) stale_[v] = 1;
+  any_stale_ = true;
+}
+
+Top2 KdTreeEngine::top2(const ErrorModel&) {
+  if (any_stale_) {
+    refresh(1);
+    any_stale_ = false;
   }
+  return top_[1];
 }
 
 void KdTreeEngine::band_node(int64_t v, double thr, double floor,
@@ -346,6 +385,10 @@ void KdTreeEngine::band_node(int64_t v, double thr, double floor,
 }
 
 void KdTreeEngine::band(double thr, std::vector<BandMember>& out) {
+  if (any_stale_) {
+    refresh(1);
+    any_stale_ = false;
+  }
   band_node(1, thr, kInf, out);
 }
 

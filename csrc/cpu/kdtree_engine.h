@@ -41,7 +41,7 @@ class KdTreeEngine final : public Engine<double> {
   const RowSource<double>& src_ref() const override { return src_; }
   void exclude(int64_t row) override;
   void add_centers(const CenterRef* centers, const int64_t* ordinals, int64_t q) override;
-  Top2 top2(const ErrorModel&) override { return top_[1]; }
+  Top2 top2(const ErrorModel&) override;
   void band(double thr, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
 
@@ -57,12 +57,16 @@ class KdTreeEngine final : public Engine<double> {
   static void set_bits(double* p, int64_t v) { std::memcpy(p, &v, sizeof v); }
 
   void build(int threads, int depth);
+  template <int DD>
   bool apply(int64_t node, const double* c, int64_t ordinal);
+  // best two of a stale node (and its stale descendants) from their children
+  void refresh(int64_t node);
   template <int DD>
   bool apply_leaf(int64_t node, const double* c, int64_t ordinal);
   void leaf_top(int64_t node);
   void band_node(int64_t node, double thr, double floor, std::vector<BandMember>& out) const;
   // a lower bound of every computed squared distance from c to a point of the node
+  template <int DD>
   double box_bound(int64_t node, const double* c) const;
   bool is_leaf(int64_t node) const { return node >= n_leaves_; }
 
@@ -74,6 +78,8 @@ class KdTreeEngine final : public Engine<double> {
   std::vector<double> box_;       // [2 n_leaves_][2 D]: lower corner, then upper corner
   std::vector<Top2> top_;         // [2 n_leaves_] best two live points below the node
   std::vector<double> floor_;     // [2 n_leaves_] smallest bound of a center skipped there
+  std::vector<char> stale_;       // [2 n_leaves_] best two out of date (a point below was picked)
+  bool any_stale_ = false;
   // One record of stride_ doubles per point, in tree order (a leaf's points
   // are contiguous, so a leaf is one run of memory): float64 coordinates in
   // the working space, then the state.
