@@ -121,7 +121,6 @@ KdTreeEngine::KdTreeEngine(const RowSource<double>& src, int num_threads, int64_
                 "method 'kdtree' is for low-dimensional points (D <= %lld), got D = %lld; "
                 "use 'auto', 'lazy' or 'pruned'",
                 (long long)kMaxDim, (long long)D_);
-  stride_ = D_ + kState;
   int depth = 0;
   while ((n_ >> depth) > std::max<int64_t>(leaf_size, 1)) ++depth;
   n_leaves_ = int64_t{1} << depth;
@@ -135,7 +134,7 @@ KdTreeEngine::KdTreeEngine(const RowSource<double>& src, int num_threads, int64_
 }
 
 void KdTreeEngine::build(int threads, int depth) {
-  const int64_t n = n_, D = D_, S = stride_;
+  const int64_t n = n_, D = D_;
   // working-space coordinates (cosine: x / ||x||, as the centers are), by point
   std::vector<double> yb(static_cast<size_t>(n * D));
   std::vector<int64_t> rows(static_cast<size_t>(n));
@@ -160,27 +159,9 @@ void KdTreeEngine::build(int threads, int depth) {
     split_all(blk, n, depth, D, parallel ? task_levels : 0);
   }
 
-  // one record per point in tree order: coordinates, m, m2, assign, row
-  rec_.resize(static_cast<size_t>(n * S));
-  for (int64_t q = 0; q < n; ++q) {
-    double* p = rec_.data() + q * S;
-    std::memcpy(p, yb.data() + q * D, static_cast<size_t>(D) * sizeof(double));
-    p[D] = kInf;
-    p[D + 1] = kInf;
-    set_bits(p + D + 2, -1);
-    set_bits(p + D + 3, rows[q]);
-  }
-  yb = std::vector<double>();
-  where_.resize(static_cast<size_t>(n));
-  for (int64_t q = 0; q < n; ++q) where_[rows[q]] = q;
-
   const int64_t nodes = 2 * n_leaves_;
   lo_.assign(static_cast<size_t>(nodes), 0);
   hi_.assign(static_cast<size_t>(nodes), 0);
-  box_.assign(static_cast<size_t>(nodes * 2 * D), 0.0);
-  top_.assign(static_cast<size_t>(nodes), Top2());
-  floor_.assign(static_cast<size_t>(nodes), kInf);
-  stale_.assign(static_cast<size_t>(nodes), 0);
   // node ranges follow the splits: the root holds [0, n)
   lo_[1] = 0;
   hi_[1] = n;
@@ -191,21 +172,49 @@ void KdTreeEngine::build(int threads, int depth) {
     lo_[2 * v + 1] = mid;
     hi_[2 * v + 1] = hi_[v];
   }
-  int64_t widest_leaf = 1;
+  // one block per leaf: each field for all of the leaf's slots together, so
+  // that a center is applied to a leaf in vector code; slots past a leaf's
+  // points are padding (m = -1: never live)
+  int64_t widest = 1;
+  for (int64_t v = n_leaves_; v < nodes; ++v) widest = std::max(widest, hi_[v] - lo_[v]);
+  cap_ = (widest + 7) / 8 * 8;
+  block_ = cap_ * (D + kState);
+  blocks_.assign(static_cast<size_t>(n_leaves_ * block_), 0.0);
+  where_.resize(static_cast<size_t>(n));
+  for (int64_t leaf = 0; leaf < n_leaves_; ++leaf) {
+    const int64_t v = n_leaves_ + leaf, a = lo_[v], cnt = hi_[v] - a;
+    LeafView L = leaf_view(leaf);
+    for (int64_t r = 0; r < cap_; ++r) {
+      const bool real = r < cnt;
+      for (int64_t j = 0; j < D; ++j) L.y[j * cap_ + r] = real ? yb[(a + r) * D + j] : 0.0;
+      L.m[r] = real ? kInf : -1.0;
+      L.m2[r] = kInf;
+      L.assign[r] = -1;
+      L.row[r] = real ? rows[a + r] : -1;
+      if (real) where_[rows[a + r]] = leaf * cap_ + r;
+    }
+  }
+  yb = std::vector<double>();
+
+  box_.assign(static_cast<size_t>(nodes * 2 * D), 0.0);
+  top_.assign(static_cast<size_t>(nodes), Top2());
+  floor_.assign(static_cast<size_t>(nodes), kInf);
+  stale_.assign(static_cast<size_t>(nodes), 0);
   for (int64_t v = nodes - 1; v >= 1; --v) {
     double* b = box_.data() + v * 2 * D;
     if (is_leaf(v)) {
+      const LeafView L = leaf_view(v - n_leaves_);
+      const int64_t cnt = hi_[v] - lo_[v];
       for (int64_t j = 0; j < D; ++j) {
         double a = kInf, c = -kInf;
-        for (int64_t q = lo_[v]; q < hi_[v]; ++q) {
-          a = std::min(a, rec_[q * S + j]);
-          c = std::max(c, rec_[q * S + j]);
+        for (int64_t r = 0; r < cnt; ++r) {
+          a = std::min(a, L.y[j * cap_ + r]);
+          c = std::max(c, L.y[j * cap_ + r]);
         }
         b[j] = a;
         b[D + j] = c;
       }
       leaf_top(v);
-      widest_leaf = std::max(widest_leaf, hi_[v] - lo_[v]);
     } else {
       const double* l = box_.data() + 2 * v * 2 * D;
       const double* r = box_.data() + (2 * v + 1) * 2 * D;
@@ -217,7 +226,7 @@ void KdTreeEngine::build(int threads, int depth) {
       top_[v].merge(top_[2 * v + 1]);
     }
   }
-  d_.resize(static_cast<size_t>(widest_leaf));
+  d_.resize(static_cast<size_t>(cap_));
   c_.resize(static_cast<size_t>(D));
 }
 
@@ -233,51 +242,87 @@ double KdTreeEngine::box_bound(int64_t node, const double* c) const {
   return s * (1.0 - rel_margin_) - abs_margin_;
 }
 
-void KdTreeEngine::leaf_top(int64_t v) {
-  const int64_t S = stride_, D = D_;
+namespace {
+
+// The best two live slots of a leaf (Top2's order: larger value first, then
+// the lower row), as four vector passes over the slots instead of a
+// branching insertion per slot. Excluded and padding slots hold -1.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void leaf_best_two(
+    const double* __restrict m, const int64_t* __restrict row, int64_t cap, Top2* out) {
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  double a = -1;
+  for (int64_t r = 0; r < cap; ++r) a = m[r] > a ? m[r] : a;
   Top2 t;
-  for (int64_t q = lo_[v]; q < hi_[v]; ++q) {
-    const double* p = rec_.data() + q * S;
-    if (p[D] >= 0) t.push(p[D], bits(p + D + 3));
+  if (a < 0) {
+    *out = t;
+    return;
   }
-  top_[v] = t;
+  int64_t ia = kNone;
+  for (int64_t r = 0; r < cap; ++r) ia = (m[r] == a && row[r] < ia) ? row[r] : ia;
+  double b = -1;
+  for (int64_t r = 0; r < cap; ++r) b = (m[r] > b && row[r] != ia) ? m[r] : b;
+  t.v1 = a;
+  t.i1 = ia;
+  if (b >= 0) {
+    int64_t ib = kNone;
+    for (int64_t r = 0; r < cap; ++r) ib = (m[r] == b && row[r] != ia && row[r] < ib) ? row[r] : ib;
+    t.v2 = b;
+    t.i2 = ib;
+  }
+  *out = t;
 }
 
-// The distances of a leaf's points to c, applied to their state; returns
-// whether the leaf's best two changed. DD: D known at compile time (0: not).
-template <int DD>
-bool KdTreeEngine::apply_leaf(int64_t v, const double* c, int64_t ordinal) {
-  const int64_t D = DD > 0 ? DD : D_;
-  const int64_t S = DD > 0 ? DD + kState : stride_;
-  const int64_t cnt = hi_[v] - lo_[v];
-  double* rec = rec_.data() + lo_[v] * S;
-  // all of the leaf's lines in flight at once: a leaf is a few dozen lines
-  // that late in a run come from memory, not cache
-  for (int64_t o = 0; o < cnt * S; o += 8) __builtin_prefetch(rec + o, 1);
-  // min-distances only fall: the best two change only when a point at least
-  // as high as the second best fell
-  const double second = top_[v].v2;
-  bool moved = false;
-  int64_t live = 0;
-  for (int64_t r = 0; r < cnt; ++r) {
-    double* p = rec + r * S;
-    double d = 0;
-    for (int64_t j = 0; j < D; ++j) {
-      const double t = p[j] - c[j];
-      d += t * t;
-    }
-    double& m = p[D];
-    double& m2 = p[D + 1];
-    const double before = m;
-    live += before >= 0;
-    if (d < m2) {  // rare late in a run: the branch predicts well
-      int64_t as = bits(p + D + 2);
-      const bool nearer = take_center_distance(d, ordinal, m, m2, as);
-      set_bits(p + D + 2, as);
-      moved |= nearer & (before >= second);
+}  // namespace
+
+void KdTreeEngine::leaf_top(int64_t v) {
+  const LeafView L = leaf_view(v - n_leaves_);
+  leaf_best_two(L.m, L.row, cap_, &top_[v]);
+}
+
+namespace {
+
+// A center's distances to every slot of a leaf, applied to their state
+// (take_center_distance of engine.h, branch-free over the slots so that it
+// runs as vector code; padding slots hold m = -1 and stay as they are).
+// Returns the live slots; *moved: whether a slot at least as high as the
+// leaf's second best fell (only then can its best two change). Compiled for
+// AVX-512, AVX2 and the baseline, chosen at load time.
+__attribute__((target_clones("avx512f", "avx2", "default"))) int64_t leaf_update(
+    const double* __restrict y, int64_t D, int64_t cap, const double* __restrict c,
+    double* __restrict m, double* __restrict m2, int64_t* __restrict assign, int64_t ordinal,
+    double second, double* __restrict d, bool* moved) {
+  for (int64_t r = 0; r < cap; ++r) d[r] = 0;
+  for (int64_t j = 0; j < D; ++j) {
+    const double cj = c[j];
+    const double* __restrict yj = y + j * cap;
+    for (int64_t r = 0; r < cap; ++r) {
+      const double t = yj[r] - cj;
+      d[r] += t * t;
     }
   }
-  evals_ += live;  // as a scan counts: live points only
+  int64_t live = 0, fell = 0;
+  for (int64_t r = 0; r < cap; ++r) {
+    const double mr = m[r], m2r = m2[r], dr = d[r];
+    const bool nearer = dr < mr;
+    m2[r] = nearer ? mr : (dr < m2r ? dr : m2r);
+    m[r] = nearer ? dr : mr;
+    assign[r] = nearer ? ordinal : assign[r];
+    fell += nearer & (mr >= second);
+    live += mr >= 0;
+  }
+  *moved = fell > 0;
+  return live;
+}
+
+}  // namespace
+
+// The distances of a leaf's points to c, applied to their state; returns
+// whether the leaf's best two changed.
+bool KdTreeEngine::apply_leaf(int64_t v, const double* c, int64_t ordinal) {
+  LeafView L = leaf_view(v - n_leaves_);
+  bool moved = false;
+  evals_ += leaf_update(L.y, D_, cap_, c, L.m, L.m2, L.assign, ordinal, top_[v].v2, d_.data(),
+                        &moved);  // as a scan counts: live points only
   if (!moved) return false;
   leaf_top(v);
   return true;
@@ -300,7 +345,7 @@ bool KdTreeEngine::apply(int64_t v, const double* c, int64_t ordinal) {
     return stale;
   }
   if (is_leaf(v)) {
-    const bool moved = apply_leaf<DD>(v, c, ordinal);
+    const bool moved = apply_leaf(v, c, ordinal);
     if (stale) {
       stale_[v] = 0;
       if (!moved) leaf_top(v);
@@ -350,11 +395,9 @@ void KdTreeEngine::add_centers(const CenterRef* refs, const int64_t* ordinals, i
 // by the next walk (a new center) or query, not here: the new center's walk
 // passes through them anyway.
 void KdTreeEngine::exclude(int64_t row) {
-  const int64_t q = where_[row];
-  rec_[q * stride_ + D_] = -1;
-  int64_t v = 1;  // the leaf holding position q: walk down by the ranges
-  while (!is_leaf(v)) v = q < hi_[2 * v] ? 2 * v : 2 * v + 1;
-  for (; v >= 1 && !stale_[v]; v >>= 1) stale_[v] = 1;
+  const int64_t at = where_[row], leaf = at / cap_;
+  leaf_view(leaf).m[at - leaf * cap_] = -1;
+  for (int64_t v = n_leaves_ + leaf; v >= 1 && !stale_[v]; v >>= 1) stale_[v] = 1;
   any_stale_ = true;
 }
 
@@ -372,12 +415,10 @@ void KdTreeEngine::band_node(int64_t v, double thr, double floor,
   if (t.i1 < 0 || t.v1 < thr) return;
   floor = std::min(floor, floor_[v]);
   if (is_leaf(v)) {
-    const int64_t S = stride_, D = D_;
-    for (int64_t q = lo_[v]; q < hi_[v]; ++q) {
-      const double* p = rec_.data() + q * S;
-      if (p[D] >= 0 && p[D] >= thr)
-        out.push_back({bits(p + D + 3), p[D], std::min(p[D + 1], floor), bits(p + D + 2)});
-    }
+    const LeafView L = leaf_view(v - n_leaves_);
+    for (int64_t r = 0; r < cap_; ++r)
+      if (L.m[r] >= 0 && L.m[r] >= thr)
+        out.push_back({L.row[r], L.m[r], std::min(L.m2[r], floor), L.assign[r]});
     return;
   }
   band_node(2 * v, thr, floor, out);

@@ -46,22 +46,32 @@ class KdTreeEngine final : public Engine<double> {
   int64_t distance_evals() const override { return evals_; }
 
  private:
-  // per point, after its D coordinates: m, m2, assign and row (the last two
-  // as int64 bits)
+  // A leaf's block: D coordinate arrays, then m, m2, assign and row, each of
+  // cap_ slots (assign and row: int64 in double-sized slots).
   static constexpr int64_t kState = 4;
-  static int64_t bits(const double* p) {
-    int64_t v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
+  struct LeafView {
+    double* y;  // [D][cap]
+    double* m;
+    double* m2;
+    int64_t* assign;
+    int64_t* row;
+  };
+  LeafView leaf_view(int64_t leaf) const {
+    double* b = const_cast<double*>(blocks_.data()) + leaf * block_;
+    LeafView L;
+    L.y = b;
+    L.m = b + D_ * cap_;
+    L.m2 = L.m + cap_;
+    L.assign = reinterpret_cast<int64_t*>(L.m2 + cap_);
+    L.row = L.assign + cap_;
+    return L;
   }
-  static void set_bits(double* p, int64_t v) { std::memcpy(p, &v, sizeof v); }
 
   void build(int threads, int depth);
   template <int DD>
   bool apply(int64_t node, const double* c, int64_t ordinal);
   // best two of a stale node (and its stale descendants) from their children
   void refresh(int64_t node);
-  template <int DD>
   bool apply_leaf(int64_t node, const double* c, int64_t ordinal);
   void leaf_top(int64_t node);
   void band_node(int64_t node, double thr, double floor, std::vector<BandMember>& out) const;
@@ -71,20 +81,20 @@ class KdTreeEngine final : public Engine<double> {
   bool is_leaf(int64_t node) const { return node >= n_leaves_; }
 
   RowSource<double> src_;
-  int64_t n_ = 0, D_ = 0, stride_ = 0;
+  int64_t n_ = 0, D_ = 0;
+  int64_t cap_ = 8, block_ = 0;   // slots per leaf (a multiple of 8), doubles per leaf block
   int64_t n_leaves_ = 1;  // a power of two; nodes 1 .. 2 n_leaves_ - 1, heap order
-  std::vector<int64_t> lo_;       // [2 n_leaves_] first position of each node's points
+  std::vector<int64_t> lo_;       // [2 n_leaves_] first point of each node (in split order)
   std::vector<int64_t> hi_;       // [2 n_leaves_] one past the last
   std::vector<double> box_;       // [2 n_leaves_][2 D]: lower corner, then upper corner
   std::vector<Top2> top_;         // [2 n_leaves_] best two live points below the node
   std::vector<double> floor_;     // [2 n_leaves_] smallest bound of a center skipped there
   std::vector<char> stale_;       // [2 n_leaves_] best two out of date (a point below was picked)
   bool any_stale_ = false;
-  // One record of stride_ doubles per point, in tree order (a leaf's points
-  // are contiguous, so a leaf is one run of memory): float64 coordinates in
-  // the working space, then the state.
-  std::vector<double> rec_;
-  std::vector<int64_t> where_;    // row -> position
+  // the leaves' blocks (float64 coordinates in the working space, then the
+  // state): a leaf is one run of memory
+  std::vector<double> blocks_;
+  std::vector<int64_t> where_;    // row -> leaf * cap_ + slot
   std::vector<double> d_;         // scratch: a leaf's distances
   std::vector<double> c_;         // scratch: the center in the working space
   double rel_margin_ = 0, abs_margin_ = 0;
