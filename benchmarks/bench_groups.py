@@ -46,7 +46,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version(), "svp_fast": svp_fast.build_info(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            # this machine is shared: the load others put on it moves every timing
+            "load_average": list(os.getloadavg())}
 
 
 def spread(ts) -> dict:

@@ -21,8 +21,12 @@ import torch, svp_fast
 x = torch.randn(3000, 64, device='cuda'); x[::7] = x[1::7][: x[::7].shape[0]]
 for m in ('scan', 'pruned'):
     svp_fast.kcenter(x, 300, method=m, n_cells=32)
+lab = torch.arange(3000, device='cuda') % 7; lab[:1500] = 0  # warp, block and multi-block teams
+svp_fast.kcenter(x, 600, groups=lab)
+svp_fast.kcenter(torch.rand(9, 700, 3, device='cuda'), 100, lengths=[700] * 8 + [50])
 svp_fast.uncertainty(torch.randn(2000, 100, device='cuda'), 200, method='margin')
 print('$tool ok')" 2>&1 | tail -4 | tee "$OUT/sanitizer_$tool.log"
   done
 fi
 timeout 420 python3 benchmarks/bench_gpu.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -20
+timeout 180 python3 benchmarks/bench_groups.py --gpu --out "$OUT" 2>&1 | tee "$OUT/bench_groups.log" | tail -4
