@@ -157,13 +157,14 @@ def test_starts_per_group_and_random(rng):
 def test_threads_and_a_group_larger_than_a_share(rng):
     # one group holds most of the work (it runs on every thread), the others
     # run side by side: the picks never depend on it
-    x = clustered(rng, 2500, 3, classes=10).astype(np.float32)
-    lab = np.where(rng.random(2500) < 0.8, 0, rng.integers(1, 30, 2500))
-    budgets = largest_remainder(400, np.bincount(lab))
+    # (4,000 rows x 1,100 picks x 8 columns: above the work the core keeps on one thread)
+    x = clustered(rng, 4000, 8, classes=10).astype(np.float32)
+    lab = np.where(rng.random(4000) < 0.8, 0, rng.integers(1, 30, 4000))
+    budgets = largest_remainder(1100, np.bincount(lab))
     ref = [svp_fast.kcenter(x[lab == g], int(b), method="kdtree", num_threads=1)
            for g, b in enumerate(budgets)]
     for method, threads in (("lazy", 2), ("kdtree", 3), ("lazy", 1)):
-        picks, offsets = svp_fast.kcenter(x, 400, groups=lab, method=method, num_threads=threads,
+        picks, offsets = svp_fast.kcenter(x, 1100, groups=lab, method=method, num_threads=threads,
                                           return_offsets=True)
         for g in range(30):
             rows = np.flatnonzero(lab == g)
@@ -329,6 +330,34 @@ def test_uncertainty_top_k_per_group(rng, method):
     assert scores.shape == idx.shape
     t = svp_fast.uncertainty(torch.from_numpy(logits), {9: 3}, groups=torch.from_numpy(lab))
     assert isinstance(t, torch.Tensor) and t.numel() == 3 and np.all(lab[t.numpy()] == 9)
+
+
+def test_forgetting_and_random_per_group(rng):
+    from svp_fast import ForgettingTracker, forgetting, random_selection
+
+    lab = rng.integers(0, 4, 200)
+    scores = rng.integers(0, 3, 200).astype(float)  # many ties: lowest index first
+    scores[rng.integers(0, 200, 10)] = np.inf  # never learned: first
+    picks = forgetting(scores, 0.25, groups=lab)
+    want = largest_remainder(50, np.bincount(lab))
+    np.testing.assert_array_equal(np.bincount(lab[picks], minlength=4), want)
+    at = 0
+    for g in range(4):
+        rows = np.flatnonzero(lab == g)
+        np.testing.assert_array_equal(picks[at:at + want[g]],
+                                      rows[np.argsort(-scores[rows], kind="stable")[:want[g]]])
+        at += want[g]
+    tracker = ForgettingTracker(200)
+    tracker.update(np.arange(200), np.ones(200, bool))
+    assert forgetting(tracker, 20, groups=lab).size == 20
+    pool = rng.choice(1000, 200, replace=False)
+    drawn = random_selection(pool, 0.5, seed=3, groups=lab)
+    assert set(drawn.tolist()) <= set(pool.tolist()) and len(set(drawn.tolist())) == 100
+    where = {int(v): i for i, v in enumerate(pool)}  # lab labels the pool's candidates
+    drawn_groups = lab[[where[int(d)] for d in drawn]]
+    np.testing.assert_array_equal(np.bincount(drawn_groups, minlength=4),
+                                  largest_remainder(100, np.bincount(lab)))
+    np.testing.assert_array_equal(drawn, random_selection(pool, 0.5, seed=3, groups=lab))
 
 
 def test_as_groups_positions():

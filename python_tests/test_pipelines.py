@@ -294,7 +294,7 @@ def test_package_level_names():
 
 def test_coreset_balanced_selects_inside_each_class(tmp_path, digits):
     out = tmp_path / "bal"
-    methods = ["kcenter", "margin", "forgetting", "random"]  # uncertainty: one code path
+    methods = ["kcenter", "margin", "random"]  # forgetting per class: test_grouped.py
     result = run_coreset(digits.train, None, methods=methods, size=0.3, proxy=PROXY,
                          target=quick("mlp_small", "1@0.1"), seed=4, out_dir=out,
                          balanced=True)
