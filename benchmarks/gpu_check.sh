@@ -140,6 +140,14 @@ BENCH_ARGS=(--out "$OUT" --cap-seconds "${BENCH_CAP_SECONDS:-20}"
 run_stage bench 200 $PY "$REPO/benchmarks/bench_gpu.py" "${BENCH_ARGS[@]}"
 grep -A40 '^| case' "$OUT/logs/bench.log" 2> /dev/null || true
 
+# 7. many sets in one call on the GPU (bench_groups.py --gpu, small sizes); dry run:
+#    its imports and arguments
+if (( DRY )); then
+  run_stage bench_groups 60 $PY "$REPO/benchmarks/bench_groups.py" --help
+else
+  run_stage bench_groups 90 $PY "$REPO/benchmarks/bench_groups.py" --gpu --quick --out "$OUT"
+fi
+
 echo
 echo "total $(( $(date +%s) - T_ALL )) s"
 cat "$OUT/summary.md"

@@ -32,6 +32,11 @@ def cases(device):
     yield "scan bf16 D=1", torch.randn(999, 1, generator=g).bfloat16(), dict(budget=100)
     yield "pruned f32", clustered, dict(budget=400, method="pruned", n_cells=32)
     yield "pruned hand-off", base, dict(budget=300, method="pruned", n_cells=32, _force_fallback=True)
+    yield "batched T=5", base, dict(budget=300, method="batched", batch_candidates=5)
+    yield "batched cosine", clustered, dict(budget=400, method="batched", metric="cosine")
+    lab = torch.arange(3000) % 7
+    lab[:1500] = 0  # warp, block and multi-block teams of the grouped kernel
+    yield "groups", base, dict(budget=600, groups=lab)
 
 
 def main(argv=None) -> int:
@@ -50,7 +55,7 @@ def main(argv=None) -> int:
         budget = kw.pop("budget")
         force = kw.pop("_force_fallback", False)
         ref = svp_fast.kcenter(x, budget, method="scan", metric=kw.get("metric", "euclidean"),
-                               already_selected=kw.get("already_selected"))
+                               already_selected=kw.get("already_selected"), groups=kw.get("groups"))
         todo.append((name, x, kw, budget, force, np.asarray(ref)))
     z = torch.randn(2000, 100, generator=torch.Generator().manual_seed(1)) * 3
     unc_ref = {m: np.asarray(svp_fast.uncertainty(z, 200, method=m))

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "svp/common.h"
+#include "svp/grouped.h"
 #include "svp/kcenter.h"
 #include "svp/shard.h"
 #include "svp/uncertainty.h"
@@ -17,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "svp/cuda.h"
+#include "svp/grouped_cuda.h"
 #endif
 
 namespace py = pybind11;
@@ -99,6 +101,17 @@ void run_cancellable(PyProgress& hook, Fn&& core_call) {
   if (cancelled) hook.rethrow();
 }
 
+const char* method_name(int method) {
+  switch (static_cast<svp::KCenterMethod>(method)) {
+    case svp::KCenterMethod::scan: return "scan";
+    case svp::KCenterMethod::pruned: return "pruned";
+    case svp::KCenterMethod::lazy: return "lazy";
+    case svp::KCenterMethod::batched: return "batched";
+    case svp::KCenterMethod::kdtree: return "kdtree";
+  }
+  return "unknown";
+}
+
 py::dict stats_dict(const svp::KCenterStats& s) {
   py::dict d;
   d["distance_evals"] = s.distance_evals;
@@ -112,8 +125,7 @@ py::dict stats_dict(const svp::KCenterStats& s) {
   d["passes"] = s.passes;
   d["candidate_evals"] = s.candidate_evals;
   d["product"] = s.product == 1 ? "cublas" : "fused";
-  static const char* names[] = {"scan", "pruned", "lazy", "batched"};
-  d["method"] = names[s.method_used];
+  d["method"] = method_name(s.method_used);
   return d;
 }
 
@@ -132,7 +144,7 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   opt.already_selected = reinterpret_cast<const int64_t*>(selected_ptr);
   opt.n_selected = n_selected;
   opt.start = start;
-  SVP_CHECK_ARG(method >= 0 && method <= 3, "unknown method code %d", method);
+  SVP_CHECK_ARG(method >= 0 && method <= 4, "unknown method code %d", method);
   opt.method = static_cast<svp::KCenterMethod>(method);
   opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
   opt.cells.n_cells = n_cells;
@@ -152,6 +164,70 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
                      reinterpret_cast<double*>(radii_ptr), &stats);
   });
   return stats_dict(stats);
+}
+
+// Per-group statistics as lists, beside the totals.
+py::dict group_stats_dict(const svp::KCenterStats& total, const std::vector<svp::KCenterStats>& per) {
+  py::dict d = stats_dict(total);
+  py::list method, fallback, ambiguous, evals, scan, f64;
+  for (const svp::KCenterStats& s : per) {
+    method.append(method_name(s.method_used));
+    fallback.append(s.fallback_step);
+    ambiguous.append(s.ambiguous_steps);
+    evals.append(s.distance_evals);
+    scan.append(s.scan_evals);
+    f64.append(s.float64_accumulation);
+  }
+  d["group_method"] = method;
+  d["group_fallback_step"] = fallback;
+  d["group_ambiguous_steps"] = ambiguous;
+  d["group_distance_evals"] = evals;
+  d["group_scan_evals"] = scan;
+  d["group_float64_accumulation"] = f64;
+  return d;
+}
+
+py::dict kcenter_groups_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
+                            int dtype, int metric, int64_t n_groups, std::uintptr_t members_ptr,
+                            std::uintptr_t offsets_ptr, std::uintptr_t budgets_ptr,
+                            std::uintptr_t starts_ptr, std::uintptr_t selected_ptr,
+                            std::uintptr_t selected_offsets_ptr, std::uintptr_t methods_ptr,
+                            std::uintptr_t cells_ptr, std::uintptr_t n_cells_ptr, int64_t set_rows,
+                            int64_t cell_copy_max_bytes, double fallback_fraction,
+                            int num_threads, std::uintptr_t picks_ptr, std::uintptr_t radii_ptr,
+                            py::object progress, double poll_interval, std::string simd,
+                            std::string arg_name) {
+  svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+  SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+  svp::KCenterGroups grp;
+  grp.n_groups = n_groups;
+  grp.members = reinterpret_cast<const int64_t*>(members_ptr);
+  grp.offsets = reinterpret_cast<const int64_t*>(offsets_ptr);
+  grp.budgets = reinterpret_cast<const int64_t*>(budgets_ptr);
+  grp.starts = reinterpret_cast<const int64_t*>(starts_ptr);
+  grp.selected = reinterpret_cast<const int64_t*>(selected_ptr);
+  grp.selected_offsets = reinterpret_cast<const int64_t*>(selected_offsets_ptr);
+  grp.methods = reinterpret_cast<const int*>(methods_ptr);
+  grp.cells = reinterpret_cast<const int64_t*>(cells_ptr);
+  grp.n_cells = reinterpret_cast<const int64_t*>(n_cells_ptr);
+  grp.set_rows = set_rows;
+  svp::KCenterGroupsOptions opt;
+  opt.metric = static_cast<svp::Metric>(metric);
+  opt.fallback_fraction = fallback_fraction;
+  opt.cell_copy_max_bytes = cell_copy_max_bytes;
+  opt.num_threads = num_threads;
+  opt.poll_interval = poll_interval;
+  opt.simd = simd.empty() ? nullptr : simd.c_str();
+  opt.arg_name = arg_name.c_str();
+  PyProgress hook(std::move(progress));
+  opt.progress = &hook;
+  svp::KCenterStats total;
+  std::vector<svp::KCenterStats> per(static_cast<size_t>(std::max<int64_t>(n_groups, 0)));
+  run_cancellable(hook, [&] {
+    svp::kcenter_groups_cpu(X, grp, opt, reinterpret_cast<int64_t*>(picks_ptr),
+                            reinterpret_cast<double*>(radii_ptr), per.data(), &total);
+  });
+  return group_stats_dict(total, per);
 }
 
 void uncertainty_scores_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
@@ -264,6 +340,22 @@ svp::cuda::KCenterCudaOptions cuda_kc_options(int metric, int64_t budget, std::u
   opt.n_cells = n_cells;
   return opt;
 }
+
+svp::KCenterGroups groups_view(int64_t n_groups, std::uintptr_t members_ptr,
+                               std::uintptr_t offsets_ptr, std::uintptr_t budgets_ptr,
+                               std::uintptr_t starts_ptr, std::uintptr_t selected_ptr,
+                               std::uintptr_t selected_offsets_ptr, int64_t set_rows) {
+  svp::KCenterGroups grp;
+  grp.n_groups = n_groups;
+  grp.members = reinterpret_cast<const int64_t*>(members_ptr);
+  grp.offsets = reinterpret_cast<const int64_t*>(offsets_ptr);
+  grp.budgets = reinterpret_cast<const int64_t*>(budgets_ptr);
+  grp.starts = reinterpret_cast<const int64_t*>(starts_ptr);
+  grp.selected = reinterpret_cast<const int64_t*>(selected_ptr);
+  grp.selected_offsets = reinterpret_cast<const int64_t*>(selected_offsets_ptr);
+  grp.set_rows = set_rows;
+  return grp;
+}
 #endif
 
 // The shard keeps the caller's buffers alive through `owner`.
@@ -292,6 +384,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cells_ptr"), py::arg("n_cells"), py::arg("cell_copy_max_bytes"),
         py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"),
         py::arg("num_threads"), py::arg("picks_ptr"),
+        py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
+        py::arg("arg_name"));
+  m.def("kcenter_groups_cpu", &kcenter_groups_cpu, py::arg("ptr"), py::arg("rows"),
+        py::arg("cols"), py::arg("row_stride"), py::arg("dtype"), py::arg("metric"),
+        py::arg("n_groups"), py::arg("members_ptr"), py::arg("offsets_ptr"),
+        py::arg("budgets_ptr"), py::arg("starts_ptr"), py::arg("selected_ptr"),
+        py::arg("selected_offsets_ptr"), py::arg("methods_ptr"), py::arg("cells_ptr"),
+        py::arg("n_cells_ptr"), py::arg("set_rows"), py::arg("cell_copy_max_bytes"),
+        py::arg("fallback_fraction"), py::arg("num_threads"), py::arg("picks_ptr"),
         py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
         py::arg("arg_name"));
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
@@ -372,6 +473,60 @@ PYBIND11_MODULE(_core, m) {
     const bool ok = svp::cuda::set_cublas_library(path, &why);
     return py::make_tuple(ok, why);
   }, py::arg("path"));
+  // grouped k-center: the group arrays are host int64 arrays (copied by the core)
+  m.def("kcenter_groups_cuda_workspace",
+        [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
+           int metric, int64_t n_groups, std::uintptr_t members_ptr, std::uintptr_t offsets_ptr,
+           std::uintptr_t budgets_ptr, std::uintptr_t starts_ptr, std::uintptr_t selected_ptr,
+           std::uintptr_t selected_offsets_ptr, int64_t set_rows) {
+          auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
+          SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+          auto grp = groups_view(n_groups, members_ptr, offsets_ptr, budgets_ptr, starts_ptr,
+                                 selected_ptr, selected_offsets_ptr, set_rows);
+          svp::cuda::KCenterGroupsCudaOptions opt;
+          opt.metric = static_cast<svp::Metric>(metric);
+          py::gil_scoped_release nogil;
+          return svp::cuda::kcenter_groups_cuda_workspace(X, grp, opt);
+        },
+        py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
+        py::arg("device"), py::arg("metric"), py::arg("n_groups"), py::arg("members_ptr"),
+        py::arg("offsets_ptr"), py::arg("budgets_ptr"), py::arg("starts_ptr"),
+        py::arg("selected_ptr"), py::arg("selected_offsets_ptr"), py::arg("set_rows"));
+  m.def("kcenter_groups_cuda",
+        [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
+           std::uintptr_t stream, int metric, int64_t n_groups, std::uintptr_t members_ptr,
+           std::uintptr_t offsets_ptr, std::uintptr_t budgets_ptr, std::uintptr_t starts_ptr,
+           std::uintptr_t selected_ptr, std::uintptr_t selected_offsets_ptr, int64_t set_rows,
+           std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t picks_ptr,
+           std::uintptr_t radii_ptr, py::object progress, double poll_interval,
+           std::string arg_name) {
+          auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
+          SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
+          auto grp = groups_view(n_groups, members_ptr, offsets_ptr, budgets_ptr, starts_ptr,
+                                 selected_ptr, selected_offsets_ptr, set_rows);
+          svp::cuda::KCenterGroupsCudaOptions opt;
+          opt.metric = static_cast<svp::Metric>(metric);
+          opt.poll_interval = poll_interval;
+          opt.arg_name = arg_name.c_str();
+          PyProgress hook(std::move(progress));
+          opt.progress = &hook;
+          svp::KCenterStats total;
+          std::vector<svp::KCenterStats> per(static_cast<size_t>(std::max<int64_t>(n_groups, 0)));
+          run_cancellable(hook, [&] {
+            svp::cuda::kcenter_groups_cuda(X, grp, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
+                                           reinterpret_cast<int64_t*>(picks_ptr),
+                                           reinterpret_cast<double*>(radii_ptr), per.data(),
+                                           &total);
+          });
+          return group_stats_dict(total, per);
+        },
+        py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
+        py::arg("device"), py::arg("stream"), py::arg("metric"), py::arg("n_groups"),
+        py::arg("members_ptr"), py::arg("offsets_ptr"), py::arg("budgets_ptr"),
+        py::arg("starts_ptr"), py::arg("selected_ptr"), py::arg("selected_offsets_ptr"),
+        py::arg("set_rows"), py::arg("workspace_ptr"), py::arg("workspace_bytes"),
+        py::arg("picks_ptr"), py::arg("radii_ptr"), py::arg("progress"),
+        py::arg("poll_interval"), py::arg("arg_name"));
   py::class_<svp::cuda::KCenterShardCuda>(m, "KCenterShardCuda")
       .def(py::init([](py::object owner, std::uintptr_t ptr, int64_t rows, int64_t cols,
                        int64_t row_stride, int dtype, int metric, int method, std::uintptr_t,

@@ -85,6 +85,47 @@ class StandInCudaCore:
             raw["product"] = "fused"
         return raw
 
+    # -- grouped k-center ------------------------------------------------------
+
+    def kcenter_groups_cuda_workspace(self, *, ptr, rows, cols, row_stride, dtype, device, metric,
+                                      n_groups, members_ptr, offsets_ptr, budgets_ptr, starts_ptr,
+                                      selected_ptr, selected_offsets_ptr, set_rows):
+        kw = dict(locals())
+        kw.pop("self")
+        self.calls.append(("kcenter_groups_cuda_workspace", kw))
+        offsets = _read(offsets_ptr, n_groups + 1)
+        # per member: m, m2, assign and the band (as the real layout), per group a little
+        return _WS_FIXED + 48 * int(offsets[-1]) + 64 * n_groups
+
+    def kcenter_groups_cuda(self, *, ptr, rows, cols, row_stride, dtype, device, stream, metric,
+                            n_groups, members_ptr, offsets_ptr, budgets_ptr, starts_ptr,
+                            selected_ptr, selected_offsets_ptr, set_rows, workspace_ptr,
+                            workspace_bytes, picks_ptr, radii_ptr, progress, poll_interval,
+                            arg_name):
+        kw = dict(locals())
+        kw.pop("self")
+        self.calls.append(("kcenter_groups_cuda", kw))
+        need = self.kcenter_groups_cuda_workspace(
+            ptr=ptr, rows=rows, cols=cols, row_stride=row_stride, dtype=dtype, device=device,
+            metric=metric, n_groups=n_groups, members_ptr=members_ptr, offsets_ptr=offsets_ptr,
+            budgets_ptr=budgets_ptr, starts_ptr=starts_ptr, selected_ptr=selected_ptr,
+            selected_offsets_ptr=selected_offsets_ptr, set_rows=set_rows)
+        assert workspace_ptr != 0 and workspace_bytes >= need, (workspace_bytes, need)
+        assert isinstance(stream, int)
+        budgets = _read(budgets_ptr, n_groups)
+        assert picks_ptr != 0 or budgets.sum() == 0
+        ctypes.memset(workspace_ptr, 0, workspace_bytes)
+        methods = np.zeros(n_groups, dtype=np.int32)  # the GPU kernel scans every group
+        raw = _core.kcenter_groups_cpu(
+            ptr=ptr, rows=rows, cols=cols, row_stride=row_stride, dtype=dtype, metric=metric,
+            n_groups=n_groups, members_ptr=members_ptr, offsets_ptr=offsets_ptr,
+            budgets_ptr=budgets_ptr, starts_ptr=starts_ptr, selected_ptr=selected_ptr,
+            selected_offsets_ptr=selected_offsets_ptr, methods_ptr=methods.ctypes.data,
+            cells_ptr=0, n_cells_ptr=0, set_rows=set_rows, cell_copy_max_bytes=0,
+            fallback_fraction=2.0, num_threads=0, picks_ptr=picks_ptr, radii_ptr=radii_ptr,
+            progress=progress, poll_interval=poll_interval, simd="", arg_name=arg_name)
+        return raw
+
     # -- uncertainty ------------------------------------------------------------
 
     def uncertainty_cuda_workspace(self, ptr, rows, cols, row_stride, dtype, device, k):
@@ -152,6 +193,14 @@ class StandInShardLib:
         info = dict(_core.build_info())
         info["cuda_compiled"] = True
         return info
+
+
+def _read(src_ptr: int, count: int) -> np.ndarray:
+    """``count`` int64 values at a host address (a copy)."""
+    if count == 0 or src_ptr == 0:
+        return np.zeros(count, dtype=np.int64)
+    return np.ctypeslib.as_array(ctypes.cast(src_ptr, ctypes.POINTER(ctypes.c_int64)),
+                                 shape=(count,)).copy()
 
 
 def _write(dst_ptr: int, src: np.ndarray) -> None:

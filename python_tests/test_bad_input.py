@@ -34,7 +34,8 @@ def test_nonfinite_torch_bfloat16():
         kc(x, 2)
 
 
-@pytest.mark.parametrize("shape", [(5,), (2, 3, 4), (0, 4), (4, 0), ()])
+# (B, P, D) is a batch of sets (test_grouped.py); four dimensions are not
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 4, 5), (0, 4), (4, 0), ()])
 def test_bad_shapes(shape):
     with pytest.raises(ValueError, match=r"embeddings must be a 2-D array .* got shape"):
         kc(np.zeros(shape, np.float32), 0)

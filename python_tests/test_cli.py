@@ -96,6 +96,32 @@ def test_kcenter_command_errors(tmp_path, embeddings, capsys):
     assert_usage_error(code, err, "obj.npy", "is damaged or truncated")
 
 
+def test_kcenter_command_with_groups(tmp_path, embeddings, capsys):
+    x, path = embeddings
+    labels = np.arange(300) % 4
+    np.save(tmp_path / "lab.npy", labels)
+    code, out, _ = run_cli(["kcenter", path, "--budget", "0.1", "--groups", tmp_path / "lab.npy",
+                            "--out", tmp_path / "p.npy", "--offsets", tmp_path / "o.npy",
+                            "--radii", tmp_path / "r.npy", "--no-progress"], capsys)
+    assert code == 0 and "30 picks in 4 groups from 300 points" in out
+    picks, offsets, radii = svp_fast.kcenter(x, 0.1, groups=labels, return_offsets=True,
+                                             return_radii=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), picks)
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), offsets)
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), radii)
+    np.save(tmp_path / "short.npy", labels[:10])
+    code, _, err = run_cli(["kcenter", path, "--budget", 3, "--groups", tmp_path / "short.npy",
+                            "--out", tmp_path / "q.npy"], capsys)
+    assert_usage_error(code, err, "groups must be a 1-D array of one label per row (300,)")
+    code, _, err = run_cli(["kcenter", path, "--budget", 3, "--groups", tmp_path / "lab.npy",
+                            "--checkpoint", tmp_path / "c.npz", "--out", tmp_path / "q.npy"],
+                           capsys)
+    assert_usage_error(code, err, "--checkpoint is not supported with --groups")
+    code, _, err = run_cli(["kcenter", path, "--budget", 3, "--offsets", tmp_path / "o2.npy",
+                            "--out", tmp_path / "q.npy"], capsys)
+    assert_usage_error(code, err, "--offsets applies with --groups")
+
+
 # ----------------------------------------------------------------------------- uncertainty
 
 def test_uncertainty_in_chunks_equals_the_api_with_ties(rng):
@@ -166,6 +192,29 @@ def test_coreset_command(tmp_path, capsys):
     assert np.load(out / "selected_kcenter.npy").size == 300
     code, _, err = run_cli(["coreset", "--dataset", "digits", "--out", out, *QUICK], capsys)
     assert_usage_error(code, err, "already exists", "--overwrite")
+
+
+def test_coreset_and_active_commands_balanced(tmp_path, capsys):
+    out = tmp_path / "bal"
+    code, _, _ = run_cli(["coreset", "--dataset", "digits", "--method", "kcenter,margin,random",
+                          "--size", 0.2, "--balanced", "--out", out, "--no-checkpoints", *QUICK],
+                         capsys)
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["balanced"] is True
+    from svp_fast.data import load_digits
+    from svp_fast.selection.groups import largest_remainder
+
+    labels = load_digits(seed=0).train.labels
+    want = largest_remainder(round(0.2 * labels.size), np.bincount(labels))
+    for m in ("kcenter", "margin", "random"):
+        picked = np.load(out / f"selected_{m}.npy")
+        np.testing.assert_array_equal(np.bincount(labels[picked], minlength=10), want)
+    code, _, _ = run_cli(["active", "--dataset", "digits", "--sizes", "50,90", "--method",
+                          "kcenter", "--balanced", "--out", tmp_path / "al", "--no-checkpoints",
+                          *QUICK], capsys)
+    assert code == 0
+    assert np.load(tmp_path / "al" / "selected_kcenter.npy").size == 90
 
 
 def test_active_command(tmp_path, capsys):

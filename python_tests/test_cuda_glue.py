@@ -194,6 +194,84 @@ def test_cuda_uncertainty_glue(rng, method, dtype):
     np.testing.assert_allclose(scores.numpy(), svp_fast.uncertainty_scores(x.numpy(), method=method))
 
 
+# -------------------------------------------------------------- many sets
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_cuda_glue_groups_equal_the_cpu(standin, rng, dtype, metric):
+    x = torch.from_numpy(rng.standard_normal((600, 5))).to(dtype)
+    lab = torch.from_numpy(rng.integers(0, 7, 600))
+    sel = torch.from_numpy(rng.choice(600, 20, replace=False))
+    picks, offsets, radii, st = svp_fast.kcenter(x, 0.3, groups=lab, already_selected=sel,
+                                                 metric=metric, return_offsets=True,
+                                                 return_radii=True, return_stats=True)
+    assert isinstance(picks, torch.Tensor) and picks.dtype == torch.int64
+    assert picks.device == x.device and radii.device == x.device
+    assert st.backend == "cuda" and st.method == "scan"  # one kernel scans every group
+    call = _last(standin, "kcenter_groups_cuda")
+    assert call["n_groups"] == 7 and call["set_rows"] == 0 and call["stream"] == 0
+    ws = _last(standin, "kcenter_groups_cuda_workspace")
+    assert call["workspace_bytes"] >= 4096 + 48 * 600
+    assert ws["members_ptr"] == call["members_ptr"]
+    # the same picks as the CPU backend (every engine there gives the float64 picks)
+    _backends.BACKENDS["cpu"] = _backend_cpu_default()
+    cpu, cpu_off, cpu_r = svp_fast.kcenter(x, 0.3, groups=lab, already_selected=sel, metric=metric,
+                                           return_offsets=True, return_radii=True)
+    np.testing.assert_array_equal(picks.numpy(), cpu.numpy())
+    np.testing.assert_array_equal(offsets.numpy(), cpu_off.numpy())
+    np.testing.assert_allclose(radii.numpy(), cpu_r.numpy(), rtol=1e-5)
+
+
+def _backend_cpu_default():
+    from svp_fast.selection import _backend_cpu
+
+    return _backend_cpu.BACKEND
+
+
+def test_cuda_glue_batch_of_clouds(standin, rng):
+    pts = torch.from_numpy(rng.random((4, 300, 3)).astype(np.float32))[:, :250]
+    got, radii = svp_fast.kcenter(pts, [10, 300, 0, 40], lengths=[250, 120, 9, 250],
+                                  return_radii=True)
+    call = _last(standin, "kcenter_groups_cuda")
+    assert call["set_rows"] == 300 and call["n_groups"] == 4  # read in place: rows of 300 apart
+    assert got.shape == (4, 300) and isinstance(got, torch.Tensor)  # K: the largest asked
+    for b, (k, n) in enumerate([(10, 250), (120, 120), (0, 9), (40, 250)]):
+        ref = kcenter_ref(pts[b, :n].double().numpy(), k)[0] if k else np.zeros(0, np.int64)
+        np.testing.assert_array_equal(got[b, :k].numpy(), ref)
+        assert torch.all(got[b, k:] == -1) and torch.all(torch.isnan(radii[b, k:]))
+
+
+def test_cuda_glue_groups_progress(standin, rng):
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    x = torch.from_numpy(rng.standard_normal((500, 4)).astype(np.float32))
+    svp_fast.kcenter(x, 120, groups=torch.arange(500) % 3, progress=bar)
+    assert bar.n == 120
+
+
+def test_cuda_uncertainty_groups_glue(rng):
+    backend = _backend_cuda.CudaBackend(core=StandInCudaCore(), device_type="cpu")
+    from svp_fast.selection.groups import as_groups, largest_remainder
+
+    logits = rng.standard_normal((400, 6)).astype(np.float32)
+    logits[50:80] = logits[3]  # equal scores: the lower row first, as on the CPU
+    lab = rng.integers(0, 5, 400)
+    grp = as_groups(lab, 400)
+    budgets = largest_remainder(60, grp.sizes)
+    m = as_matrix(torch.from_numpy(logits), "x")
+    order, top = backend.uncertainty_topk_groups(m, grp.members, grp.offsets, budgets, 2, 0,
+                                                 True, 1e-3)
+    assert isinstance(order, torch.Tensor) and order.dtype == torch.int64
+    np.testing.assert_array_equal(order.numpy(),
+                                  svp_fast.uncertainty(logits, 60, method="margin", groups=lab))
+
+
 # -------------------------------------------------------------- cells on the device
 
 
@@ -254,7 +332,8 @@ def _pybind_names(fn) -> list:
 
 @pytest.mark.skipif(not svp_fast.build_info()["cuda_compiled"],
                     reason="svp_fast was built without CUDA: no bindings to compare the stand-in with")
-@pytest.mark.parametrize("name", ["kcenter_cuda", "kcenter_cuda_workspace", "cuda_set_cublas_library"])
+@pytest.mark.parametrize("name", ["kcenter_cuda", "kcenter_cuda_workspace", "cuda_set_cublas_library",
+                                  "kcenter_groups_cuda", "kcenter_groups_cuda_workspace"])
 def test_standin_signatures_match_the_core(name):
     real = _pybind_names(getattr(_core, name))
     standin = [p for p in inspect.signature(getattr(StandInCudaCore, name)).parameters

@@ -308,3 +308,96 @@ def test_gpu_batched_products_agree_bit_for_bit(monkeypatch, dtype, metric):
     np.testing.assert_array_equal(out["fused"][0], out["cublas"][0])
     np.testing.assert_array_equal(out["fused"][1], out["cublas"][1])
     assert out["cublas"][2].distance_evals < out["fused"][2].distance_evals
+
+
+    out = tmp_path / "picks.npy"
+    mp.spawn(_dist_worker, args=(world, str(tmp_path / "store"), backend, str(path), 500, str(out)),
+             nprocs=world, join=True)
+    np.testing.assert_array_equal(np.load(out), svp_fast.kcenter(x, 500).astype(np.int64))
+
+
+# ------------------------------------------------------------ many sets, one launch --
+# The grouped kernel (csrc/cuda/grouped.cu) runs small sets on one warp each,
+# medium sets (or rows of more than 64 values) on one block, and a set with
+# more than about two blocks' share of the work on several blocks with a
+# barrier of their own: the data below gives it all three in one launch.
+
+
+def _mixed_groups(n_big=30000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sizes = [n_big, 5000, 3000] + [int(s) for s in torch.randint(1, 400, (60,), generator=g)]
+    lab = torch.cat([torch.full((s,), i) for i, s in enumerate(sizes)])
+    return lab[torch.randperm(lab.numel(), generator=g)], g
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_gpu_groups_match_cpu(dtype, metric):
+    lab, g = _mixed_groups()
+    x = torch.randn(lab.numel(), 6, generator=g).to(dtype)
+    sel = torch.randperm(lab.numel(), generator=g)[:200]
+    cpu, cpu_off, cpu_r = svp_fast.kcenter(x, 0.05, groups=lab, already_selected=sel,
+                                           metric=metric, return_offsets=True, return_radii=True)
+    gpu, gpu_off, gpu_r, st = svp_fast.kcenter(x.cuda(), 0.05, groups=lab.cuda(),
+                                               already_selected=sel, metric=metric,
+                                               return_offsets=True, return_radii=True,
+                                               return_stats=True)
+    assert gpu.is_cuda and st.backend == "cuda"
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+    np.testing.assert_array_equal(gpu_off.cpu().numpy(), cpu_off.numpy())
+    close_radii(gpu_r.cpu().numpy(), cpu_r.numpy())
+
+
+@pytest.mark.parametrize("d", [3, 64, 300])
+def test_gpu_groups_wide_rows_and_starts(d):
+    # rows of more than 64 values run on blocks, not warps
+    lab, g = _mixed_groups(n_big=8000, seed=d)
+    x = torch.randn(lab.numel(), d, generator=g)
+    x[100:140] = x[7]  # duplicates: exact ties, lowest index first
+    cpu = svp_fast.kcenter(x, 0.1, groups=lab, start="random", seed=3)
+    gpu = svp_fast.kcenter(x.cuda(), 0.1, groups=lab, start="random", seed=3)
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+
+
+def test_gpu_batch_of_clouds_matches_cpu():
+    g = torch.Generator().manual_seed(11)
+    pts = torch.rand(48, 4096, 3, generator=g)
+    lengths = torch.randint(1, 4097, (48,), generator=g)
+    lengths[0] = 4096
+    K = torch.randint(0, 1024, (48,), generator=g)
+    cpu, cpu_r = svp_fast.kcenter(pts, K, lengths=lengths, return_radii=True)
+    gpu, gpu_r = svp_fast.kcenter(pts.cuda(), K, lengths=lengths, return_radii=True)
+    assert gpu.is_cuda and gpu.shape == cpu.shape
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+    ok = cpu >= 0
+    close_radii(gpu_r.cpu()[ok].numpy(), cpu_r[ok].numpy())
+
+
+def test_gpu_one_large_set_uses_many_blocks_and_matches_cpu():
+    # 300,000 points in one set: several blocks meet at a barrier every step
+    x = torch.randn(300000, 3, generator=torch.Generator().manual_seed(2))
+    lab = torch.zeros(300000, dtype=torch.int64)
+    lab[:1000] = 1
+    cpu = svp_fast.kcenter(x, 1500, groups=lab, method="kdtree")
+    gpu = svp_fast.kcenter(x.cuda(), 1500, groups=lab)
+    np.testing.assert_array_equal(gpu.cpu().numpy(), cpu.numpy())
+
+
+def test_gpu_groups_errors_and_uncertainty():
+    lab, g = _mixed_groups(n_big=2000, seed=5)
+    x = torch.randn(lab.numel(), 5, generator=g)
+    bad = x.clone()
+    bad[777, 2] = float("nan")
+    with pytest.raises(ValueError, match="row 777, column 2"):
+        svp_fast.kcenter(bad.cuda(), 0.1, groups=lab)
+    # each group's top-k is that of the GPU's uncertainty on the group alone
+    logits = torch.randn(lab.numel(), 9, generator=g).cuda()
+    got, offsets = svp_fast.uncertainty(logits, 0.1, method="margin", groups=lab,
+                                        return_offsets=True)
+    offsets = offsets.cpu().numpy()
+    for i, label in enumerate(torch.unique(lab).tolist()):
+        rows = torch.nonzero(lab == label).flatten().cuda()
+        k = int(offsets[i + 1] - offsets[i])
+        alone = rows[svp_fast.uncertainty(logits[rows], k, method="margin")]
+        np.testing.assert_array_equal(got[offsets[i]:offsets[i + 1]].cpu().numpy(),
+                                      alone.cpu().numpy())

@@ -10,7 +10,7 @@ from reference import kcenter_ref
 
 import svp_fast
 
-METHODS = ["scan", "lazy", "pruned", "batched"]
+METHODS = ["scan", "lazy", "pruned", "batched", "kdtree"]
 DTYPES = [np.float32, np.float16, np.float64]
 
 
@@ -118,7 +118,7 @@ def test_max2_kernel_every_simd_level(rng, simd):
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_torch_bfloat16_and_types(rng, metric):
-    x = torch.from_numpy(rng.standard_normal((800, 40))).to(torch.bfloat16)
+    x = torch.from_numpy(rng.standard_normal((800, 30))).to(torch.bfloat16)  # kdtree: D <= 32
     ref, ref_r = kcenter_ref(x, 400, metric=metric)
     for method in METHODS:
         picks, radii = svp_fast.kcenter(x, 400, metric=metric, method=method, return_radii=True, n_cells=16)
@@ -183,6 +183,36 @@ def test_integer_lattice_exact_ties():
     x = g.astype(np.float32)
     for method in METHODS:
         np.testing.assert_array_equal(svp_fast.kcenter(x, 100, method=method, n_cells=8), kcenter_ref(x, 100)[0])
+
+
+def test_kdtree_engine_refuses_wide_rows_and_auto_picks_it_for_points(rng):
+    with pytest.raises(ValueError, match="method 'kdtree' is for low-dimensional points \\(D <= 32\\), got D = 33"):
+        svp_fast.kcenter(rng.standard_normal((50, 33)), 5, method="kdtree")
+    pts = rng.random((5000, 3)).astype(np.float32)
+    p, st = svp_fast.kcenter(pts, 500, return_stats=True)
+    assert st.method == "kdtree" and st.float64_accumulation  # float64 throughout
+    assert st.evaluated_fraction < 0.1  # the boxes prune
+    np.testing.assert_array_equal(p, kcenter_ref(pts, 500)[0])
+    _, st = svp_fast.kcenter(pts, 20, return_stats=True)
+    assert st.method == "lazy"  # a small budget does not pay for the tree
+    _, st = svp_fast.kcenter(rng.random((5000, 9)), 500, return_stats=True)
+    assert st.method != "kdtree"
+
+
+def test_kdtree_many_equal_coordinates_and_clusters(rng):
+    # a grid with repeated coordinates (medians land on ties), far clusters, and
+    # picks that exhaust every point: the splits and bounds stay exact
+    g = np.stack(np.meshgrid(np.arange(12), np.arange(12), np.arange(3), indexing="ij"), -1)
+    x = np.concatenate([g.reshape(-1, 3), 1e4 + rng.random((300, 3)), np.zeros((40, 3))])
+    x = x.astype(np.float32)
+    for metric in ("euclidean", "cosine"):
+        if metric == "cosine":
+            x = x + 1  # no zero rows; many rows still point the same way
+        ref, ref_r = kcenter_ref(x, x.shape[0], metric=metric)
+        picks, radii = svp_fast.kcenter(x, x.shape[0], method="kdtree", metric=metric,
+                                        return_radii=True)
+        np.testing.assert_array_equal(picks, ref)
+        close_radii(radii, ref_r)
 
 
 def test_budget_zero_and_all(rng):

@@ -499,3 +499,39 @@ def test_stage_lines(digits):
         ("kcenter", "selection"), ("kcenter", "target_training"), ("random", "selection"),
         ("random", "target_training")]
     assert all(r.seconds > 0 for r in seen)
+
+
+# ----------------------------------------------------------------------------- balanced
+
+def test_coreset_balanced_selects_inside_each_class(tmp_path, digits):
+    out = tmp_path / "bal"
+    methods = ["kcenter", "margin", "random"]  # forgetting per class: test_grouped.py
+    result = run_coreset(digits.train, None, methods=methods, size=0.3, proxy=PROXY,
+                         target=quick("mlp_small", "1@0.1"), seed=4, out_dir=out,
+                         balanced=True)
+    labels = digits.train.labels
+    from svp_fast.selection.groups import largest_remainder
+
+    want = largest_remainder(round(0.3 * labels.size), np.bincount(labels))
+    for method in methods:  # every kind of method, per class, the same split
+        idx = result.selected[method]
+        assert np.unique(idx).size == idx.size
+        np.testing.assert_array_equal(np.bincount(labels[idx], minlength=want.size), want)
+    assert result.config["balanced"] is True
+    # the picks are those of the grouped selection API on the saved proxy's outputs
+    outputs = infer(load_checkpoint(out / "selector.pt"), digits.train)
+    np.testing.assert_array_equal(
+        result.selected["kcenter"],
+        kcenter(outputs.features, int(want.sum()), groups=labels, start="random", seed=4))
+    np.testing.assert_array_equal(
+        result.selected["margin"],
+        uncertainty(outputs.logits, int(want.sum()), method="margin", groups=labels))
+
+
+def test_active_balanced_uses_the_selectors_predictions(digits):
+    result = run_active(digits.train, None, methods=["kcenter", "least_confidence"],
+                        sizes=[60, 100], proxy=PROXY, target=quick("mlp_small", "1@0.1"),
+                        seed=2, balanced=True, save_models=False)
+    for method in ("kcenter", "least_confidence"):
+        final = result.selected[method]
+        assert final.size == 100 and np.unique(final).size == 100

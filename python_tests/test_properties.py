@@ -45,7 +45,9 @@ def kcenter_cases(draw):
     metric = draw(st.sampled_from(["euclidean", "cosine"]))
     if metric == "cosine":
         x[np.all(x == 0, axis=1), 0] = 1  # cosine needs nonzero rows
-    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto", "batched"]))
+    method = draw(st.sampled_from(["scan", "lazy", "pruned", "kdtree", "auto", "batched"]))
+    if method == "kdtree" and d > 32:
+        method = "auto"  # the k-d tree engine refuses wide rows (a test of its own)
     # engine settings that must not change the picks
     engine = {"n_cells": draw(st.sampled_from([1, 2, max(1, n // 8), n])),
               # the batched driver over any engine, with tiny passes
@@ -78,6 +80,36 @@ def test_kcenter_properties(case):
     assert np.all(np.diff(fin) <= 0)
     ref, ref_r = kcenter_ref(x, budget, already_selected=sel, metric=metric)
     np.testing.assert_array_equal(picks, ref)
+
+
+@given(kcenter_cases(), st.integers(1, 6), st.sampled_from(["total", "fraction", "per_group"]),
+       st.sampled_from([1, 2]))
+def test_grouped_kcenter_properties(case, n_groups, budget_kind, threads):
+    """Every group's picks are the float64 reference's on that group alone."""
+    from svp_fast.selection.groups import as_groups, split_budget
+
+    x, sel, _, metric, method, engine = case
+    n = x.shape[0]
+    rng = np.random.default_rng(n * 7 + n_groups)
+    lab = rng.integers(0, n_groups, n)
+    grp = as_groups(lab, n)
+    n_sel = np.bincount(grp.codes[sel], minlength=grp.n_groups) if sel is not None else 0
+    avail = grp.sizes - n_sel
+    budget = {"total": int(rng.integers(0, avail.sum() + 1)), "fraction": float(rng.random()),
+              "per_group": [int(rng.integers(0, a + 1)) for a in avail]}[budget_kind]
+    picks, offsets = svp_fast.kcenter(x, budget, groups=lab, already_selected=sel, metric=metric,
+                                      method=method, return_offsets=True, num_threads=threads,
+                                      n_cells=engine["n_cells"], simd=engine["simd"])
+    np.testing.assert_array_equal(np.diff(offsets), split_budget(budget, avail, grp.labels))
+    for g in range(grp.n_groups):
+        rows = grp.rows_of(g)
+        local_sel = None
+        if sel is not None:
+            mine = sel[grp.codes[sel] == g]
+            local_sel = np.searchsorted(rows, mine) if mine.size else None
+        k = int(offsets[g + 1] - offsets[g])
+        ref, _ = kcenter_ref(x[rows], k, already_selected=local_sel, metric=metric)
+        np.testing.assert_array_equal(picks[offsets[g]:offsets[g + 1]], rows[ref])
 
 
 @given(st.integers(1, 80), st.integers(1, 30), st.integers(0, 2**31 - 1),
@@ -141,7 +173,7 @@ def hostile_cases(draw):
         x[int(rng.integers(0, n))] = 0
     budget = draw(st.integers(0, n))
     metric = draw(st.sampled_from(["euclidean", "cosine"]))
-    method = draw(st.sampled_from(["scan", "lazy", "pruned", "auto", "batched"]))
+    method = draw(st.sampled_from(["scan", "lazy", "pruned", "kdtree", "auto", "batched"]))
     return x, budget, metric, method, special, bad_at
 
 

@@ -205,6 +205,10 @@ def add_run_arguments(p: argparse.ArgumentParser, methods: Sequence[str], defaul
     g.add_argument("--no-checkpoints", action="store_true",
                    help="do not write model checkpoints into the run folder")
     g.add_argument("--quiet", action="store_true", help="no progress bars or epoch logs")
+    g.add_argument("--balanced", action="store_true",
+                   help="select inside each class: the size is split over the classes in "
+                        "proportion to their candidates and every method selects per class "
+                        "(active learning: a pool row's class is the selector's prediction)")
 
 
 def set_threads(threads: Optional[int]) -> None:
@@ -313,7 +317,7 @@ def run_coreset_command(args) -> int:
                          include_full=args.full, metric=args.metric, seed=args.seed,
                          out_dir=args.out, overwrite=args.overwrite,
                          save_models=not args.no_checkpoints, progress=not args.quiet,
-                         extra_config={"command": args.command_line},
+                         balanced=args.balanced, extra_config={"command": args.command_line},
                          on_stage=None if args.quiet else stage_printer())
     _report(result, args)
     return 0
@@ -348,7 +352,7 @@ def run_active_command(args) -> int:
                         target_each_round=args.target_each_round, metric=args.metric,
                         seed=args.seed, out_dir=args.out, overwrite=args.overwrite,
                         save_models=not args.no_checkpoints, progress=not args.quiet,
-                        extra_config={"command": args.command_line},
+                        balanced=args.balanced, extra_config={"command": args.command_line},
                         on_stage=None if args.quiet else stage_printer())
     _report(result, args)
     return 0
@@ -404,7 +408,13 @@ def add_kcenter_parser(sub) -> None:
     p.add_argument("--start", type=int, help="first pick when nothing is already selected "
                    "(default 0)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    p.add_argument("--method", choices=["auto", "scan", "pruned", "lazy"], default="auto")
+    p.add_argument("--method", choices=["auto", "scan", "pruned", "lazy", "kdtree"], default="auto")
+    p.add_argument("--groups", metavar="NPY",
+                   help="(N,) .npy of labels: select inside each group (e.g. per class); "
+                        "--budget is split over the groups in proportion to their points; the "
+                        "picks are written group after group (ascending labels)")
+    p.add_argument("--offsets", metavar="NPY",
+                   help="with --groups: also write where each group's picks start (G + 1)")
     p.add_argument("--radii", metavar="NPY", help="also write the coverage radius of every pick")
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     add_device_argument(p)
@@ -515,9 +525,15 @@ def run_kcenter_command(args) -> int:
         if args.device != "cpu":
             raise UsageError("--device applies without --distributed; under torchrun, "
                              "--dist-device cuda puts every rank's rows on its GPU")
+        if args.groups:
+            raise UsageError("--groups is not supported with --distributed")
         from .distributed.cli import run_kcenter_distributed
 
         return run_kcenter_distributed(args)
+    if args.groups:
+        return run_kcenter_groups_command(args)
+    if args.offsets:
+        raise UsageError("--offsets applies with --groups")
 
     args.device = check_device(args.device)
     out = check_output(args.out, args.overwrite)
@@ -584,6 +600,44 @@ def run_kcenter_command(args) -> int:
     where = "" if args.device == "cpu" else f" on {args.device}"
     print(f"k-center: {picks.size} picks from {x.shape[0]} points{where} in {seconds:.2f} s "
           f"-> {out}")
+    return 0
+
+
+def run_kcenter_groups_command(args) -> int:
+    """``svp-fast kcenter --groups labels.npy``: k-center inside each group, one core call."""
+    import numpy as np
+
+    from .selection.kcenter import kcenter
+
+    if args.checkpoint:
+        raise UsageError("--checkpoint is not supported with --groups (the groups run side by "
+                         "side in one call)")
+    out = check_output(args.out, args.overwrite)
+    radii_out = check_output(args.radii, args.overwrite, "radii output") if args.radii else None
+    offsets_out = check_output(args.offsets, args.overwrite, "offsets output") if args.offsets else None
+    x = load_npy(args.embeddings, "embeddings")
+    if x.ndim != 2:
+        raise UsageError(f"embeddings must be a 2-D (N, D) array, got shape {x.shape}")
+    labels = np.asarray(load_npy(args.groups, "groups"))
+    selected = None
+    if args.already_selected:
+        selected = np.asarray(load_npy(args.already_selected, "already-selected"))
+    if args.start is not None:
+        raise UsageError("--start is not supported with --groups (each group starts at its "
+                         "lowest row)")
+    t0 = time.perf_counter()
+    res = kcenter(x, args.budget, groups=labels, already_selected=selected, metric=args.metric,
+                  method=args.method, return_offsets=True, return_radii=radii_out is not None,
+                  progress=not args.no_progress, num_threads=args.threads)
+    picks, offsets = res[0], res[1]
+    seconds = time.perf_counter() - t0
+    save_npy(out, picks)
+    if radii_out is not None:
+        save_npy(radii_out, res[2])
+    if offsets_out is not None:
+        save_npy(offsets_out, offsets)
+    print(f"k-center: {picks.size} picks in {offsets.size - 1} groups from {x.shape[0]} points "
+          f"in {seconds:.2f} s -> {out}")
     return 0
 
 

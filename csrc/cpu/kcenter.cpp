@@ -33,6 +33,7 @@
 #include "batch_pass.h"
 #include "engine.h"
 #include "prepare.h"
+#include "kdtree_engine.h"
 #include "kernels.h"
 #include "lazy_engine.h"
 #include "pruned_engine.h"
@@ -82,6 +83,11 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     engine.reset(new cpu::PrunedEngine<Acc>(src, opt.cells, threads, opt.fallback_fraction,
                                             [&](int64_t done) { poll(done, picks); }));
     st->method_used = static_cast<int>(KCenterMethod::pruned);
+  } else if (opt.method == KCenterMethod::kdtree) {
+    // the driver runs this engine in float64 (see kcenter_cpu)
+    if constexpr (std::is_same<Acc, double>::value) engine.reset(new cpu::KdTreeEngine(src, threads));
+    SVP_ASSERT(engine);
+    st->method_used = static_cast<int>(KCenterMethod::kdtree);
   } else if (opt.method == KCenterMethod::lazy) {
     engine.reset(new cpu::LazyEngine<Acc>(src, threads));
     st->method_used = static_cast<int>(KCenterMethod::lazy);
@@ -319,7 +325,10 @@ void kcenter_cpu(const MatrixView& X, const KCenterOptions& opt, int64_t* picks,
   if (opt.metric == Metric::cosine) norm64.resize(static_cast<size_t>(n));
   const cpu::MatrixFacts f = cpu::inspect(X, k, threads, norm64.empty() ? nullptr : norm64.data());
   cpu::check_facts(f, X, opt.metric, name);
-  const bool f64 = cpu::needs_float64(f, X.dtype, opt.metric, D);
+  // the k-d tree engine works in float64: on a few coordinates it costs little
+  // and leaves the certified argmax almost nothing to decide again
+  const bool f64 = cpu::needs_float64(f, X.dtype, opt.metric, D) ||
+                   opt.method == KCenterMethod::kdtree;
   st->float64_accumulation = f64;
   const double* s64 = norm64.empty() ? nullptr : norm64.data();
   if (f64)

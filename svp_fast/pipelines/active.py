@@ -70,7 +70,7 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                target: Union[str, ModelSetup] = "mlp_large", target_each_round: bool = False,
                metric: str = "euclidean", seed: int = 0, out_dir: Any = None,
                overwrite: bool = False, save_models: bool = True, progress: bool = False,
-               extra_config: Optional[dict] = None,
+               balanced: bool = False, extra_config: Optional[dict] = None,
                on_stage: Optional[Callable[[StageRecord], None]] = None) -> RunResult:
     """Run active learning; see the module docstring.
 
@@ -81,6 +81,11 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         sizes: labelled-set sizes: the random initial set, then after each round
             (strictly increasing, at most the training-set size). See
             :func:`active_sizes`.
+        balanced: select inside each class. The pool's labels are unknown, so
+            a pool row's class is the selector's prediction (labelled rows
+            keep their label); the round's budget is split over the classes
+            in proportion to their predicted pool sizes. Random selection has
+            no selector and stays uniform.
         Other arguments as in :func:`svp_fast.pipelines.run_coreset`.
     """
     check_datasets(train_set, test_set)
@@ -99,7 +104,8 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         "kind": "active", "methods": methods, "sizes": sizes, "selector": selector,
         "proxy": proxy.to_json(), "target": target.to_json(),
         "target_each_round": target_each_round, "metric": metric, "seed": seed,
-        "save_models": save_models, "train_set": train_set.describe(),
+        "save_models": save_models, "balanced": bool(balanced),
+        "train_set": train_set.describe(),
         "test_set": test_set.describe() if test_set is not None else None,
         "meta": run_metadata(), **(extra_config or {}),
     }
@@ -146,9 +152,17 @@ def run_active(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                                 accuracy=tgt.accuracy)
                 with log.time(method=method, stage="selection", model=sel_setup.name
                               if sel is not None else "", round=r, labelled=size) as rec:
+                    groups = None
+                    if balanced and outputs is not None:
+                        # the labelled rows' classes, the pool's as the selector predicts
+                        groups = train_set.labels.copy()
+                        groups[outputs.indices] = np.where(in_labelled[outputs.indices],
+                                                           groups[outputs.indices],
+                                                           outputs.predictions)
                     picks = select(method, next_size - size, outputs=outputs, pool=pool,
                                    already_selected=labelled, metric=metric,
-                                   seed=derive_seed(seed, "random", method, r), progress=progress)
+                                   seed=derive_seed(seed, "random", method, r), progress=progress,
+                                   groups=groups)
                 totals["selection"] += rec.seconds
                 rounds.append(row)
                 labelled = np.concatenate([labelled, picks.astype(np.int64)])

@@ -157,35 +157,48 @@ def model_outputs(trained: TrainedModel, dataset: Dataset, indices: Optional[np.
 def select(method: str, budget: int, *, outputs: Optional[Inference] = None,
            tracker: Optional[ForgettingTracker] = None, pool: Optional[np.ndarray] = None,
            already_selected: Optional[np.ndarray] = None, n: Optional[int] = None,
-           metric: str = "euclidean", seed: int = 0, progress: bool = False) -> np.ndarray:
+           metric: str = "euclidean", seed: int = 0, progress: bool = False,
+           groups: Optional[np.ndarray] = None) -> np.ndarray:
     """Pick ``budget`` dataset indices with ``method``.
 
     ``outputs`` holds the selector's features/logits of rows ``outputs.indices``
     (for k-center: all rows; for uncertainty: the candidates). ``pool`` is the
     candidate rows for random selection (default ``range(n)``). ``already_selected``
-    (k-center only) are the labelled rows, never picked again.
+    (k-center only) are the labelled rows, never picked again. ``groups``
+    (one class per dataset row) selects per class (balanced): the budget is
+    split over the classes in proportion to their candidates (the
+    largest-remainder rule of ``svp_fast.selection.groups``) and every method
+    selects inside each class.
     """
     if method == "random":
-        return random_selection(pool if pool is not None else n, budget, seed=seed)
+        cand = pool if pool is not None else np.arange(n)
+        return random_selection(cand, budget, seed=seed,
+                                groups=None if groups is None else groups[cand])
     if method == "forgetting":
         if tracker is None:
             raise ValueError("method 'forgetting' needs the selector's forgetting tracker")
-        return forgetting(tracker, budget)
+        return forgetting(tracker, budget, groups=groups)
     if outputs is None:
         raise ValueError(f"method {method!r} needs the selector's outputs")
     if method == "kcenter":
         rows = outputs.indices
+        by_group = {} if groups is None else {"groups": groups[rows]}
         if already_selected is not None and already_selected.size:
             # map dataset rows to positions in the features (rows may be any order)
             pos = np.empty(int(rows.max()) + 1, dtype=np.int64)
             pos[rows] = np.arange(rows.size)
             picks = kcenter(outputs.features, budget, already_selected=pos[already_selected],
-                            metric=metric, progress=progress)
+                            metric=metric, progress=progress, **by_group)
+        elif groups is not None:
+            # each class starts at a seeded random row of its own
+            picks = kcenter(outputs.features, budget, start="random", seed=seed, metric=metric,
+                            progress=progress, **by_group)
         else:
             start = int(np.random.default_rng(seed).integers(rows.size)) if rows.size else None
             picks = kcenter(outputs.features, budget, start=start, metric=metric, progress=progress)
         return rows[picks]
     if method in UNCERTAINTY_METHODS:
-        picks = uncertainty(outputs.logits, budget, method=method, inputs="logits")
+        by_group = {} if groups is None else {"groups": groups[outputs.indices]}
+        picks = uncertainty(outputs.logits, budget, method=method, inputs="logits", **by_group)
         return outputs.indices[picks]
     raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}")

@@ -62,7 +62,8 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                 target: Union[str, ModelSetup] = "mlp_large", include_full: bool = False,
                 metric: str = "euclidean", seed: int = 0, out_dir: Any = None,
                 overwrite: bool = False, save_models: bool = True,
-                progress: bool = False, extra_config: Optional[dict] = None,
+                progress: bool = False, balanced: bool = False,
+                extra_config: Optional[dict] = None,
                 on_stage: Optional[Callable[[StageRecord], None]] = None) -> RunResult:
     """Run the core-set pipeline; see the module docstring.
 
@@ -84,6 +85,10 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
         save_models: write the selector and target checkpoints into the run folder.
         progress: progress bars for k-center (training bars follow each
             setup's ``TrainConfig.progress``).
+        balanced: select inside each class (the training labels): the
+            subset's size is split over the classes in proportion to their
+            sizes by the largest-remainder rule, and every method selects
+            inside each class (k-center from a seeded random start per class).
         extra_config: recorded in config.json (e.g. the command line).
         on_stage: called with each :class:`~svp_fast.pipelines.common.StageRecord`
             as its stage ends (training, inference, selection), e.g. to print
@@ -103,7 +108,7 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
     config = {
         "kind": "coreset", "methods": methods, "size": size, "budget": budget, "selector": selector,
         "proxy": proxy.to_json(), "target": target.to_json(), "include_full": include_full,
-        "metric": metric, "seed": seed, "save_models": save_models,
+        "metric": metric, "seed": seed, "save_models": save_models, "balanced": bool(balanced),
         "train_set": train_set.describe(),
         "test_set": test_set.describe() if test_set is not None else None,
         "meta": run_metadata(), **(extra_config or {}),
@@ -149,7 +154,8 @@ def run_coreset(train_set: Dataset, test_set: Optional[Dataset] = None, *,
                           if method != "random" else "", round=0, labelled=budget) as rec:
                 idx = select(method, budget, outputs=outputs,
                              tracker=sel.tracker if sel is not None else None, n=n, metric=metric,
-                             seed=seed, progress=progress)
+                             seed=seed, progress=progress,
+                             groups=train_set.labels if balanced else None)
             selected[method] = idx
             tgt = fit(target, train_set, test_set, idx, seed, "target/subset",
                       desc=f"target ({target.name}) on {method}",

@@ -11,10 +11,10 @@ from typing import Optional
 import numpy as np
 
 from .. import _core
-from .._arrays import Matrix
+from .._arrays import F64, Matrix
 from .._progress import make_hook
 from . import cells
-from ._plan import KCenterPlan, KCenterStats, read_only
+from ._plan import KCenterGroupPlan, KCenterPlan, KCenterStats, read_only
 
 
 class CpuBackend:
@@ -28,6 +28,10 @@ class CpuBackend:
     # the cells cost a k-means before the first pick: below this many rows a
     # selection is over before they pay
     cells_min_rows = 4096
+    # what method="kdtree" runs here (low-dimensional points)
+    kdtree_engine = "kdtree"
+    # groups choose their engines one by one (None), as single sets do
+    groups_engine = None
 
     def __init__(self, core=None):
         self._core = core
@@ -88,6 +92,65 @@ class CpuBackend:
             raw, self.name, cells_seconds=plan.cells_seconds, picks=plan.budget,
             n_cells=plan.n_cells if cell_of is not None else 0, extra=dict(plan.extra))
         return picks, radii, stats
+
+    def kcenter_groups(self, m: Matrix, plan: KCenterGroupPlan):
+        """Runs every group of the plan in one core call; returns (positions,
+        radii or None, KCenterStats) as numpy, group after group."""
+        total = plan.total
+        picks = np.empty(total, dtype=np.int64)
+        radii = np.empty(total, dtype=np.float64) if plan.return_radii else None
+        hook, close = make_hook(total, plan.progress, "k-center (groups)", "pick")
+        methods = plan.engine_codes
+        cell_of = plan.cells
+        n_cells = plan.n_cells if cell_of is not None else None
+        ptr = lambda a: a.ctypes.data if a is not None and a.size else 0  # noqa: E731
+        try:
+            raw = self.core.kcenter_groups_cpu(
+                ptr=m.ptr, rows=m.rows, cols=m.cols, row_stride=m.row_stride,
+                dtype=m.dtype_code, metric=plan.metric_code, n_groups=plan.n_groups,
+                members_ptr=ptr(plan.members), offsets_ptr=ptr(plan.offsets),
+                budgets_ptr=ptr(plan.budgets), starts_ptr=ptr(plan.starts),
+                selected_ptr=ptr(plan.selected), selected_offsets_ptr=ptr(plan.selected_offsets),
+                methods_ptr=ptr(methods), cells_ptr=ptr(cell_of), n_cells_ptr=ptr(n_cells),
+                set_rows=plan.set_rows, cell_copy_max_bytes=cells.CELL_ORDER_COPY_MAX_BYTES,
+                fallback_fraction=plan.fallback_fraction, num_threads=plan.num_threads,
+                picks_ptr=ptr(picks), radii_ptr=ptr(radii), progress=hook, poll_interval=0.1,
+                simd=plan.simd or "", arg_name="embeddings")
+        finally:
+            close()
+        stats = KCenterStats.from_groups(raw, self.name, plan.budgets, cells_seconds=plan.cells_seconds,
+                                         n_cells=int(n_cells.sum()) if n_cells is not None else 0,
+                                         extra=dict(plan.extra))
+        return picks, radii, stats
+
+    # -- uncertainty -------------------------------------------------------------
+
+    def uncertainty_topk_groups(self, m: Matrix, members: np.ndarray, offsets: np.ndarray,
+                                budgets: np.ndarray, method_code: int, input_code: int,
+                                check_finite: bool, tol: float, threads: int = 0,
+                                simd: Optional[str] = None):
+        """Each group's top ``budgets[g]`` rows (flat, group after group), from
+        one pass over the scores; each group ranked by the float64 scores and
+        k-selection of ``uncertainty`` on that group alone."""
+        scores = np.empty(m.rows, dtype=np.float64)
+        self.core.uncertainty_scores_cpu(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
+                                         method_code, input_code, check_finite, tol, threads,
+                                         scores.ctypes.data, simd or "", "x")
+        total = int(budgets.sum())
+        order = np.empty(total, dtype=np.int64)
+        top = np.empty(total, dtype=np.float64)
+        at = 0
+        for g in np.flatnonzero(budgets):
+            rows = members[offsets[g]:offsets[g + 1]]
+            k = int(budgets[g])
+            part = np.ascontiguousarray(scores[rows])
+            local = np.empty(k, dtype=np.int64)
+            self.core.topk_desc(part.ctypes.data, rows.size, k, local.ctypes.data,
+                                top[at:at + k].ctypes.data, 1)
+            order[at:at + k] = rows[local]
+            at += k
+        out_t = np.float64 if m.dtype_code == F64 else np.float32
+        return order, top.astype(out_t)
 
 
 BACKEND = CpuBackend()

@@ -22,7 +22,7 @@ from .. import _core
 from .._arrays import F64, Matrix
 from .._progress import make_hook
 from . import cells
-from ._plan import KCenterPlan, KCenterStats, read_only
+from ._plan import KCenterGroupPlan, KCenterPlan, KCenterStats, read_only
 
 # The batched engine's pass product: "auto" (cuBLAS-screened on the tensor
 # cores where cuBLAS loads and the input allows, else the fused kernel),
@@ -54,6 +54,11 @@ class CudaBackend:
     auto_considers_cells = False
     # below this many rows the scan's step is latency, not bandwidth: cells cannot pay
     cells_min_rows = 65536
+    # the GPU runs method="kdtree" as the scan: a step over a point cloud is
+    # one fused pass, and the tree's walk is serial
+    kdtree_engine = "scan"
+    # groups (and batches) run in one kernel that scans every group
+    groups_engine = "scan"
 
     def __init__(self, core=None, device_type: str = "cuda"):
         self._core = core
@@ -194,7 +199,63 @@ class CudaBackend:
                                        picks=plan.budget, n_cells=n_cells, extra=extra)
         return picks, radii, stats
 
+    def kcenter_groups(self, m: Matrix, plan: KCenterGroupPlan):
+        """Runs every group of the plan in one kernel launch; returns (positions,
+        radii or None, KCenterStats), tensors on the device, group after group."""
+        import torch
+
+        self.require()
+        dev = self.device(m)
+        total = plan.total
+        picks = torch.empty(total, dtype=torch.int64, device=dev)
+        radii = torch.empty(total, dtype=torch.float64, device=dev) if plan.return_radii else None
+        ptr = lambda a: a.ctypes.data if a.size else 0  # noqa: E731  (host int64 arrays)
+        shape = dict(ptr=m.ptr, rows=m.rows, cols=m.cols, row_stride=m.row_stride,
+                     dtype=m.dtype_code, device=m.device_index or 0)
+        groups = dict(metric=plan.metric_code, n_groups=plan.n_groups,
+                      members_ptr=ptr(plan.members), offsets_ptr=ptr(plan.offsets),
+                      budgets_ptr=ptr(plan.budgets), starts_ptr=ptr(plan.starts),
+                      selected_ptr=ptr(plan.selected),
+                      selected_offsets_ptr=ptr(plan.selected_offsets), set_rows=plan.set_rows)
+        ws_bytes = self.core.kcenter_groups_cuda_workspace(**shape, **groups)
+        ws = self.workspace(ws_bytes, dev, "grouped k-center")
+        hook, close = make_hook(total, plan.progress, "k-center (cuda, groups)", "pick")
+        try:
+            raw = self.core.kcenter_groups_cuda(
+                **shape, stream=self.stream(dev), **groups, workspace_ptr=ws.data_ptr(),
+                workspace_bytes=ws.numel(), picks_ptr=picks.data_ptr() if total else 0,
+                radii_ptr=radii.data_ptr() if radii is not None and total else 0, progress=hook,
+                poll_interval=0.1, arg_name="embeddings")
+        finally:
+            close()
+        del ws
+        stats = KCenterStats.from_groups(raw, self.name, plan.budgets, cells_seconds=plan.cells_seconds,
+                                         extra=dict(plan.extra))
+        return picks, radii, stats
+
     # -- uncertainty -------------------------------------------------------------
+
+    def uncertainty_topk_groups(self, m: Matrix, members, offsets, budgets, method_code: int,
+                                input_code: int, check_finite: bool, tol: float, threads: int = 0,
+                                simd: Optional[str] = None):
+        """Each group's top ``budgets[g]`` rows (flat, group after group), on the
+        device: the scores of one pass, then two stable sorts (by score, then by
+        group), so that within a group equal scores keep the lower row first."""
+        import numpy as np
+        import torch
+
+        scores = self.uncertainty_scores(m, method_code, input_code, check_finite, tol)
+        dev = scores.device
+        sizes = np.diff(offsets)
+        mem = torch.from_numpy(members).to(dev)
+        s = scores[mem]
+        codes = torch.from_numpy(np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)).to(dev)
+        by_score = torch.sort(-s, stable=True).indices
+        by_group = by_score[torch.sort(codes[by_score], stable=True).indices]
+        take = np.concatenate([np.arange(offsets[g], offsets[g] + budgets[g], dtype=np.int64)
+                               for g in range(sizes.size)] or [np.zeros(0, np.int64)])
+        chosen = by_group[torch.from_numpy(take).to(dev)]
+        return mem[chosen], s[chosen]
 
     def _uncertainty(self, m: Matrix, budget: Optional[int], method_code: int, input_code: int,
                      check_finite: bool, tol: float):

@@ -18,8 +18,8 @@ from .._arrays import is_torch, to_callers_library
 
 METRICS = ("euclidean", "cosine")
 # what a caller may ask for; all but "auto" name what runs
-METHODS = ("auto", "scan", "pruned", "lazy", "batched")
-ENGINE_CODES = {"scan": 0, "pruned": 1, "lazy": 2, "batched": 3}
+METHODS = ("auto", "scan", "pruned", "lazy", "batched", "kdtree")
+ENGINE_CODES = {"scan": 0, "pruned": 1, "lazy": 2, "batched": 3, "kdtree": 4}
 # the batched method's candidates per pass (T) unless the caller says
 DEFAULT_BATCH_CANDIDATES = 256
 # The pruned engine hands over to the backend's default engine when its cells
@@ -57,6 +57,18 @@ class KCenterStats:
     @property
     def picks_per_pass(self) -> float:
         return self.picks / self.passes if self.passes else 0.0
+
+    @classmethod
+    def from_groups(cls, raw: dict, backend: str, budgets, **fields) -> "KCenterStats":
+        """The stats of a grouped core call: totals, and per group in ``extra["groups"]``;
+        ``method`` is the engine of every group that picks, or "mixed"."""
+        methods = list(raw["group_method"])
+        stats = cls.from_core(raw, backend, **fields)
+        used = sorted({m for m, b in zip(methods, budgets) if b > 0}) or ["scan"]
+        stats.method = used[0] if len(used) == 1 else "mixed"
+        stats.extra["groups"] = {k[len("group_"):]: list(v) for k, v in raw.items()
+                                 if k.startswith("group_")}
+        return stats
 
     @classmethod
     def from_core(cls, raw: dict, backend: str, **fields) -> "KCenterStats":
@@ -106,6 +118,54 @@ class KCenterPlan:
     @property
     def fallback_fraction(self) -> float:
         return FALLBACK_FRACTION.get(self.requested, 2.0)
+
+
+@dataclass
+class KCenterGroupPlan:
+    """A validated request for k-center inside many groups of rows at once.
+
+    Positions are indices into a group's own rows (see ``svp_fast.selection.groups``).
+    Everything is in host memory except ``cells``, which is in the backend's
+    memory like ``KCenterPlan.cell_of``."""
+
+    members: np.ndarray           # (N',) int64 rows, group after group, ascending within each
+    offsets: np.ndarray           # (G + 1,) int64
+    budgets: np.ndarray           # (G,) int64
+    starts: np.ndarray            # (G,) int64 first pick (position) of groups with nothing selected
+    selected: np.ndarray          # already selected positions, group after group
+    selected_offsets: np.ndarray  # (G + 1,) int64
+    engines: list                 # (G,) engine names
+    metric: str
+    requested: str
+    return_radii: bool
+    set_rows: int = 0             # > 0: a (B, P, D) batch of sets of this many rows
+    cells: Any = None             # (N',) int64 cell of each member within its group, or None
+    n_cells: Optional[np.ndarray] = None  # (G,) int64
+    cells_seconds: float = 0.0
+    num_threads: int = 0
+    simd: Optional[str] = None
+    progress: Any = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.budgets.size)
+
+    @property
+    def total(self) -> int:
+        return int(self.budgets.sum())
+
+    @property
+    def metric_code(self) -> int:
+        return METRICS.index(self.metric)
+
+    @property
+    def engine_codes(self) -> np.ndarray:
+        return np.array([ENGINE_CODES[e] for e in self.engines], dtype=np.int32)
+
+    @property
+    def fallback_fraction(self) -> float:
+        return 0.5 if self.requested == "auto" else 2.0
 
 
 def read_only(a: np.ndarray) -> np.ndarray:

@@ -86,13 +86,16 @@ class ForgettingTracker:
         return forgetting(self, budget)
 
 
-def forgetting(tracker_or_scores: Any, budget: int) -> np.ndarray:
+def forgetting(tracker_or_scores: Any, budget: Any, *, groups: Any = None) -> np.ndarray:
     """Core-set by forgetting events: the ``budget`` examples with the most
     forgetting events, never-learned ones first, ties to the lowest index.
 
     Args:
         tracker_or_scores: a :class:`ForgettingTracker`, or scores per example
             (higher = kept first; e.g. :meth:`ForgettingTracker.scores`).
+        groups: one label per example: the most forgotten of each group, the
+            budget split as in ``kcenter(groups=)``; group after group
+            (ascending labels), each most forgotten first.
     Returns:
         int64 indices, most forgotten first.
     """
@@ -104,6 +107,16 @@ def forgetting(tracker_or_scores: Any, budget: int) -> np.ndarray:
             raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
         if np.isnan(scores).any():
             raise ValueError("scores contain NaN")
+    if groups is not None:
+        from .groups import as_groups, split_budget
+
+        grp = as_groups(groups, scores.size)
+        budgets = split_budget(budget, grp.sizes, grp.labels)
+        parts = []
+        for g in range(grp.n_groups):
+            rows = grp.rows_of(g)  # ascending: the stable sort keeps ties in index order
+            parts.append(rows[np.argsort(-scores[rows], kind="stable")[:budgets[g]]])
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
     budget = check_budget(budget, scores.size, "the number of examples")
     # a stable sort of the negated scores keeps equal scores in index order
     return np.argsort(-scores, kind="stable")[:budget].astype(np.int64)

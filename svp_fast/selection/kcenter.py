@@ -19,8 +19,10 @@ from .._progress import check_progress
 from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
 from .cells import default_n_cells
+from .grouped import is_batch, kcenter_grouped, kcenter_sets
 
-__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KCenterStats", "choose_engine", "kcenter"]
+__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KCenterStats", "choose_engine",
+           "kcenter"]
 
 # Cells prune when the data is low-dimensional where it lives: measured, the
 # cells computed 1% of a scan's distances on proxy features of intrinsic
@@ -28,7 +30,14 @@ __all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KCenterStats", "choose_engine", "kc
 # distances concentrate and every cell's bound straddles the radius.
 CELLS_MAX_INTRINSIC_DIMENSION = 16.0
 
-def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None):
+# Points of at most this many coordinates go to the k-d tree engine (on the
+# CPU): its boxes prune well there (fpsample's bucket method stops at 8 too),
+# and its tree costs about as much as a few dozen scans of the points.
+KDTREE_MAX_DIM = 8
+KDTREE_MIN_BUDGET = 64
+
+def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None,
+                  cols: Optional[int] = None):
     """The engine to run and the intrinsic dimension measured to decide (or None).
 
     ``probe()`` estimates the intrinsic dimension from a small sample; it is
@@ -36,14 +45,20 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     on every backend; the backend says what "lazy" runs (``lazy_engine``),
     what "auto" runs without cells (``auto_engine``), whether "auto" ever
     builds cells there (``auto_considers_cells``), below how many rows cells
-    never pay (``cells_min_rows``) and below how many picks "auto" runs the
-    lazy engine (``auto_min_budget``)."""
+    never pay (``cells_min_rows``), below how many picks "auto" runs the
+    lazy engine (``auto_min_budget``) and what runs for low-dimensional points
+    (``kdtree_engine``)."""
     if method == "lazy":
         return backend.lazy_engine, None  # the GPU runs lazy as the scan
+    if method == "kdtree":
+        return backend.kdtree_engine, None  # the GPU runs it as the scan
     if method != "auto":
         return method, None
     if budget < backend.auto_min_budget:
         return backend.lazy_engine, None  # a few picks: no pass structure pays
+    if (cols is not None and cols <= KDTREE_MAX_DIM and budget >= KDTREE_MIN_BUDGET
+            and backend.kdtree_engine == "kdtree"):
+        return "kdtree", None
     # Cells cost a k-means (about N x cells x D flops, as matrix products)
     # before the first pick: worth it only over many picks.
     if (not backend.auto_considers_cells or n < backend.cells_min_rows
@@ -65,13 +80,16 @@ def _positive_or_none(value, name: str):
 
 def kcenter(
     embeddings: Any,
-    budget: int,
+    budget: Any,
     *,
+    groups: Any = None,
+    lengths: Any = None,
     already_selected: Any = None,
     start: Optional[int] = None,
     metric: str = "euclidean",
     method: str = "auto",
     return_radii: bool = False,
+    return_offsets: bool = False,
     return_stats: bool = False,
     progress: Any = False,
     callback: Optional[Callable[[np.ndarray, Optional[np.ndarray]], None]] = None,
@@ -99,18 +117,50 @@ def kcenter(
     Otherwise the embeddings are never copied unless their layout needs it (see
     ``svp_fast._arrays``), and they are never modified.
 
+    Many sets in one call (each set's picks are exactly those of a call on
+    that set alone, on every engine and backend):
+
+    * ``groups=labels`` (one integer or string label per row) selects inside
+      each group, e.g. a class-balanced core-set. Groups are the distinct
+      labels in ascending order; the result is flat: group 0's picks (rows of
+      ``embeddings``), then group 1's, ..., each group in pick order
+      (``return_offsets=True`` adds where each group starts, G + 1 entries).
+      ``budget`` is a total count or a fraction of the points available,
+      split over the groups in proportion to the points each has available
+      by the largest-remainder rule (``svp_fast.selection.groups``), or one
+      count per group (a sequence in ascending label order, or a mapping
+      {label: count}). ``already_selected`` rows count in their own group;
+      ``start`` is None (each group's lowest row), ``"random"`` (seeded by
+      ``seed``) or one row per group. A group's rows that are not
+      consecutive are copied once into a buffer while the group runs.
+    * A (B, P, D) batch (point clouds) selects in each of its B sets:
+      ``budget`` is an int or one count per set, ``lengths`` (B,) how many of
+      a set's P points are real (the rest is padding, never read). Returns
+      (B, K) positions within each set, K the largest budget, with -1 where a
+      set has fewer points than its budget (radii: NaN there). ``start`` is
+      an int, one per set, or ``"random"`` (seeded by ``seed``).
+
+    On the CPU the groups run in parallel, one thread each (groups larger
+    than a thread's share of the work run one at a time on every thread).
+
     Args:
         embeddings: (N, D) array: numpy array or memmap (float16/32/64), torch
             tensor (CPU or CUDA; float16, bfloat16, float32, float64). Work
-            runs where the data lives.
-        budget: number of new picks, 0 <= budget <= N - len(already_selected).
+            runs where the data lives. Or a (B, P, D) batch of sets.
+        budget: number of new picks, 0 <= budget <= N - len(already_selected);
+            with groups or a batch, see above.
+        groups: (N,) labels: select inside each group (see above).
+        lengths: (B,) points per set of a (B, P, D) batch (default: all P).
         already_selected: indices of initial centers (labelled or kept points),
             distinct, in [0, N). Passing a prefix of an earlier result continues
             that run exactly.
         start: first pick when ``already_selected`` is empty (default 0).
         metric: "euclidean", or "cosine" (Euclidean on rows scaled to unit norm;
             radii are then cosine distances 1 - cos).
-        method: "scan" reads every point each step; "lazy" keeps only the
+        method: "kdtree" (D <= 32; the CPU) splits the points by a k-d tree
+            into buckets of a few dozen and skips every bucket whose box is
+            farther from the new center than its points' min-distances, for
+            point clouds; "scan" reads every point each step; "lazy" keeps only the
             points near the top up to date (a stale min-distance is an upper
             bound) and refreshes the rest in cache-blocked batches when needed;
             "pruned" groups points into k-means cells and skips those the
@@ -118,14 +168,18 @@ def kcenter(
             cells when the budget is large enough to pay for them and the
             data's intrinsic dimension (a TwoNN estimate on 1,000 sampled
             rows) is at most 16, handing over to "lazy" when they do not
-            prune; otherwise "lazy". "batched" certifies many picks per pass
+            prune; otherwise "lazy"; points of at most 8 coordinates go to
+            "kdtree" on the CPU. "batched" certifies many picks per pass
             over the data: each pass takes the ``batch_candidates`` points
             farthest from the centers, picks among them while each pick is
             provably the greedy one, then applies all its picks to every
-            point at once (the CPU twin of the GPU's batched engine). All
-            give the same picks.
+            point at once (docs/batched.md; on CUDA tensors "auto" runs it).
+            All give the same picks.
         return_radii: also return radius[t], the distance from pick t to its
-            nearest earlier center (+inf for the start pick); non-increasing.
+            nearest earlier center (+inf for the start pick); non-increasing
+            (within each group).
+        return_offsets: with groups, also return the (G + 1,) offsets of each
+            group's picks in the flat result (after the picks).
         return_stats: also return a :class:`KCenterStats`.
         progress: True for a tqdm progress bar (off by default), or a tqdm object.
         callback: called as ``callback(picks, radii)`` with the picks so far
@@ -145,8 +199,9 @@ def kcenter(
 
     Returns:
         indices (int64, pick order) in the caller's array type (numpy, a torch
-        tensor on the input's device, CuPy or JAX), followed by radii (float64) if
-        ``return_radii`` and stats if ``return_stats``.
+        tensor on the input's device, CuPy or JAX), followed by offsets if
+        ``return_offsets`` (groups), radii (float64) if ``return_radii`` and
+        stats if ``return_stats``.
 
     Raises:
         TypeError / ValueError naming the argument for bad input (NaN/Inf, wrong
@@ -154,6 +209,29 @@ def kcenter(
         KeyboardInterrupt on Ctrl-C, within about 0.1 s.
     """
     check_progress(progress)
+    batch_candidates = _positive_or_none(batch_candidates, "batch_candidates")
+    batch_max_picks = _positive_or_none(batch_max_picks, "batch_max_picks")
+    many = dict(start=start, metric=metric, method=method, return_radii=return_radii,
+                return_stats=return_stats, progress=progress, callback=callback,
+                already_selected=already_selected, n_cells=n_cells, seed=seed,
+                num_threads=num_threads, simd=simd)
+    if batch_candidates is not None or batch_max_picks is not None:
+        if groups is not None or is_batch(embeddings):
+            raise ValueError("batch_candidates and batch_max_picks apply to one (N, D) set; with "
+                             "groups or a (B, P, D) batch use method='batched' (its default passes)")
+    if is_batch(embeddings):
+        if groups is not None:
+            raise ValueError("groups applies to an (N, D) array; a (B, P, D) batch already "
+                             "has its sets")
+        if return_offsets:
+            raise ValueError("return_offsets applies with groups=; a batch returns (B, K) picks")
+        return kcenter_sets(embeddings, budget, lengths=lengths, **many)
+    if lengths is not None:
+        raise ValueError("lengths applies to a (B, P, D) batch of sets, not to an (N, D) array")
+    if groups is not None:
+        return kcenter_grouped(embeddings, budget, groups, return_offsets=return_offsets, **many)
+    if return_offsets:
+        raise ValueError("return_offsets applies with groups=")
     m = as_matrix(embeddings, "embeddings")
     metric = check_choice(metric, "metric", METRICS)
     method = check_choice(method, "method", METHODS)
@@ -174,8 +252,6 @@ def kcenter(
         if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
             raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
         n_cells = int(min(n_cells, m.rows))  # more cells than points: one point per cell
-    batch_candidates = _positive_or_none(batch_candidates, "batch_candidates")
-    batch_max_picks = _positive_or_none(batch_max_picks, "batch_max_picks")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
@@ -194,8 +270,8 @@ def kcenter(
         validate()
         return backend.probe_intrinsic_dimension(m, metric, seed)
 
-    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe) if budget > 0
-                   else ("scan", None))
+    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols)
+                   if budget > 0 else ("scan", None))
     probe_seconds = time.perf_counter() - t0
     plan = KCenterPlan(budget=budget, selected=selected, start=start, metric=metric,
                        requested=method, engine=engine, return_radii=return_radii, seed=seed,

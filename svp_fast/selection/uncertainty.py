@@ -20,6 +20,28 @@ def _cuda():
     return BACKENDS["cuda"]
 
 
+def _uncertainty_groups(x, m, budget, groups, method, inputs, return_scores, return_offsets,
+                        check_finite, tol, threads, simd):
+    """The top-k of every group, by the backend where the data lives."""
+    from ._backends import backend_for
+    from ._plan import to_caller
+    from .groups import as_groups, split_budget
+
+    grp = as_groups(groups, m.rows)
+    budgets = split_budget(budget, grp.sizes, grp.labels)
+    order, top = backend_for(m).uncertainty_topk_groups(
+        m, grp.members, grp.offsets, budgets, METHODS.index(method), INPUTS.index(inputs),
+        check_finite, tol, threads=threads, simd=simd)
+    offsets = np.zeros(budgets.size + 1, dtype=np.int64)
+    np.cumsum(budgets, out=offsets[1:])
+    out = [to_caller(x, order)]
+    if return_offsets:
+        out.append(to_caller(x, offsets))
+    if return_scores:
+        out.append(to_caller(x, top))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
 def _scores_cpu(m, method: str, inputs: str, check_finite: bool, tol: float, threads: int,
                 simd: Optional[str]) -> np.ndarray:
     out = np.empty(m.rows, dtype=np.float64)
@@ -86,11 +108,13 @@ def uncertainty_scores(
 
 def uncertainty(
     x: Any,
-    budget: int,
+    budget: Any,
     *,
     method: str = "least_confidence",
     inputs: str = "logits",
+    groups: Any = None,
     return_scores: bool = False,
+    return_offsets: bool = False,
     check_finite: bool = True,
     probs_tolerance: float = 1e-3,
     num_threads: Optional[int] = None,
@@ -106,11 +130,25 @@ def uncertainty(
     ``budget`` is a count in [0, N], or a fraction of N as a float in [0, 1),
     rounded to the nearest count (``svp_fast._arrays.BUDGET_RULE``).
 
+    With ``groups=labels`` (one integer or string label per row) the top-k is
+    taken inside each group, with the conventions of ``kcenter(groups=)``
+    (``svp_fast.selection.groups``): groups in ascending label order, a flat
+    result with each group's rows most uncertain first, ``budget`` a total
+    count or fraction split by the largest-remainder rule or one count per
+    group, and ``return_offsets=True`` for where each group starts. Each
+    group's rows are those of ``uncertainty`` on that group alone.
+
     Returns:
-        indices (int64), plus their scores if ``return_scores``; numpy or torch
-        (on ``x``'s device) like ``x``.
+        indices (int64), plus the offsets if ``return_offsets`` (groups) and
+        their scores if ``return_scores``; numpy or torch (on ``x``'s device)
+        like ``x``.
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
+    if groups is not None:
+        return _uncertainty_groups(x, m, budget, groups, method, inputs, return_scores,
+                                   return_offsets, check_finite, probs_tolerance, threads, simd)
+    if return_offsets:
+        raise ValueError("return_offsets applies with groups=")
     budget = check_budget(budget, m.rows, "the number of rows")
     if m.device == "cuda":
         order, top = _cuda().uncertainty_topk(m, budget, METHODS.index(method),

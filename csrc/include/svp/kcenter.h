@@ -21,8 +21,9 @@ namespace svp {
 
 // The engine that keeps the points' min-distances. `batched` is the scan engine
 // under the batched driver (BatchOptions): the CPU twin of the GPU's batched
-// k-center, which certifies many picks per pass over the data.
-enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2, batched = 3 };
+// k-center, which certifies many picks per pass over the data. `kdtree`:
+// low-dimensional points (csrc/cpu/kdtree_engine.h).
+enum class KCenterMethod : int { scan = 0, pruned = 1, lazy = 2, batched = 3, kdtree = 4 };
 
 // The batched driver. Each pass takes the T points with the largest
 // min-distances (the candidates) and B, a bound on every other point's value.
