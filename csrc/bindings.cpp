@@ -168,12 +168,34 @@ void uncertainty_scores_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int6
   svp::uncertainty_scores_cpu(X, opt, reinterpret_cast<double*>(out_ptr));
 }
 
-void topk_desc(std::uintptr_t scores_ptr, int64_t n, int64_t k, std::uintptr_t order_ptr,
-               std::uintptr_t top_ptr, int num_threads) {
-  py::gil_scoped_release nogil;
-  svp::topk_desc(reinterpret_cast<const double*>(scores_ptr), n, k,
-                 reinterpret_cast<int64_t*>(order_ptr), reinterpret_cast<double*>(top_ptr),
-                 num_threads);
+py::dict uncertainty_topk_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
+                              int dtype, int method, int input, bool check_finite,
+                              double probs_tolerance, int num_threads, int64_t k,
+                              std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string simd,
+                              std::string arg_name) {
+  svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+  svp::UncertaintyOptions opt;
+  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+  SVP_CHECK_ARG(input == 0 || input == 1, "unknown input code %d", input);
+  opt.method = static_cast<svp::UncertaintyMethod>(method);
+  opt.input = static_cast<svp::ScoreInput>(input);
+  opt.check_finite = check_finite;
+  opt.probs_tolerance = probs_tolerance;
+  opt.num_threads = num_threads;
+  opt.simd = simd.empty() ? nullptr : simd.c_str();
+  opt.arg_name = arg_name.c_str();
+  svp::UncertaintyStats st;
+  {
+    py::gil_scoped_release nogil;
+    svp::uncertainty_topk_cpu(X, opt, k, reinterpret_cast<int64_t*>(order_ptr),
+                              reinterpret_cast<double*>(top_ptr), &st);
+  }
+  py::dict d;
+  d["candidates"] = st.candidates;
+  d["rows_refined"] = st.rows_refined;
+  d["tie_groups"] = st.tie_groups;
+  d["passes"] = st.passes;
+  return d;
 }
 
 py::dict build_info() {
@@ -271,7 +293,38 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<svp::ValueError>(m, "CoreValueError", PyExc_ValueError);
   m.def("kcenter_cpu", &kcenter_cpu);
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
-  m.def("topk_desc", &topk_desc);
+  m.def("uncertainty_topk_cpu", &uncertainty_topk_cpu);
+  m.def("uncertainty_keys_cpu", [](std::uintptr_t ptr, int64_t rows, int64_t cols,
+                                   int64_t row_stride, int dtype, int method, int input,
+                                   double probs_tolerance, bool exact, std::uintptr_t key_ptr,
+                                   std::uintptr_t err_ptr, std::uintptr_t score_ptr,
+                                   std::string simd) {
+    svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+    svp::UncertaintyOptions opt;
+    SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+    SVP_CHECK_ARG(input == 0 || input == 1, "unknown input code %d", input);
+    opt.method = static_cast<svp::UncertaintyMethod>(method);
+    opt.input = static_cast<svp::ScoreInput>(input);
+    opt.probs_tolerance = probs_tolerance;
+    opt.simd = simd.empty() ? nullptr : simd.c_str();
+    py::gil_scoped_release nogil;
+    svp::uncertainty_keys_cpu(X, opt, exact, reinterpret_cast<double*>(key_ptr),
+                              reinterpret_cast<float*>(err_ptr), reinterpret_cast<double*>(score_ptr));
+  });
+  m.def("uncertainty_function_error", [](const std::string& isa, int which, double lo, double hi,
+                                         int64_t stride, int threads) {
+    svp::FunctionError e;
+    {
+      py::gil_scoped_release nogil;
+      e = svp::uncertainty_function_error(isa.c_str(), which, lo, hi, stride, threads);
+    }
+    py::dict d;
+    d["max_rel"] = e.max_rel;
+    d["worst_at"] = e.worst_at;
+    d["max_abs_tiny"] = e.max_abs_tiny;
+    d["count"] = e.count;
+    return d;
+  });
   m.def("build_info", &build_info);
   m.def("measure_read_bandwidth", [](int64_t bytes, int threads, int repeats) {
     py::gil_scoped_release nogil;

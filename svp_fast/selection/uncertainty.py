@@ -53,6 +53,13 @@ def uncertainty_scores(
     * ``entropy``: -sum p log p (natural log)
     * ``margin``: 1 - (p_(1) - p_(2)), the two largest probabilities
 
+    For logits the scores are computed without cancellation (1 - p_(1) as
+    T / (1 + T) with T = sum over the other classes of exp(z_j - max z),
+    p_(1) - p_(2) as -expm1(z_(2) - z_(1)) / (1 + T), entropy as
+    log1p(T) + U / (1 + T) with U = sum exp(z_j - max z) (max z - z_j)), in
+    float32 arithmetic (float64 for float64 input): each is within a few float32
+    ulps of the float64 value.
+
     Args:
         x: (N, C) logits or probabilities, same array types as :func:`kcenter`.
         method: one of "least_confidence", "entropy", "margin".
@@ -85,38 +92,61 @@ def uncertainty(
     method: str = "least_confidence",
     inputs: str = "logits",
     return_scores: bool = False,
+    return_stats: bool = False,
     check_finite: bool = True,
     probs_tolerance: float = 1e-3,
     num_threads: Optional[int] = None,
     simd: Optional[str] = None,
 ):
-    """The ``budget`` most uncertain rows, most uncertain first, ties to the lowest index.
+    """The ``budget`` most uncertain rows, most uncertain first: the float64 top-k.
 
-    One pass over ``x`` computes the scores (see :func:`uncertainty_scores`),
-    then a k-selection orders the ``budget`` best. Scores are computed in
-    float32 (float64 for float64 input); rows whose scores are equal in that
-    precision are ordered by index.
+    The ranking is that of the scores of :func:`uncertainty_scores` evaluated in
+    float64, on every backend, dtype, thread count and SIMD level:
+
+    * Rows are ranked by keys that keep their digits where the score would
+      cancel: least confidence by T, margin by p_(1) - p_(2) (smaller first),
+      entropy by itself (see :func:`uncertainty_scores` for T and the forms).
+    * Float64 values within float64's own error bound of each other are ties:
+      ``tie_tol(v) = 4 (C + 1024) 2^-53 |v| + (C + 1) 2^-1018`` (probability
+      entropy adds a term for entries above 1). Repeatedly, among the rows
+      left, with M the largest value, the lowest index among the rows within
+      ``tie_tol(M)`` of M comes next.
+    * One float32 pass computes every key with a proven error bound; only the
+      rows that the bounds cannot place (near-ties inside the top-k and at its
+      boundary) are recomputed in float64 (``return_stats`` counts them).
 
     Returns:
-        indices (int64), plus their scores if ``return_scores``; numpy or torch
-        (on ``x``'s device) like ``x``.
+        indices (int64), plus their scores (non-increasing; float32, float64 for
+        float64 input) if ``return_scores``, plus a dict of statistics
+        (``rows_refined``, ``candidates``, ``tie_groups``, ``passes``) if
+        ``return_stats``; numpy or torch (on ``x``'s device) like ``x``.
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
     budget = check_budget(budget, m.rows, "the number of rows")
     if m.device == "cuda":
         from .. import _cuda_backend
 
+        if return_stats:
+            order, top, stats = _cuda_backend.uncertainty_topk(
+                m, budget, method, inputs, check_finite, probs_tolerance, True, return_stats=True)
+            return (order, top, stats) if return_scores else (order, stats)
         return _cuda_backend.uncertainty_topk(m, budget, method, inputs, check_finite,
                                               probs_tolerance, return_scores)
-    scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
     order = np.empty(budget, dtype=np.int64)
     top = np.empty(budget, dtype=np.float64)
-    if budget:
-        _core.topk_desc(scores.ctypes.data, m.rows, budget, order.ctypes.data, top.ctypes.data,
-                        threads)
+    stats = _core.uncertainty_topk_cpu(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
+                                       METHODS.index(method), INPUTS.index(inputs), check_finite,
+                                       probs_tolerance, threads, budget,
+                                       order.ctypes.data if budget else 0,
+                                       top.ctypes.data if budget else 0, simd or "", "x")
     top = top.astype(_out_dtype(m))
     if is_torch(x):
         import torch
 
         order, top = torch.from_numpy(order), torch.from_numpy(top)
-    return (order, top) if return_scores else order
+    out = (order,)
+    if return_scores:
+        out += (top,)
+    if return_stats:
+        out += (dict(stats),)
+    return out if len(out) > 1 else order
