@@ -54,8 +54,9 @@ using UncFunctionFn = void (*)(int which, const void* in, int64_t n, void* out);
 // python_tests/test_uncertainty.py):
 //   exp:  |fexp(x) - e^x| <= kCpuExpRelU 2^-24 e^x + 2^-125 on [-104, 0]
 //   log:  |flog(p) - log p| <= kCpuLogRelU 2^-24 |log p| for normal p in (0, 1]
-// Sums: float32 partial sums of kUncFlushVectors vectors per lane, flushed into
-// float64 accumulators; products rounded once.
+// Sums that make a key: float32 partial sums of kUncFlushVectors vectors per
+// lane, flushed into float64 accumulators; V (entropy's bound only): float32;
+// products rounded once.
 constexpr double kCpuExpRelU = 4.0;
 constexpr double kCpuLogRelU = 4.0;
 constexpr int kUncFlushVectors = 4;
@@ -67,6 +68,9 @@ inline unc::FastModel cpu_fast_model(int64_t C) {
   // a lane adds kUncFlushVectors terms in float32 (one rounding each after the
   // first), then at most C / 4 + 8 float64 additions
   m.sum_rel = 1.001 * (kUncFlushVectors - 1) * unc::kU32 + (static_cast<double>(C) + 64.0) * unc::kU64;
+  // entropy's V, in float32 lanes throughout: at most C / 8 + 1 additions per
+  // lane (8 lanes or more), a tree of at most 4 levels
+  m.aux_sum_rel = 1.01 * (static_cast<double>(C) / 8.0 + 8.0) * unc::kU32;
   m.prod_rel = unc::kU32;
   return m;
 }

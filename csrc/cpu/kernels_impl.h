@@ -161,14 +161,14 @@ struct F {
   }
   static V vexp(V x);
   static V vlog(V x);
-  // acc + (d < 0 ? e : 0)
-  static V add_if_neg(V acc, V d, V e) {
-    return _mm512_mask_add_ps(acc, _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_LT_OQ), acc, e);
-  }
-  // how many lanes of d are 0
-  static int count_zero(V d) {
-    return __builtin_popcount(
-        static_cast<unsigned>(_mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_EQ_OQ)));
+  // acc + (d < 0 ? e : 0); n_neg counts, per lane, the lanes of d below 0
+  using Count = __m512i;
+  static Count count_zero() { return _mm512_setzero_si512(); }
+  static int64_t count_total(Count c) { return _mm512_reduce_add_epi32(c); }
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __mmask16 neg = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_LT_OQ);
+    n_neg = _mm512_mask_add_epi32(n_neg, neg, n_neg, _mm512_set1_epi32(1));
+    return _mm512_mask_add_ps(acc, neg, acc, e);
   }
 };
 
@@ -190,12 +190,13 @@ struct D {
   static V min(V a, V b) { return _mm512_min_pd(a, b); }
   static S reduce_add(V v) { return _mm512_reduce_add_pd(v); }
   static S reduce_max(V v) { return _mm512_reduce_max_pd(v); }
-  static V add_if_neg(V acc, V d, V e) {
-    return _mm512_mask_add_pd(acc, _mm512_cmp_pd_mask(d, _mm512_setzero_pd(), _CMP_LT_OQ), acc, e);
-  }
-  static int count_zero(V d) {
-    return __builtin_popcount(
-        static_cast<unsigned>(_mm512_cmp_pd_mask(d, _mm512_setzero_pd(), _CMP_EQ_OQ)));
+  using Count = __m512i;
+  static Count count_zero() { return _mm512_setzero_si512(); }
+  static int64_t count_total(Count c) { return _mm512_reduce_add_epi64(c); }
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __mmask8 neg = _mm512_cmp_pd_mask(d, _mm512_setzero_pd(), _CMP_LT_OQ);
+    n_neg = _mm512_mask_add_epi64(n_neg, neg, n_neg, _mm512_set1_epi64(1));
+    return _mm512_mask_add_pd(acc, neg, acc, e);
   }
   static V vexp(V x);
   template <DType T>
@@ -215,12 +216,12 @@ struct D {
   }
 };
 
-// exp for x <= 0 (softmax gaps): Cephes-style range reduction and a degree-6
-// polynomial, scaled by 2^n with scalef (which rounds subnormal results
-// correctly and gives 0 far below). Within kCpuExpRelU 2^-24 relative, plus
-// 2^-149 absolute below float32's normal range (checked exhaustively).
+// exp for x in [-104, 0] (softmax gaps, clamped by the caller): Cephes-style
+// range reduction and a degree-6 polynomial, scaled by 2^n with scalef (which
+// rounds subnormal results correctly; e^-104 rounds to 0). Within kCpuExpRelU
+// 2^-24 relative, plus 2^-149 absolute below float32's normal range (checked
+// exhaustively).
 inline F::V F::vexp(V x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-kFastClamp));  // -inf, NaN -> -104: e^-104 rounds to 0
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -337,12 +338,19 @@ struct F {
   }
   static V vexp(V x);
   static V vlog(V x);
-  static V add_if_neg(V acc, V d, V e) {
-    return _mm256_add_ps(acc, _mm256_and_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_LT_OQ), e));
+  using Count = __m256i;
+  static Count count_zero() { return _mm256_setzero_si256(); }
+  static int64_t count_total(Count c) {
+    alignas(32) int32_t a[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(a), c);
+    int64_t t = 0;
+    for (int i = 0; i < 8; ++i) t += a[i];
+    return t;
   }
-  static int count_zero(V d) {
-    return __builtin_popcount(static_cast<unsigned>(
-        _mm256_movemask_ps(_mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_EQ_OQ))));
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __m256 neg = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_LT_OQ);
+    n_neg = _mm256_sub_epi32(n_neg, _mm256_castps_si256(neg));  // all ones: -1
+    return _mm256_add_ps(acc, _mm256_and_ps(neg, e));
   }
 };
 
@@ -386,12 +394,17 @@ struct D {
       return _mm256_loadu_pd(reinterpret_cast<const double*>(row) + j);
     }
   }
-  static V add_if_neg(V acc, V d, V e) {
-    return _mm256_add_pd(acc, _mm256_and_pd(_mm256_cmp_pd(d, _mm256_setzero_pd(), _CMP_LT_OQ), e));
+  using Count = __m256i;
+  static Count count_zero() { return _mm256_setzero_si256(); }
+  static int64_t count_total(Count c) {
+    alignas(32) int64_t a[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(a), c);
+    return a[0] + a[1] + a[2] + a[3];
   }
-  static int count_zero(V d) {
-    return __builtin_popcount(static_cast<unsigned>(
-        _mm256_movemask_pd(_mm256_cmp_pd(d, _mm256_setzero_pd(), _CMP_EQ_OQ))));
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __m256d neg = _mm256_cmp_pd(d, _mm256_setzero_pd(), _CMP_LT_OQ);
+    n_neg = _mm256_sub_epi64(n_neg, _mm256_castpd_si256(neg));
+    return _mm256_add_pd(acc, _mm256_and_pd(neg, e));
   }
   static V vexp(V x);
 };
@@ -539,15 +552,17 @@ struct GenericLanes {
       r.v[i] = std::is_same<S, float>::value && x.v[i] < S(-87.3) ? S(0) : std::exp(x.v[i]);
     return r;
   }
-  static V add_if_neg(V acc, V d, V e) {
+  using Count = int64_t;
+  static Count count_zero() { return 0; }
+  static int64_t count_total(Count c) { return c; }
+  static V add_if_neg(V acc, V d, V e, int64_t& n_neg) {
     V r;
-    for (int i = 0; i < W; ++i) r.v[i] = acc.v[i] + (d.v[i] < S(0) ? e.v[i] : S(0));
+    for (int i = 0; i < W; ++i) {
+      const bool neg = d.v[i] < S(0);
+      n_neg += neg;
+      r.v[i] = acc.v[i] + (neg ? e.v[i] : S(0));
+    }
     return r;
-  }
-  static int count_zero(V d) {
-    int c = 0;
-    for (int i = 0; i < W; ++i) c += d.v[i] == S(0);
-    return c;
   }
   static V vlog(V x) {
     V r;
@@ -963,10 +978,35 @@ static int64_t nonfinite_col(DType dtype, const char* row, int64_t D) {
 // ----------------------------------------------------------- uncertainty --
 // The fast pass and the float64 formulas of svp/uncertainty_exact.h.
 
-// A bound as a float, never below the double it came from.
+// The last n < W entries of a row as float32 lanes, the rest set to fill
+// (AVX-512: one masked load instead of a copy through memory).
+template <DType T>
+static inline F::V unc_load_tail(const char* row, int64_t j, int64_t n, float fill) {
+#if defined(SVP_ISA_AVX512)
+  if constexpr (T != DType::f64) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    const __m512 f = _mm512_set1_ps(fill);
+    if constexpr (T == DType::f32) {
+      return _mm512_mask_loadu_ps(f, m, reinterpret_cast<const float*>(row) + j);
+    } else {
+      const __m256i h = _mm256_maskz_loadu_epi16(m, row + 2 * j);
+      const __m512 v = T == DType::f16
+                           ? _mm512_cvtph_ps(h)
+                           : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      return _mm512_mask_mov_ps(f, m, v);
+    }
+  }
+#endif
+  return load_tail<F, T>(row, j, n, fill);
+}
+
+// A bound (>= 0) as a float, never below the double it came from.
 static inline float round_up_to_float(double e) {
   float f = static_cast<float>(e);
-  if (static_cast<double>(f) < e) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits += static_cast<double>(f) < e;  // one float32 ulp up (no branch: half the rows)
+  std::memcpy(&f, &bits, 4);
   return f;
 }
 
@@ -1041,18 +1081,21 @@ static unc::KeyBound exact_row(const char* x, int64_t C, UncertaintyMethod metho
   }
   const V mv = D::set1(top1), floor_d = D::set1(-1.0e4);
   V t = D::zero(), uacc = D::zero();
-  int64_t n_max = 0;
+  D::Count n_neg = D::count_zero();
+  int64_t lanes = 0;
   auto add = [&](V z) {
     const V d = D::sub(z, mv);
     const V e = D::vexp(d);
-    t = D::add_if_neg(t, d, e);
-    n_max += D::count_zero(d);
+    t = D::add_if_neg(t, d, e, n_neg);
+    lanes += W;
     if (entropy) uacc = D::fnmadd(e, D::max(d, floor_d), uacc);  // e (m - z); e = 0 below -746
   };
   for (int64_t j = 0; j < Cfull; j += W) add(D::template load<T>(x, j));
   if (Cfull < C) add(load_tail<D, T>(x, Cfull, C - Cfull, ninf));
   const double gap2 = C > 1 ? top2 - top1 : ninf;
-  return unc::exact_logits(method, D::reduce_add(t), static_cast<double>(n_max),
+  // the lanes not below the maximum hold it (pads are -inf)
+  return unc::exact_logits(method, D::reduce_add(t),
+                           static_cast<double>(lanes - D::count_total(n_neg)),
                            D::reduce_add(uacc), gap2);
 }
 
@@ -1102,130 +1145,204 @@ static bool row_is_distribution(const char* x, int64_t C, double tol) {
 }
 
 // The fast pass for float32/16/bf16 rows in float32 lanes; each row is swept
-// twice (the maximum, then the sums), the second sweep from L1. Terms are
-// summed in float32 for kUncFlushVectors vectors, then in float64.
+// twice (the maximum, then the sums), the second sweep from L1. The sums that
+// make a key add kUncFlushVectors vectors in float32, then go to float64.
+// Instantiated per method: the loop holds only that method's work.
+// The sums of one row for unc::fast_logits.
+struct FastSums {
+  double sum, U, V, gap2;
+};
+
+template <DType T, UncertaintyMethod M>
+static FastSums fast_logits_sums(const char* x, int64_t C) {
+  using I = F;
+  using V = I::V;
+  constexpr int W = I::W;
+  constexpr bool entropy = M == UncertaintyMethod::entropy;
+  // margin needs only S: every term, no mask (the maxima add exactly 1 each)
+  constexpr bool masked = M != UncertaintyMethod::margin;
+  const int64_t Cfull = C - C % W;
+  float top1, top2;
+  row_top2<I, T>(x, C, M == UncertaintyMethod::margin, &top1, &top2);
+  const V mv = I::set1(top1), clamp = I::set1(-kFastClamp);
+  D::V t_lo = D::zero(), t_hi = D::zero(), u_lo = D::zero(), u_hi = D::zero();
+  V tb = I::zero(), ub = I::zero();
+  V aux = I::zero();  // entropy's V, in float32 throughout (fm.aux_sum_rel)
+  I::Count n_neg = I::count_zero();
+  auto add = [&](V z) {
+    const V d = I::sub(z, mv);  // x_j = fl32(z_j - m)
+    // clamped to [-104, 0]: e^-104 rounds to 0, and 0 * inf stays out of U
+    const V dc = I::max(d, clamp);
+    const V e = I::vexp(dc);
+    if constexpr (masked) {
+      tb = I::add_if_neg(tb, d, e, n_neg);
+    } else {
+      tb = I::add(tb, e);
+    }
+    if constexpr (entropy) {  // U = sum e a, V = sum e a^2, a = min(m - z, 104)
+      const V pa = I::mul(e, dc);
+      ub = I::sub(ub, pa);
+      aux = I::fmadd(pa, dc, aux);
+    }
+  };
+  auto flush = [&] {
+    widen_add(t_lo, t_hi, tb);
+    if constexpr (entropy) widen_add(u_lo, u_hi, ub);
+    tb = ub = I::zero();
+  };
+  int64_t j = 0;
+  for (; j + kUncFlushVectors * W <= Cfull; j += kUncFlushVectors * W) {
+    for (int b = 0; b < kUncFlushVectors; ++b) add(I::template load<T>(x, j + b * W));
+    flush();
+  }
+  for (; j < Cfull; j += W) add(I::template load<T>(x, j));
+  int64_t lanes = Cfull;
+  // pad with -inf: exp() is 0 there (a finite pad could exceed the row's own
+  // maximum: logits below -1e30)
+  if (Cfull < C) {
+    add(unc_load_tail<T>(x, Cfull, C - Cfull, -std::numeric_limits<float>::infinity()));
+    lanes += W;
+  }
+  flush();
+  const double gap2 = C > 1 ? static_cast<double>(top2) - static_cast<double>(top1)
+                            : -std::numeric_limits<double>::infinity();
+  double sum = D::reduce_add(D::add(t_lo, t_hi));
+  // the lanes not below the maximum hold it (pads are -inf): T = T1 + n_max - 1
+  if constexpr (masked) sum += static_cast<double>(lanes - I::count_total(n_neg) - 1);
+  return {sum, entropy ? D::reduce_add(D::add(u_lo, u_hi)) : -1.0,
+          entropy ? static_cast<double>(I::reduce_add(aux)) : 0.0, gap2};
+}
+
+// Probabilities: validate (min, sum) and score in one sweep. Returns false for
+// a row that is not a distribution within tol. need_exact: a row with an entry
+// above 1 (entropy terms of both signs): the float64 formulas score it.
+template <DType T>
+static bool fast_probs_row(const char* x, int64_t C, UncertaintyMethod method, double tol,
+                           const unc::FastModel& fm, const unc::TieModel& tie,
+                           unc::KeyBound* kb, bool* need_exact) {
+  using I = F;
+  using V = I::V;
+  constexpr int W = I::W;
+  const bool entropy = method == UncertaintyMethod::entropy;
+  const int64_t Cfull = C - C % W;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  D::V t_lo = D::zero(), t_hi = D::zero(), u_lo = D::zero(), u_hi = D::zero();
+  V tb = I::zero(), ub = I::zero();
+  V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(std::numeric_limits<float>::infinity());
+  const V tiny = I::set1(std::numeric_limits<float>::min());
+  auto body = [&](V v) {
+    m2 = I::max(m2, I::min(m1, v));
+    m1 = I::max(m1, v);
+    mn = I::min(mn, v);
+    tb = I::add(tb, v);
+    if (entropy) {
+      // -p log p, with 0 for p below the smallest normal (and p <= 0)
+      const V pl = I::mul(v, I::vlog(I::max(v, tiny)));
+      ub = I::sub(ub, I::select_gt(v, tiny, pl, I::zero()));
+    }
+  };
+  auto flush = [&] {
+    widen_add(t_lo, t_hi, tb);
+    if (entropy) widen_add(u_lo, u_hi, ub);
+    tb = ub = I::zero();
+  };
+  int64_t j = 0;
+  for (; j + kUncFlushVectors * W <= Cfull; j += kUncFlushVectors * W) {
+    for (int b = 0; b < kUncFlushVectors; ++b) body(I::template load<T>(x, j + b * W));
+    flush();
+  }
+  for (; j < Cfull; j += W) body(I::template load<T>(x, j));
+  flush();
+  float top1 = I::reduce_max(m1), top2 = ninf;
+  {
+    alignas(64) float a1[W], a2[W];
+    I::store(a1, m1);
+    I::store(a2, m2);
+    bool seen_top = false;
+    for (int i = 0; i < W; ++i) {
+      if (a1[i] == top1 && !seen_top) seen_top = true;
+      else top2 = std::max(top2, a1[i]);
+      top2 = std::max(top2, a2[i]);
+    }
+  }
+  double lo = Cfull > 0 ? -I::reduce_max(I::sub(I::zero(), mn))
+                        : std::numeric_limits<double>::infinity();
+  double total = D::reduce_add(D::add(t_lo, t_hi));
+  double H = entropy ? D::reduce_add(D::add(u_lo, u_hi)) : 0.0;
+  for (; j < C; ++j) {
+    const float v = static_cast<float>(elem<T>(x, j));
+    if (v > top1) {
+      top2 = top1;
+      top1 = v;
+    } else if (v > top2) {
+      top2 = v;
+    }
+    lo = std::min(lo, static_cast<double>(v));
+    total += v;
+    if (entropy && v > std::numeric_limits<float>::min()) {
+      alignas(64) float b[W];
+      I::store(b, I::mul(I::set1(v), I::vlog(I::set1(v))));  // the lanes' log, not libm's
+      H -= b[0];
+    }
+  }
+  if (lo < -tol || std::fabs(total - 1.0) > tol) return false;
+  if (entropy) {
+    *need_exact = top1 > 1.0f;
+    *kb = unc::fast_probs_entropy(C, H, fm, tie);
+  } else {
+    *kb = unc::exact_probs(method, top1, C > 1 ? top2 : 0.0f, 0.0);  // already float64 values
+  }
+  return true;
+}
+
+template <DType T, UncertaintyMethod M>
+static int64_t fast_logits_rows(const char* const* rows, int64_t n, int64_t C, double tol,
+                                double* score, double* key, float* err) {
+  const unc::FastPlan plan =
+      unc::fast_plan(M, C, cpu_fast_model(C), unc::tie_model(M, ScoreInput::logits, C, tol));
+  // the sums of a group of rows first, then their scalar epilogues: these are
+  // independent, so their latency (log1p, expm1, divisions) overlaps
+  constexpr int64_t kGroup = 16;
+  FastSums sums[kGroup];
+  for (int64_t r0 = 0; r0 < n; r0 += kGroup) {
+    const int64_t cnt = std::min(kGroup, n - r0);
+    for (int64_t i = 0; i < cnt; ++i) sums[i] = fast_logits_sums<T, M>(rows[r0 + i], C);
+    for (int64_t i = 0; i < cnt; ++i) {
+      const int64_t r = r0 + i;
+      unc::KeyBound kb = unc::fast_logits<M>(plan, sums[i].sum, sums[i].U, sums[i].V, sums[i].gap2);
+      if (!(kb.err < std::numeric_limits<double>::infinity()))
+        kb = exact_row<T>(rows[r], C, M, ScoreInput::logits);
+      score[r] = kb.score;
+      if (key) {
+        key[r] = kb.key;
+        err[r] = round_up_to_float(kb.err);
+      }
+    }
+  }
+  return -1;
+}
+
 template <DType T>
 static int64_t score_rows_f(const char* const* rows, int64_t n, int64_t C,
                             UncertaintyMethod method, ScoreInput input, double tol,
                             double* score, double* key, float* err) {
-  using I = F;
-  using V = I::V;
-  constexpr int W = I::W;
-  const int64_t Cfull = C - C % W;
-  const float ninf = -std::numeric_limits<float>::infinity();
-  const bool want2 = method == UncertaintyMethod::margin;
-  const bool entropy = method == UncertaintyMethod::entropy;
+  if (input == ScoreInput::logits) {
+    switch (method) {
+      case UncertaintyMethod::least_confidence:
+        return fast_logits_rows<T, UncertaintyMethod::least_confidence>(rows, n, C, tol, score, key, err);
+      case UncertaintyMethod::entropy:
+        return fast_logits_rows<T, UncertaintyMethod::entropy>(rows, n, C, tol, score, key, err);
+      case UncertaintyMethod::margin:
+        return fast_logits_rows<T, UncertaintyMethod::margin>(rows, n, C, tol, score, key, err);
+    }
+  }
   const unc::FastModel fm = cpu_fast_model(C);
   const unc::TieModel tie = unc::tie_model(method, input, C, tol);
   for (int64_t r = 0; r < n; ++r) {
-    const char* x = rows[r];
     unc::KeyBound kb;
     bool need_exact = false;
-    D::V t_lo = D::zero(), t_hi = D::zero(), u_lo = D::zero(), u_hi = D::zero();
-    D::V v_lo = D::zero(), v_hi = D::zero();
-    V tb = I::zero(), ub = I::zero(), vb = I::zero();
-    int in_block = 0;
-    auto flush = [&] {
-      widen_add(t_lo, t_hi, tb);
-      widen_add(u_lo, u_hi, ub);
-      if (entropy) widen_add(v_lo, v_hi, vb);
-      tb = ub = vb = I::zero();
-      in_block = 0;
-    };
-    if (input == ScoreInput::logits) {
-      float top1, top2;
-      row_top2<I, T>(x, C, want2, &top1, &top2);
-      const V mv = I::set1(top1), clamp = I::set1(-kFastClamp);
-      int64_t n_max = 0;
-      auto add = [&](V z) {
-        const V d = I::sub(z, mv);  // x_j = fl32(z_j - m)
-        const V e = I::vexp(d);
-        tb = I::add_if_neg(tb, d, e);
-        n_max += I::count_zero(d);
-        // U = sum e a with a = min(m - z, 104) (the clamp keeps 0 * inf out)
-        const V dc = I::max(d, clamp);
-        if (entropy) {
-          const V pa = I::mul(e, dc);
-          ub = I::sub(ub, pa);
-          vb = I::fmadd(pa, dc, vb);
-        } else {
-          ub = I::fnmadd(e, dc, ub);
-        }
-        if (++in_block == kUncFlushVectors) flush();
-      };
-      for (int64_t j = 0; j < Cfull; j += W) add(I::template load<T>(x, j));
-      // pad with -inf: exp() is 0 there (a finite pad could exceed the row's
-      // own maximum: logits below -1e30)
-      if (Cfull < C) add(load_tail<I, T>(x, Cfull, C - Cfull, ninf));
-      flush();
-      const double gap2 = C > 1 ? static_cast<double>(top2) - static_cast<double>(top1)
-                                : -std::numeric_limits<double>::infinity();
-      kb = unc::fast_logits(method, C, D::reduce_add(D::add(t_lo, t_hi)),
-                            static_cast<double>(n_max), D::reduce_add(D::add(u_lo, u_hi)),
-                            entropy ? D::reduce_add(D::add(v_lo, v_hi)) : 0.0, gap2, fm, tie);
-      need_exact = !(kb.err < std::numeric_limits<double>::infinity());
-    } else {
-      // probabilities: validate (min, sum) and score in one sweep
-      V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(std::numeric_limits<float>::infinity());
-      const V tiny = I::set1(std::numeric_limits<float>::min());
-      auto body = [&](V v) {
-        m2 = I::max(m2, I::min(m1, v));
-        m1 = I::max(m1, v);
-        mn = I::min(mn, v);
-        tb = I::add(tb, v);
-        if (entropy) {
-          // -p log p, with 0 for p below the smallest normal (and p <= 0)
-          const V pl = I::mul(v, I::vlog(I::max(v, tiny)));
-          ub = I::sub(ub, I::select_gt(v, tiny, pl, I::zero()));
-        }
-        if (++in_block == kUncFlushVectors) flush();
-      };
-      for (int64_t j = 0; j < Cfull; j += W) body(I::template load<T>(x, j));
-      flush();
-      float top1 = I::reduce_max(m1), top2 = ninf;
-      {
-        alignas(64) float a1[W], a2[W];
-        I::store(a1, m1);
-        I::store(a2, m2);
-        bool seen_top = false;
-        for (int i = 0; i < W; ++i) {
-          if (a1[i] == top1 && !seen_top) seen_top = true;
-          else top2 = std::max(top2, a1[i]);
-          top2 = std::max(top2, a2[i]);
-        }
-      }
-      double lo = Cfull > 0 ? -I::reduce_max(I::sub(I::zero(), mn))
-                            : std::numeric_limits<double>::infinity();
-      double total = D::reduce_add(D::add(t_lo, t_hi));
-      double H = entropy ? D::reduce_add(D::add(u_lo, u_hi)) : 0.0;
-      for (int64_t j = Cfull; j < C; ++j) {
-        const float v = static_cast<float>(elem<T>(x, j));
-        if (v > top1) {
-          top2 = top1;
-          top1 = v;
-        } else if (v > top2) {
-          top2 = v;
-        }
-        lo = std::min(lo, static_cast<double>(v));
-        total += v;
-        if (entropy && v > std::numeric_limits<float>::min()) {
-          const V pl = I::mul(I::set1(v), I::vlog(I::set1(v)));  // the lanes' log, not libm's
-          alignas(64) float b[W];
-          I::store(b, pl);
-          H -= b[0];
-        }
-      }
-      if (lo < -tol || std::fabs(total - 1.0) > tol) return r;
-      if (entropy) {
-        // entries above 1 (within the tolerance) make terms negative: the
-        // relative bound no longer holds, so such rare rows go to float64
-        need_exact = top1 > 1.0f;
-        kb = unc::fast_probs_entropy(C, H, fm, tie);
-      } else {
-        kb = unc::exact_probs(method, top1, C > 1 ? top2 : 0.0f, 0.0);  // already float64 values
-      }
-    }
-    if (need_exact) kb = exact_row<T>(x, C, method, input);
+    if (!fast_probs_row<T>(rows[r], C, method, tol, fm, tie, &kb, &need_exact)) return r;
+    if (need_exact) kb = exact_row<T>(rows[r], C, method, input);
     score[r] = kb.score;
     if (key) {
       key[r] = kb.key;

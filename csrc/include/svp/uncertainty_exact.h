@@ -43,6 +43,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "svp/exactness.h"
 #include "svp/uncertainty.h"
@@ -178,83 +179,240 @@ SVP_HD KeyBound exact_probs(UncertaintyMethod method, double p1, double p2, doub
 //   exp_rel: |fexp(x) - e^x| <= exp_rel e^x + kFastAbsTerm for the float32
 //            gap x it is given (x in [-kFastGapClamp, 0]);
 //   log_rel: |flog(p) - log p| <= log_rel |log p| for normal p in (0, 1];
-//   sum_rel: the relative error of its sums of C non-negative terms (float32
-//            partial sums, float64 totals);
+//   sum_rel: the relative error of its sums of C non-negative terms that make
+//            a key (T or S; U for entropy; -sum p log p);
+//   aux_sum_rel: the same for V (entropy's bound only), which may be coarser;
 //   prod_rel: rounding of a product in a term (e * a, p * log p).
 struct FastModel {
-  double exp_rel = 0, log_rel = 0, sum_rel = 0, prod_rel = 0;
+  double exp_rel = 0, log_rel = 0, sum_rel = 0, aux_sum_rel = 0, prod_rel = 0;
 };
 
+// Bounds of log y for y >= 1 without libm (the bounds need no more): y = 2^e m
+// with m in [1, 2), log y = e ln 2 + log m and m - 1 - (m - 1)^2 / 2 <= log m
+// <= m - 1.
+SVP_HD double split_exponent(double y, double* m) {  // y > 0 normal: y = 2^e m
+  uint64_t bits;
+  memcpy(&bits, &y, 8);
+  const int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+  memcpy(m, &bits, 8);
+  return static_cast<double>(e);
+}
+SVP_HD double log_upper(double y) {
+  if (!(y > 1.0)) return 0.0;
+  if (!(y < 1.0e300)) return 691.0;
+  double m;
+  const double e = split_exponent(y, &m);
+  return (0.6931471805599453 * e + (m - 1.0)) * (1.0 + 1e-12);
+}
+SVP_HD double log_lower(double y) {
+  if (!(y > 1.0)) return 0.0;
+  if (!(y < 1.0e300)) return 690.0;
+  double m;
+  const double e = split_exponent(y, &m);
+  m -= 1.0;
+  return (0.6931471805599453 * e + m - 0.5 * m * m) * (1.0 - 1e-12);
+}
+
+// The fast epilogue's elementary functions: no libm, no branches, inline on
+// every backend. The fast bounds are some 1e-7 wide, so these need only be far
+// better than that: each is within kEpilogueRel of the exact value (truncated
+// series, bounded below; their float64 roundings add a few 2^-53).
+constexpr double kEpilogueRel = 4.656612873077393e-10;  // 2^-31
+
+// 2^k for an integer k in [-1022, 1023].
+SVP_HD double pow2i(int k) {
+  const uint64_t bits = static_cast<uint64_t>(k + 1023) << 52;
+  double v;
+  memcpy(&v, &bits, 8);
+  return v;
+}
+
+// 1 - e^x for x <= 0 with its relative digits near 0: x = n ln 2 + r,
+// |r| <= 0.347, expm1(r) = r (1 + r/2! + ... + r^9/10!) (the terms left out are
+// below 0.347^10 / 11! < 2^-38 of it); n = 0: -expm1(r); n < 0:
+// 1 - 2^n (1 + expm1(r)), where 2^n (1 + expm1(r)) <= 0.71 so the subtraction
+// loses at most a factor 3.5. 1 below -746 (and for -inf).
+SVP_HD double one_minus_exp(double x) {
+  x = x > -746.0 ? x : -746.0;
+  const double n = floor(x * 1.4426950408889634 + 0.5);
+  double r = fma(-n, 6.93147180369123816490e-01, x);
+  r = fma(-n, 1.90821492927058770002e-10, r);
+  double q = 1.0 / 39916800.0;  // 1/11!
+  q = fma(q, r, 1.0 / 3628800.0);
+  q = fma(q, r, 1.0 / 362880.0);
+  q = fma(q, r, 1.0 / 40320.0);
+  q = fma(q, r, 1.0 / 5040.0);
+  q = fma(q, r, 1.0 / 720.0);
+  q = fma(q, r, 1.0 / 120.0);
+  q = fma(q, r, 1.0 / 24.0);
+  q = fma(q, r, 1.0 / 6.0);
+  q = fma(q, r, 0.5);
+  q = fma(q, r, 1.0);
+  const double em = r * q;  // expm1(r)
+  const int k = static_cast<int>(n);
+  const int k1 = k / 2;
+  const double scaled = (1.0 + em) * pow2i(k1) * pow2i(k - k1);
+  return k == 0 ? -em : 1.0 - scaled;
+}
+
+// log(1 + T) for T >= 0 with S = fl(1 + T), S < 1e300: 2 atanh(s) =
+// 2 (s + s^3/3 + ... + s^11/11) (the rest below 0.0295^6 / 13 < 2^-34 of it)
+// with s = T / (2 + T) when S < sqrt 2 (from T itself: small T keeps its
+// digits), else S = 2^e m, m in [sqrt(1/2), sqrt 2], s = (m - 1) / (m + 1).
+SVP_HD double log1p_nonnegative(double T, double S) {
+  double m;
+  double e = split_exponent(S, &m);
+  const bool high = m > 1.4142135623730951;
+  m = high ? 0.5 * m : m;
+  e = high ? e + 1.0 : e;
+  const bool small = e == 0.0;  // S < sqrt 2
+  const double s = (small ? T : m - 1.0) / (small ? 2.0 + T : m + 1.0);
+  const double w = s * s;
+  double q = 1.0 / 11.0;
+  q = fma(q, w, 1.0 / 9.0);
+  q = fma(q, w, 1.0 / 7.0);
+  q = fma(q, w, 1.0 / 5.0);
+  q = fma(q, w, 1.0 / 3.0);
+  q = fma(q, w, 1.0);
+  return fma(e, 0.6931471805599453, 2.0 * s * q);
+}
+
+// The constants of fast_logits for one method and C, made once per call.
+struct FastPlan {
+  UncertaintyMethod method;
+  TieModel tie;
+  double R0;         // absolute error of the C terms (flushed / subnormal exps)
+  double log_c;      // >= log C
+  // the coarse bound of the sum (the subtraction's error at its worst, a = 104):
+  // crude = crude_a * base + crude_b
+  double crude_a, crude_b;
+  // e_sum = sum_a * base + sum_u * U_up + sum_b
+  double sum_a, sum_u, sum_b;
+  double u_scale, u_add;  // computed U -> bound of the exact one: (U + u_add) u_scale
+  double v_scale, v_add;
+  double eu_rel;  // error of a computed U, per unit of U (entropy)
+};
+
+SVP_HD FastPlan fast_plan(UncertaintyMethod method, int64_t C, const FastModel& fm,
+                          const TieModel& tie) {
+  const double u = kU32, ud = kU64, up = 1.0 + 9.094947017729282e-13;
+  FastPlan p;
+  p.method = method;
+  p.tie = tie;
+  p.R0 = 1.02 * static_cast<double>(C) * kFastAbsTerm;
+  p.log_c = log_upper(static_cast<double>(C));
+  const double e_rel = 1.01 * (fm.exp_rel + fm.sum_rel);
+  const double crude_rel = e_rel + 1.02 * u * kFastGapClamp;
+  const double inv_e = up / (1.0 - e_rel), inv_crude = up / (1.0 - crude_rel);
+  p.crude_a = up * (crude_rel + 2.0 * ud) * inv_crude;
+  p.crude_b = up * p.R0 * inv_crude;
+  p.sum_a = up * (e_rel + 2.0 * ud) * inv_e;
+  p.sum_u = up * 1.02 * u * inv_e;
+  p.sum_b = up * p.R0 * inv_e;
+  const double lowU = fm.exp_rel + 1.01 * u * kFastGapClamp + u + fm.prod_rel + fm.sum_rel;
+  const double lowV = fm.exp_rel + 1.01 * u * kFastGapClamp + 3.0 * u + 2.0 * fm.prod_rel +
+                      fm.aux_sum_rel;
+  p.u_scale = up * (1.0 + 2.0 * lowU);
+  p.u_add = 105.0 * p.R0;
+  p.v_scale = up * (1.0 + 2.0 * lowV);
+  p.v_add = 105.0 * 105.0 * p.R0;
+  p.eu_rel = 1.01 * (fm.exp_rel + u + fm.prod_rel + fm.sum_rel);
+  return p;
+}
+
 // The fast key of a row of logits and its bound, from float64 totals of float32
-// terms: T1 = sum fexp(x_j) over x_j < 0, n_max the count of x_j == 0, U = sum
-// fexp(x_j) a_j, V = sum fexp(x_j) a_j^2 (entropy only), with x_j = fl32(z_j - m),
-// a_j = min(-x_j, kFastGapClamp); gap2 = z_(2) - m in float64.
+// terms fexp(x_j), x_j = fl32(z_j - m), a_j = min(-x_j, kFastGapClamp):
+//   least confidence, entropy: sum = T1 + (n_max - 1), T1 the sum over x_j < 0
+//     and n_max the count of x_j == 0 (so T keeps its digits when it is small);
+//   margin: sum = S, over every j (the maxima add exactly 1 each: only S is used);
+//   U = sum fexp(x_j) a_j and V = sum fexp(x_j) a_j^2 for entropy; U < 0: not
+//   computed (least confidence, margin on the CPU);
+//   gap2 = z_(2) - m in float64.
 //
 // Each term: x_j differs from z_j - m by at most u |z_j - m| = u a_j (a rounded
 // subtraction), which moves e^x by a factor within 1 +- 1.01 u a_j, so
 //   |fexp(x_j) - t_j| <= (exp_rel + 1.01 u a_j) t_j + kFastAbsTerm,
-// t_j = exp(z_j - m). Summed: |T1 - T'| <= eT T' + 1.02 u U + R0 with
-// eT = 1.01 (exp_rel + sum_rel); U itself is bounded from the computed U (each
-// of its terms is low by at most exp_rel + 1.01 u 104 + u + prod_rel + sum_rel).
-// Every bound below is rounded up by a factor (1 + 2^-40), far above the
-// float64 rounding of its own few operations.
-SVP_HD KeyBound fast_logits(UncertaintyMethod method, int64_t C, double T1, double n_max,
-                            double U, double V, double gap2, const FastModel& fm,
-                            const TieModel& tie) {
-  const double u = kU32, ud = kU64, up = 1.0 + 9.094947017729282e-13 /* 2^-40 */;
-  const double c = static_cast<double>(C);
-  const double R0 = 1.02 * c * kFastAbsTerm;
-  const double lowU = fm.exp_rel + 1.01 * u * kFastGapClamp + u + fm.prod_rel + fm.sum_rel;
-  const double U_up = (U + 105.0 * R0) * (1.0 + 2.0 * lowU);
-  const double eT_rel = 1.01 * (fm.exp_rel + fm.sum_rel);
-  // T = T1 + (n_max - 1): the count is exact, the addition rounds once.
-  const double T = T1 + (n_max - 1.0);
-  const double R = 1.02 * u * U_up + R0 + 2.0 * ud * T;
-  const double eT = up * (eT_rel * T + R) / (1.0 - eT_rel);
-  const double S = 1.0 + T;
-  const double eS = up * (eT + ud * S);
+// t_j = exp(z_j - m). Summed: |T1 - T'| <= e_rel T' + 1.02 u U + R0 with
+// e_rel = 1.01 (exp_rel + sum_rel) (the same for S). Where U is not computed it
+// is bounded by the entropy: H(p) = U / S + log S <= log C, so
+// U <= S log(C / S), with S from a first, coarse bound (a_j <= 104). A computed
+// U is low by at most exp_rel + 1.01 u 104 + u + prod_rel + sum_rel per term.
+// 1 / (1 - x) <= 1 + 2x for the x <= 1/4 here; every bound is rounded up by
+// (1 + 2^-40), far above the float64 rounding of its own few operations.
+template <UncertaintyMethod M>
+SVP_HD KeyBound fast_logits(const FastPlan& p, double sum, double U, double V, double gap2) {
+  const double ud = kU64, up = 1.0 + 9.094947017729282e-13 /* 2^-40 */;
+  constexpr bool margin = M == UncertaintyMethod::margin;
+  // the sum as computed; margin sums S directly, the others T (+1 for S)
+  const double T = margin ? sum - 1.0 : sum;
+  const double S = margin ? sum : 1.0 + sum;
+  const double base = margin ? S : T;  // what the relative errors refer to
   KeyBound k;
-  if (!(eS < 0.25 * S)) {  // a bound this poor never happens for finite input
+  if (!(S >= 1.0 && S < 1.0e300)) {  // only from non-finite input
     k.err = INFINITY;
     return k;
   }
-  switch (method) {
-    case UncertaintyMethod::least_confidence:
-      k.key = T;
-      k.score = T / S;
-      k.err = eT;
-      break;
-    case UncertaintyMethod::margin: {
-      // expm1 within 2 ulp, gap2 rounded at most once (x / (e^x - 1) <= 1
-      // turns that into one more 2^-53 of expm1), the division: 8 2^-53.
-      const double d = -expm1(gap2) / S;
-      const double relS = eS / (S - eS);
-      k.key = -d;
-      k.score = 1.0 - d;
-      k.err = up * d * (relS + 8.0 * ud) / (1.0 - relS - 8.0 * ud);
-      break;
-    }
-    default: {
-      // H = log1p(T) + U/S: log1p moves by at most eT / (1 + T - eT) (its
-      // slope), plus its own 2 ulp; U/S by (eU + (U/S) eS) / (S - eS).
-      const double L = log1p(T);
-      const double eL = eT / (S - eT) + 4.0 * ud * L;
-      const double lowV = lowU + 2.0 * u + fm.prod_rel;
-      const double V_up = (V + 105.0 * 105.0 * R0) * (1.0 + 2.0 * lowV);
-      const double eU = up * ((fm.exp_rel + u + fm.prod_rel + fm.sum_rel) * 1.01 * U_up +
-                              1.01 * u * V_up + 105.0 * R0);
-      const double Q = U / S;
-      const double eQ = (eU + Q * eS) / (S - eS) + ud * Q;
-      const double H = L + Q;
-      k.key = H;
-      k.score = H;
-      k.err = up * (eL + eQ + 2.0 * ud * H);
-      break;
-    }
+  const double invS = 1.0 / S;
+  double U_up;
+  if (U >= 0) {
+    U_up = (U + p.u_add) * p.u_scale;
+  } else {
+    const double crude = p.crude_a * base + p.crude_b;
+    const double lg = p.log_c - log_lower(S - crude);
+    U_up = up * ((S + crude) * (lg > 0 ? lg : 0.0) + p.u_add);
+  }
+  // |computed - exact| of the sum (T for least confidence and entropy, S for margin)
+  const double e_sum = p.sum_a * base + p.sum_u * U_up + p.sum_b;
+  const double eS = up * (e_sum + ud * S);
+  const double relS = eS * invS;  // |S~ - S| / S~
+  if (!(relS < 0.25)) {  // a bound this poor never happens for finite input
+    k.err = INFINITY;
+    return k;
+  }
+  if constexpr (M == UncertaintyMethod::least_confidence) {
+    k.key = T;
+    k.score = T * invS;
+    k.err = e_sum;
+  } else if constexpr (margin) {
+    // d = num / S: num = 1 - e^gap2 within kEpilogueRel (one_minus_exp; gap2
+    // rounded at most once: x / (e^x - 1) <= 1 keeps that at 2^-53), two
+    // roundings in num * (1/S); 1/S moves by relS / (1 - relS).
+    const double d = one_minus_exp(gap2) * invS;
+    const double rel = relS * (1.0 + 2.0 * relS) + kEpilogueRel + 4.0 * ud;
+    k.key = -d;
+    k.score = 1.0 - d;
+    k.err = up * d * rel * (1.0 + 2.0 * rel);
+  } else {
+    // H = log(1 + T) + U/S: the log moves by at most e_sum / (S - e_sum) (its
+    // slope), plus kEpilogueRel of its own (log1p_nonnegative) and, where
+    // S = fl(1 + T) stands in for 1 + T, 2^-53 more; U/S by
+    // (eU + (U/S) eS) / (S - eS).
+    const double L = log1p_nonnegative(T, S);
+    const double eL = e_sum * invS * (1.0 + 2.0 * relS) + kEpilogueRel * L + 2.0 * ud;
+    const double V_up = (V + p.v_add) * p.v_scale;
+    const double eU = up * (p.eu_rel * U_up + 1.01 * kU32 * V_up + p.u_add);
+    const double Q = (U >= 0 ? U : 0.0) * invS;
+    const double eQ = (eU + Q * eS) * invS * (1.0 + 2.0 * relS) + 2.0 * ud * Q;
+    const double H = L + Q;
+    k.key = H;
+    k.score = H;
+    k.err = up * (eL + eQ + 2.0 * ud * H);
   }
   // against any conforming float64 value, not only the exact one
-  k.err = up * (k.err + 0.5 * tie.tol(fabs(k.key) + k.err));
+  k.err = up * (k.err + 0.5 * p.tie.tol(fabs(k.key) + k.err));
   return k;
+}
+
+SVP_HD KeyBound fast_logits(const FastPlan& p, double sum, double U, double V, double gap2) {
+  switch (p.method) {
+    case UncertaintyMethod::least_confidence:
+      return fast_logits<UncertaintyMethod::least_confidence>(p, sum, U, V, gap2);
+    case UncertaintyMethod::margin:
+      return fast_logits<UncertaintyMethod::margin>(p, sum, U, V, gap2);
+    default:
+      return fast_logits<UncertaintyMethod::entropy>(p, sum, U, V, gap2);
+  }
 }
 
 // The fast key of a row of probabilities whose entries are at most 1, from the
