@@ -448,7 +448,8 @@ PYBIND11_MODULE(_core, m) {
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            std::uintptr_t stream, int method, int input, bool check_finite, double tol,
            std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t scores_ptr, int64_t k,
-           std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string arg_name) {
+           std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string arg_name,
+           bool want_stats) -> py::object {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
           svp::cuda::UncertaintyCudaOptions opt;
           SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
@@ -458,12 +459,27 @@ PYBIND11_MODULE(_core, m) {
           opt.check_finite = check_finite;
           opt.probs_tolerance = tol;
           opt.arg_name = arg_name.c_str();
-          py::gil_scoped_release nogil;
-          svp::cuda::uncertainty_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
-                                      reinterpret_cast<void*>(scores_ptr), k,
-                                      reinterpret_cast<int64_t*>(order_ptr),
-                                      reinterpret_cast<void*>(top_ptr));
-        });
+          svp::UncertaintyStats st;
+          {
+            py::gil_scoped_release nogil;
+            svp::cuda::uncertainty_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
+                                        reinterpret_cast<void*>(scores_ptr), k,
+                                        reinterpret_cast<int64_t*>(order_ptr),
+                                        reinterpret_cast<void*>(top_ptr), want_stats ? &st : nullptr);
+          }
+          if (!want_stats) return py::none();
+          py::dict d;
+          d["candidates"] = st.candidates;
+          d["rows_refined"] = st.rows_refined;
+          d["tie_groups"] = st.tie_groups;
+          d["passes"] = st.passes;
+          return d;
+        },
+        py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
+        py::arg("device"), py::arg("stream"), py::arg("method"), py::arg("input"),
+        py::arg("check_finite"), py::arg("tol"), py::arg("ws_ptr"), py::arg("ws_bytes"),
+        py::arg("scores_ptr"), py::arg("k"), py::arg("order_ptr"), py::arg("top_ptr"),
+        py::arg("arg_name"), py::arg("want_stats") = false);
 #endif
   m.def("shard_needs_float64", &shard_needs_float64);
   py::class_<PyShard>(m, "KCenterShard")

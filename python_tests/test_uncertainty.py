@@ -326,3 +326,16 @@ def test_float64_exp_within_the_tie_model(simd):
     e = _core.uncertainty_function_error(simd, 2, -746.0, 0.0, 1_000_003, 0)
     assert e["max_rel"] <= 4.0, e  # the tie model allows 16
     assert e["max_abs_tiny"] <= 2.0 ** -1018, e
+
+
+@pytest.mark.parametrize("which,lo,hi", [(3, -0.75, 0.0), (3, -800.0, 0.0), (3, -1e-12, 0.0),
+                                         (4, 0.0, 3.0), (4, 0.0, 1e6), (4, 0.0, 1e-10)],
+                         ids=["1-exp near 0", "1-exp", "1-exp tiny", "log1p", "log1p large", "log1p tiny"])
+def test_fast_epilogue_functions_within_their_allowance(which, lo, hi):
+    # one_minus_exp and log1p_nonnegative (svp/uncertainty_exact.h) are allowed
+    # kEpilogueRel = 2^-31 each; their truncations are below 2^-34
+    from svp_fast import _core
+
+    e = _core.uncertainty_function_error("generic", which, lo, hi, 200_003, 1)
+    assert e["count"] > 100_000
+    assert e["max_rel"] <= 2.0 ** -31, e

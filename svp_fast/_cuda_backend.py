@@ -149,7 +149,7 @@ def kcenter(m: Matrix, budget: int, selected: np.ndarray, start: int, metric: st
 
 
 def _unc(m: Matrix, budget: int, method: str, inputs: str, check_finite: bool, tol: float,
-         want_scores: bool):
+         want_scores: bool, want_stats: bool = False):
     import torch
 
     from .selection.uncertainty import INPUTS, METHODS
@@ -164,10 +164,16 @@ def _unc(m: Matrix, budget: int, method: str, inputs: str, check_finite: bool, t
     ws_bytes = _core.uncertainty_cuda_workspace(m.ptr, m.rows, m.cols, m.row_stride,
                                                 m.dtype_code, m.device_index, k)
     ws = _workspace(ws_bytes, dev, "uncertainty")
-    _core.uncertainty_cuda(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, m.device_index,
-                           stream, METHODS.index(method), INPUTS.index(inputs), check_finite, tol,
-                           ws.data_ptr(), ws.numel(), scores.data_ptr(), k,
-                           order.data_ptr() if k > 0 else 0, top.data_ptr() if k > 0 else 0, "x")
+    args = (m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, m.device_index, stream,
+            METHODS.index(method), INPUTS.index(inputs), check_finite, tol, ws.data_ptr(), ws.numel(),
+            scores.data_ptr(), k, order.data_ptr() if k > 0 else 0, top.data_ptr() if k > 0 else 0, "x")
+    # the certified top-k (csrc/cuda/uncertainty.cu): the float64 reference's, as on the CPU;
+    # statistics cost one more synchronisation, so only on request
+    if want_stats:
+        stats = _core.uncertainty_cuda(*args, True)
+        del ws
+        return scores, order, top, dict(stats)
+    _core.uncertainty_cuda(*args)
     del ws
     return scores, order, top
 
@@ -178,6 +184,9 @@ def uncertainty_scores(m: Matrix, method: str, inputs: str, check_finite: bool, 
 
 
 def uncertainty_topk(m: Matrix, budget: int, method: str, inputs: str, check_finite: bool,
-                     tol: float, return_scores: bool):
+                     tol: float, return_scores: bool, return_stats: bool = False):
+    if return_stats:
+        _, order, top, stats = _unc(m, budget, method, inputs, check_finite, tol, True, True)
+        return order, top, stats
     _, order, top = _unc(m, budget, method, inputs, check_finite, tol, return_scores)
     return (order, top) if return_scores else order

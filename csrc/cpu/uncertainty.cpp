@@ -303,12 +303,36 @@ void uncertainty_keys_cpu(const MatrixView& X, const UncertaintyOptions& opt, bo
 
 FunctionError uncertainty_function_error(const char* isa, int which, double lo, double hi,
                                          int64_t stride, int num_threads) {
-  SVP_CHECK_ARG(which >= 0 && which <= 2, "which must be 0, 1 or 2, got %d", which);
+  SVP_CHECK_ARG(which >= 0 && which <= 4, "which must be in [0, 4], got %d", which);
   SVP_CHECK_ARG(stride >= 1, "stride must be >= 1, got %lld", (long long)stride);
   const cpu::KernelTable& kt = cpu::kernels_or_throw(isa);
   const int threads = num_threads > 0 ? num_threads : std::max(1, omp_get_max_threads());
   FunctionError out;
   const int64_t block = 4096;
+  if (which >= 3) {
+    // the fast epilogue's 1 - e^x on [lo, hi] (x <= 0) and log1p(T) on [lo, hi]
+    // (T >= 0), at `stride` points spread evenly, against long double
+    FunctionError e;
+    for (int64_t i = 0; i < stride; ++i) {
+      const double x = lo + (hi - lo) * (static_cast<double>(i) / static_cast<double>(std::max<int64_t>(1, stride - 1)));
+      long double ref, got;
+      if (which == 3) {
+        ref = -std::expm1(static_cast<long double>(x));
+        got = unc::one_minus_exp(x);
+      } else {
+        ref = std::log1p(static_cast<long double>(x));
+        got = unc::log1p_nonnegative(x, 1.0 + x);
+      }
+      if (ref == 0) continue;
+      const double rel = static_cast<double>(std::fabs(got - ref) / std::fabs(ref));
+      if (rel > e.max_rel) {
+        e.max_rel = rel;
+        e.worst_at = x;
+      }
+      ++e.count;
+    }
+    return e;
+  }
   if (which == 2) {
     const int64_t n_blocks = (stride + block - 1) / block;
 #pragma omp parallel num_threads(threads)

@@ -61,8 +61,9 @@ void uncertainty_keys_cpu(const MatrixView& X, const UncertaintyOptions& opt, bo
 
 // Test hook: the error of one ISA's fast-pass function (which = 0: float32
 // exp on [-104, 0], 1: float32 log on [2^-126, 1], 2: float64 exp on
-// [-746, 0]) against a more precise libm, over every float32 between lo and hi
-// taking every stride-th bit pattern (which = 2: `stride` evenly spread
+// [-746, 0]; 3: the fast epilogue's 1 - e^x, 4: its log1p, both as plain
+// relative errors) against a more precise libm, over every float32 between lo
+// and hi taking every stride-th bit pattern (which >= 2: `stride` evenly spread
 // samples). max_rel: the largest relative error where the exact value is above
 // 2^-120 (2^-1000 for which = 2), in units of 2^-24 (2^-53 for which = 2);
 // max_abs_tiny: the largest absolute error where it is not.
