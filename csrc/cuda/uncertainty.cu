@@ -33,21 +33,23 @@ using unc::KeyBound;
 // This backend's fast pass (svp/uncertainty_exact.h, FastModel): CUDA's expf
 // within 2 ulp and logf within 1 ulp (CUDA C++ Programming Guide, Mathematical
 // Functions; the build uses no fast-math), so within 4 and 2 2^-24 (5 and 3
-// here); terms summed in float64 in any order (C + 64) 2^-53; a product of two
-// float32 values is exact in float64 (one of three: 2^-53).
+// here); the terms of T, S, U and H summed in float64 in any order:
+// (C + 64) 2^-53; V in float32 lanes (at most C/32 + 1 additions each) and a
+// float64 butterfly; a product of two float32 values is exact in float64 (2^-53
+// allowed).
 unc::FastModel cuda_fast_model(long long C) {
   unc::FastModel m;
   m.exp_rel = 5.0 * unc::kU32;
   m.log_rel = 3.0 * unc::kU32;
   m.sum_rel = (static_cast<double>(C) + 64.0) * unc::kU64;
-  m.aux_sum_rel = m.sum_rel;
+  m.aux_sum_rel = 1.01 * (static_cast<double>(C) / 32.0 + 8.0) * unc::kU32 + m.sum_rel;
   m.prod_rel = unc::kU64;
   return m;
 }
 
 template <typename T>
 __device__ inline float as_float(const char* row, long long j) {
-  return Elem<T>::get(row, j);
+  return static_cast<float>(Elem<T>::get(row, j));
 }
 
 __device__ inline void top2_merge(double& m1, double& m2, double o1, double o2) {
@@ -136,13 +138,15 @@ struct PassArgs {
   unc::FastModel fm;
 };
 
-// Finiteness (first bad linear index) and, for probabilities, the
-// distribution check, by a warp. Returns false (and records it) for a bad row.
+// The first sweep over a row, by a warp: finiteness (first bad linear index),
+// for probabilities the distribution check, and the two largest entries (as a
+// multiset, in float64; every lane gets them). Returns false (and records it)
+// for a bad row.
 template <typename T>
-__device__ bool row_is_valid(const PassArgs& a, const char* row, long long r, int lane,
-                             unsigned long long* bad) {
+__device__ bool first_sweep(const PassArgs& a, const char* row, long long r, int lane,
+                            unsigned long long* bad, double* t1, double* t2) {
   unsigned long long first_bad = ~0ull;
-  double lo = INFINITY, sum = 0;
+  double lo = INFINITY, sum = 0, m1 = -INFINITY, m2 = -INFINITY;
   for (long long j = lane; j < a.C; j += 32) {
     const double v = static_cast<double>(Elem<T>::get(row, j));
     if (a.check_finite && !isfinite(v)) {
@@ -151,12 +155,19 @@ __device__ bool row_is_valid(const PassArgs& a, const char* row, long long r, in
     }
     lo = fmin(lo, v);
     sum += v;
+    m2 = fmax(m2, fmin(m1, v));
+    m1 = fmax(m1, v);
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
     const unsigned long long ob = __shfl_xor_sync(0xffffffffu, first_bad, off);
     first_bad = ob < first_bad ? ob : first_bad;
+    const double o1 = __shfl_xor_sync(0xffffffffu, m1, off);
+    const double o2 = __shfl_xor_sync(0xffffffffu, m2, off);
+    top2_merge(m1, m2, o1, o2);
   }
+  *t1 = m1;
+  *t2 = m2;
   if (first_bad != ~0ull) {
     if (lane == 0) atomicMin(bad, first_bad);
     return false;
@@ -172,11 +183,11 @@ __device__ bool row_is_valid(const PassArgs& a, const char* row, long long r, in
   return true;
 }
 
-// The fast pass of a float32/16/bf16 row (valid input), by a warp.
+// The fast pass of a float32/16/bf16 row (valid input, its two largest entries
+// known), by a warp: the second sweep, from L1.
 template <typename T>
-__device__ KeyBound fast_row_warp(const PassArgs& a, const char* row, int lane) {
-  double top1, top2;
-  row_top2<T>(row, a.C, lane, &top1, &top2);
+__device__ KeyBound fast_row_warp(const PassArgs& a, const char* row, int lane, double top1,
+                                  double top2) {
   if (a.input == ScoreInput::probs) {
     if (a.method != UncertaintyMethod::entropy)
       return unc::exact_probs(a.method, top1, a.C > 1 ? top2 : 0.0, 0.0);  // float64 values
@@ -188,30 +199,40 @@ __device__ KeyBound fast_row_warp(const PassArgs& a, const char* row, int lane) 
     }
     return unc::fast_probs_entropy(a.C, warp_sum(H), a.fm, a.plan.tie);
   }
-  // x = fl32(z - m), clamped to [-104, 0]; terms and sums in float64
+  // x = fl32(z - m), clamped to [-104, 0]; the terms of T (or S) and U in
+  // float64; V (entropy's bound only) in float32; least confidence and margin
+  // bound U by the entropy instead (as on the CPU)
+  const bool entropy = a.method == UncertaintyMethod::entropy;
   const float m = static_cast<float>(top1);
-  double T1 = 0, U = 0, V = 0;
+  double T1 = 0, U = 0;
+  float Vf = 0;
   long long n_max = 0;
   for (long long j = lane; j < a.C; j += 32) {
     const float x = as_float<T>(row, j) - m;
     const float xc = fmaxf(x, -unc::kFastGapClamp);
-    const double e = static_cast<double>(expf(xc));
+    const float ef = expf(xc);
+    const double e = static_cast<double>(ef);
     if (x < 0) {
       T1 += e;
     } else {
       ++n_max;
     }
-    const double ea = e * static_cast<double>(-xc);
-    U += ea;
-    V += ea * static_cast<double>(-xc);
+    if (entropy) {
+      U += e * static_cast<double>(-xc);  // exact product
+      Vf = fmaf(ef * -xc, -xc, Vf);
+    }
   }
   T1 = warp_sum(T1);
-  U = warp_sum(U);
-  V = warp_sum(V);
   n_max = warp_sum(n_max);
+  double V = 0;
+  if (entropy) {
+    U = warp_sum(U);
+    V = warp_sum(static_cast<double>(Vf));
+  }
   const double nm = static_cast<double>(n_max);
   const double sum = a.method == UncertaintyMethod::margin ? T1 + nm : T1 + (nm - 1.0);
-  KeyBound kb = unc::fast_logits(a.plan, sum, U, V, a.C > 1 ? top2 - top1 : -INFINITY);
+  KeyBound kb = unc::fast_logits(a.plan, sum, entropy ? U : -1.0, V,
+                                 a.C > 1 ? top2 - top1 : -INFINITY);
   if (!(kb.err < INFINITY)) kb = exact_row_warp<T>(row, a.C, a.method, a.input, lane);
   return kb;
 }
@@ -226,12 +247,13 @@ __global__ void unc_pass(PassArgs a, A* score, double* key, float* err, unsigned
   const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
   for (long long r = warp; r < a.N; r += nwarps) {
     const char* row = a.X + r * a.row_bytes;
-    if (!row_is_valid<T>(a, row, r, lane, bad)) continue;
+    double top1, top2;
+    if (!first_sweep<T>(a, row, r, lane, bad, &top1, &top2)) continue;
     KeyBound kb;
     if constexpr (std::is_same<T, double>::value) {
       kb = exact_row_warp<T>(row, a.C, a.method, a.input, lane);
     } else {
-      kb = fast_row_warp<T>(a, row, lane);
+      kb = fast_row_warp<T>(a, row, lane, top1, top2);
     }
     if (lane == 0) {
       score[r] = static_cast<A>(kb.score) + A(0);  // +0.0, never -0.0
