@@ -339,3 +339,20 @@ def test_fast_epilogue_functions_within_their_allowance(which, lo, hi):
     e = _core.uncertainty_function_error("generic", which, lo, hi, 200_003, 1)
     assert e["count"] > 100_000
     assert e["max_rel"] <= 2.0 ** -31, e
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_chain_of_near_ties_across_the_boundary(rng, method):
+    # 4,000 rows whose keys step by far less than the float32 bounds: the group
+    # holding the k-th row runs past the first band, so the band is widened and
+    # rows gathered again (passes > 1); the answer is still the float64 top-k
+    chain = 1e-3 + np.arange(4000) * 2e-10
+    z = np.zeros((6000, 3), np.float32)
+    z[:4000, 1] = -chain
+    z[:4000, 2] = -5.0
+    z[4000:] = rng.standard_normal((2000, 3)) * 3
+    z = z[rng.permutation(len(z))]
+    idx, stats = svp_fast.uncertainty(z, 700, method=method, return_stats=True)
+    np.testing.assert_array_equal(idx, uncertainty_topk_ref(z, 700, method))
+    assert stats["rows_refined"] > 700
+    assert 1 < stats["passes"] <= 12, stats  # the step grows fourfold

@@ -1102,7 +1102,14 @@ static unc::KeyBound exact_row(const char* x, int64_t C, UncertaintyMethod metho
 template <DType T>
 static void exact_rows_t(const char* const* rows, int64_t n, int64_t C, UncertaintyMethod method,
                          ScoreInput input, double* score, double* key) {
+  // The rows (the refinement's) lie anywhere in memory: each would start a cold
+  // stream; fetching the next one while this one computes hides that.
+  [[maybe_unused]] const int64_t row_bytes = C * static_cast<int64_t>(dtype_size(T));
   for (int64_t r = 0; r < n; ++r) {
+#if defined(SVP_ISA_AVX512) || defined(SVP_ISA_AVX2)
+    if (r + 1 < n)
+      for (int64_t b = 0; b < row_bytes; b += 64) _mm_prefetch(rows[r + 1] + b, _MM_HINT_T0);
+#endif
     const unc::KeyBound kb = exact_row<T>(rows[r], C, method, input);
     score[r] = kb.score;
     if (key) key[r] = kb.key;

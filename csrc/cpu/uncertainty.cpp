@@ -174,17 +174,29 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
   double band = std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < n; ++i)
     if (key[i] >= kth) band = std::min(band, sep(i));
-  std::vector<int64_t> cand;
+  auto by_key = [&](int64_t a, int64_t b) {
+    return key[a] > key[b] || (key[a] == key[b] && a < b);
+  };
+  std::vector<int64_t> cand, more;
   std::vector<double> prefix_sep, suffix_up;
   int64_t end = 0;  // last position of the group holding position k - 1
+  double gathered_to = std::numeric_limits<double>::infinity();  // rows with upper >= this are in
+  double step = 0;
   for (;;) {
     ++st.passes;
-    cand.clear();
-    for (int64_t i = 0; i < n; ++i)
-      if (key[i] >= kth || upper(i) >= band) cand.push_back(i);
-    std::sort(cand.begin(), cand.end(), [&](int64_t a, int64_t b) {
-      return key[a] > key[b] || (key[a] == key[b] && a < b);
-    });
+    // the rows not yet gathered with upper in [band, gathered_to), sorted and
+    // merged into the sorted candidates
+    more.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      const bool in_before = st.passes > 1 && (key[i] >= kth || upper(i) >= gathered_to);
+      if (!in_before && (key[i] >= kth || upper(i) >= band)) more.push_back(i);
+    }
+    std::sort(more.begin(), more.end(), by_key);
+    const size_t old_size = cand.size();
+    cand.insert(cand.end(), more.begin(), more.end());
+    std::inplace_merge(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(old_size), cand.end(),
+                       by_key);
+    gathered_to = band;
     const int64_t m = static_cast<int64_t>(cand.size());
     prefix_sep.assign(static_cast<size_t>(m), 0.0);
     suffix_up.assign(static_cast<size_t>(m + 1), -std::numeric_limits<double>::infinity());
@@ -200,7 +212,11 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
       }
     }
     if (m == n || prefix_sep[end] >= band) break;
-    band = prefix_sep[end];
+    // the group ran past the band: lower it beyond where the group reached, by
+    // a step that grows fourfold with each pass, so that a long chain of
+    // near-ties needs few passes
+    step = std::max(4.0 * step, band - prefix_sep[end]);
+    band = prefix_sep[end] - step;
   }
   st.candidates = static_cast<int64_t>(cand.size());
 
@@ -219,6 +235,7 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
   }
   group_start.push_back(end + 1);
   st.rows_refined = static_cast<int64_t>(refine.size());
+  std::sort(refine.begin(), refine.end());  // in memory order
   st.tie_groups = static_cast<int64_t>(group_start.size()) - 1;
   if (!refine.empty()) {
     const int64_t chunk = 16;
@@ -246,8 +263,8 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
   // the order: groups of one row by their fast keys, larger groups by the
   // greedy rule on float64 values
   std::vector<int64_t> ranked(cand.begin(), cand.begin() + std::min<int64_t>(end + 1, k));
-  std::vector<int64_t> pos, heap, idx_sorted;
-  std::vector<double> g_sorted;
+  std::vector<int64_t> pos, heap, idx, idx_sorted;
+  std::vector<double> g, g_sorted;
   std::vector<unsigned char> taken;
   for (size_t q = 0; q + 1 < group_start.size(); ++q) {
     const int64_t a = group_start[q];
@@ -255,8 +272,8 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
     while (b < end && !(prefix_sep[b] > suffix_up[b + 1])) ++b;
     const int64_t s = b - a + 1;
     pos.resize(static_cast<size_t>(s));
-    std::vector<double> g(static_cast<size_t>(s));
-    std::vector<int64_t> idx(static_cast<size_t>(s));
+    g.resize(static_cast<size_t>(s));
+    idx.resize(static_cast<size_t>(s));
     for (int64_t j = 0; j < s; ++j) {
       pos[j] = j;
       idx[j] = cand[a + j];
