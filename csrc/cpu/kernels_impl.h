@@ -1148,7 +1148,7 @@ static bool row_is_distribution(const char* x, int64_t C, double tol) {
     total += v;
     lo = std::min(lo, v);
   }
-  return !(lo < -tol) && std::fabs(total - 1.0) <= tol;
+  return !(lo < -tol || std::fabs(total - 1.0) > tol);  // NaN (unchecked input) passes
 }
 
 // The fast pass for float32/16/bf16 rows in float32 lanes; each row is swept
