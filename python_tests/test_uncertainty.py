@@ -375,3 +375,16 @@ def test_unchecked_non_finite_rows_still_give_a_ranking(rng, dtype, inputs):
         for simd in SIMD_LEVELS:
             idx = svp_fast.uncertainty(x, 1500, method=method, inputs=inputs, check_finite=False, simd=simd)
             np.testing.assert_array_equal(np.sort(idx), np.arange(1500))
+
+
+def test_kth_key_when_the_sample_misleads(rng):
+    # the k-th key comes from a sampled threshold (every 8th row here) unless
+    # fewer than k rows pass it: rows 0, 8, 16, ... uncertain, the rest nearly
+    # one-hot, k = n/8 (the sample puts the threshold among the uncertain rows)
+    n = 1 << 17
+    z = np.zeros((n, 6), np.float32)
+    z[:, 0] = 12.0
+    z[::8] = rng.standard_normal((n // 8, 6)) * 0.3
+    for method in METHODS:
+        np.testing.assert_array_equal(svp_fast.uncertainty(z, n // 8, method=method),
+                                      uncertainty_topk_ref(z, n // 8, method))

@@ -109,6 +109,29 @@ void fast_pass(const MatrixView& X, const UncertaintyOptions& opt, const cpu::Ke
   }
 }
 
+// The k-th largest of v[0..n) (1 <= k <= n). For k well below n, a threshold
+// from a sample keeps only the values above it for the exact selection (one
+// pass instead of nth_element over everything); if too few are above it, all.
+double kth_largest(const double* v, int64_t n, int64_t k) {
+  std::vector<double> vals;
+  if (k <= n / 8 && n > 65536) {
+    const int64_t m = 16384, stride = n / m;
+    std::vector<double> sample(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) sample[i] = v[i * stride];
+    // the sample's value at twice the wanted share, plus a margin
+    const int64_t r = std::min<int64_t>(m - 1, (2 * k * m) / n + 32);
+    std::nth_element(sample.begin(), sample.begin() + r, sample.end(), std::greater<double>());
+    const double t = sample[static_cast<size_t>(r)];
+    vals.reserve(static_cast<size_t>(4 * k + 1024));
+    for (int64_t i = 0; i < n; ++i)
+      if (v[i] >= t) vals.push_back(v[i]);
+    if (static_cast<int64_t>(vals.size()) < k) vals.clear();  // the sample misled: all
+  }
+  if (vals.empty()) vals.assign(v, v + n);
+  std::nth_element(vals.begin(), vals.begin() + (k - 1), vals.end(), std::greater<double>());
+  return vals[static_cast<size_t>(k - 1)];
+}
+
 void check_shape(const MatrixView& X, const UncertaintyOptions& opt) {
   const char* name = opt.arg_name ? opt.arg_name : "x";
   SVP_CHECK_ARG(X.rows >= 1 && X.cols >= 1,
@@ -159,13 +182,7 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
   };
   auto sep = [&](int64_t i) { return tie.below(lower(i)); };
 
-  // the k-th largest fast key
-  double kth;
-  {
-    std::vector<double> vals(key);
-    std::nth_element(vals.begin(), vals.begin() + (k - 1), vals.end(), std::greater<double>());
-    kth = vals[static_cast<size_t>(k - 1)];
-  }
+  const double kth = kth_largest(key.data(), n, k);
   // Rows outside the candidates have upper < band; the candidates are split
   // into groups on the sorted fast keys (see uncertainty_exact.h). The split
   // after the group holding position k - 1 is sound when its lowest separation
@@ -240,7 +257,11 @@ void uncertainty_topk_cpu(const MatrixView& X, const UncertaintyOptions& opt, in
   if (!refine.empty()) {
     const int64_t chunk = 16;
     const int64_t n_chunks = (static_cast<int64_t>(refine.size()) + chunk - 1) / chunk;
-#pragma omp parallel num_threads(threads)
+    // a few rows are not worth waking the threads (on a busy machine a
+    // parallel region can cost a time slice)
+    const int refine_threads =
+        static_cast<double>(refine.size()) * static_cast<double>(C) < 1048576.0 ? 1 : threads;
+#pragma omp parallel num_threads(refine_threads)
     {
       const char* ptrs[chunk];
       double s[chunk], g[chunk];
