@@ -229,26 +229,22 @@ SVP_HD double pow2i(int k) {
 }
 
 // 1 - e^x for x <= 0 with its relative digits near 0: x = n ln 2 + r,
-// |r| <= 0.347, expm1(r) = r (1 + r/2! + ... + r^9/10!) (the terms left out are
-// below 0.347^10 / 11! < 2^-38 of it); n = 0: -expm1(r); n < 0:
-// 1 - 2^n (1 + expm1(r)), where 2^n (1 + expm1(r)) <= 0.71 so the subtraction
-// loses at most a factor 3.5. 1 below -746 (and for -inf).
+// |r| <= 0.347, expm1(r) = r (1 + r/2! + ... + r^8/9!) (the terms left out are
+// below 0.347^9 / 10! < 2^-35 of it; Estrin's scheme: a short dependency
+// chain); n = 0: -expm1(r); n < 0: 1 - 2^n (1 + expm1(r)), where
+// 2^n (1 + expm1(r)) <= 0.71 so the subtraction loses at most a factor 3.5.
+// 1 below -746 (and for -inf).
 SVP_HD double one_minus_exp(double x) {
   x = x > -746.0 ? x : -746.0;
   const double n = floor(x * 1.4426950408889634 + 0.5);
   double r = fma(-n, 6.93147180369123816490e-01, x);
   r = fma(-n, 1.90821492927058770002e-10, r);
-  double q = 1.0 / 39916800.0;  // 1/11!
-  q = fma(q, r, 1.0 / 3628800.0);
-  q = fma(q, r, 1.0 / 362880.0);
-  q = fma(q, r, 1.0 / 40320.0);
-  q = fma(q, r, 1.0 / 5040.0);
-  q = fma(q, r, 1.0 / 720.0);
-  q = fma(q, r, 1.0 / 120.0);
-  q = fma(q, r, 1.0 / 24.0);
-  q = fma(q, r, 1.0 / 6.0);
-  q = fma(q, r, 0.5);
-  q = fma(q, r, 1.0);
+  const double r2 = r * r, r4 = r2 * r2;
+  const double a = fma(r, 1.0 / 2.0, 1.0);                     // 1 + r/2
+  const double b = fma(r, 1.0 / 24.0, 1.0 / 6.0);               // 1/3! + r/4!
+  const double c = fma(r, 1.0 / 720.0, 1.0 / 120.0);            // 1/5! + r/6!
+  const double d = fma(r, 1.0 / 40320.0, 1.0 / 5040.0);         // 1/7! + r/8!
+  const double q = fma(r4, fma(r4, 1.0 / 362880.0, fma(r2, d, c)), fma(r2, b, a));
   const double em = r * q;  // expm1(r)
   const int k = static_cast<int>(n);
   const int k1 = k / 2;
