@@ -977,6 +977,12 @@ static int64_t nonfinite_col(DType dtype, const char* row, int64_t D) {
 
 // ----------------------------------------------------------- uncertainty --
 // The fast pass and the float64 formulas of svp/uncertainty_exact.h.
+// (GCC 12 flags the undefined pass-through operand inside the AVX-512
+// conversion and reduction intrinsics as uninitialized: a false positive.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 // The last n < W entries of a row as float32 lanes, the rest set to fill
 // (AVX-512: one masked load instead of a copy through memory).
@@ -1412,6 +1418,10 @@ static void unc_function(int which, const void* in, int64_t n, void* out) {
     for (int64_t k = 0; k < m; ++k) y[i + k] = buf[k];
   }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // ------------------------------------------------------------ annulus --
 
