@@ -55,8 +55,7 @@ using UncFunctionFn = void (*)(int which, const void* in, int64_t n, void* out);
 //   exp:  |fexp(x) - e^x| <= kCpuExpRelU 2^-24 e^x + 2^-125 on [-104, 0]
 //   log:  |flog(p) - log p| <= kCpuLogRelU 2^-24 |log p| for normal p in (0, 1]
 // Sums that make a key: float32 partial sums of kUncFlushVectors vectors per
-// lane, flushed into float64 accumulators; V (entropy's bound only): float32;
-// products rounded once.
+// lane, flushed into float64 accumulators; products rounded once.
 // (measured exhaustively: exp at most 1.99, log at most 1.35 on every ISA)
 constexpr double kCpuExpRelU = 2.5;
 constexpr double kCpuLogRelU = 2.0;
@@ -69,9 +68,8 @@ inline unc::FastModel cpu_fast_model(int64_t C) {
   // a lane adds kUncFlushVectors terms in float32 (one rounding each after the
   // first), then at most C / 4 + 8 float64 additions
   m.sum_rel = 1.001 * (kUncFlushVectors - 1) * unc::kU32 + (static_cast<double>(C) + 64.0) * unc::kU64;
-  // entropy's V, in float32 lanes throughout: at most C / 8 + 1 additions per
-  // lane (8 lanes or more), a tree of at most 4 levels
-  m.aux_sum_rel = 1.01 * (static_cast<double>(C) / 8.0 + 8.0) * unc::kU32;
+  // V (entropy's bound) is not summed but bounded by a_max U (fast_logits)
+  m.aux_sum_rel = 0;
   m.prod_rel = unc::kU32;
   return m;
 }

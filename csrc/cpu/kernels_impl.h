@@ -1017,20 +1017,22 @@ static inline float round_up_to_float(double e) {
 }
 
 // The largest and (margin) second largest entry of a row, as a multiset
-// (top2 == top1 when the largest is repeated), in lanes of I.
+// (top2 == top1 when the largest is repeated), in lanes of I; with `low`, also
+// the smallest entry.
 template <class I, DType T>
 static void row_top2(const char* x, int64_t C, bool want2, typename I::S* top1,
-                     typename I::S* top2) {
+                     typename I::S* top2, typename I::S* low = nullptr) {
   using V = typename I::V;
   using S = typename I::S;
   constexpr int W = I::W;
   const int64_t Cfull = C - C % W;
   const S ninf = -std::numeric_limits<S>::infinity();
-  V m1 = I::set1(ninf), m2 = I::set1(ninf);
+  V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(-ninf);
   for (int64_t j = 0; j < Cfull; j += W) {
     V v = I::template load<T>(x, j);
     if (want2) m2 = I::max(m2, I::min(m1, v));
     m1 = I::max(m1, v);
+    if (low) mn = I::min(mn, v);
   }
   S t1 = I::reduce_max(m1), t2 = ninf;
   if (want2) {
@@ -1049,6 +1051,8 @@ static void row_top2(const char* x, int64_t C, bool want2, typename I::S* top1,
       t2 = std::max(t2, a2[i]);
     }
   }
+  S lo = -ninf;
+  if (low && Cfull > 0) lo = -I::reduce_max(I::sub(I::zero(), mn));
   for (int64_t j = Cfull; j < C; ++j) {
     const S v = static_cast<S>(elem<T>(x, j));
     if (v > t1) {
@@ -1057,9 +1061,11 @@ static void row_top2(const char* x, int64_t C, bool want2, typename I::S* top1,
     } else if (v > t2) {
       t2 = v;
     }
+    lo = std::min(lo, v);
   }
   *top1 = t1;
   *top2 = t2;
+  if (low) *low = lo;
 }
 
 // The float64 formulas for one row (valid input). Float64 lanes: gaps z - m
@@ -1175,12 +1181,11 @@ static FastSums fast_logits_sums(const char* x, int64_t C) {
   // margin needs only S: every term, no mask (the maxima add exactly 1 each)
   constexpr bool masked = M != UncertaintyMethod::margin;
   const int64_t Cfull = C - C % W;
-  float top1, top2;
-  row_top2<I, T>(x, C, M == UncertaintyMethod::margin, &top1, &top2);
+  float top1, top2, low = 0;
+  row_top2<I, T>(x, C, M == UncertaintyMethod::margin, &top1, &top2, entropy ? &low : nullptr);
   const V mv = I::set1(top1), clamp = I::set1(-kFastClamp);
   D::V t_lo = D::zero(), t_hi = D::zero(), u_lo = D::zero(), u_hi = D::zero();
   V tb = I::zero(), ub = I::zero();
-  V aux = I::zero();  // entropy's V, in float32 throughout (fm.aux_sum_rel)
   I::Count n_neg = I::count_zero();
   auto add = [&](V z) {
     const V d = I::sub(z, mv);  // x_j = fl32(z_j - m)
@@ -1192,11 +1197,7 @@ static FastSums fast_logits_sums(const char* x, int64_t C) {
     } else {
       tb = I::add(tb, e);
     }
-    if constexpr (entropy) {  // U = sum e a, V = sum e a^2, a = min(m - z, 104)
-      const V pa = I::mul(e, dc);
-      ub = I::sub(ub, pa);
-      aux = I::fmadd(pa, dc, aux);
-    }
+    if constexpr (entropy) ub = I::fnmadd(e, dc, ub);  // U = sum e a, a = min(m - z, 104)
   };
   auto flush = [&] {
     widen_add(t_lo, t_hi, tb);
@@ -1222,8 +1223,11 @@ static FastSums fast_logits_sums(const char* x, int64_t C) {
   double sum = D::reduce_add(D::add(t_lo, t_hi));
   // the lanes not below the maximum hold it (pads are -inf): T = T1 + n_max - 1
   if constexpr (masked) sum += static_cast<double>(lanes - I::count_total(n_neg) - 1);
-  return {sum, entropy ? D::reduce_add(D::add(u_lo, u_hi)) : -1.0,
-          entropy ? static_cast<double>(I::reduce_add(aux)) : 0.0, gap2};
+  // V = sum e a^2 (entropy's bound only) <= a_max U, a_max the row's largest gap
+  const double U = entropy ? D::reduce_add(D::add(u_lo, u_hi)) : -1.0;
+  const double a_max = std::min(static_cast<double>(kFastClamp),
+                                static_cast<double>(top1) - static_cast<double>(low));
+  return {sum, U, entropy ? a_max * U * (1.0 + 1e-12) : 0.0, gap2};
 }
 
 // Probabilities: validate (min, sum) and score in one sweep. Returns false for

@@ -322,7 +322,9 @@ SVP_HD FastPlan fast_plan(UncertaintyMethod method, int64_t C, const FastModel& 
 //   least confidence, entropy: sum = T1 + (n_max - 1), T1 the sum over x_j < 0
 //     and n_max the count of x_j == 0 (so T keeps its digits when it is small);
 //   margin: sum = S, over every j (the maxima add exactly 1 each: only S is used);
-//   U = sum fexp(x_j) a_j and V = sum fexp(x_j) a_j^2 for entropy; U < 0: not
+//   U = sum fexp(x_j) a_j for entropy, and V: the computed sum fexp(x_j) a_j^2,
+//   or a_max U with a_max >= every a_j (an upper bound of it: V is only used
+//   bounded by (V + v_add) v_scale >= a_max (U + u_add) u_scale); U < 0: not
 //   computed (least confidence, margin on the CPU);
 //   gap2 = z_(2) - m in float64.
 //
