@@ -204,9 +204,10 @@ def case_uncertainty(b: Bench, bw: float):
         svp_fast.uncertainty(z, k, method=m)
         t_svp, got = b.timed(lambda: svp_fast.uncertainty(z, k, method=m), 5)
         same = float((torch.sort(ref).values == torch.sort(got).values).float().mean())
+        _, st = svp_fast.uncertainty(z, k, method=m, return_stats=True)  # rows decided in float64
         b.add({"case": f"uncertainty top10% {m}", "torch_ms": t_torch * 1e3, "svp_ms": t_svp * 1e3,
                "floor_ms": floor * 1e3, "vs_torch": t_torch / t_svp, "vs_floor": t_svp / floor,
-               "same_set_as_torch": same})
+               "same_set_as_torch": same, "rows_refined": st["rows_refined"]})
     del z
 
 

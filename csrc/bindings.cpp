@@ -249,12 +249,34 @@ void uncertainty_scores_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int6
   svp::uncertainty_scores_cpu(X, opt, reinterpret_cast<double*>(out_ptr));
 }
 
-void topk_desc(std::uintptr_t scores_ptr, int64_t n, int64_t k, std::uintptr_t order_ptr,
-               std::uintptr_t top_ptr, int num_threads) {
-  py::gil_scoped_release nogil;
-  svp::topk_desc(reinterpret_cast<const double*>(scores_ptr), n, k,
-                 reinterpret_cast<int64_t*>(order_ptr), reinterpret_cast<double*>(top_ptr),
-                 num_threads);
+py::dict uncertainty_topk_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride,
+                              int dtype, int method, int input, bool check_finite,
+                              double probs_tolerance, int num_threads, int64_t k,
+                              std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string simd,
+                              std::string arg_name) {
+  svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+  svp::UncertaintyOptions opt;
+  SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+  SVP_CHECK_ARG(input == 0 || input == 1, "unknown input code %d", input);
+  opt.method = static_cast<svp::UncertaintyMethod>(method);
+  opt.input = static_cast<svp::ScoreInput>(input);
+  opt.check_finite = check_finite;
+  opt.probs_tolerance = probs_tolerance;
+  opt.num_threads = num_threads;
+  opt.simd = simd.empty() ? nullptr : simd.c_str();
+  opt.arg_name = arg_name.c_str();
+  svp::UncertaintyStats st;
+  {
+    py::gil_scoped_release nogil;
+    svp::uncertainty_topk_cpu(X, opt, k, reinterpret_cast<int64_t*>(order_ptr),
+                              reinterpret_cast<double*>(top_ptr), &st);
+  }
+  py::dict d;
+  d["candidates"] = st.candidates;
+  d["rows_refined"] = st.rows_refined;
+  d["tie_groups"] = st.tie_groups;
+  d["passes"] = st.passes;
+  return d;
 }
 
 py::dict build_info() {
@@ -396,7 +418,38 @@ PYBIND11_MODULE(_core, m) {
         py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
         py::arg("arg_name"));
   m.def("uncertainty_scores_cpu", &uncertainty_scores_cpu);
-  m.def("topk_desc", &topk_desc);
+  m.def("uncertainty_topk_cpu", &uncertainty_topk_cpu);
+  m.def("uncertainty_keys_cpu", [](std::uintptr_t ptr, int64_t rows, int64_t cols,
+                                   int64_t row_stride, int dtype, int method, int input,
+                                   double probs_tolerance, bool exact, std::uintptr_t key_ptr,
+                                   std::uintptr_t err_ptr, std::uintptr_t score_ptr,
+                                   std::string simd) {
+    svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
+    svp::UncertaintyOptions opt;
+    SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
+    SVP_CHECK_ARG(input == 0 || input == 1, "unknown input code %d", input);
+    opt.method = static_cast<svp::UncertaintyMethod>(method);
+    opt.input = static_cast<svp::ScoreInput>(input);
+    opt.probs_tolerance = probs_tolerance;
+    opt.simd = simd.empty() ? nullptr : simd.c_str();
+    py::gil_scoped_release nogil;
+    svp::uncertainty_keys_cpu(X, opt, exact, reinterpret_cast<double*>(key_ptr),
+                              reinterpret_cast<float*>(err_ptr), reinterpret_cast<double*>(score_ptr));
+  });
+  m.def("uncertainty_function_error", [](const std::string& isa, int which, double lo, double hi,
+                                         int64_t stride, int threads) {
+    svp::FunctionError e;
+    {
+      py::gil_scoped_release nogil;
+      e = svp::uncertainty_function_error(isa.c_str(), which, lo, hi, stride, threads);
+    }
+    py::dict d;
+    d["max_rel"] = e.max_rel;
+    d["worst_at"] = e.worst_at;
+    d["max_abs_tiny"] = e.max_abs_tiny;
+    d["count"] = e.count;
+    return d;
+  });
   m.def("build_info", &build_info);
   m.def("measure_read_bandwidth", [](int64_t bytes, int threads, int repeats) {
     py::gil_scoped_release nogil;
@@ -612,7 +665,8 @@ PYBIND11_MODULE(_core, m) {
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            std::uintptr_t stream, int method, int input, bool check_finite, double tol,
            std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t scores_ptr, int64_t k,
-           std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string arg_name) {
+           std::uintptr_t order_ptr, std::uintptr_t top_ptr, std::string arg_name,
+           bool want_stats) -> py::object {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
           svp::cuda::UncertaintyCudaOptions opt;
           SVP_CHECK_ARG(method >= 0 && method <= 2, "unknown method code %d", method);
@@ -622,12 +676,27 @@ PYBIND11_MODULE(_core, m) {
           opt.check_finite = check_finite;
           opt.probs_tolerance = tol;
           opt.arg_name = arg_name.c_str();
-          py::gil_scoped_release nogil;
-          svp::cuda::uncertainty_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
-                                      reinterpret_cast<void*>(scores_ptr), k,
-                                      reinterpret_cast<int64_t*>(order_ptr),
-                                      reinterpret_cast<void*>(top_ptr));
-        });
+          svp::UncertaintyStats st;
+          {
+            py::gil_scoped_release nogil;
+            svp::cuda::uncertainty_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
+                                        reinterpret_cast<void*>(scores_ptr), k,
+                                        reinterpret_cast<int64_t*>(order_ptr),
+                                        reinterpret_cast<void*>(top_ptr), want_stats ? &st : nullptr);
+          }
+          if (!want_stats) return py::none();
+          py::dict d;
+          d["candidates"] = st.candidates;
+          d["rows_refined"] = st.rows_refined;
+          d["tie_groups"] = st.tie_groups;
+          d["passes"] = st.passes;
+          return d;
+        },
+        py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
+        py::arg("device"), py::arg("stream"), py::arg("method"), py::arg("input"),
+        py::arg("check_finite"), py::arg("tol"), py::arg("ws_ptr"), py::arg("ws_bytes"),
+        py::arg("scores_ptr"), py::arg("k"), py::arg("order_ptr"), py::arg("top_ptr"),
+        py::arg("arg_name"), py::arg("want_stats") = false);
 #endif
   m.def("shard_needs_float64", &shard_needs_float64);
   py::class_<PyShard>(m, "KCenterShard")

@@ -134,8 +134,9 @@ class StandInCudaCore:
 
     def uncertainty_cuda(self, ptr, rows, cols, row_stride, dtype, device, stream, method, input,
                          check_finite, tol, ws_ptr, ws_bytes, scores_ptr, k, order_ptr, top_ptr,
-                         arg_name):
-        self.calls.append(("uncertainty_cuda", dict(rows=rows, k=k, method=method)))
+                         arg_name, want_stats=False):
+        self.calls.append(("uncertainty_cuda", dict(rows=rows, k=k, method=method,
+                                                    want_stats=want_stats)))
         assert ws_ptr != 0 and ws_bytes >= _WS_FIXED + 16 * rows
         ctypes.memset(ws_ptr, 0, ws_bytes)
         scores64 = np.empty(rows, dtype=np.float64)
@@ -143,12 +144,16 @@ class StandInCudaCore:
                                      check_finite, tol, 0, scores64.ctypes.data, "", arg_name)
         out_t = np.float64 if dtype == 3 else np.float32
         _write(scores_ptr, scores64.astype(out_t))
-        if k > 0:
+        stats = {"candidates": 0, "rows_refined": 0, "tie_groups": 0, "passes": 0}
+        if k > 0:  # the certified top-k, as the device computes it
             order = np.empty(k, dtype=np.int64)
             top = np.empty(k, dtype=np.float64)
-            _core.topk_desc(scores64.ctypes.data, rows, k, order.ctypes.data, top.ctypes.data, 0)
+            stats = _core.uncertainty_topk_cpu(ptr, rows, cols, row_stride, dtype, method, input,
+                                               check_finite, tol, 0, k, order.ctypes.data,
+                                               top.ctypes.data, "", arg_name)
             _write(order_ptr, order)
             _write(top_ptr, top.astype(out_t))
+        return dict(stats) if want_stats else None
 
 
 class StandInKCenterShardCuda:

@@ -98,3 +98,88 @@ def topk_ref(scores, k):
     scores = np.asarray(scores, dtype=np.float64)
     order = np.lexsort((np.arange(scores.size), -scores))
     return order[:k]
+
+
+# ------------------------------------------------------------ uncertainty top-k
+# The contract of csrc/include/svp/uncertainty_exact.h, written independently.
+
+def uncertainty_keys_ref(x, method="least_confidence", inputs="logits"):
+    """(key, score) of every row in float64; higher key = more uncertain.
+
+    Logits: with m = max z, T = sum over the other classes of exp(z_j - m) (a
+    repeated maximum adds 1 per extra copy), U = sum exp(z_j - m) (m - z_j):
+    least confidence ranks by T (score T / (1 + T)), margin by
+    -d, d = -expm1(z_(2) - m) / (1 + T) (score 1 - d), entropy by
+    log1p(T) + U / (1 + T). Probabilities: 1 - p_(1), -(p_(1) - p_(2)),
+    -sum p log p over p > 0."""
+    if x.shape[0] > 1 << 16:  # in blocks of rows: the temporaries stay small
+        parts = [uncertainty_keys_ref(x[i:i + (1 << 16)], method, inputs)
+                 for i in range(0, x.shape[0], 1 << 16)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    z = _as64(x)
+    n, c = z.shape
+    if inputs == "probs":
+        s = np.partition(z, c - 2, axis=1) if c > 1 else z
+        p1 = s[:, -1]
+        p2 = s[:, -2] if c > 1 else np.zeros(n)
+        if method == "least_confidence":
+            key = 1.0 - p1
+            return key, key
+        if method == "margin":
+            d = p1 - p2
+            return -d, 1.0 - d
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -np.where(z > 0, z * np.log(np.where(z > 0, z, 1.0)), 0.0).sum(1)
+        return h, h
+    m = z.max(1, keepdims=True)
+    gap = z - m
+    e = np.exp(gap)
+    below = gap < 0
+    t = np.where(below, e, 0.0).sum(1) + ((gap == 0).sum(1) - 1)
+    s = 1.0 + t
+    if method == "least_confidence":
+        return t, t / s
+    if method == "margin":
+        gap2 = (np.partition(z, c - 2, axis=1)[:, -2] - m[:, 0]) if c > 1 else np.full(n, -np.inf)
+        d = -np.expm1(gap2) / s
+        return -d, 1.0 - d
+    with np.errstate(invalid="ignore"):
+        u = np.where(below, e * np.where(below, -gap, 0.0), 0.0).sum(1)
+    h = np.log1p(t) + u / s
+    return h, h
+
+
+def uncertainty_tie_tolerance(c, method, inputs="logits", probs_tolerance=1e-3):
+    """(eps, beta): float64 keys within eps |v| + beta of each other are ties."""
+    eps = 4.0 * (c + 1024.0) * 2.0 ** -53
+    beta = (c + 1.0) * 2.0 ** -1018
+    if inputs == "probs" and method == "entropy":
+        beta += eps * 2.0 * (c + 1.0) * probs_tolerance * (1.0 + (c + 1.0) * probs_tolerance)
+    return eps, beta
+
+
+def uncertainty_topk_ref(x, k, method="least_confidence", inputs="logits", probs_tolerance=1e-3):
+    """The float64 top-k with ties: repeatedly, among the rows left, with M the
+    largest key, the lowest index among the rows with key >= M - tie(M)."""
+    import heapq
+
+    key, _ = uncertainty_keys_ref(x, method, inputs)
+    key = np.where(np.isfinite(key), key, -np.inf)
+    n, c = _as64(x).shape if not hasattr(x, "shape") else (x.shape[0], x.shape[1])
+    eps, beta = uncertainty_tie_tolerance(c, method, inputs, probs_tolerance)
+    order = np.lexsort((np.arange(n), -key))
+    g = key[order]
+    taken = np.zeros(n, dtype=bool)
+    heap, out, first, nxt = [], [], 0, 0
+    for _ in range(k):
+        while taken[first]:
+            first += 1
+        top = g[first]
+        thr = top - (eps * abs(top) + beta)
+        while nxt < n and g[nxt] >= thr:
+            heapq.heappush(heap, (int(order[nxt]), nxt))
+            nxt += 1
+        i, pos = heapq.heappop(heap)
+        taken[pos] = True
+        out.append(i)
+    return np.asarray(out, dtype=np.int64)

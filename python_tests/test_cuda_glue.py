@@ -186,7 +186,8 @@ def test_cuda_uncertainty_glue(rng, method, dtype):
     x = torch.from_numpy(rng.standard_normal((500, 10))).to(dtype)
     m = as_matrix(x, "x")
     code = ("least_confidence", "entropy", "margin").index(method)
-    order, top = backend.uncertainty_topk(m, 40, code, 0, True, 1e-3)
+    order, top, st = backend.uncertainty_topk(m, 40, code, 0, True, 1e-3, want_stats=True)
+    assert set(st) == {"candidates", "rows_refined", "tie_groups", "passes"}
     scores = backend.uncertainty_scores(m, code, 0, True, 1e-3)
     want_t = torch.float64 if dtype == torch.float64 else torch.float32
     assert order.dtype == torch.int64 and top.dtype == want_t and scores.dtype == want_t
@@ -255,21 +256,23 @@ def test_cuda_glue_groups_progress(standin, rng):
     assert bar.n == 120
 
 
-def test_cuda_uncertainty_groups_glue(rng):
-    backend = _backend_cuda.CudaBackend(core=StandInCudaCore(), device_type="cpu")
-    from svp_fast.selection.groups import as_groups, largest_remainder
-
+def test_cuda_uncertainty_groups_glue(rng, monkeypatch):
+    # the grouped top-k through the CUDA backend (CPU tensors, stand-in core)
+    core = StandInCudaCore()
+    monkeypatch.setitem(_backends.BACKENDS, "cpu",
+                        _backend_cuda.CudaBackend(core=core, device_type="cpu"))
     logits = rng.standard_normal((400, 6)).astype(np.float32)
     logits[50:80] = logits[3]  # equal scores: the lower row first, as on the CPU
     lab = rng.integers(0, 5, 400)
-    grp = as_groups(lab, 400)
-    budgets = largest_remainder(60, grp.sizes)
-    m = as_matrix(torch.from_numpy(logits), "x")
-    order, top = backend.uncertainty_topk_groups(m, grp.members, grp.offsets, budgets, 2, 0,
-                                                 True, 1e-3)
+    order, offsets, top, st = svp_fast.uncertainty(torch.from_numpy(logits), 60, method="margin",
+                                                   groups=lab, return_offsets=True,
+                                                   return_scores=True, return_stats=True)
     assert isinstance(order, torch.Tensor) and order.dtype == torch.int64
-    np.testing.assert_array_equal(order.numpy(),
-                                  svp_fast.uncertainty(logits, 60, method="margin", groups=lab))
+    assert [n for n, _ in core.calls].count("uncertainty_cuda") == len(np.unique(lab))
+    monkeypatch.undo()
+    ref = svp_fast.uncertainty(logits, 60, method="margin", groups=lab)
+    np.testing.assert_array_equal(order.numpy(), ref)
+    assert int(offsets[-1]) == 60 and top.shape == (60,) and st["candidates"] > 0
 
 
 # -------------------------------------------------------------- cells on the device

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import cuda_available, cuda_skip_reason
-from reference import kcenter_ref, topk_ref, uncertainty_scores_ref
+from reference import kcenter_ref, softmax64, uncertainty_scores_ref, uncertainty_topk_ref
 
 import svp_fast
 
@@ -151,27 +151,51 @@ def test_gpu_uncertainty_scores(dtype, method, inputs, c):
     np.testing.assert_allclose(gpu.cpu().double().numpy(), ref, rtol=1e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("method", ["least_confidence", "entropy", "margin"])
-def test_gpu_uncertainty_topk_exact(method):
-    z = (torch.randn(3000, 10, dtype=torch.float64) * 3).float()
-    ref_all = uncertainty_scores_ref(z, method)
-    keep, last = [], -np.inf
-    for i in np.argsort(ref_all):
-        if ref_all[i] - last > 1e-5:
-            keep.append(int(i))
-            last = ref_all[i]
-    z = z[torch.tensor(keep)[torch.randperm(len(keep))]]
-    ref = topk_ref(uncertainty_scores_ref(z, method), 300)
-    got = svp_fast.uncertainty(z.cuda(), 300, method=method)
-    np.testing.assert_array_equal(got.cpu().numpy(), ref)
+UNC_METHODS = ["least_confidence", "entropy", "margin"]
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("inputs", ["logits", "probs"])
+@pytest.mark.parametrize("c", [1, 7, 37, 1000])
+def test_gpu_uncertainty_topk_equals_cpu(dtype, inputs, c):
+    # near-ties of every kind (duplicates, permuted rows, one-ulp bumps, shifted
+    # rows, equal float32 scores): the GPU's top-k is the CPU's, index for index
+    from test_uncertainty import near_ties
+
+    z = near_ties(np.random.default_rng(c), 1500 if c < 1000 else 400, c).astype(np.float64)
+    x = torch.from_numpy(softmax64(z) if inputs == "probs" else z).to(dtype)
+    xg = x.cuda()
+    n = x.shape[0]
+    for method in UNC_METHODS:
+        cpu_idx, cpu_sc = svp_fast.uncertainty(x, n, method=method, inputs=inputs, return_scores=True)
+        for k in (1, 300, n):
+            gpu_idx, gpu_sc = svp_fast.uncertainty(xg, k, method=method, inputs=inputs, return_scores=True)
+            assert gpu_idx.is_cuda
+            np.testing.assert_array_equal(gpu_idx.cpu().numpy(), cpu_idx[:k].numpy(),
+                                          err_msg=f"{method} top-{k}")
+            assert torch.all(gpu_sc[1:] <= gpu_sc[:-1])
+            torch.testing.assert_close(gpu_sc.cpu().double(), cpu_sc[:k].double(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", UNC_METHODS)
+def test_gpu_uncertainty_topk_equals_float64_reference(method):
+    # the case (the float32 ranking swapped positions here) and k = 0
+    z = (np.random.default_rng(0).standard_normal((20_000, 37)) * 3).astype(np.float32)
+    got, stats = svp_fast.uncertainty(torch.from_numpy(z).cuda(), 2000, method=method, return_stats=True)
+    np.testing.assert_array_equal(got.cpu().numpy(), uncertainty_topk_ref(z, 2000, method))
+    assert stats["candidates"] >= 2000 and stats["rows_refined"] >= 0
+    assert svp_fast.uncertainty(torch.from_numpy(z).cuda(), 0, method=method).numel() == 0
 
 
 def test_gpu_uncertainty_ties_lowest_index():
     z = torch.randn(40, 5)
     x = torch.cat([z, z, z]).cuda()
-    idx, sc = svp_fast.uncertainty(x, 120, method="entropy", return_scores=True)
-    cpu_idx = svp_fast.uncertainty(x.cpu(), 120, method="entropy")
-    np.testing.assert_array_equal(idx.cpu().numpy(), cpu_idx.numpy())
+    for method in UNC_METHODS:
+        idx = svp_fast.uncertainty(x, 120, method=method)
+        np.testing.assert_array_equal(idx.cpu().numpy(), svp_fast.uncertainty(x.cpu(), 120, method=method).numpy())
+    same = torch.randn(1, 64).repeat(5000, 1).cuda()  # one group of 5,000 equal rows
+    np.testing.assert_array_equal(svp_fast.uncertainty(same, 5000, method="margin").cpu().numpy(),
+                                  np.arange(5000))
 
 
 # -------------------------------------------------- distributed (CUDA shards) --

@@ -667,16 +667,16 @@ def uncertainty_with_progress(x, budget: int, *, method: str, inputs: str, progr
     """:func:`svp_fast.uncertainty` in chunks of rows, with a progress bar.
 
     Returns (indices, scores of every row). Rows are scored independently, so
-    chunking changes no score; scores are compared in their own precision
-    (float32, or float64 for float64 input) with ties to the lowest index, as
-    :func:`svp_fast.uncertainty` documents, so the picks are the same. Reading
-    a large memory-mapped file is what takes the time: the bar follows it.
+    chunking changes no score. The indices are :func:`svp_fast.uncertainty`'s
+    (the float64 top-k, which float32 scores alone cannot give): one more call
+    over the whole array, whose rows the scoring pass has just read. Reading a
+    large memory-mapped file is what takes the time: the bar follows it.
     """
     import numpy as np
     from tqdm.auto import tqdm
 
     from ._arrays import check_budget
-    from .selection.uncertainty import uncertainty_scores
+    from .selection.uncertainty import uncertainty, uncertainty_scores
 
     n = x.shape[0]
     budget = check_budget(budget, n, "the number of rows")
@@ -704,8 +704,7 @@ def uncertainty_with_progress(x, budget: int, *, method: str, inputs: str, progr
         if bar is not None:
             bar.close()
     scores = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    # a stable sort of the negated scores keeps equal scores in index order
-    order = np.argsort(-scores, kind="stable")[:budget].astype(np.int64)
+    order = uncertainty(x, budget, method=method, inputs=inputs, num_threads=num_threads)
     return order, scores
 
 

@@ -7,6 +7,7 @@
 
 #include "svp/common.h"
 #include "svp/uncertainty.h"
+#include "svp/uncertainty_exact.h"
 
 namespace svp {
 namespace cpu {
@@ -28,12 +29,50 @@ using RowFactsFn = void (*)(DType dtype, const char* row, int64_t D, RowFacts* o
 // The first column of a row holding NaN or +-Inf, or -1 (one integer pass).
 using NonfiniteColFn = int64_t (*)(DType dtype, const char* row, int64_t D);
 
-// Uncertainty scores of n rows of C classes (float32 arithmetic; float64 for
-// float64 input). Returns the index of the first row that is not a valid
-// input (a probability row that is not a distribution) or -1.
+// Uncertainty, fast pass (svp/uncertainty_exact.h): for each of n rows of C
+// classes, score[r] (the reported score) and, where key is not null, the
+// ranking key key[r] with its bound err[r] (float32 arithmetic for
+// float32/16/bf16 rows, bound by cpu_fast_model; float64 rows and rows whose
+// bound would be poor are computed by the float64 formulas, err[r] = 0).
+// Returns the index of the first row that is not a valid input (a probability
+// row that is not a distribution) or -1.
 using ScoreRowsFn = int64_t (*)(DType dtype, const char* const* rows, int64_t n,
                                 int64_t C, UncertaintyMethod method, ScoreInput input,
-                                double probs_tolerance, double* out);
+                                double probs_tolerance, double* score, double* key,
+                                float* err);
+// The float64 formulas (the refinement of the fast keys): score and key of n
+// rows that are known to be valid input.
+using ExactRowsFn = void (*)(DType dtype, const char* const* rows, int64_t n, int64_t C,
+                             UncertaintyMethod method, ScoreInput input, double probs_tolerance,
+                             double* score, double* key);
+// The fast pass's elementary functions, for the tests of their bounds:
+// which = 0: float32 exp, 1: float32 log, 2: float64 exp (on n values).
+using UncFunctionFn = void (*)(int which, const void* in, int64_t n, void* out);
+
+// The bounds every ISA's fast uncertainty kernels obey (checked exhaustively
+// over the float32 inputs they can receive by unc_function_error, see
+// python_tests/test_uncertainty.py):
+//   exp:  |fexp(x) - e^x| <= kCpuExpRelU 2^-24 e^x + 2^-125 on [-104, 0]
+//   log:  |flog(p) - log p| <= kCpuLogRelU 2^-24 |log p| for normal p in (0, 1]
+// Sums that make a key: float32 partial sums of kUncFlushVectors vectors per
+// lane, flushed into float64 accumulators; products rounded once.
+// (measured exhaustively: exp at most 1.99, log at most 1.35 on every ISA)
+constexpr double kCpuExpRelU = 2.5;
+constexpr double kCpuLogRelU = 2.0;
+constexpr int kUncFlushVectors = 4;
+
+inline unc::FastModel cpu_fast_model(int64_t C) {
+  unc::FastModel m;
+  m.exp_rel = kCpuExpRelU * unc::kU32;
+  m.log_rel = kCpuLogRelU * unc::kU32;
+  // a lane adds kUncFlushVectors terms in float32 (one rounding each after the
+  // first), then at most C / 4 + 8 float64 additions
+  m.sum_rel = 1.001 * (kUncFlushVectors - 1) * unc::kU32 + (static_cast<double>(C) + 64.0) * unc::kU64;
+  // V (entropy's bound) is not summed but bounded by a_max U (fast_logits)
+  m.aux_sum_rel = 0;
+  m.prod_rel = unc::kU32;
+  return m;
+}
 
 // The lazy engine's refresh of a tile of rows (at most 16) against the
 // centers j0 .. j0+nc-1 (Euclidean): m, m2, assign of the tile's rows updated
@@ -73,6 +112,8 @@ struct KernelTable {
   RefreshTileFn refresh_tile;
   AnnulusFn annulus;
   Max2Fn max2;
+  ExactRowsFn exact_rows;
+  UncFunctionFn unc_function;
 };
 
 // The table in use (the best ISA this CPU supports, unless overridden).

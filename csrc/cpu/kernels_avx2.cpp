@@ -17,6 +17,8 @@ const KernelTable* table_avx2() {
       &isa_avx2::refresh_tile,
       &isa_avx2::annulus,
       &isa_avx2::max2,
+      &isa_avx2::exact_rows,
+      &isa_avx2::unc_function,
   };
   return &table;
 }

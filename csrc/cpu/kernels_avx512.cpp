@@ -17,6 +17,8 @@ const KernelTable* table_avx512() {
       &isa_avx512::refresh_tile,
       &isa_avx512::annulus,
       &isa_avx512::max2,
+      &isa_avx512::exact_rows,
+      &isa_avx512::unc_function,
   };
   return &table;
 }

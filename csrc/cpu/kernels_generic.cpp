@@ -17,6 +17,8 @@ const KernelTable* table_generic() {
       &isa_generic::refresh_tile,
       &isa_generic::annulus,
       &isa_generic::max2,
+      &isa_generic::exact_rows,
+      &isa_generic::unc_function,
   };
   return &table;
 }

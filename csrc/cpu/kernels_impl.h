@@ -80,6 +80,28 @@ static inline double elem(const char* row, int64_t j) {
   }
 }
 
+// Constants of the uncertainty exp kernels.
+constexpr float kFastClamp = unc::kFastGapClamp;
+// ln 2 in two parts (fdlibm's: the high part has 21 trailing zero bits, so
+// n * kLn2Hi is exact for |n| < 2^21)
+constexpr double kLn2Hi = 6.93147180369123816490e-01;
+constexpr double kLn2Lo = 1.90821492927058770002e-10;
+// 1 / i!
+constexpr double kExpTaylor[14] = {1.0,
+                                   1.0,
+                                   0.5,
+                                   0.16666666666666666,
+                                   0.041666666666666664,
+                                   0.008333333333333333,
+                                   0.001388888888888889,
+                                   0.0001984126984126984,
+                                   2.48015873015873e-05,
+                                   2.7557319223985893e-06,
+                                   2.755731922398589e-07,
+                                   2.505210838544172e-08,
+                                   2.08767569878681e-09,
+                                   1.6059043836821613e-10};
+
 // ------------------------------------------------------ SIMD abstraction --
 // Two lane types per ISA: F (float lanes) and D (double lanes). Each offers
 // zero/set1/loadc/store, arithmetic, reductions and a typed row load.
@@ -99,6 +121,7 @@ struct F {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V fmsub(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
+  static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V min(V a, V b) { return _mm512_min_ps(a, b); }
   static S reduce_add(V v) { return _mm512_reduce_add_ps(v); }
@@ -139,6 +162,15 @@ struct F {
   }
   static V vexp(V x);
   static V vlog(V x);
+  // acc + (d < 0 ? e : 0); n_neg counts, per lane, the lanes of d below 0
+  using Count = __m512i;
+  static Count count_zero() { return _mm512_setzero_si512(); }
+  static int64_t count_total(Count c) { return _mm512_reduce_add_epi32(c); }
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __mmask16 neg = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_LT_OQ);
+    n_neg = _mm512_mask_add_epi32(n_neg, neg, n_neg, _mm512_set1_epi32(1));
+    return _mm512_mask_add_ps(acc, neg, acc, e);
+  }
 };
 
 struct D {
@@ -154,10 +186,20 @@ struct D {
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   static V fmsub(V a, V b, V c) { return _mm512_fmsub_pd(a, b, c); }
+  static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_pd(a, b, c); }
   static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static V min(V a, V b) { return _mm512_min_pd(a, b); }
   static S reduce_add(V v) { return _mm512_reduce_add_pd(v); }
   static S reduce_max(V v) { return _mm512_reduce_max_pd(v); }
+  using Count = __m512i;
+  static Count count_zero() { return _mm512_setzero_si512(); }
+  static int64_t count_total(Count c) { return _mm512_reduce_add_epi64(c); }
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __mmask8 neg = _mm512_cmp_pd_mask(d, _mm512_setzero_pd(), _CMP_LT_OQ);
+    n_neg = _mm512_mask_add_epi64(n_neg, neg, n_neg, _mm512_set1_epi64(1));
+    return _mm512_mask_add_pd(acc, neg, acc, e);
+  }
+  static V vexp(V x);
   template <DType T>
   static V load(const char* row, int64_t j) {
     if constexpr (T == DType::f32) {
@@ -175,12 +217,12 @@ struct D {
   }
 };
 
-// exp for x <= 0 (softmax arguments): Cephes-style range reduction and a
-// degree-6 polynomial, about 2 ulp. Exactly 0 below -87.3 (no subnormals).
+// exp for x in [-104, 0] (softmax gaps, clamped by the caller): Cephes-style
+// range reduction and a degree-6 polynomial, scaled by 2^n with scalef (which
+// rounds subnormal results correctly; e^-104 rounds to 0). Within kCpuExpRelU
+// 2^-24 relative, plus 2^-149 absolute below float32's normal range (checked
+// exhaustively).
 inline F::V F::vexp(V x) {
-  const __m512 too_small = _mm512_set1_ps(-87.3f);
-  __mmask16 zero_mask = _mm512_cmp_ps_mask(x, too_small, _CMP_LT_OQ);
-  x = _mm512_max_ps(x, too_small);
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -193,9 +235,22 @@ inline F::V F::vexp(V x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
   __m512 r2 = _mm512_mul_ps(r, r);
   p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  __m512 res = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~zero_mask), res);
+  return _mm512_scalef_ps(p, n);
+}
+
+// float64 exp for x <= 0: n = round(x / ln 2), r = x - n ln 2 in two parts
+// (|r| <= 0.347), the Taylor polynomial of degree 13 (truncation below
+// 0.05 2^-53), scalef. Within a few 2^-53 (checked by sampling against long
+// double); 0 below -746.
+inline D::V D::vexp(V x) {
+  x = _mm512_max_pd(x, _mm512_set1_pd(-746.0));
+  const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(kLn2Hi), x);
+  r = _mm512_fnmadd_pd(n, _mm512_set1_pd(kLn2Lo), r);
+  __m512d p = _mm512_set1_pd(kExpTaylor[13]);
+  for (int i = 12; i >= 0; --i) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(kExpTaylor[i]));
+  return _mm512_scalef_pd(p, n);
 }
 
 // log for x > 0 normal (Cephes logf), about 2 ulp.
@@ -241,6 +296,7 @@ struct F {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V fmsub(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }
+  static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
   static S reduce_add(V v) {
@@ -283,6 +339,20 @@ struct F {
   }
   static V vexp(V x);
   static V vlog(V x);
+  using Count = __m256i;
+  static Count count_zero() { return _mm256_setzero_si256(); }
+  static int64_t count_total(Count c) {
+    alignas(32) int32_t a[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(a), c);
+    int64_t t = 0;
+    for (int i = 0; i < 8; ++i) t += a[i];
+    return t;
+  }
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __m256 neg = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_LT_OQ);
+    n_neg = _mm256_sub_epi32(n_neg, _mm256_castps_si256(neg));  // all ones: -1
+    return _mm256_add_ps(acc, _mm256_and_ps(neg, e));
+  }
 };
 
 struct D {
@@ -298,6 +368,7 @@ struct D {
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V fmsub(V a, V b, V c) { return _mm256_fmsub_pd(a, b, c); }
+  static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_pd(a, b, c); }
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V min(V a, V b) { return _mm256_min_pd(a, b); }
   static S reduce_add(V v) {
@@ -324,7 +395,40 @@ struct D {
       return _mm256_loadu_pd(reinterpret_cast<const double*>(row) + j);
     }
   }
+  using Count = __m256i;
+  static Count count_zero() { return _mm256_setzero_si256(); }
+  static int64_t count_total(Count c) {
+    alignas(32) int64_t a[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(a), c);
+    return a[0] + a[1] + a[2] + a[3];
+  }
+  static V add_if_neg(V acc, V d, V e, Count& n_neg) {
+    const __m256d neg = _mm256_cmp_pd(d, _mm256_setzero_pd(), _CMP_LT_OQ);
+    n_neg = _mm256_sub_epi64(n_neg, _mm256_castpd_si256(neg));
+    return _mm256_add_pd(acc, _mm256_and_pd(neg, e));
+  }
+  static V vexp(V x);
 };
+
+// float64 exp for x <= 0, as the AVX-512 one; without scalef, 2^n is applied
+// as 2^(n - n/2) 2^(n/2), two normal powers of two (the first product is exact).
+inline D::V D::vexp(V x) {
+  x = _mm256_max_pd(x, _mm256_set1_pd(-746.0));
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), x);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Lo), r);
+  __m256d p = _mm256_set1_pd(kExpTaylor[13]);
+  for (int i = 12; i >= 0; --i) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kExpTaylor[i]));
+  const __m128i ni = _mm256_cvtpd_epi32(n);
+  const __m128i n1 = _mm_srai_epi32(ni, 1);
+  const __m128i n2 = _mm_sub_epi32(ni, n1);
+  auto pow2 = [](__m128i k) {
+    return _mm256_castsi256_pd(_mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_cvtepi32_epi64(k), _mm256_set1_epi64x(1023)), 52));
+  };
+  return _mm256_mul_pd(_mm256_mul_pd(p, pow2(n1)), pow2(n2));
+}
 
 inline F::V F::vexp(V x) {
   const __m256 too_small = _mm256_set1_ps(-87.3f);
@@ -417,6 +521,11 @@ struct GenericLanes {
     for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] - c.v[i];
     return r;
   }
+  static V fnmadd(V a, V b, V c) {
+    V r;
+    for (int i = 0; i < W; ++i) r.v[i] = c.v[i] - a.v[i] * b.v[i];
+    return r;
+  }
   static S reduce_add(V a) {
     S s = 0;
     for (int i = 0; i < W; ++i) s += a.v[i];
@@ -440,7 +549,20 @@ struct GenericLanes {
   }
   static V vexp(V x) {
     V r;
-    for (int i = 0; i < W; ++i) r.v[i] = x.v[i] < S(-87.3) ? S(0) : std::exp(x.v[i]);
+    for (int i = 0; i < W; ++i)
+      r.v[i] = std::is_same<S, float>::value && x.v[i] < S(-87.3) ? S(0) : std::exp(x.v[i]);
+    return r;
+  }
+  using Count = int64_t;
+  static Count count_zero() { return 0; }
+  static int64_t count_total(Count c) { return c; }
+  static V add_if_neg(V acc, V d, V e, int64_t& n_neg) {
+    V r;
+    for (int i = 0; i < W; ++i) {
+      const bool neg = d.v[i] < S(0);
+      n_neg += neg;
+      r.v[i] = acc.v[i] + (neg ? e.v[i] : S(0));
+    }
     return r;
   }
   static V vlog(V x) {
@@ -453,6 +575,23 @@ using F = GenericLanes<float, 8>;
 using D = GenericLanes<double, 4>;
 
 #endif
+
+// acc_lo/acc_hi (float64 lanes) += the float32 lanes of v, widened exactly.
+static inline void widen_add(D::V& acc_lo, D::V& acc_hi, F::V v) {
+#if defined(SVP_ISA_AVX512)
+  acc_lo = _mm512_add_pd(acc_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+  acc_hi = _mm512_add_pd(acc_hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+#elif defined(SVP_ISA_AVX2)
+  acc_lo = _mm256_add_pd(acc_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+  acc_hi = _mm256_add_pd(acc_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+#else
+  static_assert(F::W == 2 * D::W, "generic lanes: two float64 vectors per float32 vector");
+  for (int i = 0; i < D::W; ++i) {
+    acc_lo.v[i] += static_cast<double>(v.v[i]);
+    acc_hi.v[i] += static_cast<double>(v.v[i + D::W]);
+  }
+#endif
+}
 
 // reduce4 where a lane type has one, else four reduce_add.
 template <class I, class = void>
@@ -862,196 +1001,456 @@ static int64_t nonfinite_col(DType dtype, const char* row, int64_t D) {
 }
 
 // ----------------------------------------------------------- uncertainty --
+// The fast pass and the float64 formulas of svp/uncertainty_exact.h.
+// (GCC 12 flags the undefined pass-through operand inside the AVX-512
+// conversion and reduction intrinsics as uninitialized: a false positive.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
-static inline double combine_score(UncertaintyMethod method, double p1, double p2,
-                                   double entropy) {
-  switch (method) {
-    case UncertaintyMethod::least_confidence: return 1.0 - p1;
-    case UncertaintyMethod::entropy: return entropy;
-    case UncertaintyMethod::margin: return 1.0 - (p1 - p2);
+// The last n < W entries of a row as float32 lanes, the rest set to fill
+// (AVX-512: one masked load instead of a copy through memory).
+template <DType T>
+static inline F::V unc_load_tail(const char* row, int64_t j, int64_t n, float fill) {
+#if defined(SVP_ISA_AVX512)
+  if constexpr (T != DType::f64) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    const __m512 f = _mm512_set1_ps(fill);
+    if constexpr (T == DType::f32) {
+      return _mm512_mask_loadu_ps(f, m, reinterpret_cast<const float*>(row) + j);
+    } else {
+      const __m256i h = _mm256_maskz_loadu_epi16(m, row + 2 * j);
+      const __m512 v = T == DType::f16
+                           ? _mm512_cvtph_ps(h)
+                           : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      return _mm512_mask_mov_ps(f, m, v);
+    }
   }
-  return 0;
+#endif
+  return load_tail<F, T>(row, j, n, fill);
 }
 
-// float32 lanes for float32/float16/bfloat16 rows. Each row is swept twice
-// (max, then the sums), but the second sweep hits L1: memory sees one pass.
+// A bound (>= 0) as a float, never below the double it came from.
+static inline float round_up_to_float(double e) {
+  float f = static_cast<float>(e);
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits += static_cast<double>(f) < e;  // one float32 ulp up (no branch: half the rows)
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// The largest and (margin) second largest entry of a row, as a multiset
+// (top2 == top1 when the largest is repeated), in lanes of I; with `low`, also
+// the smallest entry.
+template <class I, DType T>
+static void row_top2(const char* x, int64_t C, bool want2, typename I::S* top1,
+                     typename I::S* top2, typename I::S* low = nullptr) {
+  using V = typename I::V;
+  using S = typename I::S;
+  constexpr int W = I::W;
+  const int64_t Cfull = C - C % W;
+  const S ninf = -std::numeric_limits<S>::infinity();
+  V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(-ninf);
+  for (int64_t j = 0; j < Cfull; j += W) {
+    V v = I::template load<T>(x, j);
+    if (want2) m2 = I::max(m2, I::min(m1, v));
+    m1 = I::max(m1, v);
+    if (low) mn = I::min(mn, v);
+  }
+  S t1 = I::reduce_max(m1), t2 = ninf;
+  if (want2) {
+    // the second largest of the multiset {lane maxima} U {lane second maxima}:
+    // drop one instance of t1, take the largest of the rest
+    alignas(64) S a1[W], a2[W];
+    I::store(a1, m1);
+    I::store(a2, m2);
+    bool seen_top = false;
+    for (int i = 0; i < W; ++i) {
+      if (a1[i] == t1 && !seen_top) {
+        seen_top = true;
+      } else {
+        t2 = std::max(t2, a1[i]);
+      }
+      t2 = std::max(t2, a2[i]);
+    }
+  }
+  S lo = -ninf;
+  if (low && Cfull > 0) lo = -I::reduce_max(I::sub(I::zero(), mn));
+  for (int64_t j = Cfull; j < C; ++j) {
+    const S v = static_cast<S>(elem<T>(x, j));
+    if (v > t1) {
+      t2 = t1;
+      t1 = v;
+    } else if (v > t2) {
+      t2 = v;
+    }
+    lo = std::min(lo, v);
+  }
+  *top1 = t1;
+  *top2 = t2;
+  if (low) *low = lo;
+}
+
+// The float64 formulas for one row (valid input). Float64 lanes: gaps z - m
+// (exact for float32/16/bf16 entries), a float64 exp, float64 sums.
 template <DType T>
-static int64_t score_rows_f(const char* const* rows, int64_t n, int64_t C,
-                            UncertaintyMethod method, ScoreInput input, double tol,
-                            double* out) {
+static unc::KeyBound exact_row(const char* x, int64_t C, UncertaintyMethod method,
+                               ScoreInput input) {
+  using V = D::V;
+  constexpr int W = D::W;
+  const int64_t Cfull = C - C % W;
+  const double ninf = -std::numeric_limits<double>::infinity();
+  const bool entropy = method == UncertaintyMethod::entropy;
+  double top1, top2;
+  row_top2<D, T>(x, C, method == UncertaintyMethod::margin || input == ScoreInput::probs, &top1,
+                 &top2);
+  if (input == ScoreInput::probs) {
+    double H = 0;
+    if (entropy) {
+      for (int64_t j = 0; j < C; ++j) {
+        const double p = elem<T>(x, j);
+        if (p > 0) H -= p * std::log(p);
+      }
+    }
+    return unc::exact_probs(method, top1, C > 1 ? top2 : 0.0, H);
+  }
+  const V mv = D::set1(top1), floor_d = D::set1(-1.0e4);
+  V t = D::zero(), uacc = D::zero();
+  D::Count n_neg = D::count_zero();
+  int64_t lanes = 0;
+  auto add = [&](V z) {
+    const V d = D::sub(z, mv);
+    const V e = D::vexp(d);
+    t = D::add_if_neg(t, d, e, n_neg);
+    lanes += W;
+    if (entropy) uacc = D::fnmadd(e, D::max(d, floor_d), uacc);  // e (m - z); e = 0 below -746
+  };
+  for (int64_t j = 0; j < Cfull; j += W) add(D::template load<T>(x, j));
+  if (Cfull < C) add(load_tail<D, T>(x, Cfull, C - Cfull, ninf));
+  const double gap2 = C > 1 ? top2 - top1 : ninf;
+  // the lanes not below the maximum hold it (pads are -inf)
+  return unc::exact_logits(method, D::reduce_add(t),
+                           static_cast<double>(lanes - D::count_total(n_neg)),
+                           D::reduce_add(uacc), gap2);
+}
+
+template <DType T>
+static void exact_rows_t(const char* const* rows, int64_t n, int64_t C, UncertaintyMethod method,
+                         ScoreInput input, double* score, double* key) {
+  // The rows (the refinement's) lie anywhere in memory: each would start a cold
+  // stream; fetching the next one while this one computes hides that.
+  [[maybe_unused]] const int64_t row_bytes = C * static_cast<int64_t>(dtype_size(T));
+  for (int64_t r = 0; r < n; ++r) {
+#if defined(SVP_ISA_AVX512) || defined(SVP_ISA_AVX2)
+    if (r + 1 < n)
+      for (int64_t b = 0; b < row_bytes; b += 64) _mm_prefetch(rows[r + 1] + b, _MM_HINT_T0);
+#endif
+    const unc::KeyBound kb = exact_row<T>(rows[r], C, method, input);
+    score[r] = kb.score;
+    if (key) key[r] = kb.key;
+  }
+}
+
+static void exact_rows(DType dtype, const char* const* rows, int64_t n, int64_t C,
+                       UncertaintyMethod method, ScoreInput input, double /*probs_tolerance*/,
+                       double* score, double* key) {
+  switch (dtype) {
+    case DType::f32: return exact_rows_t<DType::f32>(rows, n, C, method, input, score, key);
+    case DType::f16: return exact_rows_t<DType::f16>(rows, n, C, method, input, score, key);
+    case DType::bf16: return exact_rows_t<DType::bf16>(rows, n, C, method, input, score, key);
+    case DType::f64: return exact_rows_t<DType::f64>(rows, n, C, method, input, score, key);
+  }
+}
+
+// Is a row a distribution within tol (every entry >= -tol, |sum - 1| <= tol)?
+// The sum in float64.
+template <DType T>
+static bool row_is_distribution(const char* x, int64_t C, double tol) {
+  double lo = std::numeric_limits<double>::infinity(), total = 0;
+  using V = D::V;
+  constexpr int W = D::W;
+  const int64_t Cfull = C - C % W;
+  V s = D::zero(), mn = D::set1(lo);
+  for (int64_t j = 0; j < Cfull; j += W) {
+    const V v = D::template load<T>(x, j);
+    s = D::add(s, v);
+    mn = D::min(mn, v);
+  }
+  total = D::reduce_add(s);
+  if (Cfull > 0) lo = -D::reduce_max(D::sub(D::zero(), mn));
+  for (int64_t j = Cfull; j < C; ++j) {
+    const double v = elem<T>(x, j);
+    total += v;
+    lo = std::min(lo, v);
+  }
+  return !(lo < -tol || std::fabs(total - 1.0) > tol);  // NaN (unchecked input) passes
+}
+
+// The fast pass for float32/16/bf16 rows in float32 lanes; each row is swept
+// twice (the maximum, then the sums), the second sweep from L1. The sums that
+// make a key add kUncFlushVectors vectors in float32, then go to float64.
+// Instantiated per method: the loop holds only that method's work.
+// The sums of one row for unc::fast_logits.
+struct FastSums {
+  double sum, U, V, gap2;
+};
+
+template <DType T, UncertaintyMethod M>
+static FastSums fast_logits_sums(const char* x, int64_t C) {
   using I = F;
   using V = I::V;
   constexpr int W = I::W;
+  constexpr bool entropy = M == UncertaintyMethod::entropy;
+  // margin needs only S: every term, no mask (the maxima add exactly 1 each)
+  constexpr bool masked = M != UncertaintyMethod::margin;
+  const int64_t Cfull = C - C % W;
+  float top1, top2, low = 0;
+  row_top2<I, T>(x, C, M == UncertaintyMethod::margin, &top1, &top2, entropy ? &low : nullptr);
+  const V mv = I::set1(top1), clamp = I::set1(-kFastClamp);
+  D::V t_lo = D::zero(), t_hi = D::zero(), u_lo = D::zero(), u_hi = D::zero();
+  V tb = I::zero(), ub = I::zero();
+  I::Count n_neg = I::count_zero();
+  auto add = [&](V z) {
+    const V d = I::sub(z, mv);  // x_j = fl32(z_j - m)
+    // clamped to [-104, 0]: e^-104 rounds to 0, and 0 * inf stays out of U
+    const V dc = I::max(d, clamp);
+    const V e = I::vexp(dc);
+    if constexpr (masked) {
+      tb = I::add_if_neg(tb, d, e, n_neg);
+    } else {
+      tb = I::add(tb, e);
+    }
+    if constexpr (entropy) ub = I::fnmadd(e, dc, ub);  // U = sum e a, a = min(m - z, 104)
+  };
+  auto flush = [&] {
+    widen_add(t_lo, t_hi, tb);
+    if constexpr (entropy) widen_add(u_lo, u_hi, ub);
+    tb = ub = I::zero();
+  };
+  int64_t j = 0;
+  for (; j + kUncFlushVectors * W <= Cfull; j += kUncFlushVectors * W) {
+    for (int b = 0; b < kUncFlushVectors; ++b) add(I::template load<T>(x, j + b * W));
+    flush();
+  }
+  for (; j < Cfull; j += W) add(I::template load<T>(x, j));
+  int64_t lanes = Cfull;
+  // pad with -inf: exp() is 0 there (a finite pad could exceed the row's own
+  // maximum: logits below -1e30)
+  if (Cfull < C) {
+    add(unc_load_tail<T>(x, Cfull, C - Cfull, -std::numeric_limits<float>::infinity()));
+    lanes += W;
+  }
+  flush();
+  const double gap2 = C > 1 ? static_cast<double>(top2) - static_cast<double>(top1)
+                            : -std::numeric_limits<double>::infinity();
+  double sum = D::reduce_add(D::add(t_lo, t_hi));
+  // the lanes not below the maximum hold it (pads are -inf): T = T1 + n_max - 1
+  if constexpr (masked) sum += static_cast<double>(lanes - I::count_total(n_neg) - 1);
+  // V = sum e a^2 (entropy's bound only) <= a_max U, a_max the row's largest gap
+  const double U = entropy ? D::reduce_add(D::add(u_lo, u_hi)) : -1.0;
+  const double a_max = std::min(static_cast<double>(kFastClamp),
+                                static_cast<double>(top1) - static_cast<double>(low));
+  return {sum, U, entropy ? a_max * U * (1.0 + 1e-12) : 0.0, gap2};
+}
+
+// Probabilities: validate (min, sum) and score in one sweep. Returns false for
+// a row that is not a distribution within tol. need_exact: a row with an entry
+// above 1 (entropy terms of both signs): the float64 formulas score it.
+template <DType T>
+static bool fast_probs_row(const char* x, int64_t C, UncertaintyMethod method, double tol,
+                           const unc::FastModel& fm, const unc::TieModel& tie,
+                           unc::KeyBound* kb, bool* need_exact) {
+  using I = F;
+  using V = I::V;
+  constexpr int W = I::W;
+  const bool entropy = method == UncertaintyMethod::entropy;
   const int64_t Cfull = C - C % W;
   const float ninf = -std::numeric_limits<float>::infinity();
-  const bool want2 = method == UncertaintyMethod::margin;
-  for (int64_t r = 0; r < n; ++r) {
-    const char* x = rows[r];
-    if (input == ScoreInput::logits) {
-      // pass 1: largest and second largest logit
-      V m1 = I::set1(ninf), m2 = I::set1(ninf);
-      for (int64_t j = 0; j < Cfull; j += W) {
-        V v = I::template load<T>(x, j);
-        if (want2) m2 = I::max(m2, I::min(m1, v));
-        m1 = I::max(m1, v);
+  D::V t_lo = D::zero(), t_hi = D::zero(), u_lo = D::zero(), u_hi = D::zero();
+  V tb = I::zero(), ub = I::zero();
+  V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(std::numeric_limits<float>::infinity());
+  const V tiny = I::set1(std::numeric_limits<float>::min());
+  auto body = [&](V v) {
+    m2 = I::max(m2, I::min(m1, v));
+    m1 = I::max(m1, v);
+    mn = I::min(mn, v);
+    tb = I::add(tb, v);
+    if (entropy) {
+      // -p log p, with 0 for p below the smallest normal (and p <= 0)
+      const V pl = I::mul(v, I::vlog(I::max(v, tiny)));
+      ub = I::sub(ub, I::select_gt(v, tiny, pl, I::zero()));
+    }
+  };
+  auto flush = [&] {
+    widen_add(t_lo, t_hi, tb);
+    if (entropy) widen_add(u_lo, u_hi, ub);
+    tb = ub = I::zero();
+  };
+  int64_t j = 0;
+  for (; j + kUncFlushVectors * W <= Cfull; j += kUncFlushVectors * W) {
+    for (int b = 0; b < kUncFlushVectors; ++b) body(I::template load<T>(x, j + b * W));
+    flush();
+  }
+  for (; j < Cfull; j += W) body(I::template load<T>(x, j));
+  flush();
+  float top1 = I::reduce_max(m1), top2 = ninf;
+  {
+    alignas(64) float a1[W], a2[W];
+    I::store(a1, m1);
+    I::store(a2, m2);
+    bool seen_top = false;
+    for (int i = 0; i < W; ++i) {
+      if (a1[i] == top1 && !seen_top) seen_top = true;
+      else top2 = std::max(top2, a1[i]);
+      top2 = std::max(top2, a2[i]);
+    }
+  }
+  double lo = Cfull > 0 ? -I::reduce_max(I::sub(I::zero(), mn))
+                        : std::numeric_limits<double>::infinity();
+  double total = D::reduce_add(D::add(t_lo, t_hi));
+  double H = entropy ? D::reduce_add(D::add(u_lo, u_hi)) : 0.0;
+  for (; j < C; ++j) {
+    const float v = static_cast<float>(elem<T>(x, j));
+    if (v > top1) {
+      top2 = top1;
+      top1 = v;
+    } else if (v > top2) {
+      top2 = v;
+    }
+    lo = std::min(lo, static_cast<double>(v));
+    total += v;
+    if (entropy && v > std::numeric_limits<float>::min()) {
+      alignas(64) float b[W];
+      I::store(b, I::mul(I::set1(v), I::vlog(I::set1(v))));  // the lanes' log, not libm's
+      H -= b[0];
+    }
+  }
+  if (lo < -tol || std::fabs(total - 1.0) > tol) return false;
+  if (entropy) {
+    *need_exact = top1 > 1.0f;
+    *kb = unc::fast_probs_entropy(C, H, fm, tie);
+  } else {
+    *kb = unc::exact_probs(method, top1, C > 1 ? top2 : 0.0f, 0.0);  // already float64 values
+  }
+  return true;
+}
+
+template <DType T, UncertaintyMethod M>
+static int64_t fast_logits_rows(const char* const* rows, int64_t n, int64_t C, double tol,
+                                double* score, double* key, float* err) {
+  const unc::FastPlan plan =
+      unc::fast_plan(M, C, cpu_fast_model(C), unc::tie_model(M, ScoreInput::logits, C, tol));
+  // the sums of a group of rows first, then their scalar epilogues: these are
+  // independent, so their latency (log1p, expm1, divisions) overlaps
+  constexpr int64_t kGroup = 16;
+  FastSums sums[kGroup];
+  for (int64_t r0 = 0; r0 < n; r0 += kGroup) {
+    const int64_t cnt = std::min(kGroup, n - r0);
+    for (int64_t i = 0; i < cnt; ++i) sums[i] = fast_logits_sums<T, M>(rows[r0 + i], C);
+    for (int64_t i = 0; i < cnt; ++i) {
+      const int64_t r = r0 + i;
+      unc::KeyBound kb = unc::fast_logits<M>(plan, sums[i].sum, sums[i].U, sums[i].V, sums[i].gap2);
+      if (!(kb.err < std::numeric_limits<double>::infinity()))
+        kb = exact_row<T>(rows[r], C, M, ScoreInput::logits);
+      score[r] = kb.score;
+      if (key) {
+        key[r] = kb.key;
+        err[r] = round_up_to_float(kb.err);
       }
-      float top1 = I::reduce_max(m1);
-      float top2 = ninf;
-      if (want2) {
-        // lane-wise top-2 -> global top-2
-        alignas(64) float a1[W], a2[W];
-        I::store(a1, m1);
-        I::store(a2, m2);
-        // second largest of the multiset {lane maxima} U {lane second maxima}:
-        // drop one instance of top1, take the largest of the rest
-        bool seen_top = false;
-        for (int i = 0; i < W; ++i) {
-          if (a1[i] == top1 && !seen_top) {
-            seen_top = true;
-          } else {
-            top2 = std::max(top2, a1[i]);
-          }
-          top2 = std::max(top2, a2[i]);
-        }
-      }
-      for (int64_t j = Cfull; j < C; ++j) {
-        float v = static_cast<float>(elem<T>(x, j));
-        if (want2) {
-          if (v > top1) {
-            top2 = top1;
-            top1 = v;
-          } else if (v > top2) {
-            top2 = v;
-          }
-        } else {
-          top1 = std::max(top1, v);
-        }
-      }
-      // pass 2: S = sum exp(z - top1), Tn = sum exp(z - top1) * (z - top1)
-      V mv = I::set1(top1);
-      V s = I::zero(), t = I::zero();
-      const bool want_t = method == UncertaintyMethod::entropy;
-      // where exp() is exactly 0, clamp the difference so that 0 * (z - m)
-      // stays 0 even when z - m overflowed to -inf (logits near +-3e38)
-      const V floor_d = I::set1(-100.0f);
-      for (int64_t j = 0; j < Cfull; j += W) {
-        V d = I::sub(I::template load<T>(x, j), mv);
-        V e = I::vexp(d);
-        s = I::add(s, e);
-        if (want_t) t = I::fmadd(e, I::max(d, floor_d), t);
-      }
-      if (Cfull < C) {
-        // pad with -inf: exp() is exactly 0 there, and the clamp above keeps
-        // 0 * (-inf) out of the entropy sum (a finite pad could exceed the
-        // row's own maximum: logits below -1e30)
-        V d = I::sub(load_tail<I, T>(x, Cfull, C - Cfull, ninf), mv);
-        V e = I::vexp(d);
-        s = I::add(s, e);
-        if (want_t) t = I::fmadd(e, I::max(d, floor_d), t);
-      }
-      double S = I::reduce_add(s);
-      double Tn = want_t ? I::reduce_add(t) : 0.0;
-      double p1 = 1.0 / S;
-      double p2 = (want2 && C > 1) ? static_cast<double>(std::exp(top2 - top1)) / S : 0.0;
-      double H = want_t ? std::log(S) - Tn / S : 0.0;
-      out[r] = static_cast<float>(combine_score(method, p1, p2, H));
-    } else {
-      // probabilities: validate (min, sum) and score in one sweep
-      V m1 = I::set1(ninf), m2 = I::set1(ninf), mn = I::set1(std::numeric_limits<float>::infinity());
-      V sum = I::zero(), ent = I::zero();
-      const bool want_h = method == UncertaintyMethod::entropy;
-      const V tiny = I::set1(std::numeric_limits<float>::min());
-      auto body = [&](V v) {
-        if (want2) m2 = I::max(m2, I::min(m1, v));
-        m1 = I::max(m1, v);
-        mn = I::min(mn, v);
-        sum = I::add(sum, v);
-        if (want_h) {
-          // p log p, with 0 for p below the smallest normal (and p = 0)
-          V pv = I::max(v, tiny);
-          V pl = I::mul(v, I::vlog(pv));
-          ent = I::sub(ent, I::select_gt(v, tiny, pl, I::zero()));
-        }
-      };
-      for (int64_t j = 0; j < Cfull; j += W) body(I::template load<T>(x, j));
-      float top1 = I::reduce_max(m1), top2 = ninf, lo = 0, total = 0, H = 0;
-      if (want2) {
-        alignas(64) float a1[W], a2[W];
-        I::store(a1, m1);
-        I::store(a2, m2);
-        bool seen_top = false;
-        for (int i = 0; i < W; ++i) {
-          if (a1[i] == top1 && !seen_top) seen_top = true;
-          else top2 = std::max(top2, a1[i]);
-          top2 = std::max(top2, a2[i]);
-        }
-      }
-      lo = Cfull > 0 ? -I::reduce_max(I::sub(I::zero(), mn)) : std::numeric_limits<float>::infinity();
-      total = I::reduce_add(sum);
-      H = want_h ? I::reduce_add(ent) : 0.0f;
-      for (int64_t j = Cfull; j < C; ++j) {
-        float v = static_cast<float>(elem<T>(x, j));
-        if (v > top1) {
-          top2 = top1;
-          top1 = v;
-        } else if (v > top2) {
-          top2 = v;
-        }
-        lo = std::min(lo, v);
-        total += v;
-        if (want_h && v > std::numeric_limits<float>::min()) H -= v * std::log(v);
-      }
-      if (lo < -tol || std::fabs(static_cast<double>(total) - 1.0) > tol) return r;
-      if (C == 1) top2 = 0;
-      out[r] = static_cast<float>(combine_score(method, top1, top2, H));
     }
   }
   return -1;
 }
 
-// float64 rows: plain scalar float64 arithmetic (rare input; accuracy first).
-static int64_t score_rows_d(const char* const* rows, int64_t n, int64_t C,
+template <DType T>
+static int64_t score_rows_f(const char* const* rows, int64_t n, int64_t C,
                             UncertaintyMethod method, ScoreInput input, double tol,
-                            double* out) {
-  const double ninf = -std::numeric_limits<double>::infinity();
-  for (int64_t r = 0; r < n; ++r) {
-    const char* x = rows[r];
-    double top1 = ninf, top2 = ninf;
-    for (int64_t j = 0; j < C; ++j) {
-      double v = elem<DType::f64>(x, j);
-      if (v > top1) {
-        top2 = top1;
-        top1 = v;
-      } else if (v > top2) {
-        top2 = v;
-      }
+                            double* score, double* key, float* err) {
+  if (input == ScoreInput::logits) {
+    switch (method) {
+      case UncertaintyMethod::least_confidence:
+        return fast_logits_rows<T, UncertaintyMethod::least_confidence>(rows, n, C, tol, score, key, err);
+      case UncertaintyMethod::entropy:
+        return fast_logits_rows<T, UncertaintyMethod::entropy>(rows, n, C, tol, score, key, err);
+      case UncertaintyMethod::margin:
+        return fast_logits_rows<T, UncertaintyMethod::margin>(rows, n, C, tol, score, key, err);
     }
-    if (input == ScoreInput::logits) {
-      double S = 0, Tn = 0;
-      for (int64_t j = 0; j < C; ++j) {
-        double d = elem<DType::f64>(x, j) - top1;
-        double e = std::exp(d);
-        S += e;
-        Tn += e * std::max(d, -1000.0);  // 0 * (-inf) would be NaN
-      }
-      double p1 = 1.0 / S;
-      double p2 = C > 1 ? std::exp(top2 - top1) / S : 0.0;
-      out[r] = combine_score(method, p1, p2, std::log(S) - Tn / S);
-    } else {
-      double lo = std::numeric_limits<double>::infinity(), total = 0, H = 0;
-      for (int64_t j = 0; j < C; ++j) {
-        double v = elem<DType::f64>(x, j);
-        lo = std::min(lo, v);
-        total += v;
-        if (v > 0) H -= v * std::log(v);
-      }
-      if (lo < -tol || std::fabs(total - 1.0) > tol) return r;
-      if (C == 1) top2 = 0;
-      out[r] = combine_score(method, top1, top2, H);
+  }
+  const unc::FastModel fm = cpu_fast_model(C);
+  const unc::TieModel tie = unc::tie_model(method, input, C, tol);
+  for (int64_t r = 0; r < n; ++r) {
+    unc::KeyBound kb;
+    bool need_exact = false;
+    if (!fast_probs_row<T>(rows[r], C, method, tol, fm, tie, &kb, &need_exact)) return r;
+    if (need_exact) kb = exact_row<T>(rows[r], C, method, input);
+    score[r] = kb.score;
+    if (key) {
+      key[r] = kb.key;
+      err[r] = round_up_to_float(kb.err);
     }
   }
   return -1;
 }
+
+// float64 rows: the float64 formulas are the fast pass (err = 0).
+static int64_t score_rows_d(const char* const* rows, int64_t n, int64_t C,
+                            UncertaintyMethod method, ScoreInput input, double tol,
+                            double* score, double* key, float* err) {
+  for (int64_t r = 0; r < n; ++r) {
+    if (input == ScoreInput::probs && !row_is_distribution<DType::f64>(rows[r], C, tol)) return r;
+    const unc::KeyBound kb = exact_row<DType::f64>(rows[r], C, method, input);
+    score[r] = kb.score;
+    if (key) {
+      key[r] = kb.key;
+      err[r] = 0.0f;
+    }
+  }
+  return -1;
+}
+
+static int64_t score_rows(DType dtype, const char* const* rows, int64_t n, int64_t C,
+                          UncertaintyMethod method, ScoreInput input, double tol, double* score,
+                          double* key, float* err) {
+  switch (dtype) {
+    case DType::f32: return score_rows_f<DType::f32>(rows, n, C, method, input, tol, score, key, err);
+    case DType::f16: return score_rows_f<DType::f16>(rows, n, C, method, input, tol, score, key, err);
+    case DType::bf16: return score_rows_f<DType::bf16>(rows, n, C, method, input, tol, score, key, err);
+    case DType::f64: return score_rows_d(rows, n, C, method, input, tol, score, key, err);
+  }
+  return -1;
+}
+
+// The elementary functions of the fast pass on n values (tests of their bounds).
+static void unc_function(int which, const void* in, int64_t n, void* out) {
+  if (which == 2) {
+    const double* x = static_cast<const double*>(in);
+    double* y = static_cast<double*>(out);
+    alignas(64) double buf[D::W];
+    for (int64_t i = 0; i < n; i += D::W) {
+      const int64_t m = std::min<int64_t>(D::W, n - i);
+      for (int64_t k = 0; k < D::W; ++k) buf[k] = k < m ? x[i + k] : 0.0;
+      D::store(buf, D::vexp(D::loadc(buf)));
+      for (int64_t k = 0; k < m; ++k) y[i + k] = buf[k];
+    }
+    return;
+  }
+  const float* x = static_cast<const float*>(in);
+  float* y = static_cast<float*>(out);
+  alignas(64) float buf[F::W];
+  for (int64_t i = 0; i < n; i += F::W) {
+    const int64_t m = std::min<int64_t>(F::W, n - i);
+    for (int64_t k = 0; k < F::W; ++k) buf[k] = k < m ? x[i + k] : (which == 0 ? 0.0f : 1.0f);
+    const F::V v = F::loadc(buf);
+    F::store(buf, which == 0 ? F::vexp(v) : F::vlog(v));
+    for (int64_t k = 0; k < m; ++k) y[i + k] = buf[k];
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // ------------------------------------------------------------ annulus --
 
@@ -1143,18 +1542,6 @@ static void max2(const float* m, int64_t n, float* out) {
   for (; i < n; ++i) take(m[i]);
   out[0] = v1;
   out[1] = v2;
-}
-
-static int64_t score_rows(DType dtype, const char* const* rows, int64_t n, int64_t C,
-                          UncertaintyMethod method, ScoreInput input, double tol,
-                          double* out) {
-  switch (dtype) {
-    case DType::f32: return score_rows_f<DType::f32>(rows, n, C, method, input, tol, out);
-    case DType::f16: return score_rows_f<DType::f16>(rows, n, C, method, input, tol, out);
-    case DType::bf16: return score_rows_f<DType::bf16>(rows, n, C, method, input, tol, out);
-    case DType::f64: return score_rows_d(rows, n, C, method, input, tol, out);
-  }
-  return -1;
 }
 
 }  // namespace SVP_ISA_NS

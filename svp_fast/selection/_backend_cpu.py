@@ -125,32 +125,29 @@ class CpuBackend:
 
     # -- uncertainty -------------------------------------------------------------
 
-    def uncertainty_topk_groups(self, m: Matrix, members: np.ndarray, offsets: np.ndarray,
-                                budgets: np.ndarray, method_code: int, input_code: int,
-                                check_finite: bool, tol: float, threads: int = 0,
-                                simd: Optional[str] = None):
-        """Each group's top ``budgets[g]`` rows (flat, group after group), from
-        one pass over the scores; each group ranked by the float64 scores and
-        k-selection of ``uncertainty`` on that group alone."""
-        scores = np.empty(m.rows, dtype=np.float64)
+    # -- uncertainty -----------------------------------------------------------
+
+    def uncertainty_scores(self, m: Matrix, method_code: int, input_code: int,
+                           check_finite: bool, tol: float, threads: int = 0,
+                           simd: Optional[str] = None) -> np.ndarray:
+        """Every row's score (float32; float64 for float64 input)."""
+        out = np.empty(m.rows, dtype=np.float64)
         self.core.uncertainty_scores_cpu(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
                                          method_code, input_code, check_finite, tol, threads,
-                                         scores.ctypes.data, simd or "", "x")
-        total = int(budgets.sum())
-        order = np.empty(total, dtype=np.int64)
-        top = np.empty(total, dtype=np.float64)
-        at = 0
-        for g in np.flatnonzero(budgets):
-            rows = members[offsets[g]:offsets[g + 1]]
-            k = int(budgets[g])
-            part = np.ascontiguousarray(scores[rows])
-            local = np.empty(k, dtype=np.int64)
-            self.core.topk_desc(part.ctypes.data, rows.size, k, local.ctypes.data,
-                                top[at:at + k].ctypes.data, 1)
-            order[at:at + k] = rows[local]
-            at += k
-        out_t = np.float64 if m.dtype_code == F64 else np.float32
-        return order, top.astype(out_t)
+                                         out.ctypes.data, simd or "", "x")
+        return out.astype(np.float64 if m.dtype_code == F64 else np.float32)
+
+    def uncertainty_topk(self, m: Matrix, budget: int, method_code: int, input_code: int,
+                         check_finite: bool, tol: float, threads: int = 0,
+                         simd: Optional[str] = None, want_stats: bool = False):
+        """The certified top ``budget`` rows: (order, their scores, stats)."""
+        order = np.empty(budget, dtype=np.int64)
+        top = np.empty(budget, dtype=np.float64)
+        stats = self.core.uncertainty_topk_cpu(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
+                                               method_code, input_code, check_finite, tol, threads,
+                                               budget, order.ctypes.data if budget else 0,
+                                               top.ctypes.data if budget else 0, simd or "", "x")
+        return order, top.astype(np.float64 if m.dtype_code == F64 else np.float32), dict(stats)
 
 
 BACKEND = CpuBackend()

@@ -235,30 +235,8 @@ class CudaBackend:
 
     # -- uncertainty -------------------------------------------------------------
 
-    def uncertainty_topk_groups(self, m: Matrix, members, offsets, budgets, method_code: int,
-                                input_code: int, check_finite: bool, tol: float, threads: int = 0,
-                                simd: Optional[str] = None):
-        """Each group's top ``budgets[g]`` rows (flat, group after group), on the
-        device: the scores of one pass, then two stable sorts (by score, then by
-        group), so that within a group equal scores keep the lower row first."""
-        import numpy as np
-        import torch
-
-        scores = self.uncertainty_scores(m, method_code, input_code, check_finite, tol)
-        dev = scores.device
-        sizes = np.diff(offsets)
-        mem = torch.from_numpy(members).to(dev)
-        s = scores[mem]
-        codes = torch.from_numpy(np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)).to(dev)
-        by_score = torch.sort(-s, stable=True).indices
-        by_group = by_score[torch.sort(codes[by_score], stable=True).indices]
-        take = np.concatenate([np.arange(offsets[g], offsets[g] + budgets[g], dtype=np.int64)
-                               for g in range(sizes.size)] or [np.zeros(0, np.int64)])
-        chosen = by_group[torch.from_numpy(take).to(dev)]
-        return mem[chosen], s[chosen]
-
     def _uncertainty(self, m: Matrix, budget: Optional[int], method_code: int, input_code: int,
-                     check_finite: bool, tol: float):
+                     check_finite: bool, tol: float, want_stats: bool = False):
         import torch
 
         self.require()
@@ -271,23 +249,27 @@ class CudaBackend:
         ws_bytes = self.core.uncertainty_cuda_workspace(m.ptr, m.rows, m.cols, m.row_stride,
                                                         m.dtype_code, m.device_index or 0, k)
         ws = self.workspace(ws_bytes, dev, "uncertainty")
-        self.core.uncertainty_cuda(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
-                                   m.device_index or 0, self.stream(dev), method_code, input_code,
-                                   check_finite, tol, ws.data_ptr(), ws.numel(), scores.data_ptr(),
-                                   k, order.data_ptr() if k > 0 else 0,
-                                   top.data_ptr() if k > 0 else 0, "x")
+        # the certified top-k (csrc/cuda/uncertainty.cu): the float64 reference's, as on the
+        # CPU; its statistics cost one more synchronisation, so only on request
+        stats = self.core.uncertainty_cuda(
+            m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, m.device_index or 0,
+            self.stream(dev), method_code, input_code, check_finite, tol, ws.data_ptr(),
+            ws.numel(), scores.data_ptr(), k, order.data_ptr() if k > 0 else 0,
+            top.data_ptr() if k > 0 else 0, "x", want_stats)
         del ws
-        return scores, order, top
+        return scores, order, top, (dict(stats) if stats is not None else None)
 
     def uncertainty_scores(self, m: Matrix, method_code: int, input_code: int, check_finite: bool,
-                           tol: float):
-        scores, _, _ = self._uncertainty(m, None, method_code, input_code, check_finite, tol)
+                           tol: float, threads: int = 0, simd: Optional[str] = None):
+        scores, _, _, _ = self._uncertainty(m, None, method_code, input_code, check_finite, tol)
         return scores
 
     def uncertainty_topk(self, m: Matrix, budget: int, method_code: int, input_code: int,
-                         check_finite: bool, tol: float):
-        _, order, top = self._uncertainty(m, budget, method_code, input_code, check_finite, tol)
-        return order, top
+                         check_finite: bool, tol: float, threads: int = 0,
+                         simd: Optional[str] = None, want_stats: bool = False):
+        _, order, top, stats = self._uncertainty(m, budget, method_code, input_code, check_finite,
+                                                 tol, want_stats)
+        return order, top, stats
 
 
 def tensor_facts(t, chunk_bytes: int = 64 << 20) -> dict:

@@ -1,4 +1,10 @@
-"""Top-k uncertainty sampling: least confidence, entropy and margin."""
+"""Top-k uncertainty sampling: least confidence, entropy and margin: the front.
+
+The front validates the arguments and packages the result in the caller's
+array type; the backend where the data lives (``_backend_cpu`` or
+``_backend_cuda``, twins with the same methods) runs the core's certified
+top-k (its order is the float64 reference's: README, "Exactness").
+"""
 
 from __future__ import annotations
 
@@ -6,49 +12,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import _core
-from .._arrays import (F64, as_matrix, check_budget, check_choice, check_threads, is_torch,
-                       to_callers_library)
+from .._arrays import as_matrix, check_budget, check_choice, check_threads, to_callers_library
+from ._backends import backend_for
+from ._plan import to_caller
 
 METHODS = ("least_confidence", "entropy", "margin")
 INPUTS = ("logits", "probs")
-
-
-def _cuda():
-    from ._backends import BACKENDS  # the one routing table (tests swap in a stand-in)
-
-    return BACKENDS["cuda"]
-
-
-def _uncertainty_groups(x, m, budget, groups, method, inputs, return_scores, return_offsets,
-                        check_finite, tol, threads, simd):
-    """The top-k of every group, by the backend where the data lives."""
-    from ._backends import backend_for
-    from ._plan import to_caller
-    from .groups import as_groups, split_budget
-
-    grp = as_groups(groups, m.rows)
-    budgets = split_budget(budget, grp.sizes, grp.labels)
-    order, top = backend_for(m).uncertainty_topk_groups(
-        m, grp.members, grp.offsets, budgets, METHODS.index(method), INPUTS.index(inputs),
-        check_finite, tol, threads=threads, simd=simd)
-    offsets = np.zeros(budgets.size + 1, dtype=np.int64)
-    np.cumsum(budgets, out=offsets[1:])
-    out = [to_caller(x, order)]
-    if return_offsets:
-        out.append(to_caller(x, offsets))
-    if return_scores:
-        out.append(to_caller(x, top))
-    return out[0] if len(out) == 1 else tuple(out)
-
-
-def _scores_cpu(m, method: str, inputs: str, check_finite: bool, tol: float, threads: int,
-                simd: Optional[str]) -> np.ndarray:
-    out = np.empty(m.rows, dtype=np.float64)
-    _core.uncertainty_scores_cpu(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code,
-                                 METHODS.index(method), INPUTS.index(inputs), check_finite,
-                                 tol, threads, out.ctypes.data, simd or "", "x")
-    return out
 
 
 def _args(x, method, inputs, num_threads):
@@ -59,8 +28,72 @@ def _args(x, method, inputs, num_threads):
     return m, method, inputs, threads
 
 
-def _out_dtype(m):
-    return np.float64 if m.dtype_code == F64 else np.float32
+def _rows_of(m, rows: np.ndarray):
+    """Rows ``rows`` of the matrix's array, as an array of the same kind (a copy)."""
+    if m.kind == "torch":
+        import torch
+
+        return m.owner.index_select(0, torch.from_numpy(rows).to(m.owner.device))
+    return np.ascontiguousarray(np.asarray(m.owner)[rows])
+
+
+def _uncertainty_groups(x, m, budget, groups, method, inputs, return_scores, return_offsets,
+                        return_stats, check_finite, tol, threads, simd):
+    """The top-k of every group: the certified top-k of each group's rows alone."""
+    from .groups import as_groups, split_budget
+
+    grp = as_groups(groups, m.rows)
+    budgets = split_budget(budget, grp.sizes, grp.labels)
+    backend = backend_for(m)
+    orders, tops = [], []
+    stats = {"candidates": 0, "rows_refined": 0, "tie_groups": 0, "passes": 0}
+    for g in range(budgets.size):
+        k = int(budgets[g])
+        if k == 0:
+            continue
+        rows = grp.members[grp.offsets[g]:grp.offsets[g + 1]]
+        sub = as_matrix(_rows_of(m, rows), "x")
+        order, top, st = backend.uncertainty_topk(sub, k, METHODS.index(method),
+                                                  INPUTS.index(inputs), check_finite, tol,
+                                                  threads=threads, simd=simd,
+                                                  want_stats=return_stats)
+        for key in stats:
+            stats[key] += int((st or {}).get(key, 0))
+        orders.append(_global_rows(order, rows))
+        tops.append(top)
+    order, top = _concat(m, orders), _concat(m, tops, scores=True)
+    offsets = np.zeros(budgets.size + 1, dtype=np.int64)
+    np.cumsum(budgets, out=offsets[1:])
+    out = [to_caller(x, order)]
+    if return_offsets:
+        out.append(to_caller(x, offsets))
+    if return_scores:
+        out.append(to_caller(x, top))
+    if return_stats:
+        out.append(stats)
+    return to_callers_library(x, out[0] if len(out) == 1 else tuple(out))
+
+
+def _global_rows(local, rows: np.ndarray):
+    if isinstance(local, np.ndarray):
+        return rows[local]
+    import torch
+
+    return torch.from_numpy(rows).to(local.device)[local]
+
+
+def _concat(m, parts, scores: bool = False):
+    if parts and not isinstance(parts[0], np.ndarray):
+        import torch
+
+        return torch.cat(parts)
+    if parts:
+        return np.concatenate(parts)
+    if m.device == "cuda":
+        import torch
+
+        return torch.zeros(0, dtype=torch.float32 if scores else torch.int64, device=m.owner.device)
+    return np.zeros(0, dtype=np.float32 if scores else np.int64)
 
 
 def uncertainty_scores(
@@ -82,6 +115,13 @@ def uncertainty_scores(
     * ``entropy``: -sum p log p (natural log)
     * ``margin``: 1 - (p_(1) - p_(2)), the two largest probabilities
 
+    For logits the scores are computed without cancellation (1 - p_(1) as
+    T / (1 + T) with T = sum over the other classes of exp(z_j - max z),
+    p_(1) - p_(2) as -expm1(z_(2) - z_(1)) / (1 + T), entropy as
+    log1p(T) + U / (1 + T) with U = sum exp(z_j - max z) (max z - z_j)), in
+    float32 arithmetic (float64 for float64 input): each is within a few float32
+    ulps of the float64 value.
+
     Args:
         x: (N, C) logits or probabilities, same array types as :func:`kcenter`.
         method: one of "least_confidence", "entropy", "margin".
@@ -94,16 +134,10 @@ def uncertainty_scores(
         scores (float32; float64 for float64 input), numpy or torch like ``x``.
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
-    if m.device == "cuda":
-        return to_callers_library(x, _cuda().uncertainty_scores(
-            m, METHODS.index(method), INPUTS.index(inputs), check_finite, probs_tolerance))
-    scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
-    scores = scores.astype(_out_dtype(m))
-    if is_torch(x):
-        import torch
-
-        return torch.from_numpy(scores)
-    return to_callers_library(x, scores)
+    scores = backend_for(m).uncertainty_scores(m, METHODS.index(method), INPUTS.index(inputs),
+                                               check_finite, probs_tolerance, threads=threads,
+                                               simd=simd)
+    return to_callers_library(x, to_caller(x, scores))
 
 
 def uncertainty(
@@ -115,20 +149,28 @@ def uncertainty(
     groups: Any = None,
     return_scores: bool = False,
     return_offsets: bool = False,
+    return_stats: bool = False,
     check_finite: bool = True,
     probs_tolerance: float = 1e-3,
     num_threads: Optional[int] = None,
     simd: Optional[str] = None,
 ):
-    """The ``budget`` most uncertain rows, most uncertain first, ties to the lowest index.
+    """The ``budget`` most uncertain rows, most uncertain first: the float64 top-k.
 
-    One pass over ``x`` computes the scores (see :func:`uncertainty_scores`),
-    then a k-selection orders the ``budget`` best. Scores are computed in
-    float32 (float64 for float64 input); rows whose scores are equal in that
-    precision are ordered by index.
+    The ranking is that of the scores of :func:`uncertainty_scores` evaluated in
+    float64, on every backend, dtype, thread count and SIMD level:
 
-    ``budget`` is a count in [0, N], or a fraction of N as a float in [0, 1),
-    rounded to the nearest count (``svp_fast._arrays.BUDGET_RULE``).
+    * Rows are ranked by keys that keep their digits where the score would
+      cancel: least confidence by T, margin by p_(1) - p_(2) (smaller first),
+      entropy by itself (see :func:`uncertainty_scores` for T and the forms).
+    * Float64 values within float64's own error bound of each other are ties:
+      ``tie_tol(v) = 4 (C + 1024) 2^-53 |v| + (C + 1) 2^-1018`` (probability
+      entropy adds a term for entries above 1). Repeatedly, among the rows
+      left, with M the largest value, the lowest index among the rows within
+      ``tie_tol(M)`` of M comes next.
+    * One float32 pass computes every key with a proven error bound; only the
+      rows that the bounds cannot place (near-ties inside the top-k and at its
+      boundary) are recomputed in float64 (``return_stats`` counts them).
 
     With ``groups=labels`` (one integer or string label per row) the top-k is
     taken inside each group, with the conventions of ``kcenter(groups=)``
@@ -136,33 +178,30 @@ def uncertainty(
     result with each group's rows most uncertain first, ``budget`` a total
     count or fraction split by the largest-remainder rule or one count per
     group, and ``return_offsets=True`` for where each group starts. Each
-    group's rows are those of ``uncertainty`` on that group alone.
+    group's rows are those of ``uncertainty`` on that group alone (the same
+    certified order).
 
     Returns:
-        indices (int64), plus the offsets if ``return_offsets`` (groups) and
-        their scores if ``return_scores``; numpy or torch (on ``x``'s device)
-        like ``x``.
+        indices (int64), plus the offsets if ``return_offsets`` (groups),
+        their scores (non-increasing; float32, float64 for
+        float64 input) if ``return_scores``, plus a dict of statistics
+        (``rows_refined``, ``candidates``, ``tie_groups``, ``passes``) if
+        ``return_stats``; numpy or torch (on ``x``'s device) like ``x``.
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
     if groups is not None:
         return _uncertainty_groups(x, m, budget, groups, method, inputs, return_scores,
-                                   return_offsets, check_finite, probs_tolerance, threads, simd)
+                                   return_offsets, return_stats, check_finite, probs_tolerance,
+                                   threads, simd)
     if return_offsets:
         raise ValueError("return_offsets applies with groups=")
     budget = check_budget(budget, m.rows, "the number of rows")
-    if m.device == "cuda":
-        order, top = _cuda().uncertainty_topk(m, budget, METHODS.index(method),
-                                              INPUTS.index(inputs), check_finite, probs_tolerance)
-        return to_callers_library(x, (order, top) if return_scores else order)
-    scores = _scores_cpu(m, method, inputs, check_finite, probs_tolerance, threads, simd)
-    order = np.empty(budget, dtype=np.int64)
-    top = np.empty(budget, dtype=np.float64)
-    if budget:
-        _core.topk_desc(scores.ctypes.data, m.rows, budget, order.ctypes.data, top.ctypes.data,
-                        threads)
-    top = top.astype(_out_dtype(m))
-    if is_torch(x):
-        import torch
-
-        order, top = torch.from_numpy(order), torch.from_numpy(top)
-    return to_callers_library(x, (order, top) if return_scores else order)
+    order, top, stats = backend_for(m).uncertainty_topk(
+        m, budget, METHODS.index(method), INPUTS.index(inputs), check_finite, probs_tolerance,
+        threads=threads, simd=simd, want_stats=return_stats)
+    out = [to_caller(x, order)]
+    if return_scores:
+        out.append(to_caller(x, top))
+    if return_stats:
+        out.append(dict(stats))
+    return to_callers_library(x, out[0] if len(out) == 1 else tuple(out))

@@ -88,10 +88,14 @@ struct UncertaintyCudaOptions {
 
 int64_t uncertainty_cuda_workspace(const DeviceMatrix& X, int64_t k);
 // scores: DEVICE [N], float32 (float64 for float64 input, computed in float64).
-// With k > 0 also the top k: order DEVICE int64 [k], top DEVICE [k] (scores'
-// type) or null. k < 0: scores only (no sort workspace).
+// With k > 0 also the top k, the float64 reference's (svp/uncertainty_exact.h),
+// equal to the CPU's: order DEVICE int64 [k], top DEVICE [k] (scores' type) or
+// null; the scores of the rows recomputed in float64 are then their float64
+// scores. k < 0: scores only (no top-k workspace). stats: HOST, or null (when
+// given, the call synchronises the stream at its end to fill it).
 void uncertainty_cuda(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, void* workspace,
-                      int64_t workspace_bytes, void* scores, int64_t k, int64_t* order, void* top);
+                      int64_t workspace_bytes, void* scores, int64_t k, int64_t* order, void* top,
+                      UncertaintyStats* stats = nullptr);
 
 }  // namespace cuda
 }  // namespace svp
