@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "svp/common.h"
@@ -135,7 +136,8 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
                      int64_t n_cells, int64_t cell_copy_max_bytes, double fallback_fraction,
                      int64_t batch_candidates, int64_t batch_max_picks, int num_threads,
                      std::uintptr_t picks_ptr, std::uintptr_t radii_ptr, py::object progress,
-                     double poll_interval, std::string simd, std::string arg_name) {
+                     double poll_interval, std::string simd, std::string arg_name,
+                     py::object resume, py::object snapshot, double prev_radius) {
   svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
   svp::KCenterOptions opt;
   SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
@@ -152,6 +154,36 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   opt.fallback_fraction = fallback_fraction;
   opt.batch.candidates = batch_candidates;
   opt.batch.max_picks = batch_max_picks;
+  // checkpoints: {"m": ptr, "m2": ptr, "assign": ptr, "fresh": ptr, "centers": K,
+  // "prev_radius": r} to continue from, and the same (plus "header": ptr,
+  // "interval": s) for the state to write between picks
+  auto state_from = [](const py::dict& d) {
+    svp::KCenterState st;
+    st.m = reinterpret_cast<double*>(d["m"].cast<std::uintptr_t>());
+    st.m2 = reinterpret_cast<double*>(d["m2"].cast<std::uintptr_t>());
+    st.assign = reinterpret_cast<int64_t*>(d["assign"].cast<std::uintptr_t>());
+    st.fresh = reinterpret_cast<int64_t*>(d["fresh"].cast<std::uintptr_t>());
+    if (d.contains("centers")) st.centers = d["centers"].cast<int64_t>();
+    if (d.contains("prev_radius")) st.prev_radius = d["prev_radius"].cast<double>();
+    if (d.contains("header")) st.header = reinterpret_cast<double*>(d["header"].cast<std::uintptr_t>());
+    return st;
+  };
+  opt.prev_radius = prev_radius;
+  svp::KCenterState resume_state, snapshot_state;
+  if (!resume.is_none()) {
+    resume_state = state_from(resume.cast<py::dict>());
+    SVP_CHECK_ARG(resume_state.m && resume_state.m2 && resume_state.assign && resume_state.fresh &&
+                      resume_state.centers == n_selected,
+                  "resume: the state's arrays and its %lld centers (as already_selected, %lld "
+                  "given) are required", (long long)resume_state.centers, (long long)n_selected);
+    opt.resume = &resume_state;
+  }
+  if (!snapshot.is_none()) {
+    py::dict d = snapshot.cast<py::dict>();
+    snapshot_state = state_from(d);
+    opt.snapshot = &snapshot_state;
+    if (d.contains("interval")) opt.snapshot_interval = d["interval"].cast<double>();
+  }
   opt.num_threads = num_threads;
   opt.poll_interval = poll_interval;
   opt.simd = simd.empty() ? nullptr : simd.c_str();
@@ -407,7 +439,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"),
         py::arg("num_threads"), py::arg("picks_ptr"),
         py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
-        py::arg("arg_name"));
+        py::arg("arg_name"), py::arg("resume") = py::none(), py::arg("snapshot") = py::none(),
+        py::arg("prev_radius") = std::numeric_limits<double>::infinity());
   m.def("kcenter_groups_cpu", &kcenter_groups_cpu, py::arg("ptr"), py::arg("rows"),
         py::arg("cols"), py::arg("row_stride"), py::arg("dtype"), py::arg("metric"),
         py::arg("n_groups"), py::arg("members_ptr"), py::arg("offsets_ptr"),
@@ -493,13 +526,14 @@ PYBIND11_MODULE(_core, m) {
            std::uintptr_t ws_ptr, int64_t ws_bytes, std::uintptr_t picks_ptr,
            std::uintptr_t radii_ptr, py::object progress, double poll_interval,
            std::string arg_name, double fallback_fraction, int64_t batch_candidates,
-           int64_t batch_max_picks, int batch_product) {
+           int64_t batch_max_picks, int batch_product, double prev_radius) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, stream);
           auto opt = cuda_kc_options(metric, budget, sel_ptr, n_sel, start, method, cells_ptr,
                                      n_cells, batch_candidates, batch_max_picks);
           SVP_CHECK_ARG(batch_product >= 0 && batch_product <= 2, "unknown batch_product code %d",
                         batch_product);
           opt.batch_product = batch_product;
+          opt.prev_radius = prev_radius;
           opt.fallback_fraction = fallback_fraction;
           opt.poll_interval = poll_interval;
           opt.arg_name = arg_name.c_str();
@@ -520,7 +554,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("workspace_bytes"), py::arg("picks_ptr"), py::arg("radii_ptr"),
         py::arg("progress"), py::arg("poll_interval"), py::arg("arg_name"),
         py::arg("fallback_fraction"), py::arg("batch_candidates"), py::arg("batch_max_picks"),
-        py::arg("batch_product"));
+        py::arg("batch_product"), py::arg("prev_radius"));
   m.def("cuda_set_cublas_library", [](const std::string& path) {
     std::string why;
     const bool ok = svp::cuda::set_cublas_library(path, &why);

@@ -56,7 +56,8 @@ class StandInCudaCore:
     def kcenter_cuda(self, *, ptr, rows, cols, row_stride, dtype, device, stream, metric, budget,
                      selected_ptr, n_selected, start, method, cells_ptr, n_cells, workspace_ptr,
                      workspace_bytes, picks_ptr, radii_ptr, progress, poll_interval, arg_name,
-                     fallback_fraction, batch_candidates, batch_max_picks, batch_product):
+                     fallback_fraction, batch_candidates, batch_max_picks, batch_product,
+                     prev_radius):
         kw = dict(locals())
         kw.pop("self")
         self.calls.append(("kcenter_cuda", kw))
@@ -80,7 +81,7 @@ class StandInCudaCore:
             fallback_fraction=fallback_fraction, batch_candidates=batch_candidates,
             batch_max_picks=batch_max_picks, num_threads=0, picks_ptr=picks_ptr,
             radii_ptr=radii_ptr, progress=progress, poll_interval=poll_interval, simd="",
-            arg_name=arg_name)
+            arg_name=arg_name, prev_radius=prev_radius)
         if method == 3:  # the GPU reports which pass product ran
             raw["product"] = "fused"
         return raw

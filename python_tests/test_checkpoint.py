@@ -12,6 +12,8 @@ import time
 import numpy as np
 import pytest
 
+import svp_fast
+
 from svp_fast.cli import main
 
 
@@ -65,44 +67,105 @@ def test_sigkill_and_resume_gives_the_uninterrupted_picks(tmp_path, big_npy):
     assert not ckpt.exists()  # removed once the run completes
 
 
-def test_checkpoint_of_another_run_is_refused(tmp_path, capsys):
-    x = np.random.default_rng(1).standard_normal((500, 8)).astype(np.float32)
+def _interrupted(x, budget, path, after, **kw):
+    """A checkpointed run stopped (an exception in its callback) once it has
+    made more than ``after`` picks, as a crash would stop it."""
+    class Stop(Exception):
+        pass
+
+    def stop(p, r):
+        if len(p) > after:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        svp_fast.kcenter(x, budget, checkpoint=path, checkpoint_every=1e-3, callback=stop, **kw)
+    assert path.exists()
+
+
+@pytest.mark.parametrize("method", ["scan", "lazy", "pruned", "batched", "auto"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_resume_gives_the_uninterrupted_picks_and_radii(tmp_path, method, metric):
+    # the issue: a resume re-applied every earlier pick to every row, and its
+    # radii differed from the uninterrupted run's by about 4e-7 in places
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((40, 12)) * 4)[rng.integers(0, 40, 8000)]
+    x = (x + 0.3 * rng.standard_normal((8000, 12))).astype(np.float32)
+    kw = dict(method=method, metric=metric, n_cells=32, return_radii=True)
+    ref, ref_r = svp_fast.kcenter(x, 2000, **kw)
+    ck = tmp_path / "run.ckpt.npz"
+    _interrupted(x, 2000, ck, 700, **kw)
+    with np.load(ck) as z:
+        saved = int(z["picks"].size)
+        assert "state_m" in z.files  # the engine's state, not only the picks
+    picks, radii, st = svp_fast.kcenter(x, 2000, checkpoint=ck, return_stats=True, **kw)
+    assert st.extra["resumed_from"] == saved > 700
+    np.testing.assert_array_equal(picks, ref)
+    np.testing.assert_array_equal(radii, ref_r)  # bit for bit
+    assert not ck.exists()  # removed once the run completes
+    # the resume applied no earlier pick again: a scan of its own picks at most
+    # (re-applying them would add saved x N distances)
+    assert st.scan_evals <= (2000 - saved) * x.shape[0]
+    assert st.distance_evals < st.scan_evals + saved * x.shape[0] / 2
+
+
+def test_resume_on_another_engine_keeps_the_picks(tmp_path):
+    # a lazy run's state has stale rows: a scan or pruned resume continues it
+    # on the lazy engine; a scan state goes anywhere
+    x = np.random.default_rng(4).standard_normal((5000, 8)).astype(np.float32)
+    ref = svp_fast.kcenter(x, 1500, method="scan")
+    for first, then in [("lazy", "scan"), ("lazy", "pruned"), ("scan", "pruned"), ("scan", "batched")]:
+        ck = tmp_path / f"{first}-{then}.npz"
+        _interrupted(x, 1500, ck, 400, method=first)
+        got, st = svp_fast.kcenter(x, 1500, method=then, checkpoint=ck, n_cells=16,
+                                   return_stats=True)
+        np.testing.assert_array_equal(got, ref)
+        assert st.method == ("lazy" if first == "lazy" else then)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    x = np.random.default_rng(1).standard_normal((2000, 8)).astype(np.float32)
+    ck = tmp_path / "c.npz"
+    _interrupted(x, 600, ck, 100)
+    for other in (dict(budget=601), dict(metric="cosine"), dict(start=3)):
+        kw = dict(budget=600)
+        kw.update(other)
+        with pytest.raises(ValueError, match="written by a different run"):
+            svp_fast.kcenter(x, kw.pop("budget"), checkpoint=ck, **kw)
+    y = x.copy()
+    y[0] += 1  # other data of the same shape
+    with pytest.raises(ValueError, match=r"different run \(data differ\)"):
+        svp_fast.kcenter(y, 600, checkpoint=ck)
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a svp-fast k-center checkpoint"):
+        svp_fast.kcenter(x, 600, checkpoint=ck)
+    with pytest.raises(ValueError, match="checkpoint_every must be a number of seconds > 0"):
+        svp_fast.kcenter(x, 600, checkpoint=tmp_path / "d.npz", checkpoint_every=0)
+    with pytest.raises(TypeError, match="checkpoint must be a path"):
+        svp_fast.kcenter(x, 600, checkpoint=3)
+
+
+def test_checkpoint_of_another_run_is_refused_on_the_command_line(tmp_path, capsys):
+    x = np.random.default_rng(1).standard_normal((20000, 8)).astype(np.float32)
     emb = tmp_path / "e.npy"
     np.save(emb, x)
     ckpt = tmp_path / "c.npz"
-    from svp_fast.cli import _run_fingerprint, _save_checkpoint  # noqa: PLC0415
+    from svp_fast.cli import _source_facts  # noqa: PLC0415
+    from svp_fast.selection.checkpoint import KCenterCheckpoint  # noqa: PLC0415
 
     class A:
-        embeddings, start, metric = str(emb), None, "euclidean"
+        embeddings = str(emb)
 
-    fp = _run_fingerprint(A, x, 100, None)
-    _save_checkpoint(ckpt, fp, np.arange(10), None)
-    rc = main(["kcenter", str(emb), "--budget", "50", "--out", str(tmp_path / "o.npy"),
+    _interrupted(x, 1000, ckpt, 200)
+    # the command line's checkpoint also names the source file: the library's
+    # file (no source facts) is another run's
+    rc = main(["kcenter", str(emb), "--budget", "1000", "--out", str(tmp_path / "o.npy"),
                "--checkpoint", str(ckpt)])
     assert rc == 2
-    assert "different run (budget differ)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different run" in err and "pass another --checkpoint" in err
+    assert KCenterCheckpoint(ckpt, extra=_source_facts(A)).extra["embeddings"] == str(emb.resolve())
     ckpt.write_bytes(b"not a checkpoint")
-    rc = main(["kcenter", str(emb), "--budget", "100", "--out", str(tmp_path / "o.npy"),
+    rc = main(["kcenter", str(emb), "--budget", "1000", "--out", str(tmp_path / "o.npy"),
                "--checkpoint", str(ckpt)])
     assert rc == 2
     assert "is not a svp-fast k-center checkpoint" in capsys.readouterr().err
-
-
-def test_resume_from_a_partial_checkpoint_in_process(tmp_path):
-    x = np.random.default_rng(2).standard_normal((3000, 16)).astype(np.float32)
-    emb = tmp_path / "e.npy"
-    np.save(emb, x)
-    ref = tmp_path / "ref.npy"
-    assert main(["kcenter", str(emb), "--budget", "700", "--start", "42", "--out", str(ref),
-                 "--no-progress"]) == 0
-    from svp_fast.cli import _run_fingerprint, _save_checkpoint  # noqa: PLC0415
-
-    class A:
-        embeddings, start, metric = str(emb), 42, "euclidean"
-
-    ckpt = tmp_path / "c.npz"
-    _save_checkpoint(ckpt, _run_fingerprint(A, x, 700, None), np.load(ref)[:123], None)
-    out = tmp_path / "o.npy"
-    assert main(["kcenter", str(emb), "--budget", "700", "--start", "42", "--out", str(out),
-                 "--checkpoint", str(ckpt), "--no-progress", "--method", "lazy"]) == 0
-    np.testing.assert_array_equal(np.load(out), np.load(ref))

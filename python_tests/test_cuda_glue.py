@@ -384,3 +384,30 @@ def test_cuda_batched_product_choice_reaches_the_core(standin, rng, monkeypatch,
     assert bool(offered) == (product != "fused")  # torch's libcublas offered once, if any
     svp_fast.kcenter(x, 50, method="scan")
     assert _last(standin, "kcenter_cuda")["batch_product"] == 0  # only the batched engine has one
+
+
+def test_cuda_checkpoint_resumes_with_the_same_picks_and_radii(standin, rng, tmp_path):
+    # the device keeps its state: a CUDA checkpoint holds the picks and the
+    # last radius; the resume applies the picks as initial centers on the
+    # device and carries the radius over (prev_radius), so radii match too
+    x = torch.from_numpy(rng.standard_normal((20000, 8)).astype(np.float32))
+    ref, ref_r = svp_fast.kcenter(x.numpy(), 1500, method="scan", return_radii=True)
+    ck = tmp_path / "gpu.ckpt.npz"
+
+    class Stop(Exception):
+        pass
+
+    def stop(p, r):
+        if len(p) > 300:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        svp_fast.kcenter(x, 1500, method="scan", checkpoint=ck, checkpoint_every=1e-3,
+                         callback=stop)
+    with np.load(ck) as z:
+        assert "state_m" not in z.files and z["picks"].size > 300
+    picks, radii = svp_fast.kcenter(x, 1500, method="scan", checkpoint=ck, return_radii=True)
+    call = _last(standin, "kcenter_cuda")
+    assert call["prev_radius"] < float("inf") and call["n_selected"] > 300
+    np.testing.assert_array_equal(picks.numpy(), ref)
+    np.testing.assert_array_equal(radii.numpy(), ref_r)

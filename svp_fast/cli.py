@@ -461,55 +461,13 @@ def _budget(value, n: int, upper: Optional[int] = None,
     return check_budget(value, n if upper is None else upper, what, total=n, name="--budget")
 
 
-def _run_fingerprint(args, x, budget: int, selected) -> dict:
-    """What must match for a checkpoint to continue this run (the method and
-    thread count may change: every method gives the same picks)."""
-    import hashlib
-
-    import numpy as np
-
+def _source_facts(args) -> dict:
+    """The source file's identity, which a checkpoint must match too (the
+    library already checks the data's shape, a sample of its rows, the
+    arguments and the budget)."""
     src = Path(args.embeddings).resolve()
     st = src.stat()
-    sel = None
-    if selected is not None:
-        sel = hashlib.sha256(np.ascontiguousarray(selected, dtype=np.int64).tobytes()).hexdigest()
-    return {"embeddings": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "shape": list(x.shape), "dtype": str(x.dtype), "budget": int(budget),
-            "already_selected_sha256": sel, "start": args.start, "metric": args.metric}
-
-
-def _load_checkpoint(path: Path, fingerprint: dict):
-    import json
-
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            saved = json.loads(bytes(z["run"]).decode())
-            picks = np.array(z["picks"], dtype=np.int64)
-            radii = np.array(z["radii"]) if "radii" in z.files else None
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"checkpoint {str(path)!r} is not a svp-fast k-center checkpoint ({e}); "
-                         "delete it to start over") from None
-    diff = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
-    if diff:
-        raise UsageError(f"checkpoint {str(path)!r} was written by a different run ({', '.join(diff)} "
-                         "differ); delete it to start over or pass another --checkpoint")
-    return picks, radii
-
-
-def _save_checkpoint(path: Path, fingerprint: dict, picks, radii) -> None:
-    import json
-
-    import numpy as np
-
-    from ._util import atomic_write
-
-    arrays = {"run": np.frombuffer(json.dumps(fingerprint).encode(), dtype=np.uint8),
-              "picks": np.asarray(picks, dtype=np.int64)}
-    if radii is not None:
-        arrays["radii"] = np.asarray(radii, dtype=np.float64)
-    atomic_write(path, lambda f: np.savez(f, **arrays), durable=True)
+    return {"embeddings": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def run_kcenter_command(args) -> int:
@@ -546,57 +504,43 @@ def run_kcenter_command(args) -> int:
     n_selected = selected.size if selected is not None else 0
     budget = _budget(args.budget, x.shape[0], x.shape[0] - n_selected,
                      "the number of points not already selected")
-    ckpt = Path(args.checkpoint) if args.checkpoint else None
-    done = np.zeros(0, dtype=np.int64)
-    done_radii = None
-    fingerprint = None
-    if ckpt is not None:
+    ckpt = None
+    if args.checkpoint:
+        from .selection.checkpoint import KCenterCheckpoint
+
         if args.checkpoint_every <= 0:
             raise UsageError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every}")
-        fingerprint = _run_fingerprint(args, x, budget, selected)
-        if ckpt.exists():
-            done, done_radii = _load_checkpoint(ckpt, fingerprint)
-            if radii_out is not None and done_radii is None and done.size:
-                raise UsageError(f"checkpoint {str(ckpt)!r} has no radii; rerun without --radii "
-                                 "or delete it to start over")
-            print(f"k-center: resuming from {ckpt} with {done.size} of {budget} picks",
-                  file=sys.stderr)
-    # picks so far continue the run exactly when passed as already-selected centers
-    if done.size:
-        base = done if selected is None else np.concatenate([np.asarray(selected, np.int64), done])
-        kwargs = {"already_selected": base}
-    else:
-        kwargs = {"already_selected": selected, "start": args.start}
-    last_save = [time.monotonic()]
-
-    def checkpoint(p, r):
-        if time.monotonic() - last_save[0] < args.checkpoint_every:
-            return
-        last_save[0] = time.monotonic()
-        rr = None
-        if r is not None:
-            rr = r if done_radii is None else np.concatenate([done_radii, r])
-        _save_checkpoint(ckpt, fingerprint, np.concatenate([done, p]), rr)
-
+        ckpt = KCenterCheckpoint(args.checkpoint, extra=_source_facts(args))
+        if ckpt.path.exists():
+            # the library checks the file and continues from its state (no
+            # earlier pick is applied again); this says so before it loads
+            try:
+                with np.load(ckpt.path, allow_pickle=False) as z:
+                    n_done = f"{int(z['picks'].size)} of {budget} picks"
+            except Exception:  # the library names what is wrong with the file
+                n_done = "a checkpoint"
+            print(f"k-center: resuming from {n_done} ({ckpt.path})", file=sys.stderr, flush=True)
+    kwargs = {"already_selected": selected, "start": args.start}
     data = read_input(args, x, args.embeddings, "embeddings",
                       nonzero_rows=args.metric == "cosine")
     t0 = time.perf_counter()
-    res = kcenter(data, budget - done.size, metric=args.metric, method=args.method,
-                  return_radii=radii_out is not None, progress=not args.no_progress,
-                  num_threads=args.threads, callback=checkpoint if ckpt is not None else None,
-                  **kwargs)
-    picks, radii = (res if radii_out is not None else (res, None))
+    try:
+        picks, radii, st = kcenter(data, budget, metric=args.metric, method=args.method,
+                                   return_radii=True, return_stats=True,
+                                   progress=not args.no_progress, num_threads=args.threads,
+                                   checkpoint=ckpt, checkpoint_every=args.checkpoint_every,
+                                   **kwargs)
+    except ValueError as e:
+        if ckpt is not None and "checkpoint" in str(e):
+            raise UsageError(str(e).replace("use another checkpoint",
+                                            "pass another --checkpoint")) from None
+        raise
     seconds = time.perf_counter() - t0
     picks = to_numpy(picks)
-    radii = to_numpy(radii) if radii is not None else None
-    picks = np.concatenate([done, picks])
-    if radii is not None and done_radii is not None:
-        radii = np.concatenate([done_radii, radii])
+    radii = to_numpy(radii)
     save_npy(out, picks)
     if radii_out is not None:
         save_npy(radii_out, radii)
-    if ckpt is not None and ckpt.exists():
-        ckpt.unlink()
     where = "" if args.device == "cpu" else f" on {args.device}"
     print(f"k-center: {picks.size} picks from {x.shape[0]} points{where} in {seconds:.2f} s "
           f"-> {out}")

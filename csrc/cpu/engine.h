@@ -189,6 +189,17 @@ class Engine {
   virtual double top_candidates(int64_t T, std::vector<BandMember>& out) = 0;
   // Point-center distances computed so far.
   virtual int64_t distance_evals() const = 0;
+  // The engine's state in row order (a checkpoint): m and m2 (m2 a lower bound
+  // on the distance to every other center, floors included), assign, and how
+  // many centers each row has seen (`centers` for engines that keep every row
+  // current).
+  virtual void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                            int64_t centers) const = 0;
+  // Take over such a state after `centers` centers (rows, in ordinal order,
+  // in `center_rows`); returns false when this engine cannot (a row that has
+  // not seen every center, for an engine that keeps every row current).
+  virtual bool adopt_state(const double* m, const double* m2, const int64_t* assign,
+                           const int64_t* fresh, int64_t centers, const int64_t* center_rows) = 0;
   // The float64 minimum over `centers` of the squared distance to ycenter
   // (a point scaled to the working space, float64), given an upper bound on
   // it. Engines that know the geometry skip centers that cannot beat `upper`.

@@ -123,8 +123,25 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     apply_centers(first);
   };
 
+  // radius (squared, working space) of the previous pick: reported radii are
+  // made non-increasing, as exact ones are (rounding could break that by ulps)
+  double prev_radius = opt.prev_radius;
   int64_t t0 = 0;
-  if (opt.n_selected > 0) {
+  if (opt.resume) {
+    // a checkpoint: the state after its centers (already_selected, in ordinal
+    // order); an engine that keeps every row current cannot take a state with
+    // stale rows (the lazy engine's): the lazy engine continues it, with the
+    // same picks
+    const KCenterState& rs = *opt.resume;
+    centers.assign(opt.already_selected, opt.already_selected + opt.n_selected);
+    if (!engine->adopt_state(rs.m, rs.m2, rs.assign, rs.fresh, rs.centers, centers.data())) {
+      engine.reset(new cpu::LazyEngine<Acc>(src, threads));
+      SVP_ASSERT(engine->adopt_state(rs.m, rs.m2, rs.assign, rs.fresh, rs.centers, centers.data()));
+      st->method_used = static_cast<int>(KCenterMethod::lazy);
+    }
+    live -= opt.n_selected;
+    prev_radius = rs.prev_radius;
+  } else if (opt.n_selected > 0) {
     for (int64_t j = 0; j < opt.n_selected; ++j) engine->exclude(opt.already_selected[j]);
     live -= opt.n_selected;
     const int64_t batch = 16;  // centers per pass: rows stay in cache across them
@@ -182,9 +199,26 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
   host.engine = engine.get();
   host.threads = threads;
 
-  // radius (squared, working space) of the previous pick: reported radii are
-  // made non-increasing, as exact ones are (rounding could break that by ulps)
-  double prev_radius = std::numeric_limits<double>::infinity();
+  // a snapshot of the state between picks (checkpoints), at most every
+  // snapshot_interval seconds, before the poll that lets the caller save it
+  Clock::time_point last_snapshot = Clock::now();
+  auto snapshot = [&](int64_t t) {
+    KCenterState* s = opt.snapshot;
+    if (!s || seconds_since(last_snapshot) < opt.snapshot_interval) return;
+    last_snapshot = Clock::now();
+    const int64_t K = static_cast<int64_t>(centers.size());
+    engine->export_state(s->m, s->m2, s->assign, s->fresh, K);
+    s->centers = K;
+    s->prev_radius = prev_radius;
+    s->picks = t;
+    ++s->generation;
+    if (s->header) {
+      s->header[0] = static_cast<double>(s->generation);
+      s->header[1] = static_cast<double>(t);
+      s->header[2] = static_cast<double>(K);
+      s->header[3] = prev_radius;
+    }
+  };
   auto commit = [&](int64_t t, int64_t winner, double radius) {
     picks[t] = winner;
     prev_radius = std::min(prev_radius, std::max(radius, 0.0));
@@ -215,6 +249,7 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
 
   if (opt.batch.candidates <= 0) {
     for (int64_t t = t0; t < opt.budget; ++t) {
+      snapshot(t);
       poll(t, picks);
       const int64_t winner = plain_step(t);
       ++st->passes;
@@ -238,6 +273,7 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
     };
     cpu::PassAcceptor<Acc> acceptor(X.dtype, D, src.d2(), err, tie);
     while (t < opt.budget) {
+      snapshot(t);
       poll(t, picks);
       cand.clear();
       const double B = engine->top_candidates(T, cand);

@@ -450,5 +450,22 @@ double KdTreeEngine::top_candidates(int64_t T, std::vector<BandMember>& out) {
   }, out);
 }
 
+void KdTreeEngine::export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                                int64_t centers) const {
+  for (int64_t i = 0; i < n_; ++i) {  // centers and picks
+    m[i] = -1;
+    m2[i] = -1;
+    assign[i] = -1;
+    fresh[i] = centers;
+  }
+  std::vector<BandMember> all;
+  const_cast<KdTreeEngine*>(this)->band(-0.5, all);  // every live point, floors applied
+  for (const BandMember& b : all) {
+    m[b.index] = b.m;
+    m2[b.index] = b.m2;
+    assign[b.index] = b.assign;
+  }
+}
+
 }  // namespace cpu
 }  // namespace svp

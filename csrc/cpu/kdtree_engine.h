@@ -45,6 +45,13 @@ class KdTreeEngine final : public Engine<double> {
   void band(double thr, std::vector<BandMember>& out) override;
   double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
+  void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                    int64_t centers) const override;
+  // A run resumes on the lazy engine instead (the picks are the same).
+  bool adopt_state(const double*, const double*, const int64_t*, const int64_t*, int64_t,
+                   const int64_t*) override {
+    return false;
+  }
 
  private:
   // A leaf's block: D coordinate arrays, then m, m2, assign and row, each of

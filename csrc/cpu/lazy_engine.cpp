@@ -303,6 +303,46 @@ double LazyEngine<Acc>::top_candidates(int64_t T, std::vector<BandMember>& out) 
 }
 
 template <typename Acc>
+void LazyEngine<Acc>::export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                                   int64_t centers) const {
+  SVP_ASSERT(centers == static_cast<int64_t>(centers_.size()));
+  for (int64_t i = 0; i < n_; ++i) {
+    m[i] = static_cast<double>(m_[i]);
+    m2[i] = static_cast<double>(m2_[i]);
+    assign[i] = assign_[i];
+    fresh[i] = last_[i];
+  }
+}
+
+template <typename Acc>
+bool LazyEngine<Acc>::adopt_state(const double* m, const double* m2, const int64_t* assign,
+                                  const int64_t* fresh, int64_t centers,
+                                  const int64_t* center_rows) {
+  centers_.clear();
+  remote_.clear();
+  for (int64_t j = 0; j < centers; ++j) centers_.push_back(src_.ref(center_rows[j]));
+  double max_stale = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n_; ++i) {
+    m_[i] = static_cast<Acc>(m[i]);
+    m2_[i] = static_cast<Acc>(m2[i]);
+    assign_[i] = assign[i];
+    last_[i] = std::min<int64_t>(fresh[i], centers);
+    if (m_[i] >= Acc(0) && last_[i] < centers) max_stale = std::max(max_stale, m[i]);
+  }
+  // dormant points must lie below theta: just above the largest stale value
+  theta_ = max_stale > -std::numeric_limits<double>::infinity()
+               ? std::nextafter(max_stale, std::numeric_limits<double>::infinity())
+               : -std::numeric_limits<double>::infinity();
+  active_.clear();
+  for (int64_t i = 0; i < n_; ++i) {
+    in_active_[i] = m_[i] >= Acc(0) && last_[i] == centers && static_cast<double>(m_[i]) >= theta_;
+    if (in_active_[i]) active_.push_back(i);
+  }
+  recompute_top();
+  return true;
+}
+
+template <typename Acc>
 void LazyEngine<Acc>::adopt(std::vector<Acc>&& m, std::vector<Acc>&& m2,
                             std::vector<int64_t>&& assign, int64_t K, int64_t evals) {
   m_ = std::move(m);

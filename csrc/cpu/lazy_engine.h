@@ -35,6 +35,12 @@ class LazyEngine final : public Engine<Acc> {
   void band(double thr, std::vector<BandMember>& out) override;
   double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
+  void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                    int64_t centers) const override;
+  // Any state: rows that have not seen every center stay dormant with their
+  // stale values (upper bounds), theta just above the largest of them.
+  bool adopt_state(const double* m, const double* m2, const int64_t* assign, const int64_t* fresh,
+                   int64_t centers, const int64_t* center_rows) override;
 
   int64_t refreshed() const { return refresh_evals_; }
 

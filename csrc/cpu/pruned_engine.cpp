@@ -694,6 +694,56 @@ double PrunedEngine<Acc>::top_candidates(int64_t T, std::vector<BandMember>& out
 }
 
 template <typename Acc>
+void PrunedEngine<Acc>::export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                                     int64_t centers) const {
+  if (fallback_) return fallback_->export_state(m, m2, assign, fresh, centers);
+  for (int64_t k = 0; k < n_cells_; ++k) {
+    for (int64_t q = lo_[k]; q < lo_[k + 1]; ++q) {
+      const int64_t row = perm_[q];
+      m[row] = static_cast<double>(m_[q]);
+      // the cell's floor bounds the centers its members skipped
+      m2[row] = std::min(static_cast<double>(m2_[q]), m2floor_[k]);
+      assign[row] = assign_[q];
+      fresh[row] = centers;  // every value is current
+    }
+  }
+}
+
+template <typename Acc>
+bool PrunedEngine<Acc>::adopt_state(const double* m, const double* m2, const int64_t* assign,
+                                    const int64_t* fresh, int64_t centers,
+                                    const int64_t* center_rows) {
+  SVP_ASSERT(!fallback_);
+  for (int64_t i = 0; i < n_; ++i)
+    if (m[i] >= 0 && fresh[i] < centers) return false;  // a stale row: the lazy engine's state
+  live_ = 0;
+  for (int64_t q = 0; q < n_; ++q) {
+    const int64_t row = perm_[q];
+    m_[q] = static_cast<Acc>(m[row]);  // from Acc: exact
+    // floors included: kept exactly where Acc holds the value, else rounded
+    // down, so that it stays a lower bound
+    const Acc m2a = static_cast<Acc>(m2[row]);
+    m2_[q] = static_cast<double>(m2a) == m2[row] ? m2a : round_down<Acc>(m2[row]);
+    assign_[q] = assign[row];
+    live_ += m_[q] >= Acc(0);
+  }
+  std::fill(m2floor_.begin(), m2floor_.end(), std::numeric_limits<double>::infinity());
+  for (auto& cc : cell_centers_) cc.clear();
+  n_centers_ = centers;
+  n_local_centers_ = 0;
+  for (int64_t j = 0; j < centers; ++j) {  // centers by cell, for exact_min
+    const int64_t pos = where_[center_rows[j]];
+    cell_centers_[cellpos_[pos]].push_back({p_[pos], center_rows[j]});
+    ++n_local_centers_;
+  }
+  for (int64_t k = 0; k < n_cells_; ++k) {
+    set_cell_top(k, cell_top(k));
+    tree_update(k);
+  }
+  return true;
+}
+
+template <typename Acc>
 int64_t PrunedEngine<Acc>::distance_evals() const {
   return evals_ + (fallback_ ? fallback_->distance_evals() : 0);
 }

@@ -50,6 +50,10 @@ class PrunedEngine final : public Engine<Acc> {
   void band(double thr, std::vector<BandMember>& out) override;
   double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override;
+  void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                    int64_t centers) const override;
+  bool adopt_state(const double* m, const double* m2, const int64_t* assign, const int64_t* fresh,
+                   int64_t centers, const int64_t* center_rows) override;
   // centers must be every center added so far (the driver's list): they are
   // looked up by cell, and whole cells of centers are skipped by the triangle
   // inequality.

@@ -152,6 +152,34 @@ double ScanEngine<Acc>::top_candidates(int64_t T, std::vector<BandMember>& out) 
 }
 
 template <typename Acc>
+void ScanEngine<Acc>::export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                                   int64_t centers) const {
+  const int64_t n = src_.X.rows;
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = static_cast<double>(m_[i]);
+    m2[i] = static_cast<double>(m2_[i]);
+    assign[i] = assign_[i];
+    fresh[i] = centers;  // every row is current
+  }
+}
+
+template <typename Acc>
+bool ScanEngine<Acc>::adopt_state(const double* m, const double* m2, const int64_t* assign,
+                                  const int64_t* fresh, int64_t centers, const int64_t*) {
+  const int64_t n = src_.X.rows;
+  for (int64_t i = 0; i < n; ++i)
+    if (m[i] >= 0 && fresh[i] < centers) return false;  // a stale row: not this engine's state
+  for (int64_t i = 0; i < n; ++i) {
+    // the values came from Acc (or are lower bounds rounded down): exact
+    m_[i] = static_cast<Acc>(m[i]);
+    m2_[i] = static_cast<Acc>(m2[i]);
+    assign_[i] = assign[i];
+  }
+  refresh_top2();
+  return true;
+}
+
+template <typename Acc>
 void ScanEngine<Acc>::refresh_top2() {
   top_ = Top2();
   const int64_t n = src_.X.rows;

@@ -23,6 +23,10 @@ class ScanEngine final : public Engine<Acc> {
   void band(double thr, std::vector<BandMember>& out) override;
   double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
+  void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
+                    int64_t centers) const override;
+  bool adopt_state(const double* m, const double* m2, const int64_t* assign, const int64_t* fresh,
+                   int64_t centers, const int64_t* center_rows) override;
 
   // State, for engines that hand over to the scan (pruned -> scan fallback).
   std::vector<Acc>& m() { return m_; }

@@ -358,7 +358,7 @@ void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* wo
   SVP_CUDA(cudaMemcpyAsync(L.init_rows, init_rows.data(), sizeof(long long) * n_init,
                            cudaMemcpyHostToDevice, stream));
   KcState s0{};
-  s0.prev_radius = std::numeric_limits<double>::infinity();
+  s0.prev_radius = opt.prev_radius;  // +inf, or the last radius of a run this one continues
   int64_t t0 = 0;
   if (opt.n_selected == 0) {
     const long long first = opt.start;

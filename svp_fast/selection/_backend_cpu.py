@@ -64,13 +64,37 @@ class CpuBackend:
         """Runs the plan; returns (picks, radii or None, KCenterStats) as numpy."""
         picks = np.empty(plan.budget, dtype=np.int64)
         radii = np.empty(plan.budget, dtype=np.float64) if plan.return_radii else None
+        resume = snapshot = None
+        if plan.resume is not None and "m" in plan.resume:
+            r = plan.resume
+            resume = dict(m=r["m"].ctypes.data, m2=r["m2"].ctypes.data,
+                          assign=r["assign"].ctypes.data, fresh=r["fresh"].ctypes.data,
+                          centers=int(r["centers"]), prev_radius=float(r["prev_radius"]))
+        if plan.on_checkpoint is not None:
+            # the core writes its state here between picks, at most every
+            # checkpoint_every seconds; header: generation, picks, centers, radius
+            snap = {"m": np.empty(m.rows), "m2": np.empty(m.rows),
+                    "assign": np.empty(m.rows, dtype=np.int64),
+                    "fresh": np.empty(m.rows, dtype=np.int64), "header": np.zeros(4)}
+            snapshot = {k: a.ctypes.data for k, a in snap.items()}
+            snapshot["interval"] = float(plan.checkpoint_every)
+            seen = [0.0]
 
         def on_poll(done: int) -> None:
-            plan.callback(read_only(picks[:done]),
-                          None if radii is None else read_only(radii[:done]))
+            if plan.on_checkpoint is not None and snap["header"][0] != seen[0]:
+                seen[0] = snap["header"][0]
+                t = int(snap["header"][1])
+                state = {k: snap[k] for k in ("m", "m2", "assign", "fresh")}
+                state["centers"] = int(snap["header"][2])
+                plan.on_checkpoint(picks[:t], None if radii is None else radii[:t],
+                                   float(snap["header"][3]), state)
+            if plan.callback is not None:
+                plan.callback(read_only(picks[:done]),
+                              None if radii is None else read_only(radii[:done]))
 
+        watch = plan.callback is not None or plan.on_checkpoint is not None
         hook, close = make_hook(plan.budget, plan.progress, "k-center", "pick",
-                                on_poll if plan.callback else None)
+                                on_poll if watch else None)
         cell_of = plan.cell_of
         try:
             raw = self.core.kcenter_cpu(
@@ -85,7 +109,8 @@ class CpuBackend:
                 batch_candidates=plan.batch_candidates, batch_max_picks=plan.batch_max_picks,
                 num_threads=plan.num_threads,
                 picks_ptr=picks.ctypes.data, radii_ptr=radii.ctypes.data if radii is not None else 0,
-                progress=hook, poll_interval=0.1, simd=plan.simd or "", arg_name="embeddings")
+                progress=hook, poll_interval=0.1, simd=plan.simd or "", arg_name="embeddings",
+                resume=resume, snapshot=snapshot)
         finally:
             close()
         stats = KCenterStats.from_core(

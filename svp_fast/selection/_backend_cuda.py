@@ -159,8 +159,9 @@ class CudaBackend:
         if plan.engine == "batched" and BATCH_PRODUCT != "fused":
             self.offer_cublas()
         picks = torch.empty(plan.budget, dtype=torch.int64, device=dev)
+        # checkpoints keep the radii (the last one continues the run)
         radii = (torch.empty(plan.budget, dtype=torch.float64, device=dev)
-                 if plan.return_radii else None)
+                 if plan.return_radii or plan.on_checkpoint is not None else None)
         cell_of = plan.cell_of
         n_cells = plan.n_cells if cell_of is not None else 0
         shape = dict(ptr=m.ptr, rows=m.rows, cols=m.cols, row_stride=m.row_stride,
@@ -171,13 +172,30 @@ class CudaBackend:
             batch_product=product)
         ws = self.workspace(ws_bytes, dev, "k-center")
 
-        def on_poll(done: int) -> None:
-            if done > 0:  # the picks so far (a copy: they live on the device)
-                plan.callback(read_only(picks[:done].cpu().numpy().copy()),
-                              None if radii is None else read_only(radii[:done].cpu().numpy().copy()))
+        import time
 
+        last_save = [time.monotonic()]
+
+        def on_poll(done: int) -> None:
+            if done <= 0:
+                return
+            # the picks so far (a copy: they live on the device)
+            p = read_only(picks[:done].cpu().numpy().copy())
+            r = None if radii is None else read_only(radii[:done].cpu().numpy().copy())
+            if plan.on_checkpoint is not None and r is not None and (
+                    time.monotonic() - last_save[0] >= plan.checkpoint_every):
+                last_save[0] = time.monotonic()
+                # the device keeps the state: the checkpoint keeps the picks and the
+                # last radius (squared, in the working space) to continue from
+                last = float(r[-1])
+                prev = 2.0 * last if plan.metric == "cosine" else last * last
+                plan.on_checkpoint(p, r, prev, None)
+            if plan.callback is not None:
+                plan.callback(p, r)
+
+        watch = plan.callback is not None or plan.on_checkpoint is not None
         hook, close = make_hook(plan.budget, plan.progress, "k-center (cuda)", "pick",
-                                on_poll if plan.callback else None)
+                                on_poll if watch else None)
         try:
             raw = self.core.kcenter_cuda(
                 **shape, stream=self.stream(dev), metric=plan.metric_code, budget=plan.budget,
@@ -188,7 +206,9 @@ class CudaBackend:
                 picks_ptr=picks.data_ptr(), radii_ptr=radii.data_ptr() if radii is not None else 0,
                 progress=hook, poll_interval=0.1, arg_name="embeddings",
                 fallback_fraction=plan.fallback_fraction, batch_candidates=plan.batch_candidates,
-                batch_max_picks=plan.batch_max_picks, batch_product=product)
+                batch_max_picks=plan.batch_max_picks, batch_product=product,
+                prev_radius=(float(plan.resume["prev_radius"]) if plan.resume is not None
+                             else float("inf")))
         finally:
             close()
         del ws
@@ -231,7 +251,7 @@ class CudaBackend:
         del ws
         stats = KCenterStats.from_groups(raw, self.name, plan.budgets, cells_seconds=plan.cells_seconds,
                                          extra=dict(plan.extra))
-        return picks, radii, stats
+        return picks, (radii if plan.return_radii else None), stats
 
     # -- uncertainty -------------------------------------------------------------
 

@@ -105,6 +105,13 @@ class KCenterPlan:
     callback: Optional[Callable] = None
     batch_candidates: int = 0  # 0: the engine's plain driver (batched: DEFAULT_BATCH_CANDIDATES)
     batch_max_picks: int = 0  # 0: no cap
+    # checkpoints (selection/checkpoint.py): a state to continue from (CPU:
+    # arrays m, m2, assign, fresh, and centers; any backend: prev_radius), and
+    # on_checkpoint(picks, radii, prev_radius, state) to be called about every
+    # checkpoint_every seconds with this call's picks so far
+    resume: Optional[dict] = None
+    on_checkpoint: Optional[Callable] = None
+    checkpoint_every: float = 0.0
     extra: dict = field(default_factory=dict)
 
     @property

@@ -19,6 +19,7 @@ from .._progress import check_progress
 from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
 from .cells import default_n_cells
+from .checkpoint import as_checkpoint
 from .grouped import is_batch, kcenter_grouped, kcenter_sets
 
 __all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KCenterStats", "choose_engine",
@@ -99,6 +100,8 @@ def kcenter(
     simd: Optional[str] = None,
     batch_candidates: Optional[int] = None,
     batch_max_picks: Optional[int] = None,
+    checkpoint: Any = None,
+    checkpoint_every: float = 10.0,
 ):
     """Pick ``budget`` points by exact greedy k-center (farthest-first traversal).
 
@@ -196,6 +199,13 @@ def kcenter(
             default 256 for ``method="batched"``). With "scan", "lazy" or
             "pruned" it runs that engine under the batched driver.
         batch_max_picks: at most this many picks per pass (default: no cap).
+        checkpoint: a file (or a ``KCenterCheckpoint``) to continue from and save
+            to: when it exists and was written by this run (same data,
+            arguments and budget) the run continues from it, with exactly the
+            picks and radii of an uninterrupted run; during the run it is
+            saved atomically about every ``checkpoint_every`` seconds; it is
+            removed when the run completes (svp_fast.selection.checkpoint).
+        checkpoint_every: seconds between saves (default 10).
 
     Returns:
         indices (int64, pick order) in the caller's array type (numpy, a torch
@@ -215,6 +225,14 @@ def kcenter(
                 return_stats=return_stats, progress=progress, callback=callback,
                 already_selected=already_selected, n_cells=n_cells, seed=seed,
                 num_threads=num_threads, simd=simd)
+    ck = as_checkpoint(checkpoint)
+    if ck is not None:
+        if groups is not None or is_batch(embeddings):
+            raise ValueError("checkpoint applies to one (N, D) set, not to groups or a batch")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, numbers.Real) \
+                or not checkpoint_every > 0:
+            raise ValueError(f"checkpoint_every must be a number of seconds > 0, got "
+                             f"{checkpoint_every!r}")
     if batch_candidates is not None or batch_max_picks is not None:
         if groups is not None or is_batch(embeddings):
             raise ValueError("batch_candidates and batch_max_picks apply to one (N, D) set; with "
@@ -255,6 +273,23 @@ def kcenter(
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
+    # a checkpoint: continue from what it holds (its picks are centers now)
+    done, done_radii, resume = np.zeros(0, dtype=np.int64), None, None
+    if ck is not None:
+        ck.bind(_checkpoint_facts(m, metric, budget, selected, start))
+        saved = ck.load()
+        if saved is not None and saved.picks.size:
+            if return_radii and saved.radii is None:
+                raise ValueError(f"checkpoint {str(ck.path)!r} has no radii; run without "
+                                 "return_radii or delete it to start over")
+            done, done_radii = saved.picks, saved.radii
+            resume = saved.state if saved.state is not None else {}
+            resume["prev_radius"] = saved.prev_radius
+    total_budget = budget
+    if done.size:
+        selected = np.concatenate([selected, done])
+        budget -= done.size
+
     backend = backend_for(m)
     cells_n = n_cells or default_n_cells(m.rows)
     t0 = time.perf_counter()
@@ -273,9 +308,23 @@ def kcenter(
     engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols)
                    if budget > 0 else ("scan", None))
     probe_seconds = time.perf_counter() - t0
+    run_callback = callback
+    if callback is not None and done.size:  # the user sees the whole run's picks
+        def run_callback(p, r):
+            callback(np.concatenate([done, p]),
+                     None if r is None or done_radii is None else np.concatenate([done_radii, r]))
+    on_checkpoint = None
+    if ck is not None:
+        def on_checkpoint(p, r, prev_radius, state):
+            ck.save(np.concatenate([done, p]),
+                    None if r is None else (np.concatenate([done_radii, r])
+                                            if done_radii is not None else r),
+                    prev_radius, state)
     plan = KCenterPlan(budget=budget, selected=selected, start=start, metric=metric,
                        requested=method, engine=engine, return_radii=return_radii, seed=seed,
-                       num_threads=threads, simd=simd, progress=progress, callback=callback,
+                       num_threads=threads, simd=simd, progress=progress, callback=run_callback,
+                       resume=resume, on_checkpoint=on_checkpoint,
+                       checkpoint_every=float(checkpoint_every),
                        batch_candidates=batch_candidates or (DEFAULT_BATCH_CANDIDATES
                                                              if engine == "batched" else 0),
                        batch_max_picks=batch_max_picks or 0)
@@ -289,4 +338,33 @@ def kcenter(
     plan.cells_seconds = time.perf_counter() - t0 if validated else 0.0
     picks, radii, stats = backend.kcenter(m, plan)
     del m  # keep the input (or its copy) alive until here
+    if done.size:
+        stats.extra["resumed_from"] = int(done.size)
+        stats.picks = total_budget
+        picks = _prepend(done, picks)
+        if radii is not None:
+            radii = _prepend(done_radii, radii)
+    if ck is not None:
+        ck.remove()  # the run is complete
     return package(embeddings, picks, radii, stats, return_radii, return_stats)
+
+
+def _prepend(head: np.ndarray, tail):
+    if isinstance(tail, np.ndarray):
+        return np.concatenate([head, tail])
+    import torch
+
+    return torch.cat([torch.from_numpy(head).to(tail.device), tail])
+
+
+def _checkpoint_facts(m, metric: str, budget: int, selected: np.ndarray, start: int) -> dict:
+    """What must match for a checkpoint to continue this run (the method and
+    thread count may change: every method gives the same picks)."""
+    import hashlib
+
+    from .checkpoint import data_digest
+
+    sel = hashlib.sha256(np.ascontiguousarray(selected, dtype=np.int64).tobytes()).hexdigest()
+    return {"rows": m.rows, "cols": m.cols, "dtype": m.dtype_code, "metric": metric,
+            "budget": int(budget), "already_selected_sha256": sel,
+            "start": None if selected.size else int(start), "data": data_digest(m)}

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,10 @@ struct KCenterCudaOptions {
   // batched: the pass product, 0 auto (cuBLAS-screened where cuBLAS loads and
   // the input allows, else fused), 1 the fused kernel, 2 cuBLAS-screened or an error
   int batch_product = 0;
+  // the squared radius (working space) of the last pick of a run this call
+  // continues (its picks as already_selected): radii stay non-increasing
+  // across the two exactly as in one run; +inf otherwise
+  double prev_radius = std::numeric_limits<double>::infinity();
   Progress* progress = nullptr;  // picks passed to poll are null (they live on the device)
   double poll_interval = 0.1;
   const char* arg_name = "embeddings";

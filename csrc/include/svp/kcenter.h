@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "svp/common.h"
@@ -50,6 +51,23 @@ struct CellPartition {
   int64_t copy_max_bytes = int64_t{1} << 30;
 };
 
+// The state of a run between two picks, to continue it later exactly: the
+// same picks and radii as the uninterrupted run (a checkpoint). Arrays of N
+// rows, owned by the caller. m holds -1 for centers and picks.
+struct KCenterState {
+  double* m = nullptr;         // [N] min squared distance (working space)
+  double* m2 = nullptr;        // [N] lower bound on the distance to every other center
+  int64_t* assign = nullptr;   // [N] ordinal of the center that gave m
+  int64_t* fresh = nullptr;    // [N] centers the row has seen (fewer: m is a stale upper bound)
+  int64_t centers = 0;         // centers applied (ordinals 0 .. centers-1)
+  double prev_radius = 0;      // squared radius of the last pick (radii never increase)
+  int64_t picks = 0;           // picks this call had made when the state was taken
+  int64_t generation = 0;      // snapshots taken so far (the caller sees a new one land)
+  // where a snapshot also writes {generation, picks, centers, prev_radius}
+  // (as float64), for callers that read it between polls; or null
+  double* header = nullptr;
+};
+
 struct KCenterOptions {
   Metric metric = Metric::euclidean;
   int64_t budget = 0;
@@ -62,6 +80,17 @@ struct KCenterOptions {
   // evaluates more than this fraction of the point distances a scan would.
   double fallback_fraction = 2.0;  // > 1: never fall back
   BatchOptions batch;  // any engine; the batched method sets candidates by default
+  // Continue a run from a state (a checkpoint): already_selected lists the
+  // state's centers in ordinal order and nothing is applied again.
+  const KCenterState* resume = nullptr;
+  // Where to write the state between picks, at most every snapshot_interval
+  // seconds (before the progress poll, which can then save it).
+  KCenterState* snapshot = nullptr;
+  double snapshot_interval = 10.0;
+  // without `resume`: the squared radius (working space) of the last pick of
+  // a run this call continues by its picks (as already_selected), so that
+  // radii stay non-increasing across the two as in one run; +inf otherwise
+  double prev_radius = std::numeric_limits<double>::infinity();
   int num_threads = 0;  // 0: OpenMP's default
   Progress* progress = nullptr;
   double poll_interval = 0.1;  // seconds between progress->poll calls
