@@ -1,6 +1,6 @@
 """CPU benchmarks of the selection core, side by side with the baselines in one run.
 
-    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat] [--quick]
+    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched] [--quick]
 
 coreset      CIFAR-10-sized core-set: N=50,000, D=64 (Gaussian), 1,000 already
              selected, 24,000 picks: the original SVP loop (numpy + scipy cdist,
@@ -16,6 +16,9 @@ pruned_repeat  (not in the default set) the Fashion-MNIST row again, as
              alternating rounds of scan then auto (auto right after a scan, the
              least favourable order), for the spread of the ratio on a noisy
              machine.
+batched      issue 14 on the CPU: the batched driver beside scan, lazy and pruned
+             (Fashion-MNIST features, noise, the CIFAR-sized core-set, float16),
+             with passes and picks per pass.
 Prints a table per group and writes benchmarks/results/cpu_<group>.json.
 """
 
@@ -205,6 +208,38 @@ def bench_pruned_repeat(quick):
     save("pruned_repeat", rows)
 
 
+def bench_batched(quick):
+    """Issue 14 on the CPU: the batched driver (method="batched", and
+    batch_candidates over the lazy and pruned engines) beside scan, lazy and
+    pruned, with the passes it took and the picks it certified per pass."""
+    rows = []
+    cases = [
+        ("Fashion-MNIST proxy features 60000x64", fashion_mnist_proxy_features(), 600 if quick else 6000),
+        ("isotropic noise 50000x64", isotropic(50_000, 64, seed=0), 1200 if quick else 12_000),
+        ("CIFAR-sized 50000x64, 24,000 picks", isotropic(50_000, 64, seed=1), 2400 if quick else 24_000),
+        ("float16 isotropic 200000x64", isotropic(200_000, 64, seed=2).astype(np.float16), 500 if quick else 5000),
+    ]
+    runs = [("scan", {}), ("lazy", {}), ("pruned", {}), ("batched", {}),
+            ("lazy", {"batch_candidates": 256}), ("pruned", {"batch_candidates": 256})]
+    for name, x, b in cases:
+        res = []
+        for method, kw in runs:
+            t, (p, st) = timed(lambda: svp_fast.kcenter(x, b, method=method, return_stats=True, **kw))
+            label = method + (f" + passes (T={kw['batch_candidates']})" if kw else "")
+            res.append((label, t, p, st))
+        t_scan, p_scan = res[0][1], res[0][2]
+        for label, t, p, st in res:
+            rows.append({"data": name, "picks": b, "method": label, "seconds": round(t, 3),
+                         "x scan": round(t_scan / t, 2), "passes": st.passes,
+                         "picks/pass": round(st.picks_per_pass, 1),
+                         "float64 steps": st.ambiguous_steps,
+                         "same picks": bool(np.array_equal(p, p_scan))})
+        print(name, "done", flush=True)
+    table(rows, ["data", "picks", "method", "seconds", "x scan", "passes", "picks/pass",
+                 "float64 steps", "same picks"])
+    save("batched", rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="coreset,floor,uncertainty,pruned")
@@ -214,7 +249,8 @@ def main(argv=None):
     for name in args.only.split(","):
         print(f"\n## {name}")
         {"coreset": bench_coreset, "floor": bench_floor, "uncertainty": bench_uncertainty,
-         "pruned": bench_pruned, "pruned_repeat": bench_pruned_repeat}[name](args.quick)
+         "pruned": bench_pruned, "pruned_repeat": bench_pruned_repeat,
+         "batched": bench_batched}[name](args.quick)
 
 
 if __name__ == "__main__":
