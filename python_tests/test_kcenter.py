@@ -456,3 +456,16 @@ def test_batch_arguments_are_checked(rng):
             svp_fast.kcenter(x, 5, method="batched", batch_candidates=bad)
     with pytest.raises(ValueError, match="batch_max_picks must be a positive integer"):
         svp_fast.kcenter(x, 5, method="batched", batch_max_picks=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_engines_agree_on_radii_bit_for_bit(rng, dtype, metric):
+    # every engine computes a row's distance with the same summation tree,
+    # however it groups rows (reduce_one): the radii, fast values of the
+    # winners, are the same bits on every engine (a resume may change engine)
+    x = clustered(rng, 6000, 33, classes=30, sub=3, noise=0.05).astype(dtype)
+    ref = svp_fast.kcenter(x, 1500, metric=metric, method="scan", return_radii=True)[1]
+    for method in ("lazy", "pruned", "batched"):
+        r = svp_fast.kcenter(x, 1500, metric=metric, method=method, n_cells=32, return_radii=True)[1]
+        np.testing.assert_array_equal(r, ref, err_msg=method)

@@ -613,6 +613,22 @@ static inline void reduce_four(typename I::V a0, typename I::V a1, typename I::V
   }
 }
 
+// One vector's sum by the very tree reduce_four gives it (adding exact zeros
+// for the other three), so that a distance has the same bits whether its row
+// was reduced in a group of four or alone: the engines then agree bit for
+// bit on every value, whatever rows they happen to group (a resumed run
+// reports the uninterrupted run's radii).
+template <class I>
+static inline typename I::S reduce_one(typename I::V a) {
+  if constexpr (HasReduce4<I>::value) {
+    alignas(16) typename I::S out[4];
+    I::reduce4(a, I::zero(), I::zero(), I::zero(), out);
+    return out[0];
+  } else {
+    return I::reduce_add(a);
+  }
+}
+
 // A partial chunk at a row's end: n < W elements, the rest set to `fill`.
 template <class I, DType T>
 static inline typename I::V load_tail(const char* row, int64_t j, int64_t n,
@@ -735,7 +751,7 @@ static void d2_rows_t(const char* const* rows, const typename I::S* scale, int64
       V d = Scaled ? I::fmsub(v, s, cv) : I::sub(v, cv);
       a = I::fmadd(d, d, a);
     }
-    out[r] = I::reduce_add(a);
+    out[r] = reduce_one<I>(a);
   }
 }
 
