@@ -103,6 +103,57 @@ class Bench:
             self.sync()
             return time.perf_counter() - t0[0], done[0], None
 
+    def curve(self, name, x, budget, floor_s):
+        """Picks against time for one capped batched run (the callback's samples,
+        about 10 a second), as CSV and a plot of milliseconds per pick with the
+        floor of one pass (the rows' bytes over the copy bandwidth) divided by
+        the picks per pass, for issue 14's per-pass comparison."""
+        trace = []
+        t0 = [0.0]
+
+        def watch(picks, radii):
+            trace.append((time.perf_counter() - t0[0], len(picks)))
+            if trace[-1][0] > self.args.cap_seconds:
+                raise Capped()
+
+        self.sync()
+        t0[0] = time.perf_counter()
+        try:
+            _, st = svp_fast.kcenter(x, budget, method="batched", callback=watch, return_stats=True)
+            ppp = st.picks_per_pass
+        except Capped:
+            ppp = float("nan")
+        path = os.path.join(self.args.out, f"{name}_curve.csv")
+        with open(path, "w") as f:
+            f.write("seconds,picks\n")
+            for s_, n_ in trace:
+                f.write(f"{s_:.4f},{n_}\n")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            xs, ys = [], []
+            for (s0, n0), (s1, n1) in zip(trace, trace[1:]):
+                if n1 > n0:
+                    xs.append(n1)
+                    ys.append((s1 - s0) / (n1 - n0) * 1e3)
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            ax.plot(xs, ys, label="svp_fast batched (ms per pick)")
+            ax.axhline(floor_s * 1e3, color="gray", ls="--", label="one pass's read floor")
+            if ys:  # a run too short for two samples has no curve
+                ax.set_yscale("log")
+            ax.set_xlabel("picks")
+            ax.set_ylabel("ms per pick")
+            ax.set_title(f"batched k-center, {self.meta.get('device', '')}; {ppp:.0f} picks/pass")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
+            fig.tight_layout()
+            fig.savefig(os.path.join(self.args.out, f"{name}_curve.png"), dpi=110)
+            plt.close(fig)
+        except Exception as e:  # the numbers are in the CSV
+            print("plot failed:", e)
+
     # -- output ---------------------------------------------------------------
 
     def add(self, row):
@@ -261,6 +312,8 @@ def case_batched(b: Bench, bw: float):
         torch_total = t_torch / probe * budget
         seconds, done, st = b.capped_kcenter(x, budget, method="batched")
         total = seconds if done == budget else seconds / max(done, 1) * budget
+        if kind == "clustered" and dtype == torch.float16:
+            b.curve("batched", x, budget, b.n_big * x.shape[1] * x.element_size() / bw)
         check_n = min(2000, done)
         first = svp_fast.kcenter(x, check_n, method="batched")
         check = svp_fast.kcenter(x, check_n, method="scan")

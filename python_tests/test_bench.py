@@ -174,3 +174,20 @@ def test_uncertainty_baselines_match(method):
     np.testing.assert_array_equal(bench.numpy_uncertainty(logits, 50, method), ref)
     np.testing.assert_array_equal(bench.torch_uncertainty(torch.from_numpy(logits), 50, method).numpy(),
                                   ref)
+
+
+def test_gpu_benchmark_baseline_is_a_correct_k_center():
+    # bench_gpu.py's PyTorch loop (index_select / index_fill_, no host sync)
+    # must pick what a k-center picks, or its timings compare nothing
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32))
+    picks = mod.torch_kcenter_steps(x, 60)
+    np.testing.assert_array_equal(picks.numpy(), svp_fast.kcenter(x.numpy(), 60, method="scan"))
