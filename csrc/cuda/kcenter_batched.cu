@@ -65,9 +65,7 @@ template <typename Acc>
 __device__ long long decide_candidates(const KcParams<Acc>& p, cg::grid_group& grid, long long t,
                                        const CandSmem<Acc>& c, int nc, double thr, double* radius2,
                                        long long* ambiguous, long long* exact_evals) {
-  __shared__ int s_nm, s_flag;
-  __shared__ double s_red_v[kThreads / 32];
-  __shared__ long long s_red_i[kThreads / 32];
+  __shared__ int s_nm;
   ++*ambiguous;
   // the pass's earlier picks (written by block 0) are read as centers below
   grid.sync();
@@ -98,50 +96,9 @@ __device__ long long decide_candidates(const KcParams<Acc>& p, cg::grid_group& g
   }
   *exact_evals += nm;
   grid.sync();
-  // R2 (rare): flagged members get a float64 minimum over every center
-  if (threadIdx.x == 0) s_flag = __ldcg(p.band_any + slot);
-  __syncthreads();
-  if (s_flag) {
-    const long long K = p.n_sel + t;  // centers so far
-    const long long flagged = s_flag;
-    for (long long pair = gwarp; pair < flagged * K; pair += nwarps) {
-      const long long f = pair / K, k = pair - f * K;
-      const long long jm = __ldcg(p.band_flag + f);
-      const long long y = c.row[c.member[jm]];
-      const double d = exact_d2_warp(p, y, center_row(p.init_rows, p.n_sel, p.picks, k));
-      if (lane == 0) atomicMin(p.band_val + jm, static_cast<unsigned long long>(__double_as_longlong(d)));
-    }
-    *exact_evals += flagged * K;
-    grid.sync();
-  }
-  // R3: the largest float64 value; ties within float64 error: lowest row
-  double mx = -1.0;
-  for (int jm = threadIdx.x; jm < nm; jm += blockDim.x)
-    mx = fmax(mx, __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + jm))));
-  for (int off = 16; off > 0; off >>= 1) mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-  if (lane == 0) s_red_v[threadIdx.x >> 5] = mx;
-  __syncthreads();
-  mx = -1.0;
-  for (int w = 0; w < (blockDim.x >> 5); ++w) mx = fmax(mx, s_red_v[w]);
-  __syncthreads();
-  const double cut = mx - p.tie.E(mx);
-  long long best = 0x7fffffffffffffffLL;
-  for (int jm = threadIdx.x; jm < nm; jm += blockDim.x) {
-    const double v = __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + jm)));
-    const long long y = c.row[c.member[jm]];
-    if (v >= cut && y < best) best = y;
-  }
-  for (int off = 16; off > 0; off >>= 1) {
-    const long long o = __shfl_xor_sync(0xffffffffu, best, off);
-    best = o < best ? o : best;
-  }
-  if (lane == 0) s_red_i[threadIdx.x >> 5] = best;
-  __syncthreads();
-  best = 0x7fffffffffffffffLL;
-  for (int w = 0; w < (blockDim.x >> 5); ++w) best = s_red_i[w] < best ? s_red_i[w] : best;
-  __syncthreads();
-  *radius2 = mx;
-  return best;
+  // R2 and R3, as `decide` takes them
+  return band_winner(p, grid, t, nm, [&](long long jm) { return c.row[c.member[jm]]; }, radius2,
+                     exact_evals);
 }
 
 template <typename Acc>

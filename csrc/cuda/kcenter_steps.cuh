@@ -345,6 +345,71 @@ __device__ inline Top4 global_top4(const Top4* res, int nblocks, Top4* scratch) 
   return top4_block_reduce(t, scratch);
 }
 
+// The float64 phases after R1 of a certified decision, shared by `decide`
+// and the batched acceptance (kcenter_batched.cu). R1 has left each band
+// member's float64 distance to its assigned center in band_val and the
+// members that need a full minimum in band_flag (band_any[t & 1] of them).
+// R2 (rare): those members get a float64 minimum over every center;
+// (flagged member, center) pairs spread over the grid. Only flagged members
+// are walked: with massive ties a band can hold most of the points while a
+// handful need the full minimum. R3: the largest float64 value; values
+// within float64's error of it are ties, and the lowest row wins.
+// band_row(j) is the row of band member j. Every block calls this and gets
+// the same winner and squared radius.
+template <typename Acc, typename BandRow>
+__device__ inline long long band_winner(const KcParams<Acc>& p, cg::grid_group& grid, long long t,
+                                        long long count, BandRow band_row, double* radius2,
+                                        long long* exact_evals) {
+  __shared__ double s_red_v[kThreads / 32];
+  __shared__ long long s_red_i[kThreads / 32];
+  __shared__ int s_flag;
+  const int slot = static_cast<int>(t & 1);
+  const int lane = threadIdx.x & 31;
+  const long long gwarp = (blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x) >> 5;
+  const long long nwarps = (static_cast<long long>(gridDim.x) * blockDim.x) >> 5;
+  if (threadIdx.x == 0) s_flag = __ldcg(p.band_any + slot);
+  __syncthreads();
+  if (s_flag) {
+    const long long K = p.n_sel + t;  // centers so far
+    const long long flagged = s_flag;
+    for (long long pair = gwarp; pair < flagged * K; pair += nwarps) {
+      const long long f = pair / K, k = pair - f * K;
+      const long long j = __ldcg(p.band_flag + f);
+      const double d = exact_d2_warp(p, band_row(j), center_row(p.init_rows, p.n_sel, p.picks, k));
+      if (lane == 0) atomicMin(p.band_val + j, static_cast<unsigned long long>(__double_as_longlong(d)));
+    }
+    *exact_evals += flagged * K;
+    grid.sync();
+  }
+  double mx = -1.0;
+  for (long long j = threadIdx.x; j < count; j += blockDim.x)
+    mx = fmax(mx, __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + j))));
+  for (int off = 16; off > 0; off >>= 1) mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  if (lane == 0) s_red_v[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  mx = -1.0;
+  for (int w = 0; w < (blockDim.x >> 5); ++w) mx = fmax(mx, s_red_v[w]);
+  __syncthreads();
+  const double cut = mx - p.tie.E(mx);
+  long long best = 0x7fffffffffffffffLL;
+  for (long long j = threadIdx.x; j < count; j += blockDim.x) {
+    const double v = __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + j)));
+    const long long y = band_row(j);
+    if (v >= cut && y < best) best = y;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const long long o = __shfl_xor_sync(0xffffffffu, best, off);
+    best = o < best ? o : best;
+  }
+  if (lane == 0) s_red_i[threadIdx.x >> 5] = best;
+  __syncthreads();
+  best = 0x7fffffffffffffffLL;
+  for (int w = 0; w < (blockDim.x >> 5); ++w) best = s_red_i[w] < best ? s_red_i[w] : best;
+  __syncthreads();
+  *radius2 = mx;
+  return best;
+}
+
 // Decide pick t from the global candidates (every block, identically).
 // Returns the winner and its squared radius. Uses grid-wide phases only when
 // the step is ambiguous (then every block takes the same branches, so every
@@ -353,9 +418,6 @@ template <typename Acc>
 __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid, long long t,
                                    const Top4& g, double second, double* radius2,
                                    long long* ambiguous, long long* exact_evals) {
-  __shared__ double s_red_v[kThreads / 32];
-  __shared__ long long s_red_i[kThreads / 32];
-  __shared__ int s_flag;
   const double M = g.v[0];
   const double thr = M - 2.0 * p.err.E(M);  // err: the band model (svp/exactness.h)
   int nb = 0;
@@ -409,53 +471,9 @@ __device__ inline long long decide(const KcParams<Acc>& p, cg::grid_group& grid,
   }
   *exact_evals += count;
   grid.sync();
-  // R2 (rare): members whose nearest center is uncertain get a float64
-  // minimum over every center; (flagged member, center) pairs spread over the
-  // grid. Only flagged members are walked: with massive ties a band can hold
-  // most of the points while a handful need the full minimum.
-  if (threadIdx.x == 0) s_flag = __ldcg(p.band_any + slot);
-  __syncthreads();
-  if (s_flag) {
-    const long long K = p.n_sel + t;  // centers so far
-    const long long flagged = s_flag;
-    for (long long pair = gwarp; pair < flagged * K; pair += nwarps) {
-      const long long f = pair / K, k = pair - f * K;
-      const long long j = __ldcg(p.band_flag + f);
-      const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
-      const double d = exact_d2_warp(p, y, center_row(p.init_rows, p.n_sel, p.picks, k));
-      if (lane == 0) atomicMin(p.band_val + j, static_cast<unsigned long long>(__double_as_longlong(d)));
-    }
-    *exact_evals += flagged * K;
-    grid.sync();
-  }
-  // R3: the largest float64 value; ties within float64 error: lowest index
-  double mx = -1.0;
-  for (long long j = threadIdx.x; j < count; j += blockDim.x)
-    mx = fmax(mx, __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + j))));
-  for (int off = 16; off > 0; off >>= 1) mx = fmax(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-  if (lane == 0) s_red_v[threadIdx.x >> 5] = mx;
-  __syncthreads();
-  mx = -1.0;
-  for (int w = 0; w < (blockDim.x >> 5); ++w) mx = fmax(mx, s_red_v[w]);
-  __syncthreads();
-  const double cut = mx - p.tie.E(mx);
-  long long best = 0x7fffffffffffffffLL;
-  for (long long j = threadIdx.x; j < count; j += blockDim.x) {
-    const double v = __longlong_as_double(static_cast<long long>(__ldcg(p.band_val + j)));
-    const long long y = collect ? __ldcg(p.band_idx + j) : g.i[j];
-    if (v >= cut && y < best) best = y;
-  }
-  for (int off = 16; off > 0; off >>= 1) {
-    const long long o = __shfl_xor_sync(0xffffffffu, best, off);
-    best = o < best ? o : best;
-  }
-  if (lane == 0) s_red_i[threadIdx.x >> 5] = best;
-  __syncthreads();
-  best = 0x7fffffffffffffffLL;
-  for (int w = 0; w < (blockDim.x >> 5); ++w) best = s_red_i[w] < best ? s_red_i[w] : best;
-  __syncthreads();
-  *radius2 = mx;
-  return best;
+  return band_winner(p, grid, t, count,
+                     [&](long long j) { return collect ? __ldcg(p.band_idx + j) : g.i[j]; },
+                     radius2, exact_evals);
 }
 
 // The float64 sum of squares of a row, in the one order every CUDA path uses
