@@ -127,6 +127,8 @@ py::dict stats_dict(const svp::KCenterStats& s) {
   d["candidate_evals"] = s.candidate_evals;
   d["product"] = s.product == 1 ? "cublas" : "fused";
   d["method"] = method_name(s.method_used);
+  d["projection_tests"] = s.projection_tests;
+  d["projection_skips"] = s.projection_skips;
   return d;
 }
 
@@ -137,7 +139,8 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
                      int64_t batch_candidates, int64_t batch_max_picks, int num_threads,
                      std::uintptr_t picks_ptr, std::uintptr_t radii_ptr, py::object progress,
                      double poll_interval, std::string simd, std::string arg_name,
-                     py::object resume, py::object snapshot, double prev_radius) {
+                     py::object resume, py::object snapshot, double prev_radius,
+                     py::object projection) {
   svp::MatrixView X = view(ptr, rows, cols, row_stride, dtype);
   svp::KCenterOptions opt;
   SVP_CHECK_ARG(metric == 0 || metric == 1, "unknown metric code %d", metric);
@@ -151,6 +154,22 @@ py::dict kcenter_cpu(std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row
   opt.cells.cell_of = reinterpret_cast<const int64_t*>(cells_ptr);
   opt.cells.n_cells = n_cells;
   opt.cells.copy_max_bytes = cell_copy_max_bytes;
+  // the pruned engine's projection bound: {"coords": ptr, "dims": k,
+  // "err": ptr, "resid_lo": ptr, "resid_hi": ptr, "directions": ptr, "shift": ptr,
+  // "scale": a power of two}
+  // (selection/projection.py)
+  if (!projection.is_none()) {
+    const py::dict pj = projection.cast<py::dict>();
+    opt.cells.proj = reinterpret_cast<const float*>(pj["coords"].cast<std::uintptr_t>());
+    opt.cells.proj_dims = pj["dims"].cast<int64_t>();
+    opt.cells.proj_err = reinterpret_cast<const double*>(pj["err"].cast<std::uintptr_t>());
+    opt.cells.resid_lo = reinterpret_cast<const double*>(pj["resid_lo"].cast<std::uintptr_t>());
+    opt.cells.resid_hi = reinterpret_cast<const double*>(pj["resid_hi"].cast<std::uintptr_t>());
+    opt.cells.proj_directions =
+        reinterpret_cast<const double*>(pj["directions"].cast<std::uintptr_t>());
+    opt.cells.proj_shift = reinterpret_cast<const double*>(pj["shift"].cast<std::uintptr_t>());
+    opt.cells.proj_scale = pj["scale"].cast<double>();
+  }
   opt.fallback_fraction = fallback_fraction;
   opt.batch.candidates = batch_candidates;
   opt.batch.max_picks = batch_max_picks;
@@ -440,7 +459,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("num_threads"), py::arg("picks_ptr"),
         py::arg("radii_ptr"), py::arg("progress"), py::arg("poll_interval"), py::arg("simd"),
         py::arg("arg_name"), py::arg("resume") = py::none(), py::arg("snapshot") = py::none(),
-        py::arg("prev_radius") = std::numeric_limits<double>::infinity());
+        py::arg("prev_radius") = std::numeric_limits<double>::infinity(),
+        py::arg("projection") = py::none());
   m.def("kcenter_groups_cpu", &kcenter_groups_cpu, py::arg("ptr"), py::arg("rows"),
         py::arg("cols"), py::arg("row_stride"), py::arg("dtype"), py::arg("metric"),
         py::arg("n_groups"), py::arg("members_ptr"), py::arg("offsets_ptr"),

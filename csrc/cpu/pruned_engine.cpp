@@ -67,6 +67,34 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void centroid_bound
   }
 }
 
+// Squared float32 distances between the projected members proj[cand[t]]
+// (k floats each) and pc, for the projection bound: sixteen lanes per member
+// (one AVX-512 vector, two AVX2), so that the compiler vectorizes without
+// reordering any lane's sum. Compiled for AVX-512, AVX2 and the baseline.
+// Each result errs by at most (k + 2) float32 ulps of its value (the caller's
+// margin), or is +inf on overflow.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void projected_d2(
+    const float* proj, int64_t k, const float* pc, const int64_t* cand, int64_t cnt, float* out) {
+  constexpr int kLanes = 16;
+  for (int64_t t = 0; t < cnt; ++t) {
+    const float* px = proj + cand[t] * k;
+    float s[kLanes] = {};
+    int64_t j = 0;
+    for (; j + kLanes <= k; j += kLanes)
+      for (int u = 0; u < kLanes; ++u) {
+        const float d = px[j + u] - pc[j + u];
+        s[u] += d * d;
+      }
+    for (int u = 0; j + u < k; ++u) {
+      const float d = px[j + u] - pc[j + u];
+      s[u] += d * d;
+    }
+    for (int w = kLanes / 2; w > 0; w /= 2)
+      for (int u = 0; u < w; ++u) s[u] += s[u + w];
+    out[t] = s[0];
+  }
+}
+
 template <typename Acc>
 Acc round_down(double v) {
   if (!(v < std::numeric_limits<double>::infinity())) return std::numeric_limits<Acc>::infinity();
@@ -176,6 +204,53 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
   if (src_.scale) {
     scale_.resize(static_cast<size_t>(n));
     for (int64_t q = 0; q < n; ++q) scale_[q] = src_.scale[perm_[q]];
+  }
+  if (cells.proj_dims > 0) {  // the projection in cell order, next to the rows
+    const int64_t k = proj_dims_ = cells.proj_dims;
+    proj_scale_ = cells.proj_scale;
+    proj_.resize(static_cast<size_t>(n * k));
+    proj_err_.resize(static_cast<size_t>(n));
+    rlo_.resize(static_cast<size_t>(n));
+    rhi_.resize(static_cast<size_t>(n));
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t row = perm_[q];
+      std::memcpy(proj_.data() + q * k, cells.proj + row * k, static_cast<size_t>(k) * sizeof(float));
+      proj_err_[q] = cells.proj_err[row];
+      rlo_[q] = cells.resid_lo[row];
+      rhi_[q] = cells.resid_hi[row];
+    }
+    // A test reads k floats and three doubles; a member it rules out saves a
+    // row's read and its distance. Twice the break-even fraction, for the
+    // arithmetic and the branch.
+    // V(centroid - mu) per cell, in float64: off by at most sqrt(k) gamma_D
+    // ||centroid - mu|| (the product; V's rows have norm <= 1) plus the
+    // subtraction's rounding
+    const double* V = cells.proj_directions;
+    const double* mu = cells.proj_shift;
+    cproj_.assign(static_cast<size_t>(nc * k), 0.0);
+    cproj_err_.assign(static_cast<size_t>(nc), 0.0);
+    const double u64 = std::numeric_limits<double>::epsilon() / 2;
+    const double gamma = static_cast<double>(D) * u64 / (1 - static_cast<double>(D) * u64);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t kc = 0; kc < nc; ++kc) {
+      std::vector<double> y(static_cast<size_t>(D));
+      const double* cen = centroid_.data() + kc * D;
+      double y2 = 0;
+      for (int64_t j = 0; j < D; ++j) {
+        y[j] = cen[j] - mu[j];
+        y2 += y[j] * y[j];
+      }
+      for (int64_t i = 0; i < k; ++i) {
+        double dot = 0;
+        for (int64_t j = 0; j < D; ++j) dot += V[i * D + j] * y[j];
+        cproj_[kc * k + i] = dot;
+      }
+      cproj_err_[kc] = (std::sqrt(static_cast<double>(k)) * gamma + 4 * u64) *
+                           std::sqrt(y2) * (1 + 1e-6) + 1e-300;
+    }
+    proj_break_even_ = std::min(
+        0.9, 2.0 * static_cast<double>(k * 4 + 24) / static_cast<double>(std::max<int64_t>(row_bytes_, 1)));
   }
   cellpos_.resize(static_cast<size_t>(n));
   for (int64_t k = 0; k < nc; ++k)
@@ -328,14 +403,34 @@ void PrunedEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordina
 }
 
 template <typename Acc>
-int64_t PrunedEngine<Acc>::annulus_members(const Work& wk, int64_t* keep) {
+int64_t PrunedEngine<Acc>::annulus_members(const Work& wk, int64_t* keep, bool pivots) {
   static_assert(kPivots == 2, "the annulus kernel takes two pivots");
   const int64_t qa = wk.qa, qb = wk.qb, n = n_;
-  const double dc = wk.dc, dq0 = wk.dq[0], dq1 = wk.dq[1];
-  const double* q0 = q_.data();
-  const double* q1 = q_.data() + n;
+  // without pivots their annuli repeat the centroid's (the same valid bound)
+  const double dc = wk.dc, dq0 = pivots ? wk.dq[0] : dc, dq1 = pivots ? wk.dq[1] : dc;
+  const double* q0 = pivots ? q_.data() : p_.data();
+  const double* q1 = pivots ? q_.data() + n : p_.data();
   // A member the bound rules out keeps it as a lower bound on its second
   // distance (m2).
+  if (!pivots) {  // the centroid's annulus alone (the projection bound follows)
+    int64_t cnt = 0;
+    const double* pp = p_.data();
+    Acc* m2 = m2_.data();
+    for (int64_t qq = qa; qq < qb; ++qq) {
+      const Acc mq = m_[qq];
+      const double lb = std::fabs(dc - pp[qq]) - kRel * (dc + pp[qq]);
+      const double lb2 = lb * lb;
+      const bool live = mq >= Acc(0);  // excluded members hold -1
+      const bool ruled_out = (lb > 0) & (lb2 >= static_cast<double>(mq));
+      if (live & ruled_out) {  // lb2 is finite here (mq is)
+        const Acc l2 = static_cast<Acc>(lb2 * kRoundDown<Acc>);
+        if (l2 < m2[qq]) m2[qq] = l2;
+      }
+      keep[cnt] = qq;
+      cnt += static_cast<int64_t>(live & !ruled_out);
+    }
+    return cnt;
+  }
   if constexpr (std::is_same<Acc, float>::value) {  // float32 state: a vector kernel
     return src_.k->annulus(m_.data() + qa, p_.data() + qa, q0 + qa, q1 + qa, qb - qa, dc, dq0,
                            dq1, kRel, kRoundDown<float>, qa, m2_.data() + qa, keep);
@@ -357,6 +452,106 @@ int64_t PrunedEngine<Acc>::annulus_members(const Work& wk, int64_t* keep) {
     }
     return cnt;
   }
+}
+
+template <typename Acc>
+int64_t PrunedEngine<Acc>::projection_members(int64_t qc, int64_t* cand, int64_t cnt) {
+  const int64_t k = proj_dims_;
+  const float* pc = proj_.data() + qc * k;
+  const double ec = proj_err_[qc], rloc = rlo_[qc], rhic = rhi_[qc];
+  // projected_d2's float32 error is at most (k + 2) ulps of its value (and
+  // half a subnormal ulp per operation below 2^-126); the float64 steps here
+  // add a few float64 ulps, under kRel64
+  const double rel32 = static_cast<double>(k + 4) * 0x1p-23;
+  constexpr double kRel64 = 1e-12;
+  constexpr int64_t kChunk = 256;
+  float s2[kChunk];
+  int64_t out = 0;
+  for (int64_t t0 = 0; t0 < cnt; t0 += kChunk) {
+    const int64_t c = std::min(kChunk, cnt - t0);
+    projected_d2(proj_.data(), k, pc, cand + t0, c, s2);
+    for (int64_t t = 0; t < c; ++t) {
+      const int64_t q = cand[t0 + t];
+      // ||V(x - c)|| less both stored errors bounds ||Pi(x - c)|| from
+      // below; the residual norms' gap bounds ||(I - Pi)(x - c)||
+      const double sq = static_cast<double>(s2[t]) * (1 - rel32) - 1e-40;
+      const double a =
+          std::sqrt(sq > 0 ? sq : 0.0) * proj_scale_ * (1 - kRel64) - proj_err_[q] - ec;
+      const double b = std::max(rlo_[q] - rhic, rloc - rhi_[q]);
+      const double lb2 = ((a > 0 ? a * a : 0.0) + (b > 0 ? b * b : 0.0)) * (1 - kRel64);
+      // (an overflowed square gives +inf: no bound)
+      const bool ruled = (lb2 > 0) & (lb2 < std::numeric_limits<double>::infinity()) &
+                         (lb2 >= static_cast<double>(m_[q]));
+      if (ruled) {
+        const Acc l2 = round_down<Acc>(lb2);
+        if (l2 < m2_[q]) m2_[q] = l2;
+      }
+      cand[out] = q;
+      out += static_cast<int64_t>(!ruled);
+    }
+  }
+  return out;
+}
+
+template <typename Acc>
+int64_t PrunedEngine<Acc>::projection_cells(int64_t qc, int64_t* surv, int64_t ns) {
+  const int64_t k = proj_dims_;
+  const float* pcf = proj_.data() + qc * k;
+  double pc[4096];  // the center's coordinates in the data's units (exact: a power of two)
+  for (int64_t j = 0; j < k; ++j) pc[j] = static_cast<double>(pcf[j]) * proj_scale_;
+  const double ec = proj_err_[qc];
+  const double* cmax = cmax_.data();
+  const double* radius = radius_.data();
+  double* floor = m2floor_.data();
+  constexpr double kRel64 = 1e-12;  // the float64 arithmetic here, k <= 4096 terms
+  int64_t out = 0;
+  for (int64_t s2 = 0; s2 < ns; ++s2) {
+    const int64_t kc = surv[s2];
+    const double* pm = cproj_.data() + kc * k;
+    double s0 = 0, s1 = 0, s2a = 0, s3 = 0;
+    int64_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+      const double d0 = pc[j] - pm[j], d1 = pc[j + 1] - pm[j + 1];
+      const double d2 = pc[j + 2] - pm[j + 2], d3 = pc[j + 3] - pm[j + 3];
+      s0 += d0 * d0;
+      s1 += d1 * d1;
+      s2a += d2 * d2;
+      s3 += d3 * d3;
+    }
+    for (; j < k; ++j) {
+      const double d = pc[j] - pm[j];
+      s0 += d * d;
+    }
+    // dc = ||c - centroid|| >= ||V(c - centroid)|| >= this
+    const double dlo = std::sqrt((s0 + s1) + (s2a + s3)) * (1 - kRel64) - ec - cproj_err_[kc];
+    const double lb = dlo * (1 - kRel) - radius[kc] * (1 + kRel);
+    const double lb2 = lb * lb;
+    const bool ruled = (lb > 0) & (lb2 >= cmax[kc]);
+    if (ruled && lb2 < floor[kc]) floor[kc] = lb2;
+    surv[out] = kc;
+    out += static_cast<int64_t>(!ruled);
+  }
+  return out;
+}
+
+template <typename Acc>
+void PrunedEngine<Acc>::projection_window(int64_t tests, int64_t skips) {
+  proj_tests_ += tests;
+  proj_skips_ += skips;
+  proj_win_tests_ += tests;
+  proj_win_skips_ += skips;
+  ++proj_win_steps_;
+  // judged over at least 16 steps and 4096 tests (or 256 steps)
+  if (proj_win_steps_ < 16 || (proj_win_tests_ < 4096 && proj_win_steps_ < 256)) return;
+  const bool pays = static_cast<double>(proj_win_skips_) >
+                    proj_break_even_ * static_cast<double>(proj_win_tests_);
+  if (pays) {
+    proj_next_pause_ = 64;
+  } else {
+    proj_pause_ = proj_next_pause_;
+    proj_next_pause_ = std::min<int64_t>(2 * proj_next_pause_, 8192);
+  }
+  proj_win_tests_ = proj_win_skips_ = proj_win_steps_ = 0;
 }
 
 template <typename Acc>
@@ -413,6 +608,11 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
       ns += static_cast<int64_t>(cmax[kc] >= 0);
     }
   }
+  // the projected centroid bound first, from k coordinates per cell (on the
+  // benchmarks' 200,000 x 2048 set the centroid-to-centroid bound leaves 376
+  // of 512 cells, whose float64 distances cost more than the rows read)
+  const int64_t qc = ref.row >= 0 ? where_[ref.row] : -1;
+  if (proj_dims_ > 0 && qc >= 0) ns = projection_cells(qc, surv, ns);
   // the center's squared distance to the surviving centroids in one kernel
   // call: four rows at a time, where one call per cell cost more than its
   // arithmetic
@@ -450,20 +650,50 @@ void PrunedEngine<Acc>::add_one(const CenterRef& ref, const Acc* c, const double
     wk.qb += a;
     if (wk.qa > a || wk.qb < b) floor[wk.cell] = std::min(floor[wk.cell], cm);
   }
-  // the center's distances to the pivots of the cells left, in one call
+  // the center's distances to the pivots of the cells left, in one call;
+  // a step that bounds members by the projection needs no pivots
+  if (proj_pause_ > 0) --proj_pause_;
+  const bool by_projection = projection_on() && qc >= 0;
   const int64_t nwork = static_cast<int64_t>(work.size());
-  for (int64_t w = 0; w < nwork; ++w)
-    for (int j = 0; j < kPivots; ++j)
-      sptrs_[w * kPivots + j] = pivot_ptrs_[work[w].cell * kPivots + j];
-  k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, nwork * kPivots, c64, D, dc_.data());
-  for (int64_t w = 0; w < nwork; ++w)
-    for (int j = 0; j < kPivots; ++j) work[w].dq[j] = std::sqrt(dc_[w * kPivots + j]);
-  // pass 2: the members the three annuli leave, then their distances in
-  // blocks (threads only for large steps)
+  if (!by_projection) {
+    for (int64_t w = 0; w < nwork; ++w)
+      for (int j = 0; j < kPivots; ++j)
+        sptrs_[w * kPivots + j] = pivot_ptrs_[work[w].cell * kPivots + j];
+    k.d2_rows_f64(DType::f64, sptrs_.data(), nullptr, nwork * kPivots, c64, D, dc_.data());
+    for (int64_t w = 0; w < nwork; ++w)
+      for (int j = 0; j < kPivots; ++j) work[w].dq[j] = std::sqrt(dc_[w * kPivots + j]);
+  }
+  // pass 2: the members the annuli (and the projection) leave, then their
+  // distances in blocks (threads only for large steps)
   int64_t ncand = 0;
   int64_t* cand = cand_.data();
   for (const Work& wk : work)
-    ncand += annulus_members(wk, cand + ncand);
+    ncand += annulus_members(wk, cand + ncand, !by_projection);
+  if (by_projection && ncand > 0) {
+    const int64_t tested = ncand;
+    const int nt = (threads_ > 1 && ncand >= 32768) ? threads_ : 1;
+    if (nt == 1) {
+      ncand = projection_members(qc, cand, ncand);
+    } else {  // each thread compacts its share in place, then the shares close up
+      std::vector<int64_t> kept(static_cast<size_t>(nt));
+      const int64_t share = (ncand + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+      for (int w = 0; w < nt; ++w) {
+        const int64_t a = std::min(ncand, w * share), b = std::min(ncand, a + share);
+        kept[w] = projection_members(qc, cand + a, b - a);
+      }
+      int64_t out = 0;
+      for (int w = 0; w < nt; ++w) {
+        const int64_t a = std::min(ncand, w * share);
+        std::memmove(cand + out, cand + a, static_cast<size_t>(kept[w]) * sizeof(int64_t));
+        out += kept[w];
+      }
+      ncand = out;
+    }
+    projection_window(tested, tested - ncand);
+    // for the fallback's bookkeeping: a test costs about this share of a distance
+    window_evals_ += static_cast<int64_t>(0.5 * proj_break_even_ * static_cast<double>(tested));
+  }
   const int64_t nblk = (ncand + kBlock - 1) / kBlock;
   // A parallel region per step pays only for large steps: on Fashion-MNIST
   // features (a few hundred distances x 64 dims per step) two threads from 8k

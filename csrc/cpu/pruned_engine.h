@@ -19,6 +19,23 @@
 // distance is provably no smaller than the value it would have replaced, and
 // the certified argmax of kcenter.cpp gives the scan's picks exactly.
 //
+// With a projection (CellPartition::proj), two more bounds, from k stored
+// coordinates instead of D-element rows. With y = x - mu split by the
+// projector Pi on the directions V,
+// ||x - c||^2 = ||Pi(x - c)||^2 + ||(I - Pi)(x - c)||^2
+//            >= (||Vx - Vc|| - e_x - e_c)^2 + (rho_x - rho_c)^2
+// (e: the stored coordinates' error, rho: the residual norm, in an interval).
+//   - per cell, before the center's float64 distance to its centroid:
+//     dc >= ||V(c - centroid)|| - errors, so a cell whose (that - r)^2 is at
+//     least cmax is skipped without reading the centroid's D coordinates;
+//   - per member the centroid's annulus leaves (in place of the pivots'):
+//     the bound above, before its row is read.
+// On embeddings whose spread lies mostly in a few directions this rules out
+// nearly every member the annulus leaves. Where the member bound does not pay
+// (it rules out too few to cover its reads) it pauses, for a number of steps
+// that doubles each time, and the pivots' annuli take over until it tries
+// again.
+//
 // When pruning does not pay (isotropic noise, or data whose cells stay wider
 // than the covering radius), the engine notices over windows of steps and
 // hands its state to the lazy engine, which needs no geometry.
@@ -63,6 +80,9 @@ class PrunedEngine final : public Engine<Acc> {
   // Step (count of add_centers calls) at which the engine fell back to the
   // lazy engine, or -1.
   int64_t fallback_step() const { return fallback_step_; }
+  // members tested with the projection bound, and the ones it ruled out
+  int64_t projection_tests() const { return proj_tests_; }
+  int64_t projection_skips() const { return proj_skips_; }
 
  private:
   void add_one(const CenterRef& ref, const Acc* c, const double* c64, int64_t ordinal);
@@ -72,7 +92,8 @@ class PrunedEngine final : public Engine<Acc> {
   struct Work;
   // members in [wk.qa, wk.qb) of cell wk.cell that the annuli around its
   // centroid and pivots leave, appended to keep; returns their count
-  int64_t annulus_members(const Work& wk, int64_t* keep);
+  // (pivots: false when the step bounds members by the projection instead)
+  int64_t annulus_members(const Work& wk, int64_t* keep, bool pivots = true);
   // the live members in [wk.qa, wk.qb), appended to keep; returns their count
   int64_t live_members(const Work& wk, int64_t* keep) const;
   // distances of members pos[0..cnt) (cnt <= kBlock) to center c, applied to
@@ -87,6 +108,17 @@ class PrunedEngine final : public Engine<Acc> {
   const char* member_row(int64_t q) const {
     return rows_.empty() ? src_.X.row(perm_[q]) : rows_.data() + q * row_bytes_;
   }
+  // the members cand[0..cnt) that the projection bound leaves for center
+  // position qc, compacted in place; ruled-out members keep the bound as a
+  // lower bound on m2. Returns their count.
+  int64_t projection_members(int64_t qc, int64_t* cand, int64_t cnt);
+  // the cells surv[0..ns) that the projected centroid bound leaves for center
+  // position qc, compacted in place (ruled-out cells lower their floor)
+  int64_t projection_cells(int64_t qc, int64_t* surv, int64_t ns);
+  // whether this step tests members with the projection bound (it pays, or
+  // is re-tried)
+  bool projection_on() const { return proj_dims_ > 0 && proj_pause_ == 0; }
+  void projection_window(int64_t tests, int64_t skips);
   void tree_update(int64_t k);
   void maybe_fall_back();
   void fall_back();
@@ -139,6 +171,19 @@ class PrunedEngine final : public Engine<Acc> {
   std::vector<char> rows_;     // the rows in cell order (D elements each), or empty
   int64_t row_bytes_ = 0;
   std::vector<Acc> scale_;     // src_.scale in cell order (cosine), or empty
+  // the projection, in cell order (CellPartition::proj), or empty
+  int64_t proj_dims_ = 0;
+  double proj_scale_ = 1.0;       // a power of two: coordinates are proj_ * proj_scale_
+  std::vector<float> proj_;       // [N, proj_dims_]
+  std::vector<double> proj_err_;  // [N]
+  std::vector<double> rlo_, rhi_;  // [N] the residual norm's interval
+  std::vector<double> cproj_;     // [n_cells, proj_dims_] V(centroid - mu), float64
+  std::vector<double> cproj_err_;  // [n_cells] its error bound
+  int64_t proj_tests_ = 0, proj_skips_ = 0;
+  // pays when it rules out more than this fraction of the members it tests
+  double proj_break_even_ = 0;
+  int64_t proj_pause_ = 0, proj_next_pause_ = 64;  // steps left untested, the next pause
+  int64_t proj_win_tests_ = 0, proj_win_skips_ = 0, proj_win_steps_ = 0;
   std::vector<Acc> m_, m2_;
   std::vector<int64_t> assign_;
   std::vector<char> is_top_;   // 1 for the members that are their cell's best two

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _core
 from .._arrays import F64, Matrix
 from .._progress import make_hook
-from . import cells
+from . import cells, projection
 from ._plan import KCenterGroupPlan, KCenterPlan, KCenterStats, read_only
 
 
@@ -55,9 +55,17 @@ class CpuBackend:
     def probe_intrinsic_dimension(self, m: Matrix, metric: str, seed: int) -> float:
         return cells.probe_intrinsic_dimension(m, metric=metric, seed=seed)
 
-    def build_cells(self, m: Matrix, n_cells: int, metric: str, seed: int, threads: int):
-        """The k-means partition for the pruned engine (FAISS on the CPU)."""
-        cell_of, _info = cells.build_cells(m, n_cells, metric=metric, seed=seed, threads=threads)
+    def build_projection(self, m: Matrix, metric: str, seed: int, dims: Optional[int] = None):
+        """The pruned engine's projection bound (projection.py) with ``dims``
+        directions (None: chosen from the data), or None where it would not pay."""
+        return projection.build_projection(m, metric=metric, seed=seed, dims=dims)
+
+    def build_cells(self, m: Matrix, n_cells: int, metric: str, seed: int, threads: int,
+                    projection=None):
+        """The k-means partition for the pruned engine (FAISS on the CPU; on the
+        projection's coordinates when they hold nearly all of the variance)."""
+        cell_of, _info = cells.build_cells(m, n_cells, metric=metric, seed=seed, threads=threads,
+                                           projection=projection)
         return cell_of
 
     def kcenter(self, m: Matrix, plan: KCenterPlan):
@@ -110,12 +118,19 @@ class CpuBackend:
                 num_threads=plan.num_threads,
                 picks_ptr=picks.ctypes.data, radii_ptr=radii.ctypes.data if radii is not None else 0,
                 progress=hook, poll_interval=0.1, simd=plan.simd or "", arg_name="embeddings",
-                resume=resume, snapshot=snapshot)
+                resume=resume, snapshot=snapshot,
+                projection=plan.projection.core_args() if plan.projection is not None else None)
         finally:
             close()
         stats = KCenterStats.from_core(
             raw, self.name, cells_seconds=plan.cells_seconds, picks=plan.budget,
             n_cells=plan.n_cells if cell_of is not None else 0, extra=dict(plan.extra))
+        if plan.projection is not None:
+            stats.extra.update(projection_dims=plan.projection.dims,
+                               projection_residual=plan.projection.residual_fraction,
+                               projection_seconds=plan.projection.seconds,
+                               projection_tests=int(raw["projection_tests"]),
+                               projection_skips=int(raw["projection_skips"]))
         return picks, radii, stats
 
     def kcenter_groups(self, m: Matrix, plan: KCenterGroupPlan):

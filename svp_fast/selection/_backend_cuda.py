@@ -139,7 +139,13 @@ class CudaBackend:
     def probe_intrinsic_dimension(self, m: Matrix, metric: str, seed: int) -> float:
         return cells.probe_intrinsic_dimension(m, metric=metric, seed=seed)
 
-    def build_cells(self, m: Matrix, n_cells: int, metric: str, seed: int, threads: int):
+    def build_projection(self, m: Matrix, metric: str, seed: int, dims: Optional[int] = None):
+        """None: the CUDA pruned kernel has no projection bound (the CPU engine's,
+        pruned_engine.h); its members' rows are read at the device's bandwidth."""
+        return None
+
+    def build_cells(self, m: Matrix, n_cells: int, metric: str, seed: int, threads: int,
+                    projection=None):
         """The k-means partition on the device (faiss-gpu when installed, else torch)."""
         cell_of = cells.build_cells_on_device(m.owner, n_cells, metric=metric, seed=seed)
         self.synchronize(cell_of.device)

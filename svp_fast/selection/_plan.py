@@ -97,6 +97,8 @@ class KCenterPlan:
     return_radii: bool
     n_cells: int = 0
     cell_of: Any = None
+    # the pruned engine's projection bound (projection.Projection), or None
+    projection: Any = None
     cells_seconds: float = 0.0
     seed: int = 0
     num_threads: int = 0

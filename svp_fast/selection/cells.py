@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from .. import _core
-from .._arrays import BF16, Matrix
+from .._arrays import BF16, Matrix, as_matrix
 
 _CHUNK_BYTES = 64 << 20
 
@@ -30,6 +30,10 @@ _CHUNK_BYTES = 64 << 20
 # on Fashion-MNIST features); above it, it reads them in place. Set it lower
 # to save memory.
 CELL_ORDER_COPY_MAX_BYTES = 1 << 30
+
+# k-means runs on the pruned engine's projection instead of the rows when the
+# projection leaves at most this share of the variance out
+PROJECTED_KMEANS_RESIDUAL = 0.05
 
 
 def default_n_cells(n: int) -> int:
@@ -109,7 +113,7 @@ def _assign_numpy(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int = 0,
                 iters: int = 6, sample_per_cell: int = 32, use_faiss: bool | None = None,
-                threads: int = 0):
+                threads: int = 0, projection=None):
     """Partition the rows of a CPU matrix into ``n_cells`` k-means cells.
 
     A rough k-means is enough (32 sampled rows per cell, 6 iterations): on
@@ -127,8 +131,21 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
     256 cells took 0.040 s on one thread against 0.046 s on two right after
     a selection, whose OpenMP threads were still spinning.
 
+    With a ``projection`` (projection.py) that holds nearly all of the
+    variance (residual at most ``PROJECTED_KMEANS_RESIDUAL``), k-means runs on
+    its k coordinates instead of the D columns: about D / k times cheaper
+    (1,281,167 x 2048 float16 into 1,024 cells: 44 s on the rows), with cells
+    as good where the rows barely leave those directions.
+
     Returns ``(cell_of, info)``: an int64 array [N] and a dict of timings.
     """
+    if projection is not None and projection.residual_fraction <= PROJECTED_KMEANS_RESIDUAL:
+        coords = as_matrix(projection.coords, "projection")
+        cell_of, info = build_cells(coords, n_cells, seed=seed, iters=iters,
+                                    sample_per_cell=sample_per_cell, use_faiss=use_faiss,
+                                    threads=threads)
+        info["space"] = f"projection ({projection.dims} dims)"
+        return cell_of, info
     t0 = time.perf_counter()
     n, d = m.rows, m.cols
     n_cells = int(max(1, min(n_cells, n)))
@@ -163,7 +180,7 @@ def build_cells(m: Matrix, n_cells: int, *, metric: str = "euclidean", seed: int
     np.maximum(cell_of, 0, out=cell_of)
     info = {"n_cells": n_cells, "train_seconds": t_train,
             "assign_seconds": time.perf_counter() - t0 - t_train,
-            "kmeans": "faiss" if faiss is not None else "numpy"}
+            "kmeans": "faiss" if faiss is not None else "numpy", "space": "rows"}
     return cell_of, info
 
 

@@ -95,6 +95,7 @@ def kcenter(
     progress: Any = False,
     callback: Optional[Callable[[np.ndarray, Optional[np.ndarray]], None]] = None,
     n_cells: Optional[int] = None,
+    projection_dims: Optional[int] = None,
     seed: int = 0,
     num_threads: Optional[int] = None,
     simd: Optional[str] = None,
@@ -192,6 +193,12 @@ def kcenter(
             An exception raised there stops the run and propagates.
         n_cells: number of cells for the pruned method (default: about
             sqrt(N), a power of two in [16, 4096]).
+        projection_dims: directions of the pruned method's projection bound
+            (svp_fast.selection.projection): a member's distance is bounded
+            from its k projected coordinates before its row is read. None
+            (default): k from the data, or no projection where it would not
+            pay (rows narrower than 256 columns, spread over many
+            directions); 0: none; k: k directions. Never affects picks.
         seed: seed of the k-means that builds the cells (does not affect picks).
         num_threads: CPU threads (default: OpenMP's default).
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
@@ -237,6 +244,8 @@ def kcenter(
         if groups is not None or is_batch(embeddings):
             raise ValueError("batch_candidates and batch_max_picks apply to one (N, D) set; with "
                              "groups or a (B, P, D) batch use method='batched' (its default passes)")
+    if projection_dims is not None and (groups is not None or is_batch(embeddings)):
+        raise ValueError("projection_dims applies to one (N, D) set, not to groups or a batch")
     if is_batch(embeddings):
         if groups is not None:
             raise ValueError("groups applies to an (N, D) array; a (B, P, D) batch already "
@@ -270,6 +279,12 @@ def kcenter(
         if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
             raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
         n_cells = int(min(n_cells, m.rows))  # more cells than points: one point per cell
+    if projection_dims is not None:
+        if isinstance(projection_dims, bool) or not isinstance(projection_dims, numbers.Integral) \
+                or not 0 <= projection_dims <= 4096:
+            raise ValueError(f"projection_dims must be an integer in [0, 4096] or None, got "
+                             f"{projection_dims!r}")
+        projection_dims = int(projection_dims)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
 
@@ -332,7 +347,8 @@ def kcenter(
         plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
     if engine == "pruned" and budget > 0:
         validate()
-        plan.cell_of = backend.build_cells(m, cells_n, metric, seed, threads)
+        plan.projection = backend.build_projection(m, metric, seed, projection_dims)
+        plan.cell_of = backend.build_cells(m, cells_n, metric, seed, threads, plan.projection)
         plan.n_cells = cells_n
     # everything before the core call: input check, engine choice, k-means
     plan.cells_seconds = time.perf_counter() - t0 if validated else 0.0

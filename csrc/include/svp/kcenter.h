@@ -49,6 +49,22 @@ struct CellPartition {
   // The engine keeps a copy of the rows in cell order (faster: a step's
   // candidates are then a few contiguous runs) when it takes at most this.
   int64_t copy_max_bytes = int64_t{1} << 30;
+  // Optional: the rows projected on k orthonormal directions, for a
+  // per-member lower bound read from k floats instead of the D-element row
+  // (svp_fast/selection/projection.py builds it; pruned_engine.h has the
+  // bound). For every row x, in the working space, with V the (k x D)
+  // directions (spectral norm <= 1, rows spanning the projector Pi) and mu a
+  // fixed shift: proj_scale * proj[x] holds V(x - mu) within proj_err[x] (Euclidean
+  // norm of the error), and ||(I - Pi)(x - mu)|| lies in
+  // [resid_lo[x], resid_hi[x]].
+  const float* proj = nullptr;  // [N, proj_dims], row order
+  int64_t proj_dims = 0;        // 0: no projection
+  const double* proj_err = nullptr;  // [N]
+  const double* resid_lo = nullptr;  // [N]
+  const double* resid_hi = nullptr;  // [N]
+  const double* proj_directions = nullptr;  // [proj_dims, D] V, float64
+  const double* proj_shift = nullptr;       // [D] mu, float64
+  double proj_scale = 1.0;  // a power of two: the coordinates are proj * proj_scale
 };
 
 // The state of a run between two picks, to continue it later exactly: the
@@ -111,6 +127,8 @@ struct KCenterStats {
   int64_t passes = 0;         // passes over the data (the batched driver; else picks)
   int64_t candidate_evals = 0;  // batched: candidate-to-pick distances within passes
   int product = 0;              // batched on the GPU: 0 the fused kernel, 1 cuBLAS-screened
+  int64_t projection_tests = 0;  // pruned: members tested with the projection bound
+  int64_t projection_skips = 0;  // of those, the ones it ruled out (no distance computed)
 };
 
 // X: N x D embeddings. picks: [budget] output. radii: [budget] output or null;
