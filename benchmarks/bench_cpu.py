@@ -1,6 +1,6 @@
 """CPU benchmarks of the selection core, side by side with the baselines in one run.
 
-    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched] [--quick]
+    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet] [--quick]
 
 coreset      CIFAR-10-sized core-set: N=50,000, D=64 (Gaussian), 1,000 already
              selected, 24,000 picks: the original SVP loop (numpy + scipy cdist,
@@ -19,6 +19,10 @@ pruned_repeat  (not in the default set) the Fashion-MNIST row again, as
 batched      issue 14 on the CPU: the batched driver beside scan, lazy and pruned
              (Fashion-MNIST features, noise, the CIFAR-sized core-set, float16),
              with passes and picks per pass.
+imagenet     (not in the default set) issue 14's CPU target: synthetic clustered
+             1,281,167 x 2048 float16, a 10% core-set (128,117 picks) with
+             auto, with the pruned engine's projection bound and without it
+             (projection_dims=0: the engine before it), picks compared.
 Prints a table per group and writes benchmarks/results/cpu_<group>.json.
 """
 
@@ -240,6 +244,32 @@ def bench_batched(quick):
     save("batched", rows)
 
 
+def bench_imagenet(quick):
+    n = 200_000 if quick else 1_281_167
+    b = n // 10
+    t_gen, x = timed(lambda: synthetic_clustered(n, 2048, dtype=np.float16))
+    print(f"generated {n} x 2048 float16 in {t_gen:.0f} s", flush=True)
+    rows, picks = [], {}
+    for label, dims in (("auto", None), ("auto, projection_dims=0", 0)):
+        t, (p, st) = timed(lambda: svp_fast.kcenter(x, b, return_stats=True, projection_dims=dims))
+        picks[label] = p
+        ex = st.extra
+        rows.append({"data": f"synthetic clustered {n}x2048 float16", "picks": b, "run": label,
+                     "seconds": round(t, 1), "cells + projection s": round(st.cells_seconds, 1),
+                     "select s": round(st.select_seconds, 1), "method": st.method,
+                     "evaluated": round(st.evaluated_fraction, 5),
+                     "projection": (f"{ex['projection_dims']} dims, rules out "
+                                    f"{ex['projection_skips'] / max(ex['projection_tests'], 1):.1%}"
+                                    if "projection_dims" in ex else "none")})
+        print(label, "done", flush=True)
+    same = bool(np.array_equal(*picks.values()))
+    for r in rows:
+        r["same picks"] = same
+    table(rows, ["data", "picks", "run", "seconds", "cells + projection s", "select s", "method",
+                 "evaluated", "projection", "same picks"])
+    save("imagenet", rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="coreset,floor,uncertainty,pruned")
@@ -250,7 +280,7 @@ def main(argv=None):
         print(f"\n## {name}")
         {"coreset": bench_coreset, "floor": bench_floor, "uncertainty": bench_uncertainty,
          "pruned": bench_pruned, "pruned_repeat": bench_pruned_repeat,
-         "batched": bench_batched}[name](args.quick)
+         "batched": bench_batched, "imagenet": bench_imagenet}[name](args.quick)
 
 
 if __name__ == "__main__":
