@@ -246,7 +246,7 @@ def bench_batched(quick):
 
 def bench_imagenet(quick):
     n = 200_000 if quick else 1_281_167
-    b = n // 10
+    b = -(-n // 10)  # 10%, rounded up: 128,117
     t_gen, x = timed(lambda: synthetic_clustered(n, 2048, dtype=np.float16))
     print(f"generated {n} x 2048 float16 in {t_gen:.0f} s", flush=True)
     rows, picks = [], {}

@@ -69,7 +69,8 @@ def test_stored_bounds_hold_for_every_pair(rng, case):
 
 def test_choose_dims_follows_the_spectrum():
     flat = np.ones(64)
-    assert choose_dims(flat, 64.0, 128) == (0, 1.0)  # rows narrower than MIN_COLS
+    assert choose_dims(flat, 64.0, 256) == (0, 1.0)  # 1 KB rows: under MIN_ROW_BYTES
+    assert choose_dims(flat, 64.0, 512, itemsize=2) == (0, 1.0)
     k, r = choose_dims(np.r_[np.full(16, 10.0), np.full(48, 1e-4)], 160.01, 512)
     assert k == 16 and r < 1e-4
     k, r = choose_dims(np.r_[np.full(40, 10.0), np.full(24, 1e-4)], 400.0, 512)
@@ -93,7 +94,7 @@ def test_pruned_with_projection_picks_the_reference(rng, dtype, metric):
         ref_x = x
     want, want_r = kcenter_ref(ref_x, 200, metric=metric)
     got, radii, st = svp_fast.kcenter(x, 200, method="pruned", metric=metric, n_cells=16,
-                                      return_radii=True, return_stats=True)
+                                      projection_dims=16, return_radii=True, return_stats=True)
     got = np.asarray(got)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(np.asarray(radii)[1:], want_r[1:], rtol=1e-5)
@@ -110,7 +111,7 @@ def test_pruned_with_projection_picks_the_reference(rng, dtype, metric):
 def test_projection_rules_out_most_rows_and_keeps_the_picks(rng):
     x = low_rank(rng, 6000, 512, rank=12, dtype=np.float16)
     base, bst = svp_fast.kcenter(x, 600, method="pruned", projection_dims=0, return_stats=True)
-    got, st = svp_fast.kcenter(x, 600, method="pruned", return_stats=True)
+    got, st = svp_fast.kcenter(x, 600, method="pruned", projection_dims=16, return_stats=True)
     np.testing.assert_array_equal(got, base)
     np.testing.assert_array_equal(got, svp_fast.kcenter(x, 600, method="scan"))
     assert "projection_dims" not in bst.extra
@@ -145,11 +146,14 @@ def test_projection_pauses_where_it_does_not_pay(rng):
 
 
 def test_auto_uses_the_projection_on_wide_low_rank_rows(rng):
-    x = low_rank(rng, 20000, 256, dtype=np.float16)
-    got, st = svp_fast.kcenter(x, 2000, return_stats=True)
+    x = low_rank(rng, 12000, 1024, dtype=np.float16)  # 2 KB rows
+    got, st = svp_fast.kcenter(x, 1200, return_stats=True)
     assert st.method == "pruned"
     assert st.extra["projection_dims"] == 16
-    np.testing.assert_array_equal(got, svp_fast.kcenter(x, 2000, method="scan"))
+    # 1 KB rows: the bound would not pay for its reads
+    _, st1 = svp_fast.kcenter(x[:, :512], 300, method="pruned", return_stats=True)
+    assert "projection_dims" not in st1.extra
+    np.testing.assert_array_equal(got, svp_fast.kcenter(x, 1200, method="scan"))
 
 
 def test_no_projection_for_narrow_rows(rng):
@@ -163,7 +167,7 @@ def test_cells_come_from_the_projection_when_it_holds_the_variance(rng):
 
     x = low_rank(rng, 5000, 256, noise=0.001)
     m = as_matrix(x, "x")
-    p = build_projection(m)
+    p = build_projection(m, dims=16)
     assert p is not None and p.residual_fraction < 0.05
     cell_of, info = build_cells(m, 32, projection=p)
     assert info["space"] == "projection (16 dims)"
@@ -201,13 +205,15 @@ def test_core_rejects_an_invalid_projection(rng, monkeypatch, field):
 
     monkeypatch.setattr(_backend_cpu.CpuBackend, "build_projection", broken)
     with pytest.raises(ValueError, match="projection bounds of row 17"):
-        svp_fast.kcenter(x, 50, method="pruned")
+        svp_fast.kcenter(x, 50, method="pruned", projection_dims=16)
 
 
 def test_projection_never_modifies_the_input(rng):
     x = low_rank(rng, 1000, 256)
     before = x.copy()
-    svp_fast.kcenter(x, 100, method="pruned", metric="cosine")
+    _, st = svp_fast.kcenter(x, 100, method="pruned", metric="cosine", projection_dims=16,
+                             return_stats=True)
+    assert st.extra["projection_dims"] == 16
     np.testing.assert_array_equal(x, before)
 
 
@@ -215,7 +221,7 @@ def test_checkpoint_resume_with_projection(tmp_path, rng):
     """The bound only lowers m2 (a lower bound the state carries): a resumed
     run gives the uninterrupted picks and radii."""
     x = low_rank(rng, 3000, 256, dtype=np.float32)
-    kw = dict(method="pruned", n_cells=32, return_radii=True)
+    kw = dict(method="pruned", n_cells=32, projection_dims=16, return_radii=True)
     want, want_r = svp_fast.kcenter(x, 600, **kw)
     ck = tmp_path / "run.ckpt.npz"
 
@@ -244,6 +250,22 @@ def test_projection_cell_bound_with_many_small_cells(rng, metric):
     x = low_rank(rng, 4000, 256, rank=6, dtype=np.float32)
     want, _ = kcenter_ref(x, 1500, metric=metric)
     got, st = svp_fast.kcenter(x, 1500, method="pruned", metric=metric, n_cells=1024,
-                               return_stats=True)
+                               projection_dims=16, return_stats=True)
     np.testing.assert_array_equal(got, want)
     assert st.extra["projection_dims"] == 16
+
+
+def test_narrow_rows_never_import_torch():
+    """The projection's torch import costs about a second; a pruned run on
+    rows it would never use must not pay it (it did: 2.4 s against 0.8 s for
+    the first 30,000-pick call on 60,000 x 64 proxy features)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, svp_fast\n"
+            "x = np.random.default_rng(0).standard_normal((3000, 64)).astype(np.float32)\n"
+            "svp_fast.kcenter(x, 300, method='pruned')\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -197,8 +197,9 @@ def kcenter(
             (svp_fast.selection.projection): a member's distance is bounded
             from its k projected coordinates before its row is read. None
             (default): k from the data, or no projection where it would not
-            pay (rows narrower than 256 columns, spread over many
-            directions); 0: none; k: k directions. Never affects picks.
+            pay (rows under 2 KB, i.e. 512 float32 or 1,024 16-bit columns,
+            or spread over many directions); 0: none; k: k directions.
+            Never affects picks.
         seed: seed of the k-means that builds the cells (does not affect picks).
         num_threads: CPU threads (default: OpenMP's default).
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
