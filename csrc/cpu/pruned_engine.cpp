@@ -220,9 +220,6 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
       rlo_[q] = cells.resid_lo[row];
       rhi_[q] = cells.resid_hi[row];
     }
-    // A test reads k floats and three doubles; a member it rules out saves a
-    // row's read and its distance. Twice the break-even fraction, for the
-    // arithmetic and the branch.
     // V(centroid - mu) per cell, in float64: off by at most sqrt(k) gamma_D
     // ||centroid - mu|| (the product; V's rows have norm <= 1) plus the
     // subtraction's rounding
@@ -249,6 +246,9 @@ PrunedEngine<Acc>::PrunedEngine(const RowSource<Acc>& src, const CellPartition& 
       cproj_err_[kc] = (std::sqrt(static_cast<double>(k)) * gamma + 4 * u64) *
                            std::sqrt(y2) * (1 + 1e-6) + 1e-300;
     }
+    // A test reads k floats and three doubles; a member it rules out saves a
+    // row's read and its distance. Twice the break-even fraction, for the
+    // arithmetic and the branch.
     proj_break_even_ = std::min(
         0.9, 2.0 * static_cast<double>(k * 4 + 24) / static_cast<double>(std::max<int64_t>(row_bytes_, 1)));
   }
@@ -406,10 +406,9 @@ template <typename Acc>
 int64_t PrunedEngine<Acc>::annulus_members(const Work& wk, int64_t* keep, bool pivots) {
   static_assert(kPivots == 2, "the annulus kernel takes two pivots");
   const int64_t qa = wk.qa, qb = wk.qb, n = n_;
-  // without pivots their annuli repeat the centroid's (the same valid bound)
-  const double dc = wk.dc, dq0 = pivots ? wk.dq[0] : dc, dq1 = pivots ? wk.dq[1] : dc;
-  const double* q0 = pivots ? q_.data() : p_.data();
-  const double* q1 = pivots ? q_.data() + n : p_.data();
+  const double dc = wk.dc, dq0 = wk.dq[0], dq1 = wk.dq[1];
+  const double* q0 = q_.data();
+  const double* q1 = q_.data() + n;
   // A member the bound rules out keeps it as a lower bound on its second
   // distance (m2).
   if (!pivots) {  // the centroid's annulus alone (the projection bound follows)

@@ -176,13 +176,7 @@ __global__ void __launch_bounds__(kThreads) kb_accept(KcParams<Acc> p, const Acc
       if (c.gone[j]) continue;
       const Acc d = dmat[static_cast<long long>(j) * ld + jw];
       Acc mr = c.v[j], m2v = c.m2[j];
-      if (d < mr) {
-        m2v = mr;
-        mr = d;
-        c.assign[j] = ord;
-      } else if (d < m2v) {
-        m2v = d;
-      }
+      take_center_distance(d, ord, mr, m2v, c.assign[j]);
       c.v[j] = mr;
       c.m2[j] = m2v;
     }

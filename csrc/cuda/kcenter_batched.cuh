@@ -164,15 +164,7 @@ __global__ void __launch_bounds__(kThreads)
       const float d = row_d2<T, CPL, VEC>(row, p.D, G, l, mask, s, pw + k * cstride);
       if (l == 0) {
         ++evals;
-        if (d < mr) {
-          m2v = mr;
-          mr = d;
-          as = ord0 + k;
-          changed = true;
-        } else if (d < m2v) {
-          m2v = d;
-          changed = true;
-        }
+        changed |= take_center_distance(d, ord0 + k, mr, m2v, as);
       }
     }
     if (l == 0 && changed) {

@@ -111,6 +111,25 @@ __device__ inline long long center_row(const long long* init_rows, long long n_s
   return ordinal < n_sel ? init_rows[ordinal] : __ldcg(picks + (ordinal - n_sel));
 }
 
+// A center at distance d offered to a row holding its nearest value m (from
+// the center with ordinal `assign`) and its second-nearest m2: the device twin
+// of take_center_distance (csrc/cpu/engine.h). Returns whether m or m2 moved.
+template <typename Acc>
+__device__ inline bool take_center_distance(Acc d, long long center, Acc& m, Acc& m2,
+                                            long long& assign) {
+  if (d < m) {
+    m2 = m;
+    m = d;
+    assign = center;
+    return true;
+  }
+  if (d < m2) {
+    m2 = d;
+    return true;
+  }
+  return false;
+}
+
 // Squared distance of one row to a center held in shared memory, computed by
 // the G lanes of a row group (lane l of G); every lane of the warp must call.
 // Per lane: sequential FMA over its chunks (at most ceil(D/8) terms for
@@ -227,15 +246,7 @@ __device__ inline void apply_centers(const KcParams<Acc>& p, const Acc* cs, long
     bool changed = false;
     for (int k = 0; k < q; ++k) {
       const Acc d = row_dist<T, Acc, CPL, VEC>(row, p.D, G, l, mask, s, cs + k * cstride);
-      if (d < mr) {
-        m2v = mr;
-        mr = d;
-        as = ord0 + k;
-        changed = true;
-      } else if (d < m2v) {
-        m2v = d;
-        changed = true;
-      }
+      changed |= take_center_distance(d, ord0 + k, mr, m2v, as);
     }
     if (l == 0) {
       if (changed) {
