@@ -399,14 +399,7 @@ FunctionError uncertainty_function_error(const char* isa, int which, double lo, 
         mine.count += cnt;
       }
 #pragma omp critical
-      {
-        if (mine.max_rel > out.max_rel) {
-          out.max_rel = mine.max_rel;
-          out.worst_at = mine.worst_at;
-        }
-        out.max_abs_tiny = std::max(out.max_abs_tiny, mine.max_abs_tiny);
-        out.count += mine.count;
-      }
+      out.merge(mine);
     }
     return out;
   }
@@ -460,14 +453,7 @@ FunctionError uncertainty_function_error(const char* isa, int which, double lo, 
       mine.count += cnt;
     }
 #pragma omp critical
-    {
-      if (mine.max_rel > out.max_rel) {
-        out.max_rel = mine.max_rel;
-        out.worst_at = mine.worst_at;
-      }
-      out.max_abs_tiny = std::max(out.max_abs_tiny, mine.max_abs_tiny);
-      out.count += mine.count;
-    }
+    out.merge(mine);
   }
   return out;
 }

@@ -70,6 +70,15 @@ void uncertainty_keys_cpu(const MatrixView& X, const UncertaintyOptions& opt, bo
 struct FunctionError {
   double max_rel = 0, worst_at = 0, max_abs_tiny = 0;
   int64_t count = 0;
+  // the error over both sets of inputs (a thread's share joining the total)
+  void merge(const FunctionError& o) {
+    if (o.max_rel > max_rel) {
+      max_rel = o.max_rel;
+      worst_at = o.worst_at;
+    }
+    max_abs_tiny = o.max_abs_tiny > max_abs_tiny ? o.max_abs_tiny : max_abs_tiny;
+    count += o.count;
+  }
 };
 FunctionError uncertainty_function_error(const char* isa, int which, double lo, double hi,
                                          int64_t stride, int num_threads);
