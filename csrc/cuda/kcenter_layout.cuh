@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kcenter_steps.cuh"
+#include "launch.cuh"
 
 namespace svp {
 namespace cuda {
@@ -94,15 +95,14 @@ struct KernelFit {
                              what, D, smem, optin));
   }
   // require() first; then raise the kernel's limit where it needs more than 48 KB
-  void allow(const void* fn, size_t smem, const char* what) const {
+  template <auto Kernel>
+  void allow(size_t smem, const char* what) const {
     require(smem, what);
-    if (smem > (48u << 10))
-      SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
+    if (smem > (48u << 10)) set_max_dynamic_smem<Kernel>(static_cast<int>(smem));
   }
-  int blocks_per_sm(const void* fn, int threads, size_t smem, const char* what) const {
-    int per_sm = 0;
-    SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
+  template <auto Kernel>
+  int blocks_per_sm(int threads, size_t smem, const char* what) const {
+    const int per_sm = max_active_blocks_per_sm<Kernel>(threads, smem);
     if (per_sm < 1)
       throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU "
                              "(D = %lld, %zu bytes of shared memory per block)", what, D, smem));
