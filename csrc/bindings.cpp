@@ -344,6 +344,13 @@ py::dict build_info() {
   d["cuda_compiled"] = false;
   d["cuda_architectures"] = "";
 #endif
+  // the CUDA sources compiled for the CPU against the emulation of the CUDA
+  // execution model (csrc/cuda_emu): "CUDA" tensors are host memory there
+#ifdef SVP_CUDA_EMULATION
+  d["cuda_emulated"] = true;
+#else
+  d["cuda_emulated"] = false;
+#endif
   d["version"] = SVP_VERSION;
   return d;
 }
