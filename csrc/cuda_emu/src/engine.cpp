@@ -111,8 +111,9 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
-  uint64_t below(uint64_t n) { return n <= 1 ? 0 : next() % n; }
-  bool one_in(unsigned n) { return n > 0 && next() % n == 0; }
+  // in [0, n): the high half of a 64 x 64-bit product (no division)
+  uint64_t below(uint64_t n) { return n <= 1 ? 0 : static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
+  bool one_in(unsigned n) { return n > 0 && below(n) == 0; }
 };
 
 // -------------------------------------------------------------- threads --
@@ -160,6 +161,8 @@ struct Warp {
   unsigned exited = 0;
   std::vector<PendingCollective> pending;
   Thread* lanes[32] = {};
+  std::vector<Thread*> ready;  // lanes that can run
+  bool listed = false;         // in its block's ready_warps
 };
 
 struct Block {
@@ -170,7 +173,14 @@ struct Block {
   int bar_arrived = 0;
   Site bar_site;
   int exited = 0, done_threads = 0;
-  std::vector<Thread*> runnable, sleeping;
+  // Threads that can run, by warp: the scheduler draws a warp at random and
+  // runs its ready lanes (in random order) before it draws again, so a warp's
+  // lanes meet at their collectives without a trip through every other warp
+  // (and their stacks stay in cache).
+  std::vector<Warp*> ready_warps;
+  Warp* current = nullptr;
+  int ready_count = 0;
+  std::vector<Thread*> sleeping;
   unsigned char* dyn = nullptr;  // dynamic shared memory, followed by a guard zone
   size_t dyn_bytes = 0;
 };
@@ -195,6 +205,7 @@ struct SlotThread {
   std::vector<Warp> warps;
   // the scheduler's own context and stack (for AddressSanitizer)
   FiberContext sched;
+  Thread* returning = nullptr;  // the fiber that switched back to the scheduler
   void* sched_fake = nullptr;
   const void* sched_stack = nullptr;
   size_t sched_stack_size = 0;
@@ -231,7 +242,9 @@ struct Grid {
   bool finished = false;
   cudaError_t error = cudaSuccess;
   std::string report;
-  // liveness
+  // liveness: a count of completed barriers, collectives, atomics and exits,
+  // and when the liveness check last saw it change
+  uint64_t progress_count = 0, progress_seen = 0;
   Clock::time_point last_progress;
   uint64_t switches = 0;
   // the stream's thread waits for every slot thread to leave
@@ -239,7 +252,7 @@ struct Grid {
   std::condition_variable cv;
   int slots_running = 0;
 
-  void progress() { last_progress = Clock::now(); }
+  void progress() { ++progress_count; }
   std::string context(const Thread* t) const;
   std::string state_report() const;
   void fail(cudaError_t code, const std::string& what, const Thread* t);
@@ -254,6 +267,52 @@ struct Grid {
 
 thread_local SlotThread* tls_slot_thread = nullptr;
 thread_local Thread* tls_current = nullptr;
+
+void make_runnable(Thread* t) {
+  t->state = State::runnable;
+  Warp* w = t->warp;
+  w->ready.push_back(t);
+  Block* b = t->block;
+  ++b->ready_count;
+  if (!w->listed) {
+    w->listed = true;
+    b->ready_warps.push_back(w);
+  }
+}
+
+// The next thread of the block to run: a ready lane of `same` when given
+// (a warp handing over to itself), else of the current warp, else of a warp
+// drawn at random (now and then even when the current one has lanes ready,
+// so that warps interleave between barriers too). Null: none is ready.
+Thread* pick(Block& b, Rng& rng, Warp* same) {
+  if (b.ready_count == 0) return nullptr;
+  Warp* w = same;
+  if (w) {
+    if (w->ready.empty()) return nullptr;
+  } else {
+    w = b.current;
+    if (!w || w->ready.empty() || rng.one_in(8)) {
+      for (;;) {
+        const size_t k = rng.below(b.ready_warps.size());
+        Warp* c = b.ready_warps[k];
+        if (!c->ready.empty()) {
+          w = c;
+          break;
+        }
+        c->listed = false;  // drained since it was listed
+        b.ready_warps[k] = b.ready_warps.back();
+        b.ready_warps.pop_back();
+      }
+      b.current = w;
+    }
+  }
+  const size_t k = rng.below(w->ready.size());
+  Thread* t = w->ready[k];
+  w->ready[k] = w->ready.back();
+  w->ready.pop_back();
+  --b.ready_count;
+  return t;
+}
 
 // ----------------------------------------------------------- the pool --
 
@@ -360,19 +419,37 @@ void SlotThread::main() {
 
 void fiber_entry(void* arg);
 
+bool stack_intact(const Thread* t) {
+  const uint64_t* c = reinterpret_cast<const uint64_t*>(t->stack_lo);
+  return c[0] == kCanary && c[1] == kCanary;
+}
+
 // From a fiber back to its slot's scheduler. `dying`: the fiber will never
 // be resumed (AddressSanitizer forgets its fake stack).
 void to_scheduler(Thread* t, bool dying) {
   SlotThread* st = t->slot->os;
+  st->returning = t;
   asan_start_switch(dying ? nullptr : &t->asan_fake, st->sched_stack, st->sched_stack_size);
   switch_context(&t->ctx, &st->sched);
   asan_finish_switch(t->asan_fake, nullptr, nullptr);
 }
 
-bool stack_intact(const Thread* t) {
-  const uint64_t* c = reinterpret_cast<const uint64_t*>(t->stack_lo);
-  return c[0] == kCanary && c[1] == kCanary;
+Grid& grid_of(const Thread* t);
+
+// Away from t, which has set its new state: straight to another ready lane
+// of its warp when there is one (the lanes of a collective hand over to each
+// other without the scheduler), else to the scheduler.
+void leave(Thread* t, bool dying) {
+  Grid& g = grid_of(t);
+  Thread* next = g.error == cudaSuccess ? pick(*t->block, g.rng, t->warp) : nullptr;
+  if (!next) return to_scheduler(t, dying);
+  ++g.switches;
+  tls_current = next;
+  asan_start_switch(dying ? nullptr : &t->asan_fake, next->stack_lo, next->stack_size);
+  switch_context(&t->ctx, &next->ctx);
+  asan_finish_switch(t->asan_fake, nullptr, nullptr);
 }
+
 
 Thread* current_thread(const char* what, const char* file, int line) {
   Thread* t = tls_current;
@@ -502,7 +579,7 @@ bool Grid::start_next_block(Slot& s) {
     wp = Warp();
     wp.index = w;
   }
-  blk.runnable.reserve(static_cast<size_t>(threads_per_block));
+  blk.ready_warps.reserve(static_cast<size_t>(blk.nwarps));
   for (int i = 0; i < threads_per_block; ++i) {
     Thread& t = st->threads[static_cast<size_t>(i)];
     t = Thread();
@@ -522,9 +599,10 @@ bool Grid::start_next_block(Slot& s) {
     t.stack_size = st->stack_bytes;
     uint64_t* canary = reinterpret_cast<uint64_t*>(t.stack_lo);
     canary[0] = canary[1] = kCanary;
-    make_context(&t.ctx, t.stack_lo, t.stack_size, fiber_entry, &t);
-    t.state = State::runnable;
-    blk.runnable.push_back(&t);
+    // the stacks' tops 64 KB apart would all fall in the same cache sets:
+    // each starts a different number of cache lines below its top
+    make_context(&t.ctx, t.stack_lo, t.stack_size - static_cast<size_t>((i * 7) % 64) * 64, fiber_entry, &t);
+    make_runnable(&t);
   }
   progress();
   return true;
@@ -561,7 +639,7 @@ bool Grid::run_until_stuck(Slot& s) {
       if (!start_next_block(s)) return false;
       continue;
     }
-    if (blk.runnable.empty()) {
+    if (blk.ready_count == 0) {
       if (blk.done_threads == blk.nthreads) {
         finish_block(s);
         // the next block may run on another slot: blocks of an ordinary
@@ -571,16 +649,15 @@ bool Grid::run_until_stuck(Slot& s) {
       }
       return true;  // waiting for other blocks, or only sleepers left
     }
-    const size_t k = rng.below(blk.runnable.size());
-    Thread* t = blk.runnable[k];
-    blk.runnable[k] = blk.runnable.back();
-    blk.runnable.pop_back();
-    // run it until it waits, sleeps, exits or is switched out
+    Thread* t = pick(blk, rng, nullptr);
+    // run it (and the lanes it hands over to) until one waits, sleeps,
+    // exits or is switched out with nothing of its warp ready
     tls_current = t;
     asan_start_switch(&st->sched_fake, t->stack_lo, t->stack_size);
     switch_context(&st->sched, &t->ctx);
     asan_finish_switch(st->sched_fake, nullptr, nullptr);
     tls_current = nullptr;
+    t = st->returning;
     if (!stack_intact(t) && error == cudaSuccess)
       fail(cudaErrorIllegalAddress,
            strf("the stack of an emulated thread overflowed (%zu KB; set SVP_EMU_STACK_KB higher)",
@@ -595,7 +672,13 @@ bool Grid::run_until_stuck(Slot& s) {
 }
 
 void Grid::check_liveness() {
-  const double idle = std::chrono::duration<double>(Clock::now() - last_progress).count();
+  const Clock::time_point now = Clock::now();
+  if (progress_count != progress_seen) {
+    progress_seen = progress_count;
+    last_progress = now;
+    return;
+  }
+  const double idle = std::chrono::duration<double>(now - last_progress).count();
   if (idle > options().hang_seconds && error == cudaSuccess)
     fail(cudaErrorLaunchTimeout,
          strf("no progress for %.0f s (no barrier, collective, atomic or thread exit completed): "
@@ -614,7 +697,7 @@ Slot* Grid::choose_next(Slot* from) {
   for (auto& sp : slots) {
     Slot& s = *sp;
     if (s.block.active) {
-      if (!s.block.runnable.empty()) ready.push_back(&s);
+      if (s.block.ready_count > 0) ready.push_back(&s);
       else if (!s.block.sleeping.empty()) sleepy.push_back(&s);
     } else if (!s.exhausted && (cooperative || next_block < total_blocks)) {
       ready.push_back(&s);
@@ -626,10 +709,7 @@ Slot* Grid::choose_next(Slot* from) {
     if (error != cudaSuccess) return nullptr;
     Slot* s = sleepy[rng.below(sleepy.size())];
     // a spin round: its sleepers run again
-    for (Thread* t : s->block.sleeping) {
-      t->state = State::runnable;
-      s->block.runnable.push_back(t);
-    }
+    for (Thread* t : s->block.sleeping) make_runnable(t);
     s->block.sleeping.clear();
     return s;
   }
@@ -701,7 +781,7 @@ void thread_exit(Thread* t) {
               strf("a thread exited while %lld threads wait at grid.sync() %s (every thread of the "
                    "grid must reach it)",
                    g.grid_arrived, where(g.grid_site).c_str()));
-  to_scheduler(t, true);
+  leave(t, true);
   __builtin_unreachable();
 }
 
@@ -709,14 +789,10 @@ void block_on(Thread* t, Wait wait, const Site& site) {
   t->state = State::blocked;
   t->wait = wait;
   t->site = site;
-  to_scheduler(t, false);
+  leave(t, false);
   t->wait = Wait::none;
 }
 
-void make_runnable(Thread* t) {
-  t->state = State::runnable;
-  t->block->runnable.push_back(t);
-}
 
 }  // namespace
 
@@ -765,7 +841,7 @@ unsigned long long warp_collective(Collective kind, unsigned mask, unsigned long
   Warp& w = *t->warp;
   const int lane = t->lane;
   const Site site{file, line};
-  const char* name = collective_name(kind);
+#define name collective_name(kind)
   if (!(mask >> lane & 1))
     fail_here(t, cudaErrorLaunchFailure,
               strf("%s %s called by lane %d with mask 0x%08x, which does not include it", name,
@@ -781,23 +857,32 @@ unsigned long long warp_collective(Collective kind, unsigned mask, unsigned long
     fail_here(t, cudaErrorLaunchFailure,
               strf("%s %s with mask 0x%08x names lanes that have exited (0x%08x)", name,
                    where(site).c_str(), mask, mask & w.exited));
+  // The instance this lane joins: the pending one with its mask, kind and
+  // call site. Lanes of overlapping masks may be at different collectives
+  // for a while (on sm_70 and later a lane waits at its collective until
+  // every lane of the mask arrives there; the others run on, e.g. a row
+  // group finishing its loop before its neighbour), so only a deadlock makes
+  // that an error. Two call sites with the same mask are: the lanes would
+  // exchange values of two different instructions. (__syncwarp may be met
+  // at different calls.)
   PendingCollective* c = nullptr;
-  for (PendingCollective& p : w.pending)
-    if (p.mask & mask) {
+  for (PendingCollective& p : w.pending) {
+    if (p.mask != mask || p.kind != kind) continue;
+    if (kind == Collective::syncwarp || p.site == site) {
       c = &p;
       break;
     }
-  if (c) {
-    // on sm_70 and later, lanes may meet at different __syncwarp calls; every
-    // other collective is one instruction executed by all lanes of its mask
-    const bool same_site = kind == Collective::syncwarp || c->site == site;
-    if (c->mask != mask || c->kind != kind || !same_site || c->width != width)
-      fail_here(t, cudaErrorLaunchFailure,
-                strf("lane %d calls %s %s with mask 0x%08x while lanes 0x%08x wait at %s %s with "
-                     "mask 0x%08x (the lanes of a mask must all execute the same collective)",
-                     lane, name, where(site).c_str(), mask, c->arrived, collective_name(c->kind),
-                     where(c->site).c_str(), c->mask));
-  } else {
+    fail_here(t, cudaErrorLaunchFailure,
+              strf("lane %d calls %s %s with mask 0x%08x while lanes 0x%08x wait at %s %s with the "
+                   "same mask (the lanes of a mask must all execute the same collective)",
+                   lane, name, where(site).c_str(), mask, p.arrived, collective_name(p.kind),
+                   where(p.site).c_str()));
+  }
+  if (c && c->width != width)
+    fail_here(t, cudaErrorLaunchFailure,
+              strf("%s %s: lane %d passes width %d, lanes 0x%08x passed %d", name, where(site).c_str(), lane,
+                   width, c->arrived, c->width));
+  if (!c) {
     w.pending.emplace_back();
     c = &w.pending.back();
     c->kind = kind;
@@ -858,6 +943,7 @@ unsigned long long warp_collective(Collective kind, unsigned mask, unsigned long
   w.pending.erase(w.pending.begin() + (c - w.pending.data()));
   grid_of(t).progress();
   return t->result;
+#undef name
 }
 
 void grid_sync(const char* file, int line) {

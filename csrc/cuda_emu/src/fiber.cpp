@@ -41,9 +41,9 @@ void asan_finish_switch(void* fake_stack_save, const void** old_bottom, size_t* 
 #if defined(__x86_64__)
 
 // svp_emu_switch(void** save_sp, void* load_sp): pushes the callee-saved
-// registers and the SSE/x87 control words on the current stack, stores the
-// stack pointer, loads the other one and pops its registers; `ret` resumes
-// it. A new context's stack is laid out so that its first `ret` lands in
+// registers on the current stack, stores the stack pointer, loads the other
+// one and pops its registers; `ret` resumes it. The SSE and x87 control words
+// are not switched: device code never changes them (and ldmxcsr is slow). A new context's stack is laid out so that its first `ret` lands in
 // svp_emu_fiber_entry with the entry function in r13 and its argument in r12.
 asm(R"(
   .pushsection .text
@@ -58,14 +58,8 @@ svp_emu_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -97,20 +91,17 @@ void switch_context(FiberContext* from, const FiberContext* to) { svp_emu_switch
 void make_context(FiberContext* ctx, char* lo, size_t size, void (*entry)(void*), void* arg) {
   // the top, 16-byte aligned, less a little room
   const uintptr_t top = (reinterpret_cast<uintptr_t>(lo) + size - 64) & ~uintptr_t(15);
-  // frame, from low to high: control words, r15, r14, r13, r12, rbx, rbp, return
-  // address; after the `ret` rsp = top - 16 is 16-byte aligned, so the `call`
-  // in svp_emu_fiber_entry enters entry() with the ABI's alignment
-  uint64_t* sp = reinterpret_cast<uint64_t*>(top - 80);
-  const uint32_t mxcsr = 0x1F80;  // round to nearest, all exceptions masked
-  const uint16_t fpucw = 0x037F;
-  sp[0] = static_cast<uint64_t>(mxcsr) | (static_cast<uint64_t>(fpucw) << 32);
-  sp[1] = 0;                                          // r15
-  sp[2] = 0;                                          // r14
-  sp[3] = reinterpret_cast<uint64_t>(entry);          // r13
-  sp[4] = reinterpret_cast<uint64_t>(arg);            // r12
-  sp[5] = 0;                                          // rbx
-  sp[6] = 0;                                          // rbp
-  sp[7] = reinterpret_cast<uint64_t>(&svp_emu_fiber_entry);
+  // frame, from low to high: r15, r14, r13, r12, rbx, rbp, return address;
+  // after the `ret` rsp = top - 16 is 16-byte aligned, so the `call` in
+  // svp_emu_fiber_entry enters entry() with the ABI's alignment
+  uint64_t* sp = reinterpret_cast<uint64_t*>(top - 72);
+  sp[0] = 0;                                          // r15
+  sp[1] = 0;                                          // r14
+  sp[2] = reinterpret_cast<uint64_t>(entry);          // r13
+  sp[3] = reinterpret_cast<uint64_t>(arg);            // r12
+  sp[4] = 0;                                          // rbx
+  sp[5] = 0;                                          // rbp
+  sp[6] = reinterpret_cast<uint64_t>(&svp_emu_fiber_entry);
   ctx->sp = sp;
 }
 

@@ -16,7 +16,7 @@ namespace svp_emu {
 // Settings, read once from the environment (README.md lists them).
 struct Options {
   uint64_t seed = 1;            // SVP_EMU_SEED: thread order between barriers, atomics' interleaving
-  int sms = 4;                  // SVP_EMU_SMS: modelled multiprocessors (the H200 has 132)
+  int sms = 2;                  // SVP_EMU_SMS: modelled multiprocessors (the H200 has 132)
   size_t stack_bytes = 64 << 10;  // SVP_EMU_STACK_KB: stack of each emulated thread
   double hang_seconds = 120.0;  // SVP_EMU_HANG_SECONDS: a grid without progress this long is reported
   unsigned switch_odds = 8;     // at an atomic or fence, 1 in N: run another thread of the block

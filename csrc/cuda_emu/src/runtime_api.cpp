@@ -5,7 +5,7 @@
 // a failed kernel makes the device's error sticky until cudaDeviceReset.
 //
 // The modelled device is an NVIDIA H200 (sm_90, 132 multiprocessors, of
-// which SVP_EMU_SMS are modelled: 4 by default, for speed): its limits are
+// which SVP_EMU_SMS are modelled: 2 by default, for speed): its limits are
 // what the launch checks and the occupancy query use.
 #include <cuda_occupancy.h>
 #include <cuda_runtime.h>
@@ -52,7 +52,7 @@ Options& options() {
   static Options o = [] {
     Options x;
     x.seed = static_cast<uint64_t>(env_int("SVP_EMU_SEED", 1));
-    x.sms = static_cast<int>(std::max(1LL, std::min(132LL, env_int("SVP_EMU_SMS", 4))));
+    x.sms = static_cast<int>(std::max(1LL, std::min(132LL, env_int("SVP_EMU_SMS", 2))));
     x.stack_bytes = static_cast<size_t>(std::max(16LL, env_int("SVP_EMU_STACK_KB",
 #if defined(__SANITIZE_ADDRESS__)
                                                                256
@@ -663,6 +663,20 @@ cudaError_t cudaFreeHost(void* p) {
 cudaError_t cudaHostGetDevicePointer(void** pdev, void* phost, unsigned int flags) {
   (void)flags;
   *pdev = phost;  // mapped host memory: the same address on the (emulated) device
+  return cudaSuccess;
+}
+
+// Where an address lives. In the emulation every address but pinned host
+// memory is device memory: the tensors the tests give as CUDA tensors are
+// host allocations (torch's CPU allocator), which the emulated device reads.
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* ptr) {
+  std::memset(attr, 0, sizeof(*attr));
+  if (!ptr) return result(cudaErrorInvalidValue);
+  const bool host = is_pinned(ptr, 1);
+  attr->type = host ? cudaMemoryTypeHost : cudaMemoryTypeDevice;
+  attr->device = 0;
+  attr->devicePointer = const_cast<void*>(ptr);
+  attr->hostPointer = host ? const_cast<void*>(ptr) : nullptr;
   return cudaSuccess;
 }
 
