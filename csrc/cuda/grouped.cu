@@ -870,11 +870,11 @@ void run_kernel(const DeviceMatrix& X, const KCenterGroups& grp, const KCenterGr
   const size_t smem = warps_allowed ? one * kWarps : one;
   int max_smem = 0;
   SVP_CUDA(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, X.device));
-  if (smem + sizeof(Scratch) + 64 > static_cast<size_t>(max_smem))
+  if (smem + static_shared_bytes<gk_run<T, Acc>>() > static_cast<size_t>(max_smem))
     throw CudaError(format("svp_fast: the grouped k-center kernel does not fit on this GPU "
                            "(D = %lld needs %zu bytes of shared memory per block)",
-                           (long long)X.cols, smem));
-  if (smem > (48u << 10)) set_max_dynamic_smem<gk_run<T, Acc>>(static_cast<int>(smem));
+                           (long long)X.cols, smem + static_shared_bytes<gk_run<T, Acc>>()));
+  allow_dynamic_smem<gk_run<T, Acc>>(smem);
   const int per_sm = max_active_blocks_per_sm<gk_run<T, Acc>>(kThreads, smem);
   int sms = 0;
   SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, X.device));

@@ -88,17 +88,17 @@ struct KernelFit {
     SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   }
-  void require(size_t smem, const char* what) const {
-    if (smem > static_cast<size_t>(optin))
-      throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU (D = %lld "
-                             "needs %zu bytes of shared memory per block; the device allows %d)",
-                             what, D, smem, optin));
-  }
-  // require() first; then raise the kernel's limit where it needs more than 48 KB
+  // Kernel fits with `smem` bytes of dynamic shared memory (and its static
+  // part), or the error a user can act on; then its limit is raised where the
+  // two exceed 48 KB together
   template <auto Kernel>
   void allow(size_t smem, const char* what) const {
-    require(smem, what);
-    if (smem > (48u << 10)) set_max_dynamic_smem<Kernel>(static_cast<int>(smem));
+    const size_t total = smem + static_shared_bytes<Kernel>();
+    if (total > static_cast<size_t>(optin))
+      throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU (D = %lld "
+                             "needs %zu bytes of shared memory per block; the device allows %d)",
+                             what, D, total, optin));
+    allow_dynamic_smem<Kernel>(smem);
   }
   template <auto Kernel>
   int blocks_per_sm(int threads, size_t smem, const char* what) const {

@@ -115,6 +115,25 @@ void set_max_dynamic_smem(int bytes) {
     throw_cuda(err, ("cudaFuncSetAttribute(" + kernel_name<Kernel>() + ")").c_str(), __FILE__, __LINE__);
 }
 
+// The kernel's static shared memory (its __shared__ variables), bytes.
+template <auto Kernel>
+size_t static_shared_bytes() {
+  cudaFuncAttributes attr;
+  const cudaError_t err = cudaFuncGetAttributes(&attr, KernelLaunch<Kernel>::address());
+  if (err != cudaSuccess)
+    throw_cuda(err, ("cudaFuncGetAttributes(" + kernel_name<Kernel>() + ")").c_str(), __FILE__, __LINE__);
+  return attr.sharedSizeBytes;
+}
+
+// Lets Kernel launch with `smem` bytes of dynamic shared memory: a launch may
+// use 48 KB of static and dynamic shared memory together unless the kernel
+// opted in to more (its static part counts: 48 KB of dynamic memory alone is
+// already too much for a kernel with any __shared__ variable).
+template <auto Kernel>
+void allow_dynamic_smem(size_t smem) {
+  if (smem + static_shared_bytes<Kernel>() > (48u << 10)) set_max_dynamic_smem<Kernel>(static_cast<int>(smem));
+}
+
 // cudaOccupancyMaxActiveBlocksPerMultiprocessor for Kernel
 template <auto Kernel>
 int max_active_blocks_per_sm(int threads, size_t smem) {

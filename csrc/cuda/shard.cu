@@ -256,15 +256,16 @@ struct KCenterShardCuda::Impl {
     const size_t stride_bytes = static_cast<size_t>(center_stride(X.cols)) * sizeof(Acc);
     int optin = 0;
     SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, X.device));
-    // (the static shared memory of the kernel: a few KiB)
-    const size_t room = static_cast<size_t>(std::max(0, optin - (8 << 10)));
+    constexpr auto kernel = shard_apply<T, Acc, CPL, VEC>;
+    const size_t room = static_cast<size_t>(std::max<long long>(
+        0, optin - static_cast<long long>(static_shared_bytes<kernel>())));
     const long long q_max = std::max<long long>(1, std::min<long long>(16, static_cast<long long>(room / stride_bytes)));
     const long long rb = raw_row_bytes();
     for (long long k = 0; k < q; k += q_max) {
       const int qb = static_cast<int>(std::min(q_max, q - k));
       const size_t smem = stride_bytes * static_cast<size_t>(qb);
-      if (smem > (48u << 10)) set_max_dynamic_smem<shard_apply<T, Acc, CPL, VEC>>(static_cast<int>(smem));
-      launch<shard_apply<T, Acc, CPL, VEC>>(grid, kThreads, smem, 0, params<Acc>(), raw + k * rb, rb, qb, ord0 + k, counters);
+      allow_dynamic_smem<kernel>(smem);
+      launch<kernel>(grid, kThreads, smem, 0, params<Acc>(), raw + k * rb, rb, qb, ord0 + k, counters);
     }
   }
 
