@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .. import _emulation
 from .._arrays import as_index_array, as_matrix, check_choice, check_threads, is_torch
 from ._backends import backend_for
 from ._plan import METHODS, METRICS, KCenterGroupPlan, to_caller
@@ -186,7 +187,7 @@ def kcenter_grouped(embeddings: Any, budget: Any, groups: Any, *, already_select
     np.cumsum(budgets, out=pick_offsets[1:])
     rows = _rows_of_positions(positions, grp.members, grp.offsets, budgets)
     stats.extra["groups"].update(labels=grp.labels, offsets=pick_offsets, budgets=budgets)
-    del m
+    m = None  # (not del: the validate closure refers to m)
     out = [to_caller(embeddings, rows)]
     if return_offsets:
         out.append(to_caller(embeddings, pick_offsets))
@@ -377,7 +378,7 @@ def kcenter_sets(points: Any, budget: Any, *, lengths: Any = None, start: Any = 
         cells_seconds=time.perf_counter() - t0 if (cells is not None or dims) else 0.0,
         num_threads=threads, simd=simd, progress=progress)
     positions, radii, stats = backend.kcenter_groups(m, plan)
-    del m
+    m = None  # (not del: the validate closure refers to m)
     return _package_batch(points, B, K, positions, radii, budgets, return_radii, return_stats,
                           stats)
 
@@ -430,9 +431,9 @@ def _package_batch(points, B: int, K: int, positions, radii, budgets, return_rad
             if radii is not None:
                 r = radii if isinstance(radii, np.ndarray) else radii.cpu().numpy()
                 rad[valid] = r[flat]
-    res = [out]
+    res = [_emulation.like(points, out)]
     if return_radii:
-        res.append(rad)
+        res.append(_emulation.like(points, rad))
     if return_stats:
         res.append(stats)
     return res[0] if len(res) == 1 else tuple(res)

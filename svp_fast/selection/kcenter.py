@@ -354,7 +354,7 @@ def kcenter(
     # everything before the core call: input check, engine choice, k-means
     plan.cells_seconds = time.perf_counter() - t0 if validated else 0.0
     picks, radii, stats = backend.kcenter(m, plan)
-    del m  # keep the input (or its copy) alive until here
+    m = None  # the input (or its copy) was kept alive until here (not del: closures refer to m)
     if done.size:
         stats.extra["resumed_from"] = int(done.size)
         stats.picks = total_budget
