@@ -171,7 +171,8 @@ elif (( EMU )); then
   LIBASAN=$(gcc -print-file-name=libasan.so)
   if run_stage build_asan 2400 env SVP_FAST_CUDA=EMU $PY -m pip install --no-build-isolation --no-deps \
       --no-index --target "$ASAN_SITE" -C build-dir="$REPO/build/emu-asan-{wheel_tag}" \
-      -C cmake.define.SVP_FAST_EMU_ASAN=ON "$REPO"; then
+      -C cmake.define.SVP_FAST_EMU_ASAN=ON \
+      -C cmake.define.SVP_FAST_EMU_RESOURCE_TABLE="$EMU_SITE/svp_fast/kernel_resources.inc" "$REPO"; then
     ASAN_ENV=(env PYTHONPATH="$ASAN_SITE" LD_PRELOAD="$LIBASAN"
               ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$OUT/logs/asan")
     run_stage sanitizer_cases 1800 "${ASAN_ENV[@]}" $PY "$REPO/benchmarks/gpu_sanitize_case.py" --dry-run

@@ -81,7 +81,11 @@ def main(argv=None) -> int:
         same = bool(np.array_equal(np.asarray(got.cpu()), ref))
         failures += not same
         print(f"uncertainty {method}: {'ok' if same else 'DIFFERS FROM THE CPU'}", flush=True)
-    print("sanitizer cases done" + (" (dry run, CPU)" if args.dry_run else ""), flush=True)
+    where = ""
+    if args.dry_run:
+        where = (" (the emulated device)" if svp_fast.build_info().get("cuda_emulated")
+                 else " (dry run, CPU)")
+    print("sanitizer cases done" + where, flush=True)
     return 1 if failures else 0
 
 

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.skipif(not EMULATED, reason="the CUDA emulation's own t
                                                       "build (SVP_FAST_CUDA=EMU)")
 
 KBLOCK = 128
+# an AddressSanitizer build of the emulation, run with libasan preloaded
+# (gpu_check.sh --emulate, its sanitizer stage)
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 @pytest.fixture
@@ -86,8 +89,11 @@ def run_alone(name, **env):
     import json
 
     code = f"from svp_fast import _emu_selftest as e; import json; print(json.dumps(e.run({name!r})))"
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SVP_EMU_QUIET="1", **env),
-                          capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, SVP_EMU_QUIET="1", **env)
+    if UNDER_ASAN:  # its report on stderr, here
+        env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
     out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
     return proc.returncode, out, proc.stderr
 
@@ -95,10 +101,18 @@ def run_alone(name, **env):
 def test_a_write_through_a_null_pointer_is_an_illegal_address():
     # (a process of its own: under AddressSanitizer, ASan reports the fault and ends it)
     rc, out, err = run_alone("write_through_null")
-    if rc != 0:
-        assert "AddressSanitizer" in err and "write_through_null" in err, err[-3000:]
+    if UNDER_ASAN:
+        assert rc != 0 and "AddressSanitizer: SEGV" in err, err[-3000:]
         return
+    assert rc == 0, err
     assert_failure(out, "cudaErrorIllegalAddress", "illegal memory access", "write_through_null")
+
+
+@pytest.mark.skipif(not UNDER_ASAN, reason="only AddressSanitizer sees a read past the end of device "
+                                           "memory (gpu_check.sh --emulate runs this under it)")
+def test_a_read_past_the_end_of_device_memory_is_reported_by_asan():
+    rc, out, err = run_alone("read_past_the_end")
+    assert rc != 0 and "heap-buffer-overflow" in err and "READ of size 8" in err, err[-3000:]
 
 
 def test_too_much_shared_memory_without_the_attribute_is_refused(emu):
@@ -110,9 +124,13 @@ def test_too_much_shared_memory_without_the_attribute_is_refused(emu):
     assert out["values"] == [3.0 * t for t in range(KBLOCK)]
 
 
-def test_a_write_past_dynamic_shared_memory_is_caught(emu):
-    assert_failure(run(emu, "past_dynamic_smem"), "cudaErrorIllegalAddress",
-                   "past the end of its dynamic shared memory (512 bytes")
+def test_a_write_past_dynamic_shared_memory_is_caught():
+    rc, out, err = run_alone("past_dynamic_smem")
+    if UNDER_ASAN:
+        assert rc != 0 and "heap-buffer-overflow" in err and "WRITE of size 8" in err, err[-3000:]
+        return
+    assert rc == 0, err
+    assert_failure(out, "cudaErrorIllegalAddress", "past the end of its dynamic shared memory (512 bytes")
 
 
 def test_a_cooperative_grid_must_fit_the_device(emu):
@@ -172,6 +190,14 @@ def test_a_spin_loop_that_never_ends_is_reported_with_where_it_waits():
     assert rc == 0, err
     assert out["error"] == "cudaErrorLaunchTimeout", out
     assert "no progress" in out["message"] and "sleeping (spin loop) at planted.cu:" in out["message"]
+
+
+def test_a_spin_loop_without_any_switch_point_is_interrupted():
+    # (nothing in the loop reaches the scheduler: the watchdog interrupts the fiber)
+    rc, out, err = run_alone("spin_without_yield", SVP_EMU_HANG_SECONDS="2")
+    assert rc == 0, err
+    assert out["error"] == "cudaErrorLaunchTimeout", out
+    assert "without reaching a barrier" in out["message"] and "spin_without_yield" in out["message"]
 
 
 def test_every_planted_case_has_a_test():

@@ -22,6 +22,7 @@
 // that do not arrive, grid.sync() outside a cooperative launch, a deadlock, a
 // grid without progress, a fault) fails the launch with a report that names
 // the kernel, the block and thread, the call sites and the seed.
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -185,7 +186,13 @@ struct Block {
   size_t dyn_bytes = 0;
 };
 
+// a guard zone after dynamic shared memory, checked when the block ends (an
+// AddressSanitizer build has none: ASan sees every access past the end)
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kSharedGuard = 0;
+#else
 constexpr size_t kSharedGuard = 64;
+#endif
 constexpr unsigned char kSharedFill = 0xCD, kGuardFill = 0xA7;
 constexpr uint64_t kCanary = 0x5356505f454d5521ull;  // "SVP_EMU!"
 
@@ -247,6 +254,11 @@ struct Grid {
   uint64_t progress_count = 0, progress_seen = 0;
   Clock::time_point last_progress;
   uint64_t switches = 0;
+  // what the watchdog (run_grid's thread) reads: the switches so far, and the
+  // OS thread holding the baton, which it interrupts when a fiber spins
+  // without a switch point for SVP_EMU_HANG_SECONDS
+  std::atomic<uint64_t> heartbeat{0};
+  std::atomic<pthread_t> runner{};
   // the stream's thread waits for every slot thread to leave
   std::mutex m;
   std::condition_variable cv;
@@ -443,7 +455,7 @@ void leave(Thread* t, bool dying) {
   Grid& g = grid_of(t);
   Thread* next = g.error == cudaSuccess ? pick(*t->block, g.rng, t->warp) : nullptr;
   if (!next) return to_scheduler(t, dying);
-  ++g.switches;
+  g.heartbeat.store(++g.switches, std::memory_order_relaxed);
   tls_current = next;
   asan_start_switch(dying ? nullptr : &t->asan_fake, next->stack_lo, next->stack_size);
   switch_context(&t->ctx, &next->ctx);
@@ -568,7 +580,12 @@ bool Grid::start_next_block(Slot& s) {
   st->ensure_fibers(threads_per_block);
   if (launch->dynamic_smem > 0) {
     blk.dyn_bytes = launch->dynamic_smem;
-    blk.dyn = static_cast<unsigned char*>(aligned_alloc(128, (blk.dyn_bytes + kSharedGuard + 127) & ~size_t(127)));
+    void* mem = nullptr;
+    if (posix_memalign(&mem, 128, blk.dyn_bytes + kSharedGuard) != 0) {
+      fprintf(stderr, "svp_emu: cannot allocate %zu bytes of shared memory\n", blk.dyn_bytes);
+      abort();
+    }
+    blk.dyn = static_cast<unsigned char*>(mem);
     // shared memory starts undefined: a pattern, so that reading it before
     // writing gives garbage rather than a lucky zero
     std::memset(blk.dyn, kSharedFill, blk.dyn_bytes);
@@ -663,7 +680,8 @@ bool Grid::run_until_stuck(Slot& s) {
            strf("the stack of an emulated thread overflowed (%zu KB; set SVP_EMU_STACK_KB higher)",
                 t->stack_size >> 10),
            t);
-    if ((++switches & 4095) == 0) check_liveness();
+    heartbeat.store(++switches, std::memory_order_relaxed);
+    if ((switches & 4095) == 0) check_liveness();
     if (s.preempt) {
       s.preempt = false;
       return true;
@@ -731,6 +749,7 @@ void Grid::slot_main(Slot& s) {
   for (;;) {
     s.go.acquire();
     if (finished) return;
+    runner.store(pthread_self(), std::memory_order_relaxed);
     for (;;) {
       run_until_stuck(s);
       Slot* next = choose_next(&s);
@@ -1023,6 +1042,9 @@ unsigned char* dynamic_shared_memory() {
 namespace {
 
 struct sigaction g_old_segv, g_old_bus;
+// the watchdog's signal to a slot thread whose fiber spins (SIGRTMIN + 7:
+// one no library here uses)
+const int kSpinSignal = SIGRTMIN + 7;
 
 // Where a faulting fiber resumes (on its own stack, reset): it reports the
 // fault and ends its launch.
@@ -1031,6 +1053,33 @@ struct sigaction g_old_segv, g_old_bus;
             strf("an illegal memory access (%s at address 0x%llx): a device pointer out of bounds "
                  "or null",
                  t->fault_signal == SIGBUS ? "SIGBUS" : "SIGSEGV", (unsigned long long)t->fault_address));
+}
+
+// Where a fiber that spun too long without a switch point resumes: it
+// reports where it was (its function) and ends its launch.
+[[noreturn]] void spin_landing(Thread* t) {
+  Dl_info info;
+  const char* fn = dladdr(reinterpret_cast<void*>(t->fault_address), &info) && info.dli_sname ? info.dli_sname : "?";
+  fail_here(t, cudaErrorLaunchTimeout,
+            strf("a thread ran %.0f s without reaching a barrier, a collective, an atomic, a fence "
+                 "or __nanosleep (a spin loop the emulator cannot switch out of: add __nanosleep "
+                 "to it); it was in %s",
+                 options().hang_seconds, fn));
+}
+
+void on_spin_timeout(int, siginfo_t*, void* uctx) {
+  Thread* t = tls_current;
+  if (!t) return;  // the scheduler itself: it checks liveness on its own
+#if defined(__x86_64__)
+  ucontext_t* uc = static_cast<ucontext_t*>(uctx);
+  t->fault_address = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  const uintptr_t top = (reinterpret_cast<uintptr_t>(t->stack_lo) + t->stack_size - 256) & ~uintptr_t(15);
+  uc->uc_mcontext.gregs[REG_RSP] = static_cast<greg_t>(top - 8);
+  uc->uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(&spin_landing);
+  uc->uc_mcontext.gregs[REG_RDI] = reinterpret_cast<greg_t>(t);
+#else
+  (void)uctx;
+#endif
 }
 
 void on_fault(int sig, siginfo_t* info, void* uctx) {
@@ -1062,6 +1111,15 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
 
 namespace {
 void install_fault_handler() {
+  static std::once_flag spin_once;
+  std::call_once(spin_once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_spin_timeout;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(kSpinSignal, &sa, nullptr);
+  });
 #if defined(__SANITIZE_ADDRESS__)
   return;  // AddressSanitizer reports faults itself, with the stack
 #else
@@ -1118,8 +1176,25 @@ cudaError_t run_grid(GridLaunch& launch, std::string* detail) {
   // the baton to a first slot
   g.slots[g.rng.below(g.slots.size())]->go.release();
   {
+    // the watchdog: a grid whose fibers make no switch for the hang limit has
+    // a fiber spinning with nothing to switch at: interrupt it
     std::unique_lock<std::mutex> lock(g.m);
-    g.cv.wait(lock, [&] { return g.slots_running == 0; });
+    uint64_t seen = g.heartbeat.load();
+    Clock::time_point since = Clock::now();
+    bool signalled = false;
+    while (!g.cv.wait_for(lock, std::chrono::seconds(1), [&] { return g.slots_running == 0; })) {
+      const uint64_t beat = g.heartbeat.load(std::memory_order_relaxed);
+      if (beat != seen) {
+        seen = beat;
+        since = Clock::now();
+        continue;
+      }
+      if (!signalled && std::chrono::duration<double>(Clock::now() - since).count() > options().hang_seconds) {
+        signalled = true;
+        const pthread_t r = g.runner.load();
+        if (r != pthread_t{}) pthread_kill(r, kSpinSignal);
+      }
+    }
   }
   for (auto& sp : g.slots)  // blocks a failure left behind
     if (sp->block.dyn) free(sp->block.dyn);

@@ -62,6 +62,11 @@ __global__ void mask_without_caller(double* out) {
 
 __global__ void write_through_null(double* out) { out[threadIdx.x] = 1.0; }
 
+// Reads one element past the end of its input (only AddressSanitizer sees it).
+__global__ void read_past_the_end(const double* in, double* out, int n) {
+  out[threadIdx.x] = in[threadIdx.x + (threadIdx.x == 0 ? n : 0)];
+}
+
 // 9 KB of static shared memory, and dynamic shared memory on top.
 __global__ void static_plus_dynamic(double* out) {
   __shared__ double fixed[9 * 1024 / 8];
@@ -132,6 +137,13 @@ __global__ void two_barrier_sites(double* out) {
 // A spin loop on a flag that nobody sets.
 __global__ void spin_forever(const volatile int* flag, double* out) {
   while (*flag == 0) __nanosleep(100);
+  out[0] = 1.0;
+}
+
+// A spin loop without anything the emulator can switch at.
+__global__ void spin_without_yield(const volatile int* flag, double* out) {
+  while (*flag == 0) {
+  }
   out[0] = 1.0;
 }
 
@@ -230,6 +242,9 @@ Outcome run_case(const std::string& name) {
   } else if (name == "write_through_null") {
     Buffer out(kBlock);
     finish(o, launch<write_through_null>(1, kBlock, 0, false, static_cast<double*>(nullptr)), &out);
+  } else if (name == "read_past_the_end") {
+    Buffer in(kBlock), out(kBlock);
+    finish(o, launch<read_past_the_end>(1, kBlock, 0, false, in.p, out.p, kBlock), &out);
   } else if (name == "static_plus_dynamic" || name == "static_plus_dynamic_with_attribute") {
     Buffer out(kBlock);
     const size_t dyn = 40 * 1024;
@@ -271,6 +286,13 @@ Outcome run_case(const std::string& name) {
     cudaMemset(flag, 0, sizeof(int));
     Buffer out(1);
     finish(o, launch<spin_forever>(1, 32, 0, false, flag, out.p), &out);
+    cudaFree(flag);
+  } else if (name == "spin_without_yield") {
+    int* flag = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&flag), sizeof(int));
+    cudaMemset(flag, 0, sizeof(int));
+    Buffer out(1);
+    finish(o, launch<spin_without_yield>(1, 32, 0, false, flag, out.p), &out);
     cudaFree(flag);
   } else if (name == "slots_by_atomic") {
     int* counter = nullptr;
@@ -325,6 +347,7 @@ std::vector<std::string> case_names() {
           "half_warp_shuffle",
           "mask_without_caller",
           "write_through_null",
+          "read_past_the_end",
           "static_plus_dynamic",
           "static_plus_dynamic_with_attribute",
           "past_dynamic_smem",
@@ -335,6 +358,7 @@ std::vector<std::string> case_names() {
           "divergent_syncthreads",
           "two_barrier_sites",
           "spin_forever",
+          "spin_without_yield",
           "slots_by_atomic",
           "cub_temp_too_small",
           "cub_temp_enough"};

@@ -8,6 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)"
 cuda_include="${CUDA_INCLUDE:-/usr/local/cuda-13.0/include}"
 if [ -n "${EMU_TEST_BUILD_DIR:-}" ]; then
   out="$EMU_TEST_BUILD_DIR"
+  mkdir -p "$out"
 else
   out="$(mktemp -d)"
   trap 'rm -rf "$out"' EXIT
