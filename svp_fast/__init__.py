@@ -25,10 +25,10 @@ except ImportError as _e:  # pragma: no cover - depends on how Python was starte
         "pytest`), or install in place with `pip install -e .`") from _e
 
 from ._info import build_info
-from .selection import (ForgettingTracker, KCenterStats, forgetting, kcenter, random_selection,
-                        uncertainty, uncertainty_scores)
+from .selection import (ForgettingTracker, KCenterStats, UncertaintyStats, forgetting, kcenter,
+                        random_selection, uncertainty, uncertainty_scores)
 
 __version__ = "0.1.0"
 
-__all__ = ["ForgettingTracker", "KCenterStats", "build_info", "forgetting", "kcenter",
-           "random_selection", "uncertainty", "uncertainty_scores", "__version__"]
+__all__ = ["ForgettingTracker", "KCenterStats", "UncertaintyStats", "build_info", "forgetting",
+           "kcenter", "random_selection", "uncertainty", "uncertainty_scores", "__version__"]

@@ -17,12 +17,13 @@ from typing import Any, Optional
 import numpy as np
 
 from .._arrays import as_matrix, check_choice, check_threads
+from .._threads import KCENTER_STEP, ThreadChoice, choose_threads
 from ._plan import METHODS, METRICS
 from .cells import default_n_cells
 
 __all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KDTREE_MIN_BUDGET",
-           "check_common", "choose_engine", "plan_group_engines", "positive_or_none",
-           "random_starts", "sub_matrix"]
+           "STEP_SHARING_ENGINES", "check_common", "choose_engine", "plan_group_engines",
+           "positive_or_none", "random_starts", "step_threads", "sub_matrix"]
 
 # Cells prune when the data is low-dimensional where it lives: measured, the
 # cells computed 1% of a scan's distances on proxy features of intrinsic
@@ -69,6 +70,25 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
         return backend.auto_engine, dim
     return "pruned", dim  # hands over to lazy_engine when the cells do not prune
+
+
+# Engines whose every step is one pass over the live rows: a large step is a
+# large region of work (_threads.py, rule 2). The lazy, pruned and k-d tree
+# engines read a few rows a step, in many small regions.
+STEP_SHARING_ENGINES = ("scan", "batched")
+
+
+def step_threads(requested: int, m, backend, engine: Optional[str] = None,
+                 rows: Optional[int] = None) -> ThreadChoice:
+    """The thread count of a k-center call on the CPU (``requested``: the
+    caller's, 0 for the default; see ``svp_fast._threads``). Before the
+    engine is chosen (``engine=None``) it is that of one pass over the rows.
+    ``rows``: the rows one step reads (default all of ``m``'s)."""
+    if backend.name != "cpu":
+        return ThreadChoice(requested, "requested" if requested else "device")
+    size = (m.rows if rows is None else rows) * m.cols * m.itemsize
+    return choose_threads(requested, KCENTER_STEP, size,
+                          share=engine is None or engine in STEP_SHARING_ENGINES)
 
 
 # --------------------------------------------------------------- argument checks

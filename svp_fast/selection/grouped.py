@@ -20,7 +20,7 @@ import numpy as np
 from .._arrays import as_index_array, as_matrix, is_torch
 from ._backends import backend_for
 from ._plan import KCenterGroupPlan, to_caller
-from ._planner import check_common, plan_group_engines, random_starts
+from ._planner import check_common, plan_group_engines, random_starts, step_threads
 from .groups import Groups, as_groups, label_repr, split_budget
 
 __all__ = ["kcenter_grouped", "reject_callback"]
@@ -62,6 +62,10 @@ def kcenter_grouped(embeddings: Any, budget: Any, groups: Any, *, already_select
     starts = _group_starts(start, grp, pos, n_sel, seed)
 
     backend = backend_for(m)
+    # the groups run side by side, one thread each (a large one on every
+    # thread): one region of work, all of their rows (_threads.py)
+    choice = step_threads(threads, m, backend, rows=grp.members.size)
+    threads = choice.threads
     validated = {}
 
     def validate() -> None:
@@ -79,6 +83,7 @@ def kcenter_grouped(embeddings: Any, budget: Any, groups: Any, *, already_select
         requested=method, return_radii=return_radii, cells=cells, n_cells=n_cells_arr,
         cells_seconds=time.perf_counter() - t0 if (cells is not None or dims) else 0.0,
         num_threads=threads, simd=simd, progress=progress)
+    plan.extra["threads_reason"] = choice.reason
     if dims:
         plan.extra["intrinsic_dimension"] = next(iter(dims.values()))
     positions, radii, stats = backend.kcenter_groups(m, plan)

@@ -154,7 +154,11 @@ def kcenter(
             Never affects picks.
         seed: seed of ``start="random"``, and of the k-means that builds the
             cells (which does not affect picks).
-        num_threads: CPU threads (default: OpenMP's default).
+        num_threads: CPU threads. Default: chosen per call from the size of
+            a step and the cores other processes leave free (one thread for
+            small steps or on a busy machine, every thread on an idle one;
+            ``svp_fast._threads``, README "Threads"); ``stats.num_threads``
+            says what ran. Never affects picks.
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
         batch_candidates: candidates per pass of the batched driver (T;
             default 256 for ``method="batched"``). With "scan", "lazy" or

@@ -18,7 +18,7 @@ import numpy as np
 from .._arrays import as_matrix, is_torch
 from ._backends import backend_for
 from ._plan import KCenterGroupPlan
-from ._planner import check_common, plan_group_engines, random_starts, sub_matrix
+from ._planner import check_common, plan_group_engines, random_starts, step_threads, sub_matrix
 from .grouped import reject_callback
 
 __all__ = ["is_batch", "kcenter_sets"]
@@ -133,6 +133,10 @@ def kcenter_sets(points: Any, budget: Any, *, lengths: Any = None, start: Any = 
     offsets = np.zeros(B + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     backend = backend_for(m)
+    # the groups run side by side, one thread each (a large one on every
+    # thread): one region of work, all of their rows (_threads.py)
+    choice = step_threads(threads, m, backend, rows=members.size)
+    threads = choice.threads
     validated = {}
 
     def validate() -> None:
@@ -152,6 +156,7 @@ def kcenter_sets(points: Any, budget: Any, *, lengths: Any = None, start: Any = 
         set_rows=set_rows, cells=cells, n_cells=n_cells_arr,
         cells_seconds=time.perf_counter() - t0 if (cells is not None or dims) else 0.0,
         num_threads=threads, simd=simd, progress=progress)
+    plan.extra["threads_reason"] = choice.reason
     positions, radii, stats = backend.kcenter_groups(m, plan)
     return _package_batch(points, B, K, positions, radii, budgets, return_radii, return_stats,
                           stats)

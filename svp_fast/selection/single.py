@@ -18,7 +18,7 @@ import numpy as np
 from .._arrays import as_index_array, as_matrix, check_budget, check_index
 from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, KCenterPlan, package
-from ._planner import check_common, choose_engine, random_starts
+from ._planner import check_common, choose_engine, random_starts, step_threads
 from .cells import default_n_cells
 
 __all__ = ["kcenter_single"]
@@ -73,6 +73,10 @@ def kcenter_single(embeddings: Any, budget: Any, *, already_selected: Any = None
         budget -= done.size
 
     backend = backend_for(m)
+    # the default thread count (_threads.py): a pass over the rows (the input
+    # check, the probe) first; the engine's steps once it is chosen
+    requested = threads
+    threads = step_threads(requested, m, backend).threads
     cells_n = n_cells or default_n_cells(m.rows)
     t0 = time.perf_counter()
     validated = False
@@ -90,6 +94,8 @@ def kcenter_single(embeddings: Any, budget: Any, *, already_selected: Any = None
     engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols)
                    if budget > 0 else ("scan", None))
     probe_seconds = time.perf_counter() - t0
+    choice = step_threads(requested, m, backend, engine)
+    threads = choice.threads
     run_callback = callback
     if callback is not None and done.size:  # the user sees the whole run's picks
         def run_callback(p, r):
@@ -112,6 +118,7 @@ def kcenter_single(embeddings: Any, budget: Any, *, already_selected: Any = None
                        batch_max_picks=batch_max_picks or 0)
     if dim is not None:
         plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
+    plan.extra["threads_reason"] = choice.reason
     if engine == "pruned" and budget > 0:
         validate()
         plan.projection = backend.build_projection(m, metric, seed, projection_dims)
