@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
@@ -101,9 +102,43 @@ def test_compare_two_runs(tmp_path, capsys):
     part = text[text.index("against"):]
     rows = [line for line in part.splitlines()[2:] if line.startswith("kcenter")]
     assert len(rows) == 4  # scan and numpy, at N=300 and 400
-    assert sum(line.endswith("x") for line in rows) == 2  # N=300: measured in both runs
-    assert sum(line.endswith("(new)") for line in rows) == 2
+    assert sum(bool(re.search(r"\d\.\d\dx  ", line)) for line in rows) == 2  # N=300: both runs
+    assert sum("(new)" in line for line in rows) == 2
     assert "(1 rows of" in part  # lazy at N=300: only in the first run
+    # the same thread counts both times (--quick: svp_fast's default, numpy's one thread)
+    assert "threads differ" not in part
+
+
+def test_csv_records_threads_and_load_and_compare_flags_a_change(tmp_path, capsys):
+    """bench.csv says how many threads ran and how loaded the machine was;
+    --compare flags rows whose thread counts differ between the two runs."""
+    argv = ["--quick", "--n", "300", "--no-uncertainty", "--methods", "scan", "--baselines",
+            "numpy", "--no-plot"]
+    assert bench.main(argv + ["--threads", "1", "--out", str(tmp_path / "a")]) == 0
+    with open(tmp_path / "a" / "bench.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["impl"]: int(r["threads"]) for r in rows} == {"svp_fast": 1, "numpy": 1}
+    assert all(float(r["load"]) >= 0 for r in rows)
+    capsys.readouterr()
+    assert bench.main(argv + ["--threads", "2", "--compare",
+                              str(tmp_path / "a" / "bench.csv")]) == 0
+    part = capsys.readouterr().out.split("against")[1]
+    svp = next(line for line in part.splitlines() if " svp_fast " in line)
+    numpy_row = next(line for line in part.splitlines() if " numpy " in line)
+    assert "1->2" in svp and svp.endswith("* threads differ")
+    assert "1->1" in numpy_row and "threads differ" not in numpy_row
+    assert "1 rows were measured with different thread counts" in part
+    # an older CSV without the columns: its thread counts are unknown, so flagged
+    old = tmp_path / "old.csv"
+    with open(tmp_path / "a" / "bench.csv") as f, open(old, "w", newline="") as g:
+        reader = csv.DictReader(f)
+        fields = [k for k in reader.fieldnames if k not in ("threads", "load")]
+        w = csv.DictWriter(g, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(reader)
+    assert bench.main(argv + ["--threads", "1", "--compare", str(old)]) == 0
+    part = capsys.readouterr().out.split("against")[1]
+    assert "?->1" in part and "2 rows were measured with different thread counts" in part
 
 
 def test_own_embeddings_from_input(tmp_path):
