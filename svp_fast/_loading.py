@@ -110,8 +110,11 @@ def check_device(device: str, flag: str = "--device") -> str:
 def _facts(chunk: np.ndarray, threads: int):
     from . import _core
     from ._arrays import as_matrix
+    from ._threads import KCENTER_STEP, choose_threads
 
     m = as_matrix(chunk, "rows")
+    # one pass over the chunk: a region of work like one step of a scan
+    threads = choose_threads(threads, KCENTER_STEP, m.rows * m.cols * m.itemsize).threads
     return _core.shard_facts(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, threads, "")
 
 
