@@ -18,12 +18,14 @@ from .classifier import Classifier, ModuleClassifier
 # the model files register their built-in models in the registry on import:
 # images and vectors first, then text (the order of MODELS)
 from .models import MLP, PreActResNet, SmallCNN
+from .outputs import ModelOutputs, Selection, model_outputs, select
 from .registry import MODELS, create_model, model_builder, register_model
 from .text_models import VDCNN, FastText
 from .training import (EpochRecord, Inference, TrainConfig, TrainResult, evaluate, infer,
                        iterate_batches, load_checkpoint, parse_schedule, save_checkpoint, train)
 
-__all__ = ["Classifier", "EpochRecord", "FastText", "Inference", "MLP", "MODELS", "ModuleClassifier",
+__all__ = ["Classifier", "EpochRecord", "FastText", "Inference", "MLP", "MODELS", "ModelOutputs",
+           "ModuleClassifier", "Selection", "model_outputs", "select",
            "PreActResNet", "SmallCNN", "TrainConfig", "TrainResult", "VDCNN", "create_model",
            "evaluate", "infer", "iterate_batches", "load_checkpoint", "model_builder",
            "parse_schedule", "register_model", "save_checkpoint", "train"]
