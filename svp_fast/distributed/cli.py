@@ -167,9 +167,11 @@ def _save_atomic(path: str, array: np.ndarray) -> None:
 
 def _load(path: str, what: str):
     p = Path(path)
+    if p.is_dir():
+        raise _UserError(f"{what} file {path!r} is a directory, not a .npy file")
     if not p.is_file():
         raise _UserError(f"{what} file {path!r} does not exist" if not p.exists()
-                         else f"{what} path {path!r} is not a file")
+                         else f"{what} file {path!r} is not a regular file")
     try:
         return np.load(p, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
