@@ -63,6 +63,25 @@ def test_grid_table_csv_and_plot(tmp_path):
     assert "x numpy" in text and "norms+matvec" in text and "least_confidence" in text
 
 
+def test_plot_legends_do_not_cover_the_lines(tmp_path):
+    """The issue: bench.png's uncertainty legend (a line per method, implementation
+    and dtype) sat over the lines. Every legend is drawn outside its axes now."""
+    b, _ = _run(TINY[:5] + ["float32,float16"] + TINY[6:], tmp_path)
+    fig = b.plot(tmp_path / "c.png")
+    renderer = fig.canvas.get_renderer()
+    legends = 0
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_legend() is None:
+            continue
+        legends += 1
+        box, leg = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+        assert leg.y1 <= box.y0, (ax.get_title(), leg, box)  # entirely below the axes
+        assert fig.bbox.y0 <= leg.y0  # and on the figure
+    uncertainty = next(ax for ax in fig.axes if ax.get_title().startswith("uncertainty"))
+    assert len(uncertainty.get_legend().get_texts()) == 3 * 3 * 2  # methods x impls x dtypes
+    assert legends == len([ax for ax in fig.axes if ax.get_visible()])
+
+
 def test_run_bench_prints_and_writes(tmp_path, capsys):
     args = bench.build_parser().parse_args(
         TINY[:4] + TINY[6:] + ["--no-uncertainty", "--methods", "scan", "--baselines", "numpy",

@@ -644,20 +644,25 @@ class Bench:
                 row.pop("extra")
                 w.writerow(row)
 
-    def plot(self, path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def plot(self, path):
+        """Time against N, one panel per k-center grid point and one for
+        uncertainty; each panel's legend below it, never over its lines (the
+        uncertainty panel has a line per method, implementation and dtype).
+        Returns the Figure."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         panels = sorted({(r.task, r.d, r.dtype, r.budget) for r in self.rows if r.task == "kcenter"})
         if any(r.task == "uncertainty" for r in self.rows):
             panels.append(("uncertainty", 0, "", 0))
         if not panels:
-            return
+            return None
         cols = min(3, len(panels))
         rows = -(-len(panels) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+        # without pyplot: no global state, nothing left open
+        fig = Figure(figsize=(5.2 * cols, 5.6 * rows), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
         for ax, (task, d, dtype, budget) in zip(axes.ravel(), panels):
             if task == "kcenter":
                 sel = [r for r in self.rows if r.task == task and r.d == d and r.dtype == dtype
@@ -681,14 +686,14 @@ class Bench:
             ax.set_yscale("log")
             ax.set_xlabel("N (rows)")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                      frameon=False)
         for ax in axes.ravel()[len(panels):]:
             ax.set_visible(False)
         fig.suptitle("svp_fast selection latency (median of repeats; lower is better)", fontsize=11)
-        fig.tight_layout()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
-        plt.close(fig)
+        return fig
 
     def machine(self) -> str:
         info = self.svp.build_info()
