@@ -11,7 +11,6 @@ the picks and radii equal the uninterrupted run's, and the checkpoint's size.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
