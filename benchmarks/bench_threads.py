@@ -23,6 +23,7 @@ case.
 
     python benchmarks/bench_threads.py --busy 2            # the shared machine
     python benchmarks/bench_threads.py --baseline-site /tmp/svp_main_site   # idle, against main
+    python benchmarks/bench_threads.py --assume-free-cores 2     # the idle choice's own cost
 
 It prints, per case, the times and ``default / best(1, all)`` (target with
 two busy processes: at most 1.3) and ``default / today`` (target on an idle
@@ -41,6 +42,8 @@ import sys
 import time
 from pathlib import Path
 
+from svp_fast import _threads
+
 WORKER = r"""
 import json, sys, time
 import numpy as np
@@ -49,6 +52,14 @@ from svp_fast import bench
 
 size = sys.argv[1]
 points = bench.suite_points(size)
+if len(sys.argv) > 2:  # --assume-free-cores: the default's load reading, replaced
+    from svp_fast import _threads
+
+    class Assumed:
+        def free_cores(self, free=float(sys.argv[2])):
+            return free
+
+    _threads.LOAD = Assumed()
 cache = {}
 
 def case(i):
@@ -82,9 +93,9 @@ for line in sys.stdin:
 
 
 class Worker:
-    def __init__(self, name: str, size: str, env: dict, flags=()):
+    def __init__(self, name: str, size: str, env: dict, flags=(), extra=()):
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, *flags, "-c", WORKER, size],
+        self.proc = subprocess.Popen([sys.executable, *flags, "-c", WORKER, size, *extra],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env)
         self.info = json.loads(self.proc.stdout.readline())
@@ -104,6 +115,19 @@ class Worker:
         self.proc.wait()
 
 
+def reading_cost(n: int = 200) -> float:
+    """Seconds of one fresh /proc reading of svp_fast._threads.LoadMeter (median)."""
+    times = []
+    for _ in range(n):
+        meter = _threads.LoadMeter()
+        meter.others_busy()  # the instant count
+        meter._last = (meter._last[0] - 2 * _threads.WINDOW,) + meter._last[1:]
+        t0 = time.perf_counter()
+        meter.others_busy()  # a windowed reading: /proc/stat and the process's CPU time
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--busy", type=int, default=0, help="processes spinning on a core each")
@@ -119,6 +143,10 @@ def main(argv=None) -> int:
     p.add_argument("--pause", type=float, default=0.02,
                    help="seconds between two runs (default 0.02): OpenMP threads spin after "
                         "a run before they sleep, and would slow the next run down")
+    p.add_argument("--assume-free-cores", type=float, metavar="F",
+                   help="this build's default reads F free cores instead of /proc (e.g. the "
+                        "machine's CPU count: what it does on an idle machine, measured on a "
+                        "busy one); the cost of a real reading is printed apart")
     p.add_argument("--out", metavar="JSON", help="write every measurement here")
     args = p.parse_args(argv)
 
@@ -126,7 +154,8 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     workers, busy = [], []
     try:
-        workers.append(Worker("new", args.size, env))
+        assumed = () if args.assume_free_cores is None else (str(args.assume_free_cores),)
+        workers.append(Worker("new", args.size, env, extra=assumed))
         if args.baseline_site:
             # -S: no site-packages processing, so that an editable install's
             # import hook (.pth) cannot put this build ahead of the baseline
@@ -147,7 +176,11 @@ def main(argv=None) -> int:
         plan = [(w, label, threads) for w in workers for label, threads in variants[w.name]]
         cases = workers[0].info["cases"]
         print(f"bench_threads: {cpus} CPUs, {args.busy} busy processes, suite {args.size}, "
-              f"median of {args.repeat}; load average {os.getloadavg()}", flush=True)
+              f"median of {args.repeat}; load average {os.getloadavg()}"
+              + ("" if args.assume_free_cores is None else
+                 f"; the default assumes {args.assume_free_cores:g} free cores"), flush=True)
+        print(f"one reading of the load: {reading_cost() * 1e6:.1f} us (at most one per "
+              f"{_threads.WINDOW:g} s)", flush=True)
         records = []
         for ci, (task, dtype, n, d, budget, umethod) in enumerate(cases):
             methods = ["scan", "lazy", "pruned", "batched"] if task == "kcenter" else [umethod]
