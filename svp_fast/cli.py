@@ -436,7 +436,9 @@ def add_kcenter_parser(sub) -> None:
     p.add_argument("--offsets", metavar="NPY",
                    help="with --groups: also write where each group's picks start (G + 1)")
     p.add_argument("--radii", metavar="NPY", help="also write the coverage radius of every pick")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: the library's choice, from the size of the work "
+                        "and the cores other processes leave free)")
     add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -626,7 +628,9 @@ def add_uncertainty_parser(sub) -> None:
                    default="least_confidence")
     p.add_argument("--inputs", choices=["logits", "probs"], default="logits")
     p.add_argument("--scores-out", metavar="NPY", help="also write every row's score")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: the library's choice, from the size of the work "
+                        "and the cores other processes leave free)")
     add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
