@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import svp_fast.pipelines.coreset as coreset_module
+from conftest import child_process
 from ml_helpers import digits, one_torch_thread, quick  # noqa: F401  (fixtures)
 from svp_fast.pipelines.active import active_sizes, run_active
 from svp_fast.pipelines.common import METHODS, ModelSetup
@@ -373,14 +374,15 @@ def test_a_killed_active_run_is_cleaned_by_the_next(tmp_path):
             "100,200", "--method", "random", "--proxy", "mlp_small", "--target", "mlp_large",
             "--target-schedule", "400@0.1", "--quiet", "--threads", "1", "--out",
             str(tmp_path / "al")]
-    p = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".al.partial-*")) and time.monotonic() < deadline:
-        assert p.poll() is None, p.stderr.read()
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    p.stderr.close()
+    # (child_process: the 400-epoch run is killed if the test fails before it does)
+    with child_process(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE) as p:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".al.partial-*")) and time.monotonic() < deadline:
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
     [partial] = list(tmp_path.glob(".al.partial-*"))
     argv[argv.index("400@0.1")] = "1@0.1"
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
