@@ -79,7 +79,7 @@ class Bench:
         y = torch.empty_like(x)
         y.copy_(x)
         t, _ = self.timed(lambda: y.copy_(x), 5)
-        x = y = None  # free the device memory (not del: the timed lambdas name them)
+        x = y = None  # (not del: the timed closures above refer to them)
         return 2 * (2 << 30) / t  # read + write bytes per second
 
     def capped_kcenter(self, x, budget, **kw):
@@ -225,7 +225,7 @@ def case_scan(b: Bench, bw: float):
                "torch_ms": t_torch / steps * 1e3, "svp_ms": step_svp * 1e3,
                "floor_ms": floor * 1e3, "vs_torch": t_torch / steps / step_svp,
                "vs_floor": step_svp / floor, "ambiguous": st.ambiguous_steps})
-        x = None  # free the device memory (not del: the timed lambdas name it)
+        x = None  # (free the device memory; not del: the timed closures refer to x)
 
 
 def case_small(b: Bench, bw: float):
@@ -259,7 +259,7 @@ def case_uncertainty(b: Bench, bw: float):
         b.add({"case": f"uncertainty top10% {m}", "torch_ms": t_torch * 1e3, "svp_ms": t_svp * 1e3,
                "floor_ms": floor * 1e3, "vs_torch": t_torch / t_svp, "vs_floor": t_svp / floor,
                "same_set_as_torch": same, "rows_refined": st["rows_refined"]})
-    z = None  # free the device memory (not del: the timed lambdas name it)
+    z = None  # (free the device memory; not del: the timed closures refer to z)
 
 
 def case_pruned(b: Bench, bw: float):
@@ -297,7 +297,7 @@ def case_batched(b: Bench, bw: float):
            "svp_ms": t_svp * 1e3, "vs_torch": t_torch / t_svp, "passes": st.passes,
            "picks_per_pass": st.picks_per_pass, "ambiguous": st.ambiguous_steps,
            "same_as_scan": bool((p[: scan.numel()] == scan).all())})
-    x = None  # free the device memory (not del: the timed lambdas name it)
+    x = None  # (free the device memory; not del: the timed closures refer to x)
     # 10% of 1,281,167 x 2048: clustered fp16 and fp32, noise fp16
     d = 64 if b.args.dry_run else 2048
     for kind, dtype in [("clustered", torch.float16), ("clustered", torch.float32),
@@ -324,7 +324,7 @@ def case_batched(b: Bench, bw: float):
                "picks_per_pass": None if st is None else st.picks_per_pass,
                "floor_per_pass_ms": x.numel() * x.element_size() / bw * 1e3,
                "same_first_picks_as_scan": int((first == check).long().cumprod(0).sum())})
-        x = None  # free the device memory (not del: the timed lambdas name it)
+        x = None  # (free the device memory; not del: the timed closures refer to x)
 
 
 CASES = {"scan": case_scan, "small": case_small, "uncertainty": case_uncertainty,

@@ -17,7 +17,10 @@ import torch
 import svp_fast
 from svp_fast import bench
 
-GPU = torch.cuda.is_available()
+# a GPU, or the emulated CUDA device of a build with SVP_FAST_CUDA=EMU (its
+# CUDA cases run on the "emulated" grid: the same contenders, small sizes)
+EMULATED = bool(svp_fast.build_info().get("cuda_emulated", False))
+GPU = torch.cuda.is_available() or EMULATED
 SVP_CUDA = GPU and bool(svp_fast.build_info()["cuda_compiled"])
 BACKENDS = ["cpu"] + (["cuda"] if GPU else [])
 
@@ -30,8 +33,10 @@ def _case_id(point: bench.SuitePoint, name: str) -> str:
 def pytest_generate_tests(metafunc):
     if "case" in metafunc.fixturenames:
         size = metafunc.config.getoption("--bench-size")
-        cases = [(p, name) for p in bench.suite_points(size, BACKENDS)
-                 for name in p.contender_names(SVP_CUDA)]
+        points = bench.suite_points(size, ["cpu"])
+        if "cuda" in BACKENDS:
+            points += bench.suite_points("emulated" if EMULATED else size, ["cuda"])
+        cases = [(p, name) for p in points for name in p.contender_names(SVP_CUDA)]
         metafunc.parametrize("case", cases, ids=[_case_id(p, n) for p, n in cases])
 
 

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <string>
 
@@ -344,6 +345,13 @@ py::dict build_info() {
   d["cuda_compiled"] = false;
   d["cuda_architectures"] = "";
 #endif
+  // the CUDA sources compiled for the CPU against the emulation of the CUDA
+  // execution model (csrc/cuda_emu): "CUDA" tensors are host memory there
+#ifdef SVP_CUDA_EMULATION
+  d["cuda_emulated"] = true;
+#else
+  d["cuda_emulated"] = false;
+#endif
   d["version"] = SVP_VERSION;
   return d;
 }
@@ -378,6 +386,26 @@ bool shard_needs_float64(double max_abs, double min_norm, double max_norm, int d
 }
 
 #ifdef SVP_WITH_CUDA
+#ifdef SVP_CUDA_EMULATION
+// Around every call into the CUDA core: the GIL released, and (emulated build)
+// the device synchronised before the call returns. The emulated device's
+// memory is host memory owned by torch's CPU allocator: where a GPU's
+// caching allocator and torch's reads of CUDA tensors order themselves on the
+// stream, here Python must read (and free) only memory the device is done
+// with. A kernel failure that the call did not report is raised here.
+struct CudaCall {
+  py::gil_scoped_release release;
+  ~CudaCall() noexcept(false) {
+    const cudaError_t err = cudaDeviceSynchronize();
+    if (err != cudaSuccess && std::uncaught_exceptions() == 0)
+      throw svp::cuda::CudaError(std::string("CUDA error ") + cudaGetErrorName(err) + ": " +
+                                 cudaGetErrorString(err));
+  }
+};
+#else
+using CudaCall = py::gil_scoped_release;
+#endif
+
 svp::cuda::DeviceMatrix device_view(std::uintptr_t ptr, int64_t rows, int64_t cols,
                                     int64_t row_stride, int dtype, int device,
                                     std::uintptr_t stream) {
@@ -532,7 +560,7 @@ PYBIND11_MODULE(_core, m) {
           auto opt = cuda_kc_options(metric, budget, 0, n_sel, 0, method, 0, n_cells,
                                      batch_candidates, 0);
           opt.batch_product = batch_product;
-          py::gil_scoped_release nogil;
+          CudaCall nogil;
           return svp::cuda::kcenter_cuda_workspace(X, opt);
         },
         py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
@@ -592,7 +620,7 @@ PYBIND11_MODULE(_core, m) {
                                  selected_ptr, selected_offsets_ptr, set_rows);
           svp::cuda::KCenterGroupsCudaOptions opt;
           opt.metric = static_cast<svp::Metric>(metric);
-          py::gil_scoped_release nogil;
+          CudaCall nogil;
           return svp::cuda::kcenter_groups_cuda_workspace(X, grp, opt);
         },
         py::arg("ptr"), py::arg("rows"), py::arg("cols"), py::arg("row_stride"), py::arg("dtype"),
@@ -654,25 +682,25 @@ PYBIND11_MODULE(_core, m) {
              }
              auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
              (void)owner;
-             py::gil_scoped_release nogil;
+             CudaCall nogil;
              return new svp::cuda::KCenterShardCuda(X, static_cast<svp::Metric>(metric), float64,
                                                     arg_name.c_str());
            }),
            py::keep_alive<1, 2>())
       .def_property_readonly("rows", &svp::cuda::KCenterShardCuda::rows)
       .def("exclude", [](svp::cuda::KCenterShardCuda& s, int64_t r) {
-        py::gil_scoped_release nogil;
+        CudaCall nogil;
         s.exclude(r);
       })
       .def("add_center", [](svp::cuda::KCenterShardCuda& s, std::uintptr_t raw, int64_t r) {
-        py::gil_scoped_release nogil;
+        CudaCall nogil;
         s.add_center(reinterpret_cast<const void*>(raw), r);
       })
       .def("top2", [](svp::cuda::KCenterShardCuda& s) {
         double v1, v2;
         int64_t i1, i2;
         {
-          py::gil_scoped_release nogil;
+          CudaCall nogil;
           s.top2(&v1, &i1, &v2, &i2);
         }
         return py::make_tuple(v1, i1, v2, i2);
@@ -683,27 +711,27 @@ PYBIND11_MODULE(_core, m) {
         std::vector<int64_t> idx;
         std::vector<double> val;
         {
-          py::gil_scoped_release nogil;
+          CudaCall nogil;
           s.band(thr, &idx, &val);
         }
         return py::make_tuple(idx, val);
       })
       .def("exact_min", [](svp::cuda::KCenterShardCuda& s, std::uintptr_t raw_y, std::uintptr_t rows_ptr,
                            int64_t count) {
-        py::gil_scoped_release nogil;
+        CudaCall nogil;
         return s.exact_min(reinterpret_cast<const void*>(raw_y), reinterpret_cast<const int64_t*>(rows_ptr),
                            count);
       })
       .def_property_readonly("distance_evals", &svp::cuda::KCenterShardCuda::distance_evals)
       .def("offer",
            [](svp::cuda::KCenterShardCuda& s, int64_t T, int64_t global_offset, std::uintptr_t message) {
-             py::gil_scoped_release nogil;
+             CudaCall nogil;
              s.offer(T, global_offset, reinterpret_cast<void*>(message));
            },
            py::arg("T"), py::arg("global_offset"), py::arg("message_ptr"))
       .def("add_centers",
            [](svp::cuda::KCenterShardCuda& s, std::uintptr_t rows, std::uintptr_t local_rows, int64_t q) {
-             py::gil_scoped_release nogil;
+             CudaCall nogil;
              s.add_centers(reinterpret_cast<const void*>(rows),
                            reinterpret_cast<const int64_t*>(local_rows), q);
            },
@@ -712,7 +740,7 @@ PYBIND11_MODULE(_core, m) {
         [](std::uintptr_t ptr, int64_t rows, int64_t cols, int64_t row_stride, int dtype, int device,
            int64_t k) {
           auto X = device_view(ptr, rows, cols, row_stride, dtype, device, 0);
-          py::gil_scoped_release nogil;
+          CudaCall nogil;
           return svp::cuda::uncertainty_cuda_workspace(X, k);
         });
   m.def("uncertainty_cuda",
@@ -732,7 +760,7 @@ PYBIND11_MODULE(_core, m) {
           opt.arg_name = arg_name.c_str();
           svp::UncertaintyStats st;
           {
-            py::gil_scoped_release nogil;
+            CudaCall nogil;
             svp::cuda::uncertainty_cuda(X, opt, reinterpret_cast<void*>(ws_ptr), ws_bytes,
                                         reinterpret_cast<void*>(scores_ptr), k,
                                         reinterpret_cast<int64_t*>(order_ptr),

@@ -98,8 +98,14 @@ def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> N
                 import torch
                 from cuda_standin import StandInShardLib
 
+                import svp_fast
+
+                # the emulated build runs the CUDA shard itself (csrc/cuda/shard.cu) on
+                # host rows; other builds, its glue against the stand-in
+                lib = (svp_fast._core if svp_fast.build_info().get("cuda_emulated")
+                       else StandInShardLib)
                 _shards.SHARDS["cpu"] = lambda m, name: _shards.CudaShard(
-                    m, name, lib=StandInShardLib, torch_device=torch.device("cpu"))
+                    m, name, lib=lib, torch_device=torch.device("cpu"))
             else:
                 _shards.SHARDS["cpu"] = _shards.CpuShard
             _kcenter._BAND_ROUND_BYTES = case.get("band_round_bytes", 1 << 20)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import svp_fast
-from conftest import cuda_available, cuda_skip_reason
+from conftest import cuda_available, cuda_skip_reason, sized
 from ml_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from svp_fast import _loading, cli
 
@@ -316,40 +316,49 @@ def gpu(test):
 
 @gpu
 def test_kcenter_and_uncertainty_commands_on_cuda(tmp_path, rng, capsys):
-    x = rng.normal(size=(20_000, 16)).astype(np.float32)
+    budget = sized(300, 60)
+    x = rng.normal(size=(sized(20_000, 3_000), 16)).astype(np.float32)
     np.save(tmp_path / "e.npy", x)
-    code, text, err = run_cli(["kcenter", tmp_path / "e.npy", "--budget", 300, "--device", "cuda",
+    code, text, err = run_cli(["kcenter", tmp_path / "e.npy", "--budget", budget, "--device", "cuda",
                                "--radii", tmp_path / "r.npy", "--out", tmp_path / "p.npy"], capsys)
     assert code == 0, err
     assert "on cuda:0" in text
-    picks, radii = svp_fast.kcenter(x, 300, return_radii=True)
+    picks, radii = svp_fast.kcenter(x, budget, return_radii=True)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), picks)
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), radii, rtol=1e-6)
-    logits = (rng.normal(size=(30_000, 10)) * 3).astype(np.float32)
+    logits = (rng.normal(size=(sized(30_000, 4_000), 10)) * 3).astype(np.float32)
     np.save(tmp_path / "l.npy", logits)
     code, text, err = run_cli(["uncertainty", tmp_path / "l.npy", "--budget", 0.1, "--device",
                                "cuda:0", "--method", "margin", "--scores-out", tmp_path / "s.npy",
                                "--out", tmp_path / "u.npy"], capsys)
     assert code == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "u.npy"),
-                                  svp_fast.uncertainty(logits, 3000, method="margin"))
-    assert np.load(tmp_path / "s.npy").shape == (30_000,)
+                                  svp_fast.uncertainty(logits, 0.1, method="margin"))
+    assert np.load(tmp_path / "s.npy").shape == (logits.shape[0],)
 
 
 @gpu
 def test_kcenter_command_on_cuda_resumes_a_checkpoint(tmp_path, rng, capsys):
-    from svp_fast.cli import _run_fingerprint, _save_checkpoint
+    # a checkpoint of this command's run (the source file's identity with the
+    # library's facts), holding its first picks, as a crash would leave it
+    from svp_fast._arrays import as_matrix
+    from svp_fast.cli import _source_facts
+    from svp_fast.selection.checkpoint import KCenterCheckpoint
+    from svp_fast.selection.kcenter import _checkpoint_facts
 
-    x = rng.normal(size=(5000, 8)).astype(np.float32)
+    n, budget, done = sized(5000, 1500), sized(400, 120), sized(150, 50)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
     np.save(tmp_path / "e.npy", x)
-    ref = svp_fast.kcenter(x, 400)
-    argv = ["kcenter", tmp_path / "e.npy", "--budget", 400, "--out", tmp_path / "p.npy",
+    ref, ref_r = svp_fast.kcenter(x, budget, return_radii=True)
+    argv = ["kcenter", tmp_path / "e.npy", "--budget", budget, "--out", tmp_path / "p.npy",
             "--checkpoint", tmp_path / "c.npz", "--device", "cuda"]
     args = cli.build_parser().parse_args([str(a) for a in argv])
-    _save_checkpoint(tmp_path / "c.npz", _run_fingerprint(args, np.load(tmp_path / "e.npy",
-                                                                         mmap_mode="r"),
-                                                          400, None), ref[:150], None)
+    ck = KCenterCheckpoint(tmp_path / "c.npz", extra=_source_facts(args))
+    ck.bind(_checkpoint_facts(as_matrix(x, "embeddings"), "euclidean", budget,
+                              np.zeros(0, dtype=np.int64), 0))
+    ck.save(ref[:done], ref_r[:done], float(ref_r[done - 1]) ** 2)
     code, _, err = run_cli(argv, capsys)
     assert code == 0, err
-    assert "resuming" in err and "150 of 400" in err
+    assert "resuming" in err and f"{done} of {budget}" in err
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), ref)
+    assert not (tmp_path / "c.npz").exists()  # removed when the run completes

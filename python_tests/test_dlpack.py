@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import svp_fast
-from conftest import cuda_available, cuda_skip_reason
+from conftest import cuda_available, cuda_skip_reason, on_gpu, to_gpu
 from svp_fast._arrays import as_matrix, speaks_dlpack, to_callers_library
 
 # JAX takes 75% of a GPU's memory at its first use unless told otherwise
@@ -191,11 +191,11 @@ def gpu(test):
 
 @gpu
 def test_cuda_unknown_library_in_place_and_torch_back(emb):
-    t = torch.from_numpy(emb).cuda()
+    t = to_gpu(torch.from_numpy(emb))
     m = as_matrix(UnknownLibraryArray(t), "embeddings")
     assert m.ptr == t.data_ptr() and m.device == "cuda" and not m.copied
     picks = svp_fast.kcenter(UnknownLibraryArray(t), 40)
-    assert isinstance(picks, torch.Tensor) and picks.is_cuda  # the CUDA fallback: torch
+    assert isinstance(picks, torch.Tensor) and on_gpu(picks)  # the CUDA fallback: torch
     np.testing.assert_array_equal(picks.cpu().numpy(), svp_fast.kcenter(emb, 40))
 
 

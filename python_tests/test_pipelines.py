@@ -8,7 +8,7 @@ import pytest
 
 import svp_fast.pipelines.coreset as coreset_module
 from conftest import child_process
-from ml_helpers import digits, one_torch_thread, quick  # noqa: F401  (fixtures)
+from ml_helpers import one_torch_thread, quick  # noqa: F401  (one_torch_thread: an autouse fixture)
 from svp_fast.pipelines.active import active_sizes, run_active
 from svp_fast.pipelines.common import METHODS, ModelSetup
 from svp_fast.pipelines.coreset import FULL, run_coreset

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml_helpers import blobs, digits, one_torch_thread  # noqa: F401  (fixtures)
+from ml_helpers import blobs, one_torch_thread  # noqa: F401  (one_torch_thread: an autouse fixture)
 from svp_fast.data import ArrayDataset
 from svp_fast.proxy import (TrainConfig, create_model, evaluate, infer, load_checkpoint,
                             parse_schedule, train)

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _emulation
+
 # dtype codes shared with csrc/include/svp/common.h (DType)
 F32, F16, BF16, F64 = 0, 1, 2, 3
 
@@ -149,6 +151,9 @@ def _torch_matrix(x, name: str) -> Matrix:
     if x.data_ptr() % x.element_size() != 0:  # pragma: no cover - torch aligns storage
         x = x.clone()
         copied = True
+    device, index = x.device.type, (x.device.index if x.device.type == "cuda" else None)
+    if _emulation.is_device_tensor(x):  # the emulated build's CUDA device (host memory)
+        device, index = "cuda", 0
     return Matrix(
         ptr=x.data_ptr(),
         rows=x.shape[0],
@@ -156,8 +161,8 @@ def _torch_matrix(x, name: str) -> Matrix:
         row_stride=x.stride(0),
         dtype_code=codes[x.dtype],
         kind="torch",
-        device=x.device.type,
-        device_index=x.device.index if x.device.type == "cuda" else None,
+        device=device,
+        device_index=index,
         owner=x,
         copied=copied,
     )
@@ -212,6 +217,8 @@ def from_dlpack(x: Any, name: str):
             raise TypeError(f"{name} ({kind}) lives on CUDA device {device_id}; svp_fast reads "
                             "CUDA memory through torch, which is not installed")
         try:
+            if _emulation.EMULATED:  # the emulated device's memory is host memory
+                return _emulation.from_dlpack(x)
             return torch.from_dlpack(x)
         except Exception as e:
             raise TypeError(f"{name} ({kind}) on CUDA device {device_id} could not be read "
@@ -257,7 +264,9 @@ def to_callers_library(source: Any, value: Any):
     holding them and other results) in the array library of ``source``, the
     caller's input, when that library can take it back (see the module
     docstring). numpy, torch and array-like input: ``value`` as it is."""
-    if isinstance(source, np.ndarray) or is_torch(source) or not speaks_dlpack(source):
+    if is_torch(source):
+        return _emulation.like(source, value)  # (a regular build: value as it is)
+    if isinstance(source, np.ndarray) or not speaks_dlpack(source):
         return value
     importer = _IMPORTERS.get(_library(source))
     if importer is None:

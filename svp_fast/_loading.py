@@ -91,6 +91,10 @@ def check_device(device: str, flag: str = "--device") -> str:
         raise ValueError(f"{flag} {device}: this svp_fast was built without CUDA (no nvcc on "
                          "PATH at install time); reinstall with SVP_FAST_CUDA=ON on a machine "
                          f"with the CUDA toolkit, or use {flag} cpu")
+    if build_info().get("cuda_emulated"):
+        from . import _emulation
+
+        return _emulation.check_device(device, flag)
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -143,11 +147,15 @@ def load_rows(x: np.ndarray, path: str, what: str, device: str = "cpu", *,
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     copy = device != "cpu" if copy is None else copy
     out = stage = None
+    from . import _emulation
+
+    # the emulated build's CUDA device keeps its memory on the host
+    emulated = _emulation.EMULATED and device != "cpu"
     if copy:
         import torch
 
         dtype = getattr(torch, str(x.dtype))
-        out = torch.empty((n, d), dtype=dtype, device=device)
+        out = torch.empty((n, d), dtype=dtype, device="cpu" if emulated else device)
         stage = torch.empty((min(chunk_rows, n), d), dtype=dtype,
                             pin_memory=out.is_cuda)
     verb = f"loading onto {device}" if copy and device != "cpu" else "reading"
@@ -176,6 +184,8 @@ def load_rows(x: np.ndarray, path: str, what: str, device: str = "cpu", *,
             bar.update(hi - lo)
     if error is not None:
         raise ValueError(error)
+    if out is not None and emulated:
+        out = out.as_subclass(_emulation.tensor_class())
     return out if out is not None else x
 
 

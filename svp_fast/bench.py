@@ -308,7 +308,7 @@ def kcenter_contenders(x: np.ndarray, budget: int, backend: str, *,
 
     n, d = x.shape
     dtype = str(x.dtype)
-    data = x if backend == "cpu" else torch.from_numpy(x).to(backend)
+    data = x if backend == "cpu" else _on_backend(torch.from_numpy(x), backend)
     base = dict(task="kcenter", backend=backend, n=n, d=d, dtype=dtype, budget=budget)
     cands = []
     svp_threads = threads if backend == "cpu" else None
@@ -330,7 +330,7 @@ def kcenter_contenders(x: np.ndarray, budget: int, backend: str, *,
             work_dtype = torch.float64
         else:  # on the CPU, half-precision matmul is slow and rarely used: float32 copy
             work_dtype = torch.float32 if backend == "cpu" else getattr(torch, dtype)
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(backend).to(work_dtype)
+        xt = _on_backend(torch.from_numpy(np.ascontiguousarray(x)), backend).to(work_dtype)
         acc = torch.float64 if x.dtype == np.float64 else torch.float32
         x2 = (xt.to(acc) ** 2).sum(1)
         cands.append(_Contender(
@@ -338,6 +338,16 @@ def kcenter_contenders(x: np.ndarray, budget: int, backend: str, *,
                  note="float32 copy" if backend == "cpu" and x.dtype == np.float16 else ""),
             lambda: torch_kcenter_loop(xt, x2, steps), steps=steps))
     return cands
+
+
+def _on_backend(t, backend: str):
+    """``t.to(backend)``; in a build with the emulated CUDA device, "cuda" is that
+    device (host memory: svp_fast._emulation)."""
+    from . import _emulation
+
+    if backend != "cpu" and _emulation.EMULATED:
+        return _emulation.to_device(t)
+    return t.to(backend)
 
 
 def uncertainty_contenders(logits: np.ndarray, k: int, backend: str, method: str, *,
@@ -351,7 +361,7 @@ def uncertainty_contenders(logits: np.ndarray, k: int, backend: str, method: str
     import svp_fast
 
     n, c = logits.shape
-    data = logits if backend == "cpu" else torch.from_numpy(logits).to(backend)
+    data = logits if backend == "cpu" else _on_backend(torch.from_numpy(logits), backend)
     base = dict(task="uncertainty", backend=backend, n=n, d=c, dtype=str(logits.dtype), budget=k)
     svp_threads = threads if backend == "cpu" else None
     cands = []
@@ -364,7 +374,7 @@ def uncertainty_contenders(logits: np.ndarray, k: int, backend: str, method: str
         cands.append(_Contender(dict(base, impl="numpy", method=method),
                                 lambda: numpy_uncertainty(logits, k, method)))
     if "torch" in baselines:
-        t = torch.from_numpy(logits).to(backend)
+        t = _on_backend(torch.from_numpy(logits), backend)
         cands.append(_Contender(dict(base, impl="torch", method=method),
                                 lambda: torch_uncertainty(t, k, method)))
     return cands
@@ -380,6 +390,11 @@ SUITES = {
     "large": {"kcenter": [(200_000, 64, 1_000), (200_000, 256, 1_000)],
               "dtypes": ("float32", "float16", "float64"),
               "uncertainty": [(1_000_000, 100), (200_000, 1_000)]},
+    # the CUDA cases on the emulated device (a build with SVP_FAST_CUDA=EMU):
+    # every contender once, in seconds of emulation
+    "emulated": {"kcenter": [(2_000, 64, 24)],
+                 "dtypes": ("float32", "float16", "float64"),
+                 "uncertainty": [(5_000, 100)]},
 }
 SUITE_SEED = 0
 
@@ -461,6 +476,11 @@ def synchronised(fn: Callable[[], object], backend: str) -> Callable[[], object]
     if backend == "cpu":
         return fn
     import torch
+
+    from . import _emulation
+
+    if _emulation.EMULATED:
+        return fn  # the emulated device has finished when a call returns (its bindings wait)
 
     def run():
         out = fn()

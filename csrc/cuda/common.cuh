@@ -24,9 +24,14 @@ namespace cuda {
     if (svp_err_ != cudaSuccess) ::svp::cuda::throw_cuda(svp_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
-// After each launch: the launch's own error (bad configuration, too much
-// shared memory) and any earlier asynchronous one.
-#define SVP_CUDA_LAUNCH_CHECK(name) SVP_CUDA(cudaGetLastError())
+// The block's dynamic shared memory (`extern __shared__` in CUDA; under the
+// CPU emulation, the buffer of the size the launch asked for, so that an
+// access past it is caught: csrc/cuda_emu/include/svp_emu/device.h).
+#ifdef SVP_CUDA_EMULATION
+#define SVP_DYNAMIC_SHARED(type, name) SVP_EMU_DYNAMIC_SHARED(type, name)
+#else
+#define SVP_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
+#endif
 
 // Sets the device for the scope of a call and restores the caller's.
 class DeviceGuard {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "kcenter_steps.cuh"
+#include "launch.cuh"
 #include "svp/grouped_cuda.h"
 
 namespace svp {
@@ -515,7 +516,7 @@ __device__ void run_set(const GkParams<Acc>& p, const Team& team, long long g, A
 // sets for whole blocks, then a queue of sets for single warps.
 template <typename T, typename Acc>
 __global__ void __launch_bounds__(kThreads) gk_run(GkParams<Acc> p) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   Acc* centers = reinterpret_cast<Acc*>(smem_raw);
   __shared__ Scratch sh;
   __shared__ int s_item;
@@ -787,11 +788,10 @@ void launch_facts(const DeviceMatrix& X, const GkLayout& L, const Sizes& z, Metr
                   cudaStream_t stream) {
   const long long row_bytes = X.row_stride * static_cast<long long>(dtype_size(X.dtype));
   const int grid = static_cast<int>(std::max<long long>(1, std::min<long long>(4096, (z.M + 7) / 8)));
-  gk_facts<T><<<grid, 256, 0, stream>>>(static_cast<const char*>(X.data), X.cols, row_bytes,
+  launch<gk_facts<T>>(grid, 256, 0, stream, static_cast<const char*>(X.data), X.cols, row_bytes,
                                         L.members, L.offsets, L.budgets, z.S, z.M,
                                         metric == Metric::cosine ? L.norm64 : nullptr, L.facts,
                                         L.set_facts);
-  SVP_CUDA_LAUNCH_CHECK("gk_facts");
 }
 
 double read_element(const DeviceMatrix& X, long long r, long long c) {
@@ -860,27 +860,23 @@ void run_kernel(const DeviceMatrix& X, const KCenterGroups& grp, const KCenterGr
   p.stats = L.stats;
   p.cstride = (X.cols + 3) & ~3LL;  // 16-byte aligned centers
 
-  gk_prepare<Acc><<<1024, 256, 0, stream>>>(p.m, p.m2, p.assign, L.members, z.M,
+  launch<gk_prepare<Acc>>(1024, 256, 0, stream, p.m, p.m2, p.assign, L.members, z.M,
                                             opt.metric == Metric::cosine ? L.norm64 : nullptr,
                                             static_cast<Acc*>(L.scale));
-  SVP_CUDA_LAUNCH_CHECK("gk_prepare");
 
   // the grid: every block resident at once (the multi-block teams' barrier)
-  auto fn = gk_run<T, Acc>;
   const size_t one = static_cast<size_t>(p.cstride) * sizeof(Acc);
   const bool warps_allowed = one * kWarps <= (96u << 10);
   const size_t smem = warps_allowed ? one * kWarps : one;
   int max_smem = 0;
   SVP_CUDA(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, X.device));
-  if (smem + sizeof(Scratch) + 64 > static_cast<size_t>(max_smem))
+  if (smem + static_shared_bytes<gk_run<T, Acc>>() > static_cast<size_t>(max_smem))
     throw CudaError(format("svp_fast: the grouped k-center kernel does not fit on this GPU "
                            "(D = %lld needs %zu bytes of shared memory per block)",
-                           (long long)X.cols, smem));
-  if (smem > (48u << 10))
-    SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(smem)));
-  int per_sm = 0, sms = 0;
-  SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem));
+                           (long long)X.cols, smem + static_shared_bytes<gk_run<T, Acc>>()));
+  allow_dynamic_smem<gk_run<T, Acc>>(smem);
+  const int per_sm = max_active_blocks_per_sm<gk_run<T, Acc>>(kThreads, smem);
+  int sms = 0;
   SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, X.device));
   if (per_sm < 1)
     throw CudaError(format("svp_fast: the grouped k-center kernel does not fit on this GPU "
@@ -918,10 +914,7 @@ void run_kernel(const DeviceMatrix& X, const KCenterGroups& grp, const KCenterGr
   SVP_CUDA(cudaStreamSynchronize(stream));
 
   const auto t_select = Clock::now();
-  void* args[] = {&p};
-  SVP_CUDA(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(fn), grid, kThreads, args,
-                                       smem, stream));
-  SVP_CUDA_LAUNCH_CHECK("gk_run");
+  launch_cooperative<gk_run<T, Acc>>(grid, kThreads, smem, stream, p);
   cudaEvent_t finished;
   SVP_CUDA(cudaEventCreateWithFlags(&finished, cudaEventDisableTiming));
   cudaStream_t side = nullptr;

@@ -33,8 +33,7 @@ void setup_cells(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   SVP_CUDA(cudaMemsetAsync(L.bad, 0, sizeof(int), stream));
   SVP_CUDA(cudaMemsetAsync(L.n_active, 0, 2 * sizeof(int), stream));
   SVP_CUDA(cudaMemsetAsync(L.n_slabs, 0, 2 * sizeof(int), stream));
-  pr_hist<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, nc, L.counts, L.bad);
-  SVP_CUDA_LAUNCH_CHECK("pr_hist");
+  launch<pr_hist>(1024, 256, 0, stream, reinterpret_cast<const long long*>(opt.cell_of), n, nc, L.counts, L.bad);
   std::vector<unsigned long long> counts(static_cast<size_t>(nc));
   int bad = 0;
   SVP_CUDA(cudaMemcpyAsync(counts.data(), L.counts, sizeof(unsigned long long) * nc,
@@ -45,17 +44,13 @@ void setup_cells(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   std::vector<long long> lo(static_cast<size_t>(nc + 1), 0);
   for (long long k = 0; k < nc; ++k) lo[k + 1] = lo[k] + static_cast<long long>(counts[k]);
   SVP_CUDA(cudaMemcpyAsync(L.lo, lo.data(), sizeof(long long) * (nc + 1), cudaMemcpyHostToDevice, stream));
-  pr_scatter<<<1024, 256, 0, stream>>>(reinterpret_cast<const long long*>(opt.cell_of), n, L.lo, L.fill, L.perm_tmp);
-  SVP_CUDA_LAUNCH_CHECK("pr_scatter");
-  pr_cells<Acc><<<static_cast<int>(nc), 256, 0, stream>>>(p, L.perm_tmp, L.cellpos, L.centroid);
-  SVP_CUDA_LAUNCH_CHECK("pr_cells");
-  pr_point_dist<Acc><<<4096, 256, 0, stream>>>(p, L.perm_tmp, L.cellpos, L.centroid, L.p_tmp);
-  SVP_CUDA_LAUNCH_CHECK("pr_point_dist");
+  launch<pr_scatter>(1024, 256, 0, stream, reinterpret_cast<const long long*>(opt.cell_of), n, L.lo, L.fill, L.perm_tmp);
+  launch<pr_cells<Acc>>(static_cast<int>(nc), 256, 0, stream, p, L.perm_tmp, L.cellpos, L.centroid);
+  launch<pr_point_dist<Acc>>(4096, 256, 0, stream, p, L.perm_tmp, L.cellpos, L.centroid, L.p_tmp);
   size_t sb = L.sort_bytes;
   SVP_CUDA(cub::DeviceSegmentedSort::SortPairs(L.sort_temp, sb, L.p_tmp, L.p, L.perm_tmp, L.perm, n,
                                                nc, L.lo, L.lo + 1, stream));
-  pr_finish<Acc><<<1024, 256, 0, stream>>>(p, L.where, L.radius, L.m2floor);
-  SVP_CUDA_LAUNCH_CHECK("pr_finish");
+  launch<pr_finish<Acc>>(1024, 256, 0, stream, p, L.where, L.radius, L.m2floor);
   // the host vector lo must outlive its asynchronous copy
   SVP_CUDA(cudaStreamSynchronize(stream));
 }
@@ -236,8 +231,7 @@ void run_acc(const DeviceMatrix& X, const KCenterCudaOptions& opt, const Layout&
   }
   // fill, then exclude the initial centers
   const int fill_grid = 1024;
-  kc_prepare<Acc><<<fill_grid, 256, 0, stream>>>(p, nullptr, 0);
-  SVP_CUDA_LAUNCH_CHECK("kc_prepare");
+  launch<kc_prepare<Acc>>(fill_grid, 256, 0, stream, p, nullptr, 0);
   switch (X.dtype) {
     case DType::f32: return run_typed<float, Acc>(X, opt, p, L, stream, t0, st);
     case DType::f16: return run_typed<__half, Acc>(X, opt, p, L, stream, t0, st);
@@ -304,12 +298,11 @@ void kcenter_cuda(const DeviceMatrix& X, const KCenterCudaOptions& opt, void* wo
   double* norms = opt.metric == Metric::cosine ? L.norm64 : nullptr;
   const int vgrid = static_cast<int>(std::min<long long>(4096, (n + 7) / 8));
   switch (X.dtype) {
-    case DType::f32: kc_facts<float><<<vgrid, 256, 0, stream>>>(static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
-    case DType::f16: kc_facts<__half><<<vgrid, 256, 0, stream>>>(static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
-    case DType::bf16: kc_facts<__nv_bfloat16><<<vgrid, 256, 0, stream>>>(static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
-    case DType::f64: kc_facts<double><<<vgrid, 256, 0, stream>>>(static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
+    case DType::f32: launch<kc_facts<float>>(vgrid, 256, 0, stream, static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
+    case DType::f16: launch<kc_facts<__half>>(vgrid, 256, 0, stream, static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
+    case DType::bf16: launch<kc_facts<__nv_bfloat16>>(vgrid, 256, 0, stream, static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
+    case DType::f64: launch<kc_facts<double>>(vgrid, 256, 0, stream, static_cast<const char*>(X.data), n, D, row_bytes, norms, L.facts); break;
   }
-  SVP_CUDA_LAUNCH_CHECK("kc_facts");
   unsigned long long facts[8];
   SVP_CUDA(cudaMemcpyAsync(facts, L.facts, sizeof(facts), cudaMemcpyDeviceToHost, stream));
   SVP_CUDA(cudaStreamSynchronize(stream));

@@ -105,7 +105,7 @@ template <typename Acc>
 __global__ void __launch_bounds__(kThreads) kb_accept(KcParams<Acc> p, const Acc* keys,
                                                       const int* rows, int nc, long long live,
                                                       const Acc* dmat, int ld, long long t_cap) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   __shared__ Top4 scratch[kThreads / 32];
   __shared__ int s_slot;
   cg::grid_group grid = cg::this_grid();
@@ -195,8 +195,7 @@ __global__ void __launch_bounds__(kThreads) kb_accept(KcParams<Acc> p, const Acc
 }  // namespace
 
 void batched_init_rows(const Layout& L, long long n, cudaStream_t stream) {
-  kb_iota<<<1024, 256, 0, stream>>>(L.rows_in, n);
-  SVP_CUDA_LAUNCH_CHECK("kb_iota");
+  launch<kb_iota>(1024, 256, 0, stream, L.rows_in, n);
 }
 
 size_t batched_sort_bytes(long long n) {
@@ -223,8 +222,8 @@ void batched_sort(const KcParams<Acc>& p, const Layout& L, cudaStream_t stream) 
 template <typename Acc>
 int batched_accept_grid(const KernelFit& fit, int nc, int max_blocks) {
   const size_t smem = CandSmem<Acc>::bytes(nc);
-  fit.allow(reinterpret_cast<const void*>(kb_accept<Acc>), smem, "batched acceptance");
-  const int per_sm = fit.blocks_per_sm(reinterpret_cast<const void*>(kb_accept<Acc>), kThreads,
+  fit.allow<kb_accept<Acc>>(smem, "batched acceptance");
+  const int per_sm = fit.blocks_per_sm<kb_accept<Acc>>(kThreads,
                                        smem, "batched acceptance");
   // one block per SM: every block repeats the common path, more would only
   // add copies; the float64 phases still spread over every SM
@@ -238,11 +237,8 @@ void batched_accept(const KcParams<Acc>& p, const Layout& L, int nc, long long l
   const int* rows = L.rows_out;
   const Acc* dmat = static_cast<const Acc*>(L.dmat);
   int ld = static_cast<int>(L.batch_T);
-  KcParams<Acc> pp = p;
-  void* args[] = {&pp, &keys, &rows, &nc, &live, &dmat, &ld, &t_cap};
-  SVP_CUDA(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kb_accept<Acc>), grid, kThreads,
-                                       args, CandSmem<Acc>::bytes(nc), stream));
-  SVP_CUDA_LAUNCH_CHECK("kb_accept");
+  launch_cooperative<kb_accept<Acc>>(grid, kThreads, CandSmem<Acc>::bytes(nc), stream, p, keys, rows, nc,
+                                     live, dmat, ld, t_cap);
 }
 
 template void batched_sort<float>(const KcParams<float>&, const Layout&, cudaStream_t);

@@ -39,7 +39,7 @@ namespace detail {
 template <typename T, typename Acc, int CPL, bool VEC>
 __global__ void __launch_bounds__(kThreads) kb_pairs(KcParams<Acc> p, const int* cand, int nc,
                                                      Acc* dmat, int ld) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   const int j = blockIdx.x;
   load_center(p, cand[j], cs);
@@ -194,14 +194,13 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   const int q_max = static_cast<int>(
       std::max<size_t>(1, std::min<size_t>(16, (96u << 10) / center_stride_bytes)));
   const size_t apply_smem = center_stride_bytes * static_cast<size_t>(q_max);
-  auto apply_fn = kc_init<T, Acc, CPL, VEC>;
-  auto pairs_fn = kb_pairs<T, Acc, CPL, VEC>;
+  constexpr auto apply_fn = kc_init<T, Acc, CPL, VEC>;
+  constexpr auto pairs_fn = kb_pairs<T, Acc, CPL, VEC>;
   const KernelFit fit(X.device, X.cols);
-  fit.allow(reinterpret_cast<const void*>(apply_fn), apply_smem, "initial-centers");
-  fit.allow(reinterpret_cast<const void*>(pairs_fn), center_bytes, "candidate-pairs");
+  fit.allow<apply_fn>(apply_smem, "initial-centers");
+  fit.allow<pairs_fn>(center_bytes, "candidate-pairs");
   const int apply_grid =
-      std::min(L.max_blocks, fit.blocks_per_sm(reinterpret_cast<const void*>(apply_fn), kThreads,
-                                               apply_smem, "initial-centers") * fit.sms);
+      std::min(L.max_blocks, fit.blocks_per_sm<apply_fn>(kThreads, apply_smem, "initial-centers") * fit.sms);
   const long long cand_max = L.batch_T;  // candidates per pass
   const int accept_grid = batched_accept_grid<Acc>(fit, static_cast<int>(cand_max), L.max_blocks);
   p.max_blocks = L.max_blocks;
@@ -223,8 +222,7 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   const int screen_grid = std::min(L.max_blocks, 4 * fit.sms);
   if (screened) {
     if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
-      kb_sqnorms<T><<<std::min<long long>(4096, (n + 7) / 8), 256, 0, stream>>>(p, L.sqn);
-      SVP_CUDA_LAUNCH_CHECK("kb_sqnorms");
+      launch<kb_sqnorms<T>>(std::min<long long>(4096, (n + 7) / 8), 256, 0, stream, p, L.sqn);
     }
   }
   // e_rel: twice 2 D 2^-23 (any summation order of D products, float32
@@ -235,30 +233,25 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
   auto product = [&](const long long* rows, long long count, long long ord0) {
     if constexpr (sizeof(Acc) == 4 && !std::is_same<T, double>::value) {
       T* praw = static_cast<T*>(L.praw);
-      kb_gather<T><<<static_cast<int>(count), kThreads, 0, stream>>>(p, rows, cstride, praw, L.pw, L.pnc);
-      SVP_CUDA_LAUNCH_CHECK("kb_gather");
+      launch<kb_gather<T>>(static_cast<int>(count), kThreads, 0, stream, p, rows, cstride, praw, L.pw, L.pnc);
       const int b = static_cast<int>(count);
       for (long long r0 = 0; r0 < n; r0 += L.sbuf_rows) {
         const long long r1 = std::min<long long>(n, r0 + L.sbuf_rows);
         Cublas::get().gemm_tn(stream, b, static_cast<int>(r1 - r0), static_cast<int>(X.cols), praw,
                               static_cast<int>(X.cols), p.X + r0 * p.row_bytes,
                               static_cast<int>(X.row_stride), cublas_type<T>(), L.sbuf, b);
-        kb_screen<T, CPL, VEC><<<screen_grid, kThreads, 0, stream>>>(
+        launch<kb_screen<T, CPL, VEC>>(screen_grid, kThreads, 0, stream, 
             p, L.sbuf, r0, r1, b, rows, L.pw, cstride, L.pnc, L.sqn, ord0, e_rel, e_abs);
-        SVP_CUDA_LAUNCH_CHECK("kb_screen");
       }
     }
   };
   auto apply = [&](const long long* rows, long long count, long long ord0, bool first) {
-    kc_exclude<Acc><<<static_cast<int>(std::max<long long>(1, std::min<long long>(1024, (count + 255) / 256))),
-                      256, 0, stream>>>(p, rows, count);
-    SVP_CUDA_LAUNCH_CHECK("kc_exclude");
+    launch<kc_exclude<Acc>>(static_cast<int>(std::max<long long>(1, std::min<long long>(1024, (count + 255) / 256))), 256, 0, stream, p, rows, count);
     // the first application meets m2 = +inf everywhere: nothing to screen
     if (screened && !first && count > 1) return product(rows, count, ord0);
     for (long long k = 0; k < count; k += q_max) {
       const int q = static_cast<int>(std::min<long long>(q_max, count - k));
-      apply_fn<<<apply_grid, kThreads, apply_smem, stream>>>(p, rows + k, q, ord0 + k, -1);
-      SVP_CUDA_LAUNCH_CHECK("kc_init");
+      launch<apply_fn>(apply_grid, kThreads, apply_smem, stream, p, rows + k, q, ord0 + k, -1);
     }
   };
 
@@ -285,9 +278,8 @@ void run_batched(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<
       const int nc = static_cast<int>(std::min<long long>(cand_max, live));
       batched_sort<Acc>(p, L, stream);
       if (nc > 1) {
-        pairs_fn<<<nc, kThreads, center_bytes, stream>>>(p, L.rows_out, nc, static_cast<Acc*>(L.dmat),
+        launch<pairs_fn>(nc, kThreads, center_bytes, stream, p, L.rows_out, nc, static_cast<Acc*>(L.dmat),
                                                          static_cast<int>(cand_max));
-        SVP_CUDA_LAUNCH_CHECK("kb_pairs");
         pair_evals += static_cast<long long>(nc) * nc;
       }
       const long long t_cap = std::min<long long>(budget, t + cap);

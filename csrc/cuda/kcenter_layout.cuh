@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kcenter_steps.cuh"
+#include "launch.cuh"
 
 namespace svp {
 namespace cuda {
@@ -87,22 +88,21 @@ struct KernelFit {
     SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     SVP_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   }
-  void require(size_t smem, const char* what) const {
-    if (smem > static_cast<size_t>(optin))
+  // Kernel fits with `smem` bytes of dynamic shared memory (and its static
+  // part), or the error a user can act on; then its limit is raised where the
+  // two exceed 48 KB together
+  template <auto Kernel>
+  void allow(size_t smem, const char* what) const {
+    const size_t total = smem + static_shared_bytes<Kernel>();
+    if (total > static_cast<size_t>(optin))
       throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU (D = %lld "
                              "needs %zu bytes of shared memory per block; the device allows %d)",
-                             what, D, smem, optin));
+                             what, D, total, optin));
+    allow_dynamic_smem<Kernel>(smem);
   }
-  // require() first; then raise the kernel's limit where it needs more than 48 KB
-  void allow(const void* fn, size_t smem, const char* what) const {
-    require(smem, what);
-    if (smem > (48u << 10))
-      SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
-  }
-  int blocks_per_sm(const void* fn, int threads, size_t smem, const char* what) const {
-    int per_sm = 0;
-    SVP_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
+  template <auto Kernel>
+  int blocks_per_sm(int threads, size_t smem, const char* what) const {
+    const int per_sm = max_active_blocks_per_sm<Kernel>(threads, smem);
     if (per_sm < 1)
       throw CudaError(format("svp_fast: the k-center %s kernel does not fit on this GPU "
                              "(D = %lld, %zu bytes of shared memory per block)", what, D, smem));

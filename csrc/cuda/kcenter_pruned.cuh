@@ -302,7 +302,7 @@ __device__ inline void refresh_active_tops(const KcParams<Acc>& p, int par) {
 template <typename T, typename Acc, int CPL, bool VEC>
 __global__ void __launch_bounds__(kThreads) kc_steps_pruned(KcParams<Acc> p, long long t_begin,
                                                             long long t_end) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   double* c64 = reinterpret_cast<double*>(smem_raw + ((p.D * sizeof(Acc) + 15) / 16) * 16);
   __shared__ Top4 scratch[kThreads / 32];

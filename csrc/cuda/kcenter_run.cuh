@@ -43,7 +43,7 @@ __global__ void kc_exclude(KcParams<Acc> p, const long long* rows, long long n) 
 template <typename T, typename Acc, int CPL, bool VEC>
 __global__ void __launch_bounds__(kThreads) kc_init(KcParams<Acc> p, const long long* rows, int q,
                                                     long long ord0, int write_par) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   __shared__ Top4 scratch[kThreads / 32];
   const long long cstride = (p.D + 3) & ~3LL;  // 16-byte aligned centers
@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kThreads) kc_init(KcParams<Acc> p, const long 
 template <typename T, typename Acc, int CPL, bool VEC>
 __global__ void __launch_bounds__(kThreads) kc_steps(KcParams<Acc> p, long long t_begin,
                                                      long long t_end) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   __shared__ Top4 scratch[kThreads / 32];
   cg::grid_group grid = cg::this_grid();
@@ -121,20 +121,20 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
   // pruned steps keep the center twice: in Acc for distances, in float64 for bounds
   const size_t step_smem = use_cells ? ((center_bytes + 15) / 16) * 16 + static_cast<size_t>(X.cols) * 8
                                      : center_bytes;
-  auto init_fn = kc_init<T, Acc, CPL, VEC>;
-  const void* scan_fn = reinterpret_cast<const void*>(kc_steps<T, Acc, CPL, VEC>);
-  const void* pruned_fn = reinterpret_cast<const void*>(kc_steps_pruned<T, Acc, CPL, VEC>);
+  constexpr auto init_fn = kc_init<T, Acc, CPL, VEC>;
+  constexpr auto scan_fn = kc_steps<T, Acc, CPL, VEC>;
+  constexpr auto pruned_fn = kc_steps_pruned<T, Acc, CPL, VEC>;
   // the pruned kernel may hand over to the scan mid-run (auto's fallback);
   // then both run on the one grid sized here
   const bool may_hand_over = use_cells && opt.fallback_fraction <= 1.0;
   const KernelFit fit(device, X.cols);
   const size_t scan_smem = center_bytes;
-  fit.allow(reinterpret_cast<const void*>(init_fn), init_smem, "initial-centers");
-  fit.allow(scan_fn, scan_smem, "scan");
-  if (use_cells) fit.allow(pruned_fn, step_smem, "pruned");
-  int per_sm = use_cells ? fit.blocks_per_sm(pruned_fn, kThreads, step_smem, "pruned")
-                         : fit.blocks_per_sm(scan_fn, kThreads, scan_smem, "scan");
-  if (may_hand_over) per_sm = std::min(per_sm, fit.blocks_per_sm(scan_fn, kThreads, scan_smem, "scan"));
+  fit.allow<init_fn>(init_smem, "initial-centers");
+  fit.allow<scan_fn>(scan_smem, "scan");
+  if (use_cells) fit.allow<pruned_fn>(step_smem, "pruned");
+  int per_sm = use_cells ? fit.blocks_per_sm<pruned_fn>(kThreads, step_smem, "pruned")
+                         : fit.blocks_per_sm<scan_fn>(kThreads, scan_smem, "scan");
+  if (may_hand_over) per_sm = std::min(per_sm, fit.blocks_per_sm<scan_fn>(kThreads, scan_smem, "scan"));
   // a cooperative grid must be resident at once: for every kernel launched on it
   const int grid = std::min(L.max_blocks, per_sm * fit.sms);
   p.max_blocks = L.max_blocks;
@@ -148,21 +148,18 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
   if (pruned) setup_cells(X, opt, p, L, stream);
   {
     const long long n_excl = opt.n_selected > 0 ? opt.n_selected : 1;
-    kc_exclude<Acc><<<static_cast<int>(std::max<long long>(1, std::min<long long>(1024, (n_excl + 255) / 256))), 256, 0, stream>>>(p, L.init_rows, n_excl);
-    SVP_CUDA_LAUNCH_CHECK("kc_exclude");
+    launch<kc_exclude<Acc>>(static_cast<int>(std::max<long long>(1, std::min<long long>(1024, (n_excl + 255) / 256))), 256, 0, stream, p, L.init_rows, n_excl);
   }
   const long long* d_init = L.init_rows;
   for (size_t k = 0; k < init.size(); k += static_cast<size_t>(q_max)) {
     const int q = static_cast<int>(std::min<size_t>(static_cast<size_t>(q_max), init.size() - k));
     const bool last = k + static_cast<size_t>(q) >= init.size();
-    init_fn<<<grid, kThreads, init_smem, stream>>>(p, d_init + k, q, static_cast<long long>(k),
+    launch<init_fn>(grid, kThreads, init_smem, stream, p, d_init + k, q, static_cast<long long>(k),
                                                     last ? static_cast<int>(t0 & 1) : -1);
-    SVP_CUDA_LAUNCH_CHECK("kc_init");
     poll(0);
   }
   if (pruned) {
-    pr_ctop_all<Acc><<<1024, 256, 0, stream>>>(p);
-    SVP_CUDA_LAUNCH_CHECK("pr_ctop_all");
+    launch<pr_ctop_all<Acc>>(1024, 256, 0, stream, p);
   }
   // picks in chunks of steps sized to about 50 ms of memory traffic, so that
   // Ctrl-C and progress are served a few times a second
@@ -170,8 +167,6 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
       static_cast<double>(X.rows) * static_cast<double>(X.cols) * static_cast<double>(dtype_size(X.dtype));
   const double est_step_s = bytes_per_step / 3e12 + 4e-6;
   const long long chunk = std::max<long long>(1, std::min<long long>(1 << 16, static_cast<long long>(0.05 / est_step_s)));
-    const void* fn = use_cells ? pruned_fn : scan_fn;
-    size_t fn_smem = use_cells ? step_smem : scan_smem;
     bool cells_on = use_cells;
     long long scanned_before = 0;
     // the hand-off is decided between chunks, first after pick 256: a chunk
@@ -180,9 +175,10 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
     for (long long t = t0, t_end; t < opt.budget; t = t_end) {
       t_end = std::min<long long>(opt.budget, t + chunk);
       if (may_hand_over && t < first_check && t_end > first_check) t_end = first_check;
-      void* args[] = {&p, &t, &t_end};
-      SVP_CUDA(cudaLaunchCooperativeKernel(fn, grid, kThreads, args, fn_smem, stream));
-      SVP_CUDA_LAUNCH_CHECK("kc_steps");
+      if (cells_on)
+        launch_cooperative<pruned_fn>(grid, kThreads, step_smem, stream, p, t, t_end);
+      else
+        launch_cooperative<scan_fn>(grid, kThreads, scan_smem, stream, p, t, t_end);
       cudaEvent_t ev;
       SVP_CUDA(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
       SVP_CUDA(cudaEventRecord(ev, stream));
@@ -215,8 +211,7 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
           Acc* m_rows = reinterpret_cast<Acc*>(L.band_val);
           Acc* m2_rows = reinterpret_cast<Acc*>(L.band_idx);
           long long* as_rows = L.perm_tmp;
-          pr_to_rows<Acc><<<1024, 256, 0, stream>>>(p, m_rows, m2_rows, as_rows);
-          SVP_CUDA_LAUNCH_CHECK("pr_to_rows");
+          launch<pr_to_rows<Acc>>(1024, 256, 0, stream, p, m_rows, m2_rows, as_rows);
           SVP_CUDA(cudaMemcpyAsync(p.m, m_rows, sizeof(Acc) * X.rows, cudaMemcpyDeviceToDevice, stream));
           SVP_CUDA(cudaMemcpyAsync(p.m2, m2_rows, sizeof(Acc) * X.rows, cudaMemcpyDeviceToDevice, stream));
           SVP_CUDA(cudaMemcpyAsync(p.assign, as_rows, sizeof(long long) * X.rows,
@@ -224,10 +219,8 @@ void run_steps(const DeviceMatrix& X, const KCenterCudaOptions& opt, KcParams<Ac
           p.n_cells = 0;
           p.perm = nullptr;
           p.where = nullptr;
-          cells_on = false;
           // the grid was sized for both kernels; the scan keeps one center
-          fn = scan_fn;
-          fn_smem = scan_smem;
+          cells_on = false;
           st->fallback_step = t_end;
         }
       }

@@ -571,7 +571,8 @@ __global__ void kc_prepare(KcParams<Acc> p, const long long* excluded, long long
     p.assign[r] = -1;
     if (p.norm64) const_cast<Acc*>(p.scale)[r] = static_cast<Acc>(1.0 / p.norm64[r]);
   }
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
+  // the single-process driver's band counters (a shard has none: null there)
+  if (blockIdx.x == 0 && threadIdx.x == 0 && p.band_count) {
     p.band_count[0] = p.band_count[1] = 0;
     p.band_any[0] = p.band_any[1] = 0;
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kcenter_steps.cuh"
+#include "launch.cuh"
 #include "svp/exactness.h"
 #include "svp/shard.h"
 
@@ -58,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) shard_apply(KcParams<Acc> p, const c
                                                         long long row_bytes, int q,
                                                         long long ord0,
                                                         unsigned long long* evals_out) {
-  extern __shared__ unsigned char smem_raw[];
+  SVP_DYNAMIC_SHARED(unsigned char, smem_raw);
   Acc* cs = reinterpret_cast<Acc*>(smem_raw);
   __shared__ Top4 scratch[kThreads / 32];
   const long long cstride = center_stride(p.D);
@@ -252,21 +253,19 @@ struct KCenterShardCuda::Impl {
   // every launch leaves the block candidates, the last one's are current
   template <typename T, typename Acc, int CPL, bool VEC>
   void apply(const char* raw, long long q, long long ord0) {
-    auto fn = shard_apply<T, Acc, CPL, VEC>;
     const size_t stride_bytes = static_cast<size_t>(center_stride(X.cols)) * sizeof(Acc);
     int optin = 0;
     SVP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, X.device));
-    // (the static shared memory of the kernel: a few KiB)
-    const size_t room = static_cast<size_t>(std::max(0, optin - (8 << 10)));
+    constexpr auto kernel = shard_apply<T, Acc, CPL, VEC>;
+    const size_t room = static_cast<size_t>(std::max<long long>(
+        0, optin - static_cast<long long>(static_shared_bytes<kernel>())));
     const long long q_max = std::max<long long>(1, std::min<long long>(16, static_cast<long long>(room / stride_bytes)));
     const long long rb = raw_row_bytes();
     for (long long k = 0; k < q; k += q_max) {
       const int qb = static_cast<int>(std::min(q_max, q - k));
       const size_t smem = stride_bytes * static_cast<size_t>(qb);
-      if (smem > (48u << 10))
-        SVP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-      fn<<<grid, kThreads, smem, 0>>>(params<Acc>(), raw + k * rb, rb, qb, ord0 + k, counters);
-      SVP_CUDA_LAUNCH_CHECK("shard_apply");
+      allow_dynamic_smem<kernel>(smem);
+      launch<kernel>(grid, kThreads, smem, 0, params<Acc>(), raw + k * rb, rb, qb, ord0 + k, counters);
     }
   }
 
@@ -307,8 +306,7 @@ struct KCenterShardCuda::Impl {
       apply_acc<double>(raw, q, ord0);
     else
       apply_acc<float>(raw, q, ord0);
-    shard_reduce<<<1, kThreads>>>(blockres, grid, result);
-    SVP_CUDA_LAUNCH_CHECK("shard_reduce");
+    launch<shard_reduce>(1, kThreads, 0, 0, blockres, grid, result);
   }
 
   template <typename Acc>
@@ -318,8 +316,7 @@ struct KCenterShardCuda::Impl {
       sort_keys = take<Acc>(n);
       sort_rows_in = take<long long>(n);
       sort_rows = take<long long>(n);
-      shard_iota<<<static_cast<int>(std::min<long long>(1024, (n + 255) / 256)), 256>>>(sort_rows_in, n);
-      SVP_CUDA_LAUNCH_CHECK("shard_iota");
+      launch<shard_iota>(static_cast<int>(std::min<long long>(1024, (n + 255) / 256)), 256, 0, 0, sort_rows_in, n);
       SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(
           nullptr, sort_temp_bytes, static_cast<const Acc*>(m), static_cast<Acc*>(sort_keys),
           sort_rows_in, sort_rows, static_cast<int>(n), 0, static_cast<int>(sizeof(Acc) * 8), cudaStream_t(0)));
@@ -331,9 +328,8 @@ struct KCenterShardCuda::Impl {
         sort_rows, static_cast<int>(n), 0, static_cast<int>(sizeof(Acc) * 8), cudaStream_t(0)));
     const OfferLayout L{T, raw_row_bytes()};
     const int g = static_cast<int>(std::max<long long>(1, std::min<long long>(4096, T)));
-    shard_offer_write<Acc><<<g, 128>>>(params<Acc>(), static_cast<const Acc*>(sort_keys), sort_rows,
+    launch<shard_offer_write<Acc>>(g, 128, 0, 0, params<Acc>(), static_cast<const Acc*>(sort_keys), sort_rows,
                                        T, global_offset, L.head_bytes(), L.row_bytes, msg);
-    SVP_CUDA_LAUNCH_CHECK("shard_offer_write");
   }
 };
 
@@ -379,12 +375,11 @@ KCenterShardCuda::KCenterShardCuda(const DeviceMatrix& X, Metric metric, bool fl
   const int vgrid = static_cast<int>(std::min<long long>(4096, (n + 7) / 8));
   const char* x = static_cast<const char*>(X.data);
   switch (X.dtype) {
-    case DType::f32: kc_facts<float><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
-    case DType::f16: kc_facts<__half><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
-    case DType::bf16: kc_facts<__nv_bfloat16><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
-    case DType::f64: kc_facts<double><<<vgrid, 256>>>(x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::f32: launch<kc_facts<float>>(vgrid, 256, 0, 0, x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::f16: launch<kc_facts<__half>>(vgrid, 256, 0, 0, x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::bf16: launch<kc_facts<__nv_bfloat16>>(vgrid, 256, 0, 0, x, n, X.cols, row_bytes, s.norm64, facts); break;
+    case DType::f64: launch<kc_facts<double>>(vgrid, 256, 0, 0, x, n, X.cols, row_bytes, s.norm64, facts); break;
   }
-  SVP_CUDA_LAUNCH_CHECK("kc_facts");
   unsigned long long f[8];
   SVP_CUDA(cudaMemcpy(f, facts, sizeof(f), cudaMemcpyDeviceToHost));
   if (f[0] != ~0ull)
@@ -396,12 +391,11 @@ KCenterShardCuda::KCenterShardCuda(const DeviceMatrix& X, Metric metric, bool fl
                   name, static_cast<long long>(f[2]));
   if (float64) {
     KcParams<double> p = s.params<double>();
-    kc_prepare<double><<<1024, 256>>>(p, nullptr, 0);
+    launch<kc_prepare<double>>(1024, 256, 0, 0, p, nullptr, 0);
   } else {
     KcParams<float> p = s.params<float>();
-    kc_prepare<float><<<1024, 256>>>(p, nullptr, 0);
+    launch<kc_prepare<float>>(1024, 256, 0, 0, p, nullptr, 0);
   }
-  SVP_CUDA_LAUNCH_CHECK("kc_prepare");
 }
 
 KCenterShardCuda::~KCenterShardCuda() = default;
@@ -414,10 +408,9 @@ void KCenterShardCuda::exclude(int64_t r) {
                 (long long)r);
   DeviceGuard guard(s.X.device);
   if (s.f64)
-    shard_exclude<double><<<1, 1>>>(static_cast<double*>(s.m), r);
+    launch<shard_exclude<double>>(1, 1, 0, 0, static_cast<double*>(s.m), r);
   else
-    shard_exclude<float><<<1, 1>>>(static_cast<float*>(s.m), r);
-  SVP_CUDA_LAUNCH_CHECK("shard_exclude");
+    launch<shard_exclude<float>>(1, 1, 0, 0, static_cast<float*>(s.m), r);
 }
 
 void KCenterShardCuda::add_center(const void* raw_device, int64_t local_row) {
@@ -492,10 +485,9 @@ void KCenterShardCuda::add_centers(const void* rows_device, const int64_t* local
     }
     SVP_CUDA(cudaMemcpy(s.rows_buf, mine.data(), sizeof(long long) * cnt, cudaMemcpyHostToDevice));
     if (s.f64)
-      shard_exclude_rows<double><<<1, 256>>>(static_cast<double*>(s.m), s.rows_buf, cnt);
+      launch<shard_exclude_rows<double>>(1, 256, 0, 0, static_cast<double*>(s.m), s.rows_buf, cnt);
     else
-      shard_exclude_rows<float><<<1, 256>>>(static_cast<float*>(s.m), s.rows_buf, cnt);
-    SVP_CUDA_LAUNCH_CHECK("shard_exclude_rows");
+      launch<shard_exclude_rows<float>>(1, 256, 0, 0, static_cast<float*>(s.m), s.rows_buf, cnt);
   }
   s.apply_centers_q(static_cast<const char*>(rows_device), q);
 }
@@ -534,10 +526,9 @@ void KCenterShardCuda::band(double thr, std::vector<int64_t>* idx, std::vector<d
   SVP_CUDA(cudaMemset(s.band_count, 0, sizeof(int)));
   const int g = static_cast<int>(std::min<long long>(1024, (s.X.rows + 255) / 256));
   if (s.f64)
-    shard_band<double><<<g, 256>>>(static_cast<const double*>(s.m), s.X.rows, thr, s.band_idx, s.band_val, s.band_count);
+    launch<shard_band<double>>(g, 256, 0, 0, static_cast<const double*>(s.m), s.X.rows, thr, s.band_idx, s.band_val, s.band_count);
   else
-    shard_band<float><<<g, 256>>>(static_cast<const float*>(s.m), s.X.rows, thr, s.band_idx, s.band_val, s.band_count);
-  SVP_CUDA_LAUNCH_CHECK("shard_band");
+    launch<shard_band<float>>(g, 256, 0, 0, static_cast<const float*>(s.m), s.X.rows, thr, s.band_idx, s.band_val, s.band_count);
   int count = 0;
   SVP_CUDA(cudaMemcpy(&count, s.band_count, sizeof(int), cudaMemcpyDeviceToHost));
   std::vector<int64_t> ix(static_cast<size_t>(count));
@@ -573,10 +564,9 @@ double KCenterShardCuda::exact_min(const void* raw_y_device, const int64_t* loca
   const int g = static_cast<int>(std::min<long long>(1024, (count + 7) / 8));
   const char* y = static_cast<const char*>(raw_y_device);
   if (s.f64)
-    shard_exact_min<double><<<g, kThreads>>>(s.params<double>(), y, s.rows_buf, count, s.counters + 1);
+    launch<shard_exact_min<double>>(g, kThreads, 0, 0, s.params<double>(), y, s.rows_buf, count, s.counters + 1);
   else
-    shard_exact_min<float><<<g, kThreads>>>(s.params<float>(), y, s.rows_buf, count, s.counters + 1);
-  SVP_CUDA_LAUNCH_CHECK("shard_exact_min");
+    launch<shard_exact_min<float>>(g, kThreads, 0, 0, s.params<float>(), y, s.rows_buf, count, s.counters + 1);
   unsigned long long best;
   SVP_CUDA(cudaMemcpy(&best, s.counters + 1, sizeof(best), cudaMemcpyDeviceToHost));
   double v;

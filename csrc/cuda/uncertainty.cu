@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "launch.cuh"
 #include "svp/uncertainty_exact.h"
 
 namespace svp {
@@ -556,8 +557,7 @@ void run(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, const ULayout
   const unsigned long long init_bad[2] = {~0ull, ~0ull};
   SVP_CUDA(cudaMemcpyAsync(L.bad, init_bad, sizeof(init_bad), cudaMemcpyHostToDevice, stream));
   const int pass_grid = blocks_for(n, 8, 8192);  // 8 warps (rows) per block
-  unc_pass<T, A><<<pass_grid, 256, 0, stream>>>(a, scores, k > 0 ? L.key : nullptr, L.err, L.bad);
-  SVP_CUDA_LAUNCH_CHECK("unc_pass");
+  launch<unc_pass<T, A>>(pass_grid, 256, 0, stream, a, scores, k > 0 ? L.key : nullptr, L.err, L.bad);
   unsigned long long bad[2];
   SVP_CUDA(cudaMemcpyAsync(bad, L.bad, sizeof(bad), cudaMemcpyDeviceToHost, stream));
   SVP_CUDA(cudaStreamSynchronize(stream));
@@ -577,25 +577,20 @@ void run(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, const ULayout
   }
   const int g = blocks_for(n, 256, 4096);
   size_t tb = L.temp_bytes;
-  sort_input<<<g, 256, 0, stream>>>(L.key, L.key32_in, L.idx_in, n);
-  SVP_CUDA_LAUNCH_CHECK("sort_input");
+  launch<sort_input>(g, 256, 0, stream, L.key, L.key32_in, L.idx_in, n);
   SVP_CUDA(cub::DeviceRadixSort::SortPairsDescending(L.temp, tb, L.key32_in, L.key32_out, L.idx_in,
                                                      L.order, n, 0, 32, stream));
-  bounds_by_position<<<g, 256, 0, stream>>>(L.order, L.key, L.err, tie, L.sep, L.up_rev, n);
-  SVP_CUDA_LAUNCH_CHECK("bounds_by_position");
+  launch<bounds_by_position>(g, 256, 0, stream, L.order, L.key, L.err, tie, L.sep, L.up_rev, n);
   tb = L.temp_bytes;
   SVP_CUDA(cub::DeviceScan::InclusiveScan(L.temp, tb, L.sep, L.pmin, MinOp(), n, stream));
   tb = L.temp_bytes;
   SVP_CUDA(cub::DeviceScan::InclusiveScan(L.temp, tb, L.up_rev, L.smax_rev, MaxOp(), n, stream));
-  set_u64<<<1, 1, 0, stream>>>(L.end, static_cast<unsigned long long>(n - 1));
-  SVP_CUDA_LAUNCH_CHECK("set_u64");
+  launch<set_u64>(1, 1, 0, stream, L.end, static_cast<unsigned long long>(n - 1));
   if (n > k) {
-    find_end<<<blocks_for(n - k + 1, 256, 4096), 256, 0, stream>>>(L.pmin, L.smax_rev, n, k, L.end);
-    SVP_CUDA_LAUNCH_CHECK("find_end");
+    launch<find_end>(blocks_for(n - k + 1, 256, 4096), 256, 0, stream, L.pmin, L.smax_rev, n, k, L.end);
   }
-  mark_groups<<<g, 256, 0, stream>>>(L.pmin, L.smax_rev, L.order, L.err, n, k, L.end, L.refine,
+  launch<mark_groups>(g, 256, 0, stream, L.pmin, L.smax_rev, L.order, L.err, n, k, L.end, L.refine,
                                      L.group, L.out);
-  SVP_CUDA_LAUNCH_CHECK("mark_groups");
   // idx_in still holds 0 .. n-1 (the sort only read it): the positions to select
   tb = L.temp_bytes;
   SVP_CUDA(cub::DeviceSelect::Flagged(L.temp, tb, L.idx_in, L.refine, L.refine_list, L.counts, n,
@@ -605,17 +600,14 @@ void run(const DeviceMatrix& X, const UncertaintyCudaOptions& opt, const ULayout
                                       stream));
   // the refined rows: a warp each, as many as the device holds at once (the
   // count is on the device; warps beyond it return at once)
-  refine_rows<T, A><<<blocks_for(n, 8, 2048), 256, 0, stream>>>(a, L.order, L.refine_list, L.counts,
+  launch<refine_rows<T, A>>(blocks_for(n, 8, 2048), 256, 0, stream, a, L.order, L.refine_list, L.counts,
                                                                scores, L.key, L.err);
-  SVP_CUDA_LAUNCH_CHECK("refine_rows");
-  order_groups<<<blocks_for(n, 128, 1024), 128, 0, stream>>>(L.pmin, L.smax_rev, L.order, L.key, n, k,
+  launch<order_groups>(blocks_for(n, 128, 1024), 128, 0, stream, L.pmin, L.smax_rev, L.order, L.key, n, k,
                                                               L.end, L.group_list, L.counts + 1, tie,
                                                               L.gs, L.out);
-  SVP_CUDA_LAUNCH_CHECK("order_groups");
   A* top_tmp = static_cast<A*>(L.top_tmp);
-  gather_top<A><<<blocks_for(k, 256, 4096), 256, 0, stream>>>(L.out, scores, k, order_out,
+  launch<gather_top<A>>(blocks_for(k, 256, 4096), 256, 0, stream, L.out, scores, k, order_out,
                                                               top ? top_tmp : nullptr);
-  SVP_CUDA_LAUNCH_CHECK("gather_top");
   if (top) {
     // the reported scores follow the order (they differ from the ranked keys
     // only by their final roundings)

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .. import _core
+from .. import _core, _emulation
 from .._arrays import BF16, F16, F32, F64, Matrix, as_matrix, is_torch
 from ..selection import cells as cells_module
 from ..selection._backend_cuda import tensor_facts
@@ -42,6 +42,8 @@ def local_matrix(x: Any, name: str) -> Matrix:
                 raise TypeError(f"{name} must live on the CPU or a CUDA device, got device {x.device}")
             code, kind = codes[x.dtype], "torch"
             device, index = x.device.type, (x.device.index if x.device.type == "cuda" else None)
+            if _emulation.is_device_tensor(x):
+                device, index = "cuda", 0
         else:
             dt = np.dtype(getattr(x, "dtype", np.float64))
             if dt.newbyteorder("=") not in _NUMPY_FLOATS:
@@ -191,8 +193,10 @@ class CudaShard(LocalShard):
         super().__init__(m, name)
         self.lib = lib if lib is not None else _core
         self.core_class(self.lib)  # fail now, on this rank, with the reason
-        self.torch_device = (torch_device if torch_device is not None
-                             else torch.device("cuda", m.device_index))
+        if torch_device is None:  # (the emulated build's device memory is host memory)
+            torch_device = (torch.device("cpu") if _emulation.EMULATED
+                            else torch.device("cuda", m.device_index))
+        self.torch_device = torch_device
         self.tensor = m.owner if m.rows else None
         self._stage = None  # device copy of a row received over a CPU (gloo) group
         self._offer_stage = None  # the offer, written on the device, for a CPU group

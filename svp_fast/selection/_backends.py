@@ -6,9 +6,13 @@ Tests swap in a stand-in here (``BACKENDS["cpu"] = CudaBackend(stand_in,
 
 from __future__ import annotations
 
-from . import _backend_cpu, _backend_cuda
+from .. import _emulation
+from . import _backend_cpu, _backend_cuda, _backend_emulated
 
-BACKENDS = {"cpu": _backend_cpu.BACKEND, "cuda": _backend_cuda.BACKEND}
+BACKENDS = {"cpu": _backend_cpu.BACKEND,
+            # a build with SVP_FAST_CUDA=EMU: the same glue on the emulated device (host memory)
+            "cuda": (_backend_emulated.cuda_backend() if _emulation.EMULATED
+                     else _backend_cuda.BACKEND)}
 
 
 def backend_for(m):

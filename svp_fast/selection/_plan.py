@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .. import _emulation
 from .._arrays import is_torch, to_callers_library
 
 METRICS = ("euclidean", "cosine")
@@ -238,7 +239,10 @@ def read_only(a: np.ndarray) -> np.ndarray:
 
 def to_caller(like: Any, out):
     """``out`` (numpy, or a tensor a backend made) in the array type of ``like``:
-    a tensor on ``like``'s device for torch inputs, numpy otherwise."""
+    a tensor on ``like``'s device for torch inputs; for another library's array
+    on CUDA (DLPack: CuPy, JAX, ...), the tensor on its device, which
+    ``to_callers_library`` hands back to that library where it can; numpy
+    otherwise."""
     if out is None:
         return None
     if is_torch(like):
@@ -246,10 +250,12 @@ def to_caller(like: Any, out):
 
         if isinstance(out, np.ndarray):
             out = torch.from_numpy(out)
-        return out.to(like.device)
+        return _emulation.like(like, out.to(like.device))  # (emulated device: marked so)
     if isinstance(out, np.ndarray):
         return out
-    return out.cpu().numpy()  # pragma: no cover - a device result for a host input
+    if out.is_cuda or _emulation.is_device_tensor(out):
+        return out  # a device result stays on the device (the documented fallback: torch)
+    return out.cpu().numpy()
 
 
 def package(like: Any, picks, radii, stats, return_radii: bool, return_stats: bool):

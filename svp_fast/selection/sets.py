@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .. import _emulation
 from .._arrays import as_matrix, is_torch
 from ._backends import backend_for
 from ._plan import KCenterGroupPlan
@@ -210,9 +211,9 @@ def _package_batch(points, B: int, K: int, positions, radii, budgets, return_rad
             if radii is not None:
                 r = radii if isinstance(radii, np.ndarray) else radii.cpu().numpy()
                 rad[valid] = r[flat]
-    res = [out]
+    res = [_emulation.like(points, out)]
     if return_radii:
-        res.append(rad)
+        res.append(_emulation.like(points, rad))
     if return_stats:
         res.append(stats)
     return res[0] if len(res) == 1 else tuple(res)
