@@ -23,10 +23,10 @@ def install_cuda_standin():
     ``gpu_check.sh --emulate`` runs) the route leads to that device instead:
     the dry run then runs the real CUDA kernels, emulated on the CPU (returns None)."""
     from svp_fast import _emulation
-    from svp_fast.selection import _backend_cuda, _backends
+    from svp_fast.selection import _backend_cuda, _backend_emulated, _backends
 
     if _emulation.EMULATED:
-        _backends.BACKENDS["cpu"] = _emulation.cuda_backend()
+        _backends.BACKENDS["cpu"] = _backend_emulated.cuda_backend()
         return None
     if TESTS not in sys.path:
         sys.path.insert(0, TESTS)

@@ -379,6 +379,9 @@ def plot_active(path: Path, per_round: dict, al: dict) -> None:
         ms = np.array([points[s][0] for s in xs]) * 100
         sds = np.array([points[s][1] for s in xs]) * 100
         ax.errorbar(xs, ms, yerr=sds, marker="o", capsize=3, label=name.split("-")[1] + "-selected")
+    from svp_fast.pipelines.results import cap_percent_axis
+
+    cap_percent_axis(ax, "y")  # mean + sd may pass 100; accuracy cannot
     ax.set_xlabel("labelled-set size")
     ax.set_ylabel("target test accuracy (%)")
     ax.set_title("active learning (mean ± sd over seeds)")

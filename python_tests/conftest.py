@@ -1,4 +1,6 @@
+import contextlib
 import os
+import subprocess
 import sys
 import zlib
 
@@ -195,3 +197,35 @@ def _per_test_timeout():
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# ---------------------------------------------------------------- child processes
+# A test that starts a process owns it: the process ends with the test, whether
+# the test passes or fails (a failed assertion must not leave a selection running
+# for minutes). And it must not depend on the signals the test runner inherited:
+# under `nohup pytest ... &` SIGINT is ignored, and a child would inherit that.
+
+# Starts `python ARGS...` with SIGINT ignored, as a shell's background job would
+# (os.execv keeps an ignored signal ignored): the worst a child can inherit.
+SIGINT_IGNORED = [sys.executable, "-c",
+                  "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                  "os.execv(sys.executable, [sys.executable] + sys.argv[1:])"]
+
+# The first lines of a child script that is to stop on Ctrl-C whatever it inherited.
+RESTORE_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+@contextlib.contextmanager
+def child_process(argv, **popen_kwargs):
+    """``subprocess.Popen(argv)``, killed and reaped when the block ends early
+    (a failed assertion, a timeout) or leaves it running."""
+    proc = subprocess.Popen(argv, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -103,7 +103,8 @@ def test_already_selected_accepts_int_types():
 @pytest.mark.parametrize("start,exc,msg", [
     (20, ValueError, r"start must be in \[0, 20\), got 20"),
     (-1, ValueError, r"start must be in \[0, 20\), got -1"),
-    (1.0, TypeError, "start must be an integer"),
+    (1.0, TypeError, r"start must be None, a row index or 'random', got float 1.0"),
+    ("first", ValueError, r"start must be None, a row index or 'random', got 'first'"),
 ])
 def test_bad_start(start, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
@@ -62,6 +63,25 @@ def test_grid_table_csv_and_plot(tmp_path):
     assert "x numpy" in text and "norms+matvec" in text and "least_confidence" in text
 
 
+def test_plot_legends_do_not_cover_the_lines(tmp_path):
+    """The issue: bench.png's uncertainty legend (a line per method, implementation
+    and dtype) sat over the lines. Every legend is drawn outside its axes now."""
+    b, _ = _run(TINY[:5] + ["float32,float16"] + TINY[6:], tmp_path)
+    fig = b.plot(tmp_path / "c.png")
+    renderer = fig.canvas.get_renderer()
+    legends = 0
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_legend() is None:
+            continue
+        legends += 1
+        box, leg = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+        assert leg.y1 <= box.y0, (ax.get_title(), leg, box)  # entirely below the axes
+        assert fig.bbox.y0 <= leg.y0  # and on the figure
+    uncertainty = next(ax for ax in fig.axes if ax.get_title().startswith("uncertainty"))
+    assert len(uncertainty.get_legend().get_texts()) == 3 * 3 * 2  # methods x impls x dtypes
+    assert legends == len([ax for ax in fig.axes if ax.get_visible()])
+
+
 def test_run_bench_prints_and_writes(tmp_path, capsys):
     args = bench.build_parser().parse_args(
         TINY[:4] + TINY[6:] + ["--no-uncertainty", "--methods", "scan", "--baselines", "numpy",
@@ -101,9 +121,43 @@ def test_compare_two_runs(tmp_path, capsys):
     part = text[text.index("against"):]
     rows = [line for line in part.splitlines()[2:] if line.startswith("kcenter")]
     assert len(rows) == 4  # scan and numpy, at N=300 and 400
-    assert sum(line.endswith("x") for line in rows) == 2  # N=300: measured in both runs
-    assert sum(line.endswith("(new)") for line in rows) == 2
+    assert sum(bool(re.search(r"\d\.\d\dx  ", line)) for line in rows) == 2  # N=300: both runs
+    assert sum("(new)" in line for line in rows) == 2
     assert "(1 rows of" in part  # lazy at N=300: only in the first run
+    # the same thread counts both times (--quick: svp_fast's default, numpy's one thread)
+    assert "threads differ" not in part
+
+
+def test_csv_records_threads_and_load_and_compare_flags_a_change(tmp_path, capsys):
+    """bench.csv says how many threads ran and how loaded the machine was;
+    --compare flags rows whose thread counts differ between the two runs."""
+    argv = ["--quick", "--n", "300", "--no-uncertainty", "--methods", "scan", "--baselines",
+            "numpy", "--no-plot"]
+    assert bench.main(argv + ["--threads", "1", "--out", str(tmp_path / "a")]) == 0
+    with open(tmp_path / "a" / "bench.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["impl"]: int(r["threads"]) for r in rows} == {"svp_fast": 1, "numpy": 1}
+    assert all(float(r["load"]) >= 0 for r in rows)
+    capsys.readouterr()
+    assert bench.main(argv + ["--threads", "2", "--compare",
+                              str(tmp_path / "a" / "bench.csv")]) == 0
+    part = capsys.readouterr().out.split("against")[1]
+    svp = next(line for line in part.splitlines() if " svp_fast " in line)
+    numpy_row = next(line for line in part.splitlines() if " numpy " in line)
+    assert "1->2" in svp and svp.endswith("* threads differ")
+    assert "1->1" in numpy_row and "threads differ" not in numpy_row
+    assert "1 rows were measured with different thread counts" in part
+    # an older CSV without the columns: its thread counts are unknown, so flagged
+    old = tmp_path / "old.csv"
+    with open(tmp_path / "a" / "bench.csv") as f, open(old, "w", newline="") as g:
+        reader = csv.DictReader(f)
+        fields = [k for k in reader.fieldnames if k not in ("threads", "load")]
+        w = csv.DictWriter(g, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(reader)
+    assert bench.main(argv + ["--threads", "1", "--compare", str(old)]) == 0
+    part = capsys.readouterr().out.split("against")[1]
+    assert "?->1" in part and "2 rows were measured with different thread counts" in part
 
 
 def test_own_embeddings_from_input(tmp_path):

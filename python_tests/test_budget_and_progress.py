@@ -8,6 +8,8 @@ positive fraction that rounds to no pick.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,41 @@ def test_no_bar_before_an_input_error(rng, capsys):
     hook(3)
     close()
     assert "t:" in capsys.readouterr().err
+
+
+def test_the_first_estimate_waits_for_a_tenth_of_the_work(monkeypatch):
+    """The issue: the first estimate said 1:52 for a 4 s run (k-center's first
+    picks cost the most). No time left is shown before a tenth of the picks."""
+    import tqdm.std
+
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock["t"])  # what each bar reads
+    hook, close = make_hook(1000, True, "k-center", "pick")
+    try:
+        clock["t"] += 0.1
+        hook(5)  # 5 slow picks in 0.1 s: a rate that would promise 20 s
+        bar = hook.state["bar"]
+        assert "<?" in str(bar) and "5/1000" in str(bar)
+        clock["t"] += 0.1
+        hook(99)
+        assert "<?" in str(bar)
+        clock["t"] += 0.1
+        hook(400)
+        text = str(bar)
+        assert "<?" not in text and re.search(r"<\d\d:\d\d", text), text
+    finally:
+        close()
+    # a caller's own bar is left as it is
+    class Mine:
+        bar_format = "mine"
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    mine = Mine()
+    hook, close = make_hook(1000, mine, "k-center", "pick")
+    hook(5)
+    hook(400)
+    close()
+    assert mine.n == 400 and mine.bar_format == "mine"

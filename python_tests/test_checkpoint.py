@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from conftest import child_process
 import numpy as np
 import pytest
 
@@ -39,24 +40,25 @@ def test_sigkill_and_resume_gives_the_uninterrupted_picks(tmp_path, big_npy):
     cmd = _cmd("kcenter", str(big_npy), "--budget", budget, "--out", str(out), "--radii", str(radii),
                "--checkpoint", str(ckpt), "--checkpoint-every", "0.2", "--method", "scan",
                "--no-progress")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    deadline = time.time() + 120
-    saved = 0
-    while time.time() < deadline:  # wait for a checkpoint with some picks
-        time.sleep(0.2)
-        if ckpt.exists():
-            try:
-                with np.load(ckpt) as z:
-                    saved = z["picks"].size
-            except Exception:  # being replaced right now: atomic rename, retry
-                continue
-            if saved >= 200:
-                break
-    assert saved >= 200, "no checkpoint was written"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    # (child_process: the run is killed if the test fails before it does)
+    with child_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=dict(os.environ, OMP_NUM_THREADS="1")) as proc:
+        deadline = time.time() + 120
+        saved = 0
+        while time.time() < deadline:  # wait for a checkpoint with some picks
+            time.sleep(0.2)
+            if ckpt.exists():
+                try:
+                    with np.load(ckpt) as z:
+                        saved = z["picks"].size
+                except Exception:  # being replaced right now: atomic rename, retry
+                    continue
+                if saved >= 200:
+                    break
+        assert saved >= 200, "no checkpoint was written"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     # the same command again: resumes
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

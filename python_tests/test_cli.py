@@ -327,3 +327,78 @@ def test_static_name_lists_match_the_registries():
     assert tuple(cli.ACTIVE_METHODS) == ACTIVE_METHODS
     for name in ("digits", "fashion-mnist"):
         assert name in cli.DEFAULTS
+
+
+# ----------------------------------------------------------------------------- one language
+
+def test_every_library_method_is_a_command_line_method(tmp_path, embeddings, capsys):
+    """The issue: --method batched was refused, though the README's method table lists it."""
+    from svp_fast.selection._plan import METHODS
+
+    x, path = embeddings
+    kcenter_help = cli.build_parser().parse_args(["kcenter", "e.npy", "--budget", "1", "--out",
+                                                  "o.npy"]).subparsers["kcenter"]
+    method = next(a for a in kcenter_help._actions if a.dest == "method")
+    assert tuple(method.choices) == METHODS
+    for m in METHODS:
+        code, out, err = run_cli(["kcenter", path, "--budget", 30, "--out", tmp_path / f"{m}.npy",
+                                  "--method", m, "--no-progress"], capsys)
+        assert code == 0, err
+        np.testing.assert_array_equal(np.load(tmp_path / f"{m}.npy"), svp_fast.kcenter(x, 30))
+
+
+def test_start_random_on_the_command_line_is_the_librarys(tmp_path, embeddings, capsys):
+    x, path = embeddings
+    code, _, err = run_cli(["kcenter", path, "--budget", 10, "--out", tmp_path / "p.npy",
+                            "--start", "random", "--seed", 3, "--no-progress"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"),
+                                  svp_fast.kcenter(x, 10, start="random", seed=3))
+    labels = np.arange(300) % 3
+    np.save(tmp_path / "lab.npy", labels)
+    code, _, err = run_cli(["kcenter", path, "--budget", 12, "--out", tmp_path / "g.npy",
+                            "--groups", tmp_path / "lab.npy", "--start", "random", "--seed", 5,
+                            "--no-progress"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), svp_fast.kcenter(
+        x, 12, groups=labels, start="random", seed=5))
+    code, _, err = run_cli(["kcenter", path, "--budget", 12, "--out", tmp_path / "h.npy",
+                            "--groups", tmp_path / "lab.npy", "--start", 4], capsys)
+    assert_usage_error(code, err, "--start with --groups must be 'random'")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["kcenter", str(path), "--budget", "3", "--out", "o.npy", "--start", "first"])
+    assert e.value.code == 2
+    assert "expected a row index (e.g. 0) or 'random', got 'first'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_before_or_after_the_subcommand(where, capsys):
+    """The issue: --traceback was accepted only before the subcommand."""
+    words = ["coreset", "--dataset", "digits", "--proxy", "resnet9"]
+    argv = ["--traceback", *words] if where == "before" else [*words, "--traceback"]
+    with pytest.raises(ValueError, match="resnet9"):
+        cli.main(argv)
+    # and without it, the one-line error
+    assert_usage_error(*run_cli(words, capsys)[::2], "resnet9")
+    for command in ("kcenter", "uncertainty", "demo", "bench", "active"):
+        assert "--traceback" in cli.build_parser().parse_args(["demo"]).subparsers[
+            command].format_help()
+
+
+def test_one_checkpoint_interval_for_the_library_and_the_command():
+    import inspect
+
+    from svp_fast.selection.checkpoint import DEFAULT_CHECKPOINT_EVERY
+
+    library = inspect.signature(svp_fast.kcenter).parameters["checkpoint_every"].default
+    command = cli.build_parser().parse_args(["kcenter", "e.npy", "--budget", "1", "--out",
+                                             "o.npy"]).checkpoint_every
+    assert library == command == DEFAULT_CHECKPOINT_EVERY
+
+
+def test_distributed_refuses_the_methods_it_has_not(tmp_path, embeddings, capsys):
+    _, path = embeddings
+    code, _, err = run_cli(["kcenter", path, "--budget", 3, "--out", tmp_path / "o.npy",
+                            "--method", "batched", "--distributed"], capsys)
+    assert_usage_error(code, err, "--method batched is not a local engine of --distributed",
+                       "--protocol batched")

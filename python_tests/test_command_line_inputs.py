@@ -183,6 +183,23 @@ def test_files_that_are_not_npy_arrays(tmp_path, capsys, command, what):
         assert "pickle" not in line  # the issue: a text file was reported as pickled data
 
 
+@pytest.mark.parametrize("command,what", [("kcenter", "embeddings"), ("uncertainty", "logits")])
+def test_a_directory_is_named_as_such(tmp_path, capsys, command, what):
+    """The issue: `svp-fast kcenter adir ...` said "embeddings file 'adir' path
+    'adir' is not a file"."""
+    (tmp_path / "adir").mkdir()
+    code, _, err = run_cli([command, tmp_path / "adir", "--budget", 1, "--out",
+                            tmp_path / "o.npy"], capsys)
+    line = one_line_error(code, err)
+    assert line.endswith(f"error: {what} file '{tmp_path / 'adir'}' is a directory, not a "
+                         ".npy file"), line
+    np.save(tmp_path / "e.npy", np.ones((4, 2), np.float32))
+    code, _, err = run_cli(["kcenter", tmp_path / "e.npy", "--budget", 1, "--out",
+                            tmp_path / "o.npy", "--already-selected", tmp_path / "adir"], capsys)
+    assert "already-selected file" in one_line_error(code, err)
+    assert "is a directory, not a .npy file" in err
+
+
 def _npy_bytes(a) -> bytes:
     import io
 

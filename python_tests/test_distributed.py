@@ -544,6 +544,15 @@ def test_one_rank_batched_through_the_cuda_shard_glue(one_rank_group, monkeypatc
     assert stats.pass_picks.max() <= 3
 
 
+def test_one_rank_random_start_is_the_single_process_draw(one_rank_group):
+    x = _data("clustered", 500, 8, np.float32, seed=3)
+    for seed in (0, 7):
+        ref = svp_fast.kcenter(x, 40, start="random", seed=seed)
+        np.testing.assert_array_equal(sd.kcenter(x, 40, start="random", seed=seed), ref)
+    assert svp_fast.kcenter(x, 1, start="random", seed=7)[0] != \
+        svp_fast.kcenter(x, 1, start="random", seed=0)[0]
+
+
 def test_one_rank_torch_input_returns_torch(one_rank_group):
     x = torch.from_numpy(_data("gauss", 300, 6, np.float32, seed=2))
     picks, radii = sd.kcenter(x, 20, return_radii=True, already_selected=torch.tensor([4, 9]))
@@ -562,6 +571,8 @@ def test_one_rank_torch_input_returns_torch(one_rank_group):
     (dict(budget="3"), TypeError, "budget must be a count"),
     (dict(start=10), ValueError, "start must be in [0, 10), got 10"),
     (dict(start=1, already_selected=[2]), ValueError, "start applies only when already_selected is empty"),
+    (dict(start="first"), ValueError, "start must be None, a row index or 'random', got 'first'"),
+    (dict(start=1.5), TypeError, "start must be None, a row index or 'random', got float 1.5"),
     (dict(already_selected=[1, 1]), ValueError, "already_selected must not repeat an index"),
     (dict(already_selected=[0.5]), TypeError, "already_selected must hold integers"),
     (dict(n_cells=0, method="pruned"), ValueError, "n_cells must be a positive integer"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import RESTORE_SIGINT, SIGINT_IGNORED, child_process
 from reference import kcenter_ref, topk_ref, uncertainty_scores_ref
 
 import svp_fast
@@ -368,7 +369,7 @@ def test_as_groups_positions():
     np.testing.assert_array_equal(g.positions(), [0, 0, 1, 0, 1])
 
 
-GROUPS_INTERRUPT = """
+GROUPS_INTERRUPT = RESTORE_SIGINT + """
 import sys, threading, time
 import numpy as np, svp_fast
 x = np.random.default_rng(0).standard_normal((200_000, 32), dtype=np.float32)
@@ -386,7 +387,10 @@ print("again", svp_fast.kcenter(x[:100], 3, groups=labels[:100]).tolist(), flush
 """
 
 
-def test_grouped_ctrl_c_stops_every_thread(tmp_path):
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_grouped_ctrl_c_stops_every_thread(tmp_path, inherited):
+    """Also when the child inherits SIGINT ignored (see test_trust.py); the
+    child is killed if the test fails."""
     import signal
     import subprocess
     import sys
@@ -394,14 +398,15 @@ def test_grouped_ctrl_c_stops_every_thread(tmp_path):
 
     script = tmp_path / "run.py"
     script.write_text(GROUPS_INTERRUPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.5)
-    t = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "interrupted after" in out, out + err
-    assert time.perf_counter() - t < 3.0
-    assert "again [" in out
+    python = SIGINT_IGNORED if inherited == "ignored" else [sys.executable]
+    with child_process([*python, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True) as proc:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        t = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "interrupted after" in out, out + err
+        assert time.perf_counter() - t < 3.0
+        assert "again [" in out

@@ -297,10 +297,9 @@ def test_auto_uses_cells_on_low_dimensional_data(rng):
 
 def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
     # force the cells onto noise: the engine must notice and hand over to lazy
-    import importlib
+    from svp_fast.selection import _planner  # the engine rule of every driver
 
-    kc = importlib.import_module("svp_fast.selection.kcenter")
-    monkeypatch.setattr(kc, "CELLS_MAX_INTRINSIC_DIMENSION", float("inf"))
+    monkeypatch.setattr(_planner, "CELLS_MAX_INTRINSIC_DIMENSION", float("inf"))
     x = rng.standard_normal((8192, 64)).astype(np.float32)
     p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
     np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))
@@ -469,3 +468,23 @@ def test_engines_agree_on_radii_bit_for_bit(rng, dtype, metric):
     for method in ("lazy", "pruned", "batched"):
         r = svp_fast.kcenter(x, 1500, metric=metric, method=method, n_cells=32, return_radii=True)[1]
         np.testing.assert_array_equal(r, ref, err_msg=method)
+
+
+def test_random_start_on_one_set_draws_as_one_group_and_a_batch_of_one(rng):
+    """One language for every kind of call: start="random" with a seed picks
+    the same first row for a set, the one group it is, and a batch of one set."""
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    for seed in (0, 1, 12345):
+        picks = svp_fast.kcenter(x, 20, start="random", seed=seed)
+        ref, _ = kcenter_ref(x.astype(np.float64), 20, start=int(picks[0]))
+        np.testing.assert_array_equal(picks, ref)
+        np.testing.assert_array_equal(
+            picks, svp_fast.kcenter(x, 20, groups=np.zeros(300, int), start="random", seed=seed))
+        np.testing.assert_array_equal(picks, svp_fast.kcenter(x[None], 20, start="random",
+                                                              seed=seed)[0])
+    firsts = {int(svp_fast.kcenter(x, 1, start="random", seed=s)[0]) for s in range(20)}
+    assert len(firsts) > 10  # the seed moves the draw
+    with pytest.raises(ValueError, match="start applies only when already_selected is empty"):
+        svp_fast.kcenter(x, 2, start="random", already_selected=[3])
+    with pytest.raises(TypeError, match="seed must be an integer, got str"):
+        svp_fast.kcenter(x, 2, start="random", seed="0")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import svp_fast.pipelines.coreset as coreset_module
+from conftest import child_process
 from ml_helpers import one_torch_thread, quick  # noqa: F401  (one_torch_thread: an autouse fixture)
 from svp_fast.pipelines.active import active_sizes, run_active
 from svp_fast.pipelines.common import METHODS, ModelSetup
@@ -373,14 +374,15 @@ def test_a_killed_active_run_is_cleaned_by_the_next(tmp_path):
             "100,200", "--method", "random", "--proxy", "mlp_small", "--target", "mlp_large",
             "--target-schedule", "400@0.1", "--quiet", "--threads", "1", "--out",
             str(tmp_path / "al")]
-    p = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".al.partial-*")) and time.monotonic() < deadline:
-        assert p.poll() is None, p.stderr.read()
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    p.stderr.close()
+    # (child_process: the 400-epoch run is killed if the test fails before it does)
+    with child_process(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE) as p:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(".al.partial-*")) and time.monotonic() < deadline:
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
     [partial] = list(tmp_path.glob(".al.partial-*"))
     argv[argv.index("400@0.1")] = "1@0.1"
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -482,6 +484,33 @@ def test_active_plot_lists_only_lines_with_data(tmp_path, monkeypatch):
     results.plot(result, tmp_path / "b.png")
     assert labels == ["random: target per round", "margin: selector", "margin: target per round",
                       "random: final target", "margin (proxy): final target"]
+
+
+def test_accuracy_axes_end_at_100_percent(tmp_path):
+    """The issue: accuracy axes ran past 100 (100.5, 100.8) where a method
+    reached 99-100%; every point stays drawn, and its value readable."""
+    from svp_fast.pipelines import results
+
+    summary = [summary_like("all data", "", 1347, 1.0), summary_like("random", "", 674, 0.995),
+               summary_like("kcenter", "proxy", 674, 0.97)]
+    fig = results.plot(results.RunResult("coreset", {}, [], summary, {}, []), tmp_path / "c.png")
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] == 100.0 and ax.get_xlim()[0] < 97.0
+    assert all(line.get_clip_on() is False for line in ax.get_lines() if line.get_marker() == "o")
+    texts = {t.get_text(): t.get_ha() for t in ax.texts}
+    assert texts["100.00"] == "right" and texts["97.00"] == "left"
+    rounds = [{"method": "margin", "round": r, "labelled": 10 * (r + 1),
+               "selector_accuracy": a, "target_accuracy": None}
+              for r, a in enumerate((0.9, 0.99, 1.0))]
+    fig = results.plot(results.RunResult("active", {}, [], summary[2:], {}, rounds),
+                       tmp_path / "a.png")
+    assert fig.axes[0].get_ylim()[1] == 100.0 and fig.axes[0].get_ylim()[0] < 90.0
+    # an axis that does not reach 100 keeps its own limits
+    low = [dict(r, selector_accuracy=a) for r, a in zip(rounds, (0.5, 0.6, 0.7))]
+    fig = results.plot(results.RunResult("active", {}, [], [summary_like("margin", "proxy", 30,
+                                                                         0.7)], {}, low),
+                       tmp_path / "l.png")
+    assert fig.axes[0].get_ylim()[1] < 100.0
 
 
 def summary_like(method, selector, labelled, accuracy):

@@ -44,3 +44,15 @@ def test_requirements_file_is_the_test_extra():
              if line.strip() and not line.startswith("#")]
     assert sorted(lines) == sorted(extra)
     assert not any(re.match(r"svp[-_]fast", line) for line in lines)
+
+
+def test_the_gpu_extra_installs_faiss_gpu_and_is_documented():
+    """pip install "svp-fast[gpu]": the FAISS GPU build, which the pruned
+    engine's cells on CUDA tensors use when present (cells.faiss_gpu)."""
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert [re.split(r"[<>=]", r)[0] for r in extras["gpu"]] == ["faiss-gpu-cu12"]
+    assert [re.split(r"[<>=]", r)[0] for r in extras["gpu-cu11"]] == ["faiss-gpu-cu11"]
+    readme = (ROOT / "README.md").read_text()
+    assert '".[gpu]"' in readme and '".[gpu-cu11]"' in readme

@@ -388,3 +388,34 @@ def test_kth_key_when_the_sample_misleads(rng):
     for method in METHODS:
         np.testing.assert_array_equal(svp_fast.uncertainty(z, n // 8, method=method),
                                       uncertainty_topk_ref(z, n // 8, method))
+
+
+def test_stats_are_a_dataclass_like_kcenters_and_still_read_as_a_dict(rng):
+    """The issue: uncertainty statistics came back as a dict, k-center's as a
+    dataclass. Both are dataclasses now; the dict access of old code still works."""
+    import dataclasses
+
+    z = (rng.standard_normal((3000, 10)) * 3).astype(np.float32)
+    _, st = svp_fast.uncertainty(z, 100, method="margin", return_stats=True)
+    _, kst = svp_fast.kcenter(z, 10, return_stats=True)
+    assert isinstance(st, svp_fast.UncertaintyStats) and dataclasses.is_dataclass(st)
+    assert dataclasses.is_dataclass(kst)
+    assert st.candidates >= 100 and st.passes >= 1 and st.backend == kst.backend == "cpu"
+    assert st.num_threads >= 1 and kst.num_threads >= 1
+    # the dict it used to be
+    assert st["rows_refined"] == st.rows_refined and st.get("passes") == st.passes
+    assert st.get("nope", 7) == 7 and "candidates" in st and "backend" not in st
+    assert dict(st) == {"candidates": st.candidates, "rows_refined": st.rows_refined,
+                        "tie_groups": st.tie_groups, "passes": st.passes}
+    row = {"seconds": 1.0}
+    row.update(st)
+    assert set(row) == {"seconds", "candidates", "rows_refined", "tie_groups", "passes"}
+    with pytest.raises(KeyError):
+        st["num_threads_of_nothing"]
+    # grouped: the counts of every group summed
+    lab = np.arange(3000) % 3
+    _, gst = svp_fast.uncertainty(z, 90, method="margin", groups=lab, return_stats=True)
+    parts = [svp_fast.uncertainty(z[lab == g], 30, method="margin", return_stats=True)[1]
+             for g in range(3)]
+    assert gst.candidates == sum(p.candidates for p in parts)
+    assert gst.passes == sum(p.passes for p in parts)

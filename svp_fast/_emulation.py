@@ -91,29 +91,8 @@ def from_dlpack(x):
     return torch.from_dlpack(x.__dlpack__()).as_subclass(tensor_class())
 
 
-def cuda_backend():
-    """The CUDA backend of the emulated build: the regular glue, with the
-    workspace and outputs in host memory (on the legacy default stream), its
-    results marked as living on the emulated device."""
-    from .selection._backend_cuda import CudaBackend
-
-    class EmulatedCudaBackend(CudaBackend):
-        def kcenter(self, m, plan):
-            return _mark(super().kcenter(m, plan))
-
-        def kcenter_groups(self, m, plan):
-            return _mark(super().kcenter_groups(m, plan))
-
-        def uncertainty_scores(self, *args, **kwargs):
-            return _mark(super().uncertainty_scores(*args, **kwargs))
-
-        def uncertainty_topk(self, *args, **kwargs):
-            return _mark(super().uncertainty_topk(*args, **kwargs))
-
-    return EmulatedCudaBackend(device_type="cpu")
-
-
-def _mark(value):
+def mark(value):
+    """A backend's results (a tensor or a tuple) marked as living on the emulated device."""
     import torch
 
     def one(v):
@@ -130,5 +109,5 @@ def check_device(device: str, flag: str) -> str:
     return "cuda:0"
 
 
-__all__ = ["EMULATED", "check_device", "cuda_backend", "from_dlpack", "is_device_tensor", "like",
+__all__ = ["EMULATED", "check_device", "from_dlpack", "is_device_tensor", "like", "mark",
            "tensor_class", "to_device"]

@@ -34,9 +34,11 @@ def open_npy(path: str, what: str) -> np.ndarray:
     """The array in ``path``, memory-mapped; ValueError/FileNotFoundError naming
     ``what`` and the file when it is missing or not a plain .npy array."""
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{what} file {path!r} is a directory, not a .npy file")
     if not p.is_file():
         raise FileNotFoundError(f"{what} file {path!r} does not exist" if not p.exists()
-                                else f"{what} path {path!r} is not a file")
+                                else f"{what} file {path!r} is not a regular file")
     with open(p, "rb") as f:
         head = f.read(len(NPY_MAGIC))
     if head != NPY_MAGIC:
@@ -114,8 +116,11 @@ def check_device(device: str, flag: str = "--device") -> str:
 def _facts(chunk: np.ndarray, threads: int):
     from . import _core
     from ._arrays import as_matrix
+    from ._threads import KCENTER_STEP, choose_threads
 
     m = as_matrix(chunk, "rows")
+    # one pass over the chunk: a region of work like one step of a scan
+    threads = choose_threads(threads, KCENTER_STEP, m.rows * m.cols * m.itemsize).threads
     return _core.shard_facts(m.ptr, m.rows, m.cols, m.row_stride, m.dtype_code, threads, "")
 
 

@@ -109,7 +109,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--baseline-steps", type=int, default=20,
                    help="k-center steps timed for the baselines (default 20)")
     t.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for svp_fast and torch (default: all cores)")
+                   help="CPU threads for svp_fast and torch (default: each one's own default; "
+                        "svp_fast's follows the size of the work and the free cores, and "
+                        "bench.csv records what ran)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", metavar="DIR",
                    help=f"write {CSV_NAME} (every measurement) and {PLOT_NAME} (time per step "
@@ -150,6 +152,12 @@ class Row:
     setup_seconds: float = 0.0  # svp_fast k-center: validation + cells, inside `seconds`
     evaluated_fraction: float = float("nan")
     repeats: int = 0
+    # CPU threads the timed runs used (svp_fast: from its statistics, the
+    # default's choice or --threads; torch: torch.get_num_threads(); numpy: 1)
+    # and the 1-minute load average when the row was measured: a time taken
+    # beside other work, or on another thread count, is not today's time
+    threads: int = 0
+    load: float = float("nan")
     note: str = ""
     speedup_vs_numpy: float = float("nan")
     speedup_vs_torch: float = float("nan")
@@ -164,6 +172,7 @@ class _Contender:
     fn: Callable[[], object]
     steps: int = 1  # k-center steps one run makes
     seconds: float = 0.0
+    load: float = float("nan")  # the 1-minute load average after its timed runs
     result: object = None
     error: Optional[str] = None
 
@@ -188,9 +197,18 @@ def _time_interleaved(contenders: List[_Contender], warmup: int, repeat: int,
             sync()
             if round_ >= warmup:
                 bucket.append(time.perf_counter() - t0)
+    load = _load_average()
     for c, bucket in zip(contenders, times):
+        c.load = load
         if bucket:
             c.seconds = statistics.median(bucket)
+
+
+def _load_average() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:  # pragma: no cover - not on this platform
+        return float("nan")
 
 
 def _clustered(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
@@ -350,7 +368,8 @@ def uncertainty_contenders(logits: np.ndarray, k: int, backend: str, method: str
     if backend == "cpu" or svp_cuda:
         cands.append(_Contender(
             dict(base, impl="svp_fast", method=method),
-            lambda: svp_fast.uncertainty(data, k, method=method, num_threads=svp_threads)))
+            lambda: svp_fast.uncertainty(data, k, method=method, num_threads=svp_threads,
+                                         return_stats=True)))
     if "numpy" in baselines and backend == "cpu":
         cands.append(_Contender(dict(base, impl="numpy", method=method),
                                 lambda: numpy_uncertainty(logits, k, method)))
@@ -503,6 +522,16 @@ class Bench:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
+    def threads_of(self, c: "_Contender") -> int:
+        """The CPU threads a contender's timed runs used (0 on a GPU)."""
+        if c.row["backend"] != "cpu":
+            return 0
+        if c.row["impl"] == "svp_fast":
+            return int(c.result[-1].num_threads)  # its statistics: what actually ran
+        if c.row["impl"] == "torch":
+            return int(self.torch.get_num_threads())
+        return 1  # the numpy loop: elementwise, one thread
+
     def sync(self, backend: str) -> Callable[[], None]:
         if backend == "cuda":
             return self.torch.cuda.synchronize
@@ -557,7 +586,8 @@ class Bench:
                 extra = dict(setup_seconds=stats.setup_seconds + stats.cells_seconds,
                              evaluated_fraction=stats.evaluated_fraction)
             self.add(Row(steps_timed=c.steps, seconds=c.seconds,
-                         seconds_per_step=c.seconds / c.steps, repeats=a.repeat, **c.row, **extra))
+                         seconds_per_step=c.seconds / c.steps, repeats=a.repeat,
+                         threads=self.threads_of(c), load=c.load, **c.row, **extra))
 
     # -- uncertainty ----------------------------------------------------------
 
@@ -581,7 +611,8 @@ class Bench:
                              f"unavailable ({cand.error})")
                     continue
                 self.add(Row(steps_timed=1, seconds=cand.seconds, seconds_per_step=cand.seconds,
-                             repeats=a.repeat, **cand.row))
+                             repeats=a.repeat, threads=self.threads_of(cand), load=cand.load,
+                             **cand.row))
 
     # -- report -----------------------------------------------------------
 
@@ -604,7 +635,7 @@ class Bench:
 
     def table(self) -> str:
         head = ["task", "backend", "impl", "method", "N", "D/C", "dtype", "budget",
-                "ms/step", "x numpy", "x torch", "evaluated", "setup s"]
+                "ms/step", "x numpy", "x torch", "evaluated", "setup s", "threads", "load"]
         lines = []
         for r in self.rows:
             per = r.seconds_per_step * 1e3
@@ -613,7 +644,8 @@ class Bench:
                           _ratio(r.speedup_vs_numpy), _ratio(r.speedup_vs_torch),
                           "" if math.isnan(r.evaluated_fraction) else f"{r.evaluated_fraction:.0%}",
                           f"{r.setup_seconds:.3f}" if r.task == "kcenter" and r.impl == "svp_fast"
-                          else ""])
+                          else "", str(r.threads) if r.threads else "",
+                          "" if math.isnan(r.load) else f"{r.load:.1f}"])
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
                   for i, h in enumerate(head)]
         fmt = "  ".join(f"{{:{'<' if i < 4 or i == 6 else '>'}{w}}}" for i, w in enumerate(widths))
@@ -632,20 +664,25 @@ class Bench:
                 row.pop("extra")
                 w.writerow(row)
 
-    def plot(self, path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    def plot(self, path):
+        """Time against N, one panel per k-center grid point and one for
+        uncertainty; each panel's legend below it, never over its lines (the
+        uncertainty panel has a line per method, implementation and dtype).
+        Returns the Figure."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         panels = sorted({(r.task, r.d, r.dtype, r.budget) for r in self.rows if r.task == "kcenter"})
         if any(r.task == "uncertainty" for r in self.rows):
             panels.append(("uncertainty", 0, "", 0))
         if not panels:
-            return
+            return None
         cols = min(3, len(panels))
         rows = -(-len(panels) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+        # without pyplot: no global state, nothing left open
+        fig = Figure(figsize=(5.2 * cols, 5.6 * rows), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
         for ax, (task, d, dtype, budget) in zip(axes.ravel(), panels):
             if task == "kcenter":
                 sel = [r for r in self.rows if r.task == task and r.d == d and r.dtype == dtype
@@ -669,14 +706,14 @@ class Bench:
             ax.set_yscale("log")
             ax.set_xlabel("N (rows)")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                      frameon=False)
         for ax in axes.ravel()[len(panels):]:
             ax.set_visible(False)
         fig.suptitle("svp_fast selection latency (median of repeats; lower is better)", fontsize=11)
-        fig.tight_layout()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
-        plt.close(fig)
+        return fig
 
     def machine(self) -> str:
         info = self.svp.build_info()
@@ -702,24 +739,57 @@ def compare_table(old: List[dict], new: List[Row], old_name: str = "old") -> str
     def key(r: dict):
         return tuple(str(r[k]) for k in _KEY)
 
-    before = {key(r): float(r["seconds_per_step"]) for r in old}
+    before = {key(r): r for r in old}
     lines = [f"against {old_name}: ms per step (uncertainty: per call), now / then",
              f"{'task':11s} {'backend':7s} {'impl':8s} {'method':16s} {'N':>9s} {'D/C':>5s} "
-             f"{'dtype':8s} {'budget':>6s} {'then':>10s} {'now':>10s} {'now/then':>9s}"]
+             f"{'dtype':8s} {'budget':>6s} {'then':>10s} {'now':>10s} {'now/then':>9s}"
+             f"  {'threads':>7s}  {'load':>9s}"]
     seen = set()
+    flagged = 0
     for r in new:
         k = key(asdict(r))
         seen.add(k)
-        then = before.get(k)
+        was = before.get(k)
+        then = float(was["seconds_per_step"]) if was else None
         now = r.seconds_per_step * 1e3
         ratio = f"{now / (then * 1e3):8.2f}x" if then else "   (new)"
+        threads, load, flag = "", "", ""
+        if was is not None:
+            old_threads = _csv_int(was.get("threads"))
+            threads = f"{old_threads if old_threads is not None else '?'}->{r.threads}"
+            old_load = _csv_float(was.get("load"))
+            load = f"{'?' if old_load is None else f'{old_load:.1f}'}->{r.load:.1f}"
+            if old_threads != r.threads:
+                flag = "  * threads differ"
+                flagged += 1
         lines.append(f"{r.task:11s} {r.backend:7s} {r.impl:8s} {r.method:16s} {r.n:>9d} "
                      f"{r.d:>5d} {r.dtype:8s} {r.budget:>6d} "
-                     f"{'' if then is None else f'{then * 1e3:10.3f}':>10s} {now:10.3f} {ratio}")
+                     f"{'' if then is None else f'{then * 1e3:10.3f}':>10s} {now:10.3f} {ratio}"
+                     f"  {threads:>7s}  {load:>9s}{flag}")
+    if flagged:
+        lines.append(f"* {flagged} rows were measured with different thread counts in the two "
+                     "runs (or an older CSV that did not record them): their ratio compares "
+                     "thread counts as well as code; rerun both with --threads N to compare "
+                     "the code alone")
     gone = [k for k in before if k not in seen]
     if gone:
         lines.append(f"({len(gone)} rows of {old_name} were not measured this time)")
     return "\n".join(lines)
+
+
+def _csv_int(text) -> Optional[int]:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _csv_float(text) -> Optional[float]:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
 
 
 def _warn_if_busy(bench: Bench) -> None:

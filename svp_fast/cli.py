@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .bench import add_bench_parser  # imports no torch
+from .selection._plan import METHODS as KCENTER_METHODS
+from .selection.checkpoint import DEFAULT_CHECKPOINT_EVERY
 
 # Heavy modules (torch, the pipelines) are imported inside the subcommands that
 # need them, so that `svp-fast kcenter` and `--help` start fast.
@@ -86,6 +88,17 @@ def sizes_arg(text: str) -> list:
         raise argparse.ArgumentTypeError(
             f"expected sizes like 1000,2000,4000 or 1000:10000:1000 (start:stop:step), "
             f"got {text!r}") from None
+
+
+def start_arg(text: str):
+    """--start: a row index, or 'random' (a row drawn with --seed)."""
+    if text.strip().lower() == "random":
+        return "random"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a row index (e.g. 0) or 'random', got "
+                                         f"{text!r}") from None
 
 
 def methods_arg(text: str) -> list:
@@ -405,10 +418,17 @@ def add_kcenter_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output .npy of picked indices")
     p.add_argument("--already-selected", metavar="NPY",
                    help=".npy of indices already selected (initial centers, never returned)")
-    p.add_argument("--start", type=int, help="first pick when nothing is already selected "
-                   "(default 0)")
+    p.add_argument("--start", type=start_arg, metavar="ROW|random",
+                   help="first pick when nothing is already selected: a row (default 0), or "
+                        "'random', a row drawn with --seed (with --groups: one per group)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --start random and of the pruned method's k-means (which never "
+                        "changes the picks; default 0)")
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
-    p.add_argument("--method", choices=["auto", "scan", "pruned", "lazy", "kdtree"], default="auto")
+    # the library's methods, named once (svp_fast.selection._plan.METHODS)
+    p.add_argument("--method", choices=KCENTER_METHODS, default="auto",
+                   help=f"{', '.join(KCENTER_METHODS)}: every method gives the same picks "
+                        "(README, the method table; default auto)")
     p.add_argument("--groups", metavar="NPY",
                    help="(N,) .npy of labels: select inside each group (e.g. per class); "
                         "--budget is split over the groups in proportion to their points; the "
@@ -416,7 +436,9 @@ def add_kcenter_parser(sub) -> None:
     p.add_argument("--offsets", metavar="NPY",
                    help="with --groups: also write where each group's picks start (G + 1)")
     p.add_argument("--radii", metavar="NPY", help="also write the coverage radius of every pick")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: the library's choice, from the size of the work "
+                        "and the cores other processes leave free)")
     add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -425,8 +447,9 @@ def add_kcenter_parser(sub) -> None:
                         "--checkpoint-every seconds). Rerunning the same command after a crash "
                         "or kill resumes from it and ends with exactly the picks of an "
                         "uninterrupted run; FILE is removed when the run completes")
-    p.add_argument("--checkpoint-every", type=float, default=5.0, metavar="SECONDS",
-                   help="seconds between checkpoint saves (default 5)")
+    p.add_argument("--checkpoint-every", type=float, default=DEFAULT_CHECKPOINT_EVERY,
+                   metavar="SECONDS", help="seconds between checkpoint saves (default "
+                                           f"{DEFAULT_CHECKPOINT_EVERY:g}, as in the library)")
     from .distributed.cli import add_distributed_arguments
 
     add_distributed_arguments(p)
@@ -478,6 +501,11 @@ def run_kcenter_command(args) -> int:
     from ._loading import check_device, check_matrix_file, to_numpy
 
     if getattr(args, "distributed", False):
+        if args.method in ("batched", "kdtree"):
+            raise UsageError(f"--method {args.method} is not a local engine of --distributed: "
+                             "choose --method auto, scan, lazy or pruned"
+                             + (", and --protocol batched for the batched passes over the ranks"
+                                if args.method == "batched" else ""))
         if args.checkpoint:
             raise UsageError("--checkpoint is not supported with --distributed yet")
         if args.device != "cpu":
@@ -520,7 +548,7 @@ def run_kcenter_command(args) -> int:
             except Exception:  # the library names what is wrong with the file
                 n_done = "a checkpoint"
             print(f"k-center: resuming from {n_done} ({ckpt.path})", file=sys.stderr, flush=True)
-    kwargs = {"already_selected": selected, "start": args.start}
+    kwargs = {"already_selected": selected, "start": args.start, "seed": args.seed}
     data = read_input(args, x, args.embeddings, "embeddings",
                       nonzero_rows=args.metric == "cosine")
     t0 = time.perf_counter()
@@ -566,13 +594,14 @@ def run_kcenter_groups_command(args) -> int:
     selected = None
     if args.already_selected:
         selected = np.asarray(load_npy(args.already_selected, "already-selected"))
-    if args.start is not None:
-        raise UsageError("--start is not supported with --groups (each group starts at its "
-                         "lowest row)")
+    if args.start is not None and args.start != "random":
+        raise UsageError("--start with --groups must be 'random' (a row of each group drawn "
+                         "with --seed); without it each group starts at its lowest row")
     t0 = time.perf_counter()
     res = kcenter(x, args.budget, groups=labels, already_selected=selected, metric=args.metric,
                   method=args.method, return_offsets=True, return_radii=radii_out is not None,
-                  progress=not args.no_progress, num_threads=args.threads)
+                  progress=not args.no_progress, num_threads=args.threads, start=args.start,
+                  seed=args.seed)
     picks, offsets = res[0], res[1]
     seconds = time.perf_counter() - t0
     save_npy(out, picks)
@@ -599,7 +628,9 @@ def add_uncertainty_parser(sub) -> None:
                    default="least_confidence")
     p.add_argument("--inputs", choices=["logits", "probs"], default="logits")
     p.add_argument("--scores-out", metavar="NPY", help="also write every row's score")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads (default: the library's choice, from the size of the work "
+                        "and the cores other processes leave free)")
     add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -800,6 +831,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        # also after the subcommand (svp-fast kcenter ... --traceback); SUPPRESS
+        # keeps a subcommand from resetting a --traceback given before it
+        command.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                             help="show the full traceback of errors (for bug reports)")
     parser.set_defaults(subparsers=sub.choices)
     return parser
 

@@ -65,6 +65,7 @@ from .. import _core
 from .._arrays import (F64, as_index_array, check_budget, check_budget_type, check_choice, check_index,
                        check_threads, is_torch)
 from .._progress import make_hook
+from ..selection._planner import random_starts
 from ..selection.cells import build_cells, default_n_cells
 from ._comm import Communicator, DistributedKCenterError, backend_map
 from ._shards import DTYPE_NAMES, LocalShard, make_shard
@@ -165,7 +166,7 @@ def _positive_or_none(value, name: str):
 
 
 def _replicated_arguments(budget, already_selected, start, metric, method, n_cells, protocol,
-                          batch_candidates, batch_max_picks):
+                          batch_candidates, batch_max_picks, seed=0):
     """Type checks of the arguments every rank must pass alike, and their fingerprint."""
     metric = check_choice(metric, "metric", METRICS)
     method = check_choice(method, "method", METHODS)
@@ -183,9 +184,13 @@ def _replicated_arguments(budget, already_selected, start, metric, method, n_cel
         selected = np.zeros(0, dtype=np.int64)
     else:
         selected = as_index_array(already_selected, "already_selected", np.iinfo(np.int64).max)
-    if start is not None:
+    if isinstance(start, str):
+        if start != "random":
+            raise ValueError(f"start must be None, a row index or 'random', got {start!r}")
+    elif start is not None:
         if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
-            raise TypeError(f"start must be an integer, got {type(start).__name__} {start!r}")
+            raise TypeError(f"start must be None, a row index or 'random', got "
+                            f"{type(start).__name__} {start!r}")
         start = int(start)
     if n_cells is not None:
         if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
@@ -199,6 +204,8 @@ def _replicated_arguments(budget, already_selected, start, metric, method, n_cel
                             + hashlib.sha1(selected.tobytes()).hexdigest()[:12],
     }
     batch = (protocol, batch_candidates, batch_max_picks)
+    if start == "random":
+        fingerprint["seed"] = seed  # the ranks draw the start alike
     return budget, selected, start, metric, method, n_cells, batch, fingerprint
 
 
@@ -326,7 +333,8 @@ def kcenter(
         already_selected: global indices of initial centers (never returned),
             the same on every rank. Their owners send their rows to everyone.
         start: global index of the first pick when ``already_selected`` is
-            empty (default 0).
+            empty (default 0), or ``"random"``: the row that single-process
+            ``kcenter(..., start="random", seed=seed)`` draws on all N rows.
         metric: "euclidean" or "cosine" (radii are then 1 - cos).
         method: the local engine. "scan" reads the whole shard each step;
             "lazy" refreshes only the candidates that may reach the top;
@@ -393,7 +401,7 @@ def kcenter(
                     device=shard.device_type)
         budget, selected, start, metric, method, n_cells, batch, info["args"] = \
             _replicated_arguments(budget, already_selected, start, metric, method, n_cells,
-                                  protocol, batch_candidates, batch_max_picks)
+                                  protocol, batch_candidates, batch_max_picks, seed)
         info["facts"] = shard.facts(threads, simd)
     except (TypeError, ValueError, RuntimeError) as e:
         local_error = e
@@ -427,7 +435,9 @@ def kcenter(
         if selected.size:
             raise ValueError("start applies only when already_selected is empty; "
                              f"got start={start!r} and {selected.size} already selected")
-        start = check_index(start, "start", n_total)
+        # "random": the row single-process kcenter draws with this seed
+        start = (int(random_starts(np.array([n_total]), seed)[0]) if start == "random"
+                 else check_index(start, "start", n_total))
     start = 0 if start is None else start
     protocol, batch_candidates, batch_max_picks = batch
     if protocol == "auto":

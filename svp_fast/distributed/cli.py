@@ -47,6 +47,17 @@ def _size_arg(text: str):
             f"expected a count (e.g. 5000) or a fraction (e.g. 0.5), got {text!r}") from None
 
 
+def _start_arg(text: str):
+    """--start: a row index, or 'random' (the row single-process kcenter draws with --seed)."""
+    if text.strip().lower() == "random":
+        return "random"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a row index (e.g. 0) or 'random', got "
+                                         f"{text!r}") from None
+
+
 def add_distributed_arguments(parser: argparse.ArgumentParser, *, include_common: bool = False) -> None:
     """Add ``--distributed`` and its options to the ``kcenter`` subcommand's parser.
 
@@ -65,8 +76,11 @@ def add_distributed_arguments(parser: argparse.ArgumentParser, *, include_common
         parser.add_argument("--out", required=True, help="output .npy of picked indices (rank 0 writes it)")
         parser.add_argument("--already-selected", metavar="NPY",
                             help=".npy of global indices already selected (initial centers)")
-        parser.add_argument("--start", type=int,
-                            help="first pick when nothing is already selected (default 0)")
+        parser.add_argument("--start", type=_start_arg, metavar="ROW|random",
+                            help="first pick when nothing is already selected: a row (default "
+                                 "0), or 'random', a row drawn with --seed")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="seed of --start random and of the k-means cells (default 0)")
         parser.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
         parser.add_argument("--method", choices=["auto", "scan", "pruned", "lazy"], default="auto",
                             help="local engine on every rank (the picks do not depend on it)")
@@ -153,9 +167,11 @@ def _save_atomic(path: str, array: np.ndarray) -> None:
 
 def _load(path: str, what: str):
     p = Path(path)
+    if p.is_dir():
+        raise _UserError(f"{what} file {path!r} is a directory, not a .npy file")
     if not p.is_file():
         raise _UserError(f"{what} file {path!r} does not exist" if not p.exists()
-                         else f"{what} path {path!r} is not a file")
+                         else f"{what} file {path!r} is not a regular file")
     try:
         return np.load(p, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
@@ -237,6 +253,7 @@ def run_kcenter_distributed(args) -> int:
         t0 = time.perf_counter()
         picks, radii, stats = kcenter(
             local, _budget(args.budget, n), already_selected=selected, start=args.start,
+            seed=getattr(args, "seed", 0),
             metric=args.metric, method=args.method, return_radii=True, return_stats=True,
             progress=not args.no_progress, num_threads=threads,
             protocol=getattr(args, "protocol", "auto"),

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ..data.base import Dataset
-from ..proxy.models import create_model, model_builder
+from ..proxy.registry import create_model, model_builder
 from ..proxy.training import Inference, TrainConfig, TrainResult, infer, train
 from ..selection.forgetting import ForgettingTracker, forgetting
 from ..selection.kcenter import kcenter

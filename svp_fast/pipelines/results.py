@@ -159,7 +159,7 @@ def _time_panel(ax, rows: list) -> None:
               frameon=False)
 
 
-def plot_coreset(rows: list, path: Path, title: str = "") -> None:
+def plot_coreset(rows: list, path: Path, title: str = ""):
     """Core-set rows (summary rows, "all data" among them or not): test accuracy
     of each, one row per method, with the all-data accuracy as a reference line;
     seconds per stage beside it, rows in the same order. A PNG at ``path``."""
@@ -169,13 +169,21 @@ def plot_coreset(rows: list, path: Path, title: str = "") -> None:
     ax_acc, ax_time = fig.subplots(1, 2)
     y = np.arange(len(rows))
     acc = [None if r["accuracy"] is None else 100 * r["accuracy"] for r in rows]
+    shown = [a for a in acc if a is not None]
+    # room on the right for the values, but never past 100%: values near the
+    # top are written to the left of their point instead
+    lo, hi = (min(shown), max(shown)) if shown else (0.0, 100.0)
+    pad = max(0.5, 0.15 * (hi - lo))
+    right = min(100.0, hi + 2 * pad)
     for i, (r, a) in enumerate(zip(rows, acc)):
         if a is None:
             continue
         colour = "0.35" if r["method"] == FULL_DATA else f"C{i % 10}"
-        ax_acc.plot([a], [i], "o", color=colour, markersize=7)
-        ax_acc.annotate(f"{a:.2f}", (a, i), textcoords="offset points", xytext=(7, -3),
-                        fontsize=8)
+        ax_acc.plot([a], [i], "o", color=colour, markersize=7, clip_on=False)
+        left_side = a > right - pad
+        ax_acc.annotate(f"{a:.2f}", (a, i), textcoords="offset points",
+                        xytext=(-7 if left_side else 7, -3),
+                        ha="right" if left_side else "left", fontsize=8)
     ax_acc.set_yticks(y, [f"{_row_label(r)}, {r['labelled']}" for r in rows])
     ax_acc.invert_yaxis()
     ax_acc.set_ylim(len(rows) - 0.5, -0.5)
@@ -184,11 +192,8 @@ def plot_coreset(rows: list, path: Path, title: str = "") -> None:
                        label=f"target on all data ({full[0]['labelled']} examples)")
         ax_acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
                       frameon=False)
-    shown = [a for a in acc if a is not None]
-    if shown:  # room on the right for the values
-        lo, hi = min(shown), max(shown)
-        pad = max(0.5, 0.15 * (hi - lo))
-        ax_acc.set_xlim(lo - pad, hi + 2 * pad)
+    if shown:
+        ax_acc.set_xlim(max(0.0, lo - pad), right)
     ax_acc.set_xlabel("target test accuracy (%)")
     ax_acc.set_title("accuracy of the target trained on each selection (method, size)")
     ax_acc.grid(axis="x", alpha=0.3)
@@ -196,9 +201,10 @@ def plot_coreset(rows: list, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
+    return fig
 
 
-def plot_active(result: RunResult, path: Path) -> None:
+def plot_active(result: RunResult, path: Path):
     """Accuracy against labelled-set size per method (selector per round, the
     target per round where trained, the final target as a star), and seconds
     per stage. Only series with data get a legend entry."""
@@ -222,11 +228,14 @@ def plot_active(result: RunResult, path: Path) -> None:
                 pts += [(r["labelled"], 100 * r[key]) for r in rows
                         if r["round"] == last_round and r.get(key) is not None]
             ax_acc.plot([p[0] for p in pts], [p[1] for p in pts], style,
-                        color=colour[method], alpha=0.8, label=f"{method}: {what}")
+                        color=colour[method], alpha=0.8, label=f"{method}: {what}",
+                        clip_on=False)
     for r in result.summary:
         if r["accuracy"] is not None:
             ax_acc.plot([r["labelled"]], [100 * r["accuracy"]], "*", markersize=12,
-                        color=colour[r["method"]], label=f"{_row_label(r)}: final target")
+                        color=colour[r["method"]], label=f"{_row_label(r)}: final target",
+                        clip_on=False)
+    cap_percent_axis(ax_acc, "y")
     ax_acc.set_xlabel("labelled-set size")
     ax_acc.set_ylabel("test accuracy (%)")
     ax_acc.set_title("accuracy")
@@ -236,15 +245,24 @@ def plot_active(result: RunResult, path: Path) -> None:
                       frameon=False)
     _time_panel(ax_time, result.summary)
     fig.savefig(path, dpi=110)
+    return fig
 
 
-def plot(result: RunResult, path: Path) -> None:
-    """The run's plot.png: :func:`plot_coreset` or :func:`plot_active`."""
+def cap_percent_axis(ax, which: str) -> None:
+    """An accuracy axis (percent) ends at 100 at most: matplotlib's margins
+    would run it to 100.5 or 100.8 (points on the edge are drawn unclipped)."""
+    lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
+    if hi > 100.0:
+        (ax.set_ylim if which == "y" else ax.set_xlim)(lo, 100.0)
+
+
+def plot(result: RunResult, path: Path):
+    """The run's plot.png: :func:`plot_coreset` or :func:`plot_active`; returns the Figure."""
     if result.kind == "coreset":
         sel = result.config.get("selector", "")
-        plot_coreset(result.summary, path, title=f"core-set, selected by the {sel}" if sel else "")
-    else:
-        plot_active(result, path)
+        return plot_coreset(result.summary, path,
+                            title=f"core-set, selected by the {sel}" if sel else "")
+    return plot_active(result, path)
 
 
 def write_run(folder: RunFolder, result: RunResult, log: StageLog) -> None:

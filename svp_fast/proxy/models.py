@@ -38,75 +38,17 @@ model name is asked for (``--proxy``/``--target`` too).
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..data.base import DataSpec
-
-
-class Classifier(nn.Module):
-    """Base class: ``forward(*inputs) = head(features(*inputs))``."""
-
-    def __init__(self, feature_dim: int, num_classes: int):
-        super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.feature_dim = int(feature_dim)
-        self.num_classes = int(num_classes)
-        self.head = nn.Linear(self.feature_dim, self.num_classes)
-
-    def features(self, *inputs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(*inputs))
-
-    def parameter_groups(self) -> list[dict]:
-        """How the training loop optimises this model (default: SGD on every parameter).
-
-        A list of dicts with ``params`` and optionally ``optimizer`` ("sgd" or
-        "adagrad"), ``weight_decay``, ``momentum`` and ``nesterov`` (SGD only),
-        overriding the training config's, and ``lr_scale``, a factor on the
-        schedule's learning rate. Every trainable parameter must be in exactly
-        one group. fastText uses Adagrad on its sparse embedding table (see
-        :mod:`svp_fast.proxy.text_models` and
-        :func:`svp_fast.proxy.training.make_optimizers`).
-        """
-        return [{"params": list(self.parameters())}]
-
-
-class ModuleClassifier(Classifier):
-    """A :class:`Classifier` from any module that maps the inputs to features.
-
-    ``body(*inputs)`` must return (B, ``feature_dim``) features; a linear head
-    to ``num_classes`` is added. The quickest way to bring your own torch
-    model (register a builder for it with :func:`register_model`)::
-
-        def build(spec, **options):
-            body = MyTextEncoder(spec.extra["alphabet_size"], out_dim=128)
-            return ModuleClassifier(body, 128, spec.num_classes)
-
-        register_model("my_encoder", build)
-    """
-
-    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int):
-        if not isinstance(body, nn.Module):
-            raise TypeError(f"body must be a torch.nn.Module, got {type(body).__name__}")
-        super().__init__(feature_dim, num_classes)
-        self.body = body
-
-    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
-        out = self.body(*inputs)
-        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != self.feature_dim:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"the wrapped module must return (batch, {self.feature_dim}) "
-                             f"features, got {got}")
-        return out
+# the interface and the registry live below this file (and text_models.py);
+# named here too, where they were first defined
+from .classifier import Classifier, ModuleClassifier
+from .registry import MODELS, create_model, model_builder, register_model
 
 
 def _image_shape(spec: DataSpec, model: str, min_side: int = 1) -> tuple[int, int, int]:
@@ -293,7 +235,7 @@ def _mlp(name: str, **defaults) -> Callable[..., Classifier]:
 
 # ----------------------------------------------------------------------------- registry
 
-MODELS: dict[str, Callable[..., Classifier]] = {
+BUILTIN_MODELS: dict[str, Callable[..., Classifier]] = {
     "preact20": _preact(20, False),
     "preact56": _preact(56, False),
     "preact110": _preact(110, False),
@@ -304,71 +246,8 @@ MODELS: dict[str, Callable[..., Classifier]] = {
     "mlp_large": _mlp("mlp_large", hidden=(256, 128)),
 }
 
+MODELS.update(BUILTIN_MODELS)
 
-# the text models subclass Classifier above
-from .text_models import TEXT_MODELS  # noqa: E402
-
-MODELS.update(TEXT_MODELS)
-
-
-def model_builder(name: str) -> Callable[..., Classifier]:
-    """The builder of model ``name``: a registered name, or ``"package.module:builder"``
-    (imported and registered under that name on first use, so that run folders
-    and checkpoints of your own models rebuild the same way)."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model must be a non-empty string, got {name!r}")
-    if name in MODELS:
-        return MODELS[name]
-    if ":" not in name:
-        raise ValueError(f"model must be one of {', '.join(repr(m) for m in MODELS)}, or "
-                         f"'package.module:builder' for a model of your own; got {name!r}")
-    module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ImportError(f"model {name!r}: cannot import module {module_name!r} ({e}); is it "
-                          "on PYTHONPATH?") from None
-    builder = getattr(module, attr, None)
-    if not callable(builder):
-        raise ValueError(f"model {name!r}: module {module_name!r} has no callable {attr!r}")
-    MODELS[name] = builder
-    return builder
-
-
-def register_model(name: str, builder: Callable[..., Classifier], *, replace: bool = False) -> None:
-    """Make ``create_model(name, spec)`` call ``builder(spec, **options)``.
-
-    The builder returns a :class:`Classifier` sized from the spec; it should
-    raise ValueError when the spec's inputs do not suit it.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    if name in MODELS and not replace:
-        raise ValueError(f"model {name!r} is already registered (pass replace=True)")
-    MODELS[name] = builder
-
-
-def create_model(name: str, spec: DataSpec, *, seed: Optional[int] = None, **options) -> Classifier:
-    """Build model ``name`` (see :data:`MODELS`) for data described by ``spec``.
-
-    Args:
-        spec: the dataset's :class:`~svp_fast.data.DataSpec` (``dataset.spec``).
-        seed: seeds the initial weights without touching the global RNG.
-        options: passed to the builder (e.g. ``hidden=(128,)`` for MLPs,
-            ``channels=(8, 16)`` for CNNs, ``width=2`` for ResNets).
-    """
-    builder = model_builder(name)
-    if not isinstance(spec, DataSpec):
-        raise TypeError(f"spec must be a DataSpec (dataset.spec), got {type(spec).__name__}")
-    if seed is None:
-        model = builder(spec, **options)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = builder(spec, **options)
-    if not isinstance(model, Classifier):
-        raise TypeError(f"the builder of model {name!r} returned {type(model).__name__}, "
-                        "not a Classifier")
-    # what save_checkpoint records so that load_checkpoint can rebuild the model
-    model._svp_build = {"name": name, "spec": dataclasses.asdict(spec), "options": dict(options)}
-    return model
+__all__: Sequence[str] = ["BUILTIN_MODELS", "MLP", "MODELS", "Classifier", "ModuleClassifier",
+                          "PreActBlock", "PreActBottleneck", "PreActResNet", "SmallCNN",
+                          "create_model", "model_builder", "register_model"]

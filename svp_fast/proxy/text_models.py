@@ -1,6 +1,6 @@
 """Text models: a fastText-style proxy and VDCNN-style character-level CNN targets.
 
-Both follow the one model interface (:class:`~svp_fast.proxy.models.Classifier`):
+Both follow the one model interface (:class:`~svp_fast.proxy.classifier.Classifier`):
 ``model(*inputs) -> logits`` and ``model.features(*inputs)`` = the input of
 ``model.head``. They take the whole tuple a text dataset's ``batch()`` returns
 and pick their inputs by name from ``spec.extra["inputs"]`` (see
@@ -30,10 +30,10 @@ Registered names:
 * ``charcnn_small``: the depth-9 network at a quarter of the width (16 ... 128
   channels) with 256-unit layers, for CPUs.
 
-A model of your own: subclass :class:`~svp_fast.proxy.models.Classifier`
+A model of your own: subclass :class:`~svp_fast.proxy.classifier.Classifier`
 (implement ``features``) or wrap any module that maps the inputs to features
-with :class:`~svp_fast.proxy.models.ModuleClassifier`, and register a builder
-``builder(spec, **options)`` with :func:`~svp_fast.proxy.models.register_model`
+with :class:`~svp_fast.proxy.classifier.ModuleClassifier`, and register a builder
+``builder(spec, **options)`` with :func:`~svp_fast.proxy.registry.register_model`
 (or name it as ``"package.module:builder"``, e.g. on the command line).
 """
 
@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from ..data.base import DataSpec
-from .models import Classifier
+from .classifier import Classifier
+from .registry import MODELS
 
 #: VDCNN's convolutional blocks per stage, by depth.
 VDCNN_BLOCKS = {9: (1, 1, 1, 1), 17: (2, 2, 2, 2), 29: (5, 5, 2, 2), 49: (8, 8, 5, 3)}
@@ -206,6 +207,8 @@ TEXT_MODELS: dict[str, Callable[..., Classifier]] = {
     "vdcnn29": _vdcnn("vdcnn29", depth=29),
     "charcnn_small": _vdcnn("charcnn_small", depth=9, width=16, fc=256),
 }
+
+MODELS.update(TEXT_MODELS)
 
 __all__: Sequence[str] = ["ConvBlock", "FastText", "TEXT_MODELS", "VDCNN", "VDCNN_BLOCKS",
                           "input_position", "kmax_pool"]

@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 
 from .._util import atomic_write
 from ..data.base import Dataset, as_indices
-from .models import Classifier, create_model
+from .classifier import Classifier
+from .registry import create_model
 
 Schedule = list[tuple[int, float]]
 

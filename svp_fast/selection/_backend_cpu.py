@@ -124,6 +124,7 @@ class CpuBackend:
             close()
         stats = KCenterStats.from_core(
             raw, self.name, cells_seconds=plan.cells_seconds, picks=plan.budget,
+            num_threads=plan.num_threads,
             n_cells=plan.n_cells if cell_of is not None else 0, extra=dict(plan.extra))
         if plan.projection is not None:
             stats.extra.update(projection_dims=plan.projection.dims,
@@ -159,11 +160,10 @@ class CpuBackend:
         finally:
             close()
         stats = KCenterStats.from_groups(raw, self.name, plan.budgets, cells_seconds=plan.cells_seconds,
+                                         num_threads=plan.num_threads,
                                          n_cells=int(n_cells.sum()) if n_cells is not None else 0,
                                          extra=dict(plan.extra))
         return picks, radii, stats
-
-    # -- uncertainty -------------------------------------------------------------
 
     # -- uncertainty -----------------------------------------------------------
 

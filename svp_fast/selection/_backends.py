@@ -7,11 +7,12 @@ Tests swap in a stand-in here (``BACKENDS["cpu"] = CudaBackend(stand_in,
 from __future__ import annotations
 
 from .. import _emulation
-from . import _backend_cpu, _backend_cuda
+from . import _backend_cpu, _backend_cuda, _backend_emulated
 
 BACKENDS = {"cpu": _backend_cpu.BACKEND,
             # a build with SVP_FAST_CUDA=EMU: the same glue on the emulated device (host memory)
-            "cuda": _emulation.cuda_backend() if _emulation.EMULATED else _backend_cuda.BACKEND}
+            "cuda": (_backend_emulated.cuda_backend() if _emulation.EMULATED
+                     else _backend_cuda.BACKEND)}
 
 
 def backend_for(m):

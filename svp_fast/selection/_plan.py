@@ -49,6 +49,9 @@ class KCenterStats:
     n_cells: int = 0
     passes: int = 0  # passes over the data; the batched method certifies many picks per pass
     picks: int = 0
+    # CPU threads the run used (0 on a GPU): the caller's num_threads, or the
+    # default's choice (svp_fast._threads; why: extra["threads_reason"])
+    num_threads: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -78,6 +81,57 @@ class KCenterStats:
                 "exact_distance_evals", "fallback_step", "float64_accumulation",
                 "setup_seconds", "select_seconds", "passes")
         return cls(backend=backend, **{k: raw[k] for k in core if k in raw}, **fields)
+
+
+@dataclass
+class UncertaintyStats:
+    """What a top-k uncertainty call did: the rows sorted as candidates, those
+    recomputed in float64 (``rows_refined``) and the groups of near-ties they
+    formed, the passes over the logits, and the CPU threads used.
+
+    A dataclass like :class:`KCenterStats`. It still reads as the dict it was
+    before (``stats["rows_refined"]``, ``stats.get(...)``, ``dict(stats)``),
+    on the four counts ``COUNTS``."""
+
+    candidates: int = 0
+    rows_refined: int = 0
+    tie_groups: int = 0
+    passes: int = 0
+    backend: str = "cpu"
+    # CPU threads used (0 on a GPU): the caller's num_threads, or the
+    # default's choice (svp_fast._threads; why: extra["threads_reason"])
+    num_threads: int = 0
+    extra: dict = field(default_factory=dict)
+
+    COUNTS = ("candidates", "rows_refined", "tie_groups", "passes")
+
+    @classmethod
+    def from_core(cls, raw: Optional[dict], backend: str, **fields) -> "UncertaintyStats":
+        return cls(**{k: int((raw or {}).get(k, 0)) for k in cls.COUNTS}, backend=backend,
+                   **fields)
+
+    def add(self, other: "UncertaintyStats") -> None:
+        """Sum the counts of another call (one group of a grouped call)."""
+        for k in self.COUNTS:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    # the dict it used to be
+    def keys(self):
+        return self.COUNTS
+
+    def __getitem__(self, key: str) -> int:
+        if key not in self.COUNTS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self.COUNTS else default
+
+    def __iter__(self):
+        return iter(self.COUNTS)
+
+    def __contains__(self, key) -> bool:
+        return key in self.COUNTS
 
 
 @dataclass

@@ -1,82 +1,32 @@
 """Exact greedy k-center (farthest-first traversal) over embeddings: the front.
 
-The front validates the caller's arguments, chooses the engine, builds the
-cells when the pruned engine runs, and packages the result in the caller's
-array type. The backend where the data lives (``_backend_cpu`` or
-``_backend_cuda``, twins with the same methods) runs the core.
+``kcenter`` checks what applies to every kind of call and dispatches to one
+of three drivers: one (N, D) set (``single.py``), ``groups=`` (``grouped.py``)
+or a (B, P, D) batch of sets (``sets.py``). The drivers share one planner
+below them (``_planner.py``: argument checks, the engine rule, the cells of
+pruned groups), and the backend where the data lives runs the core.
 """
 
 from __future__ import annotations
 
 import numbers
-import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from .._arrays import as_index_array, as_matrix, check_budget, check_choice, check_index, check_threads
 from .._progress import check_progress
-from ._backends import backend_for
-from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
-from .cells import default_n_cells
-from .checkpoint import as_checkpoint
-from .grouped import is_batch, kcenter_grouped, kcenter_sets
+from ._plan import KCenterStats
+from ._planner import (CELLS_MAX_INTRINSIC_DIMENSION, KDTREE_MAX_DIM, KDTREE_MIN_BUDGET,
+                       choose_engine, positive_or_none)
+from .checkpoint import DEFAULT_CHECKPOINT_EVERY, as_checkpoint
+from .grouped import kcenter_grouped
+from .sets import is_batch, kcenter_sets
+from .single import kcenter_single
 
-__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KCenterStats", "choose_engine",
-           "kcenter"]
-
-# Cells prune when the data is low-dimensional where it lives: measured, the
-# cells computed 1% of a scan's distances on proxy features of intrinsic
-# dimension ~6 and 100% on Gaussian noise of intrinsic dimension ~38, where
-# distances concentrate and every cell's bound straddles the radius.
-CELLS_MAX_INTRINSIC_DIMENSION = 16.0
-
-# Points of at most this many coordinates go to the k-d tree engine (on the
-# CPU): its boxes prune well there (fpsample's bucket method stops at 8 too),
-# and its tree costs about as much as a few dozen scans of the points.
-KDTREE_MAX_DIM = 8
-KDTREE_MIN_BUDGET = 64
-
-def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None,
-                  cols: Optional[int] = None):
-    """The engine to run and the intrinsic dimension measured to decide (or None).
-
-    ``probe()`` estimates the intrinsic dimension from a small sample; it is
-    called only when the cells are otherwise worth considering. The same rule
-    on every backend; the backend says what "lazy" runs (``lazy_engine``),
-    what "auto" runs without cells (``auto_engine``), whether "auto" ever
-    builds cells there (``auto_considers_cells``), below how many rows cells
-    never pay (``cells_min_rows``), below how many picks "auto" runs the
-    lazy engine (``auto_min_budget``) and what runs for low-dimensional points
-    (``kdtree_engine``)."""
-    if method == "lazy":
-        return backend.lazy_engine, None  # the GPU runs lazy as the scan
-    if method == "kdtree":
-        return backend.kdtree_engine, None  # the GPU runs it as the scan
-    if method != "auto":
-        return method, None
-    if budget < backend.auto_min_budget:
-        return backend.lazy_engine, None  # a few picks: no pass structure pays
-    if (cols is not None and cols <= KDTREE_MAX_DIM and budget >= KDTREE_MIN_BUDGET
-            and backend.kdtree_engine == "kdtree"):
-        return "kdtree", None
-    # Cells cost a k-means (about N x cells x D flops, as matrix products)
-    # before the first pick: worth it only over many picks.
-    if (not backend.auto_considers_cells or n < backend.cells_min_rows
-            or budget < max(256, n_cells)):
-        return backend.auto_engine, None
-    dim = probe() if probe is not None else None
-    if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
-        return backend.auto_engine, dim
-    return "pruned", dim  # hands over to lazy_engine when the cells do not prune
-
-
-def _positive_or_none(value, name: str):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    return int(value)
+# choose_engine and the constants of its rule live in the planner; they are
+# named here too, where they were before the drivers had a planner of their own
+__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KDTREE_MIN_BUDGET", "KCenterStats",
+           "choose_engine", "kcenter"]
 
 
 def kcenter(
@@ -86,7 +36,7 @@ def kcenter(
     groups: Any = None,
     lengths: Any = None,
     already_selected: Any = None,
-    start: Optional[int] = None,
+    start: Union[None, int, str, Any] = None,
     metric: str = "euclidean",
     method: str = "auto",
     return_radii: bool = False,
@@ -102,7 +52,7 @@ def kcenter(
     batch_candidates: Optional[int] = None,
     batch_max_picks: Optional[int] = None,
     checkpoint: Any = None,
-    checkpoint_every: float = 10.0,
+    checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY,
 ):
     """Pick ``budget`` points by exact greedy k-center (farthest-first traversal).
 
@@ -158,7 +108,9 @@ def kcenter(
         already_selected: indices of initial centers (labelled or kept points),
             distinct, in [0, N). Passing a prefix of an earlier result continues
             that run exactly.
-        start: first pick when ``already_selected`` is empty (default 0).
+        start: first pick when ``already_selected`` is empty: a row (default
+            0) or ``"random"``, a row drawn with ``seed`` (for groups and
+            batches, see above; a single set draws as the one group it is).
         metric: "euclidean", or "cosine" (Euclidean on rows scaled to unit norm;
             radii are then cosine distances 1 - cos).
         method: "kdtree" (D <= 32; the CPU) splits the points by a k-d tree
@@ -200,8 +152,13 @@ def kcenter(
             pay (rows under 2 KB, i.e. 512 float32 or 1,024 16-bit columns,
             or spread over many directions); 0: none; k: k directions.
             Never affects picks.
-        seed: seed of the k-means that builds the cells (does not affect picks).
-        num_threads: CPU threads (default: OpenMP's default).
+        seed: seed of ``start="random"``, and of the k-means that builds the
+            cells (which does not affect picks).
+        num_threads: CPU threads. Default: chosen per call from the size of
+            a step and the cores other processes leave free (one thread for
+            small steps or on a busy machine, every thread on an idle one;
+            ``svp_fast._threads``, README "Threads"); ``stats.num_threads``
+            says what ran. Never affects picks.
         simd: force a CPU kernel ISA ("avx512", "avx2", "generic"), for tests.
         batch_candidates: candidates per pass of the batched driver (T;
             default 256 for ``method="batched"``). With "scan", "lazy" or
@@ -227,8 +184,8 @@ def kcenter(
         KeyboardInterrupt on Ctrl-C, within about 0.1 s.
     """
     check_progress(progress)
-    batch_candidates = _positive_or_none(batch_candidates, "batch_candidates")
-    batch_max_picks = _positive_or_none(batch_max_picks, "batch_max_picks")
+    batch_candidates = positive_or_none(batch_candidates, "batch_candidates")
+    batch_max_picks = positive_or_none(batch_max_picks, "batch_max_picks")
     many = dict(start=start, metric=metric, method=method, return_radii=return_radii,
                 return_stats=return_stats, progress=progress, callback=callback,
                 already_selected=already_selected, n_cells=n_cells, seed=seed,
@@ -260,128 +217,6 @@ def kcenter(
         return kcenter_grouped(embeddings, budget, groups, return_offsets=return_offsets, **many)
     if return_offsets:
         raise ValueError("return_offsets applies with groups=")
-    m = as_matrix(embeddings, "embeddings")
-    metric = check_choice(metric, "metric", METRICS)
-    method = check_choice(method, "method", METHODS)
-    threads = check_threads(num_threads)
-    if already_selected is None:
-        selected = np.zeros(0, dtype=np.int64)
-    else:
-        selected = as_index_array(already_selected, "already_selected", m.rows)
-    budget = check_budget(budget, m.rows - selected.size,
-                          "the number of points not already selected", total=m.rows)
-    if start is not None:
-        if selected.size:
-            raise ValueError("start applies only when already_selected is empty; "
-                             f"got start={start!r} and {selected.size} already selected")
-        start = check_index(start, "start", m.rows)
-    start = 0 if start is None else int(start)
-    if n_cells is not None:
-        if isinstance(n_cells, bool) or not isinstance(n_cells, numbers.Integral) or n_cells < 1:
-            raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
-        n_cells = int(min(n_cells, m.rows))  # more cells than points: one point per cell
-    if projection_dims is not None:
-        if isinstance(projection_dims, bool) or not isinstance(projection_dims, numbers.Integral) \
-                or not 0 <= projection_dims <= 4096:
-            raise ValueError(f"projection_dims must be an integer in [0, 4096] or None, got "
-                             f"{projection_dims!r}")
-        projection_dims = int(projection_dims)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-
-    # a checkpoint: continue from what it holds (its picks are centers now)
-    done, done_radii, resume = np.zeros(0, dtype=np.int64), None, None
-    if ck is not None:
-        ck.bind(_checkpoint_facts(m, metric, budget, selected, start))
-        saved = ck.load()
-        if saved is not None and saved.picks.size:
-            if return_radii and saved.radii is None:
-                raise ValueError(f"checkpoint {str(ck.path)!r} has no radii; run without "
-                                 "return_radii or delete it to start over")
-            done, done_radii = saved.picks, saved.radii
-            resume = saved.state if saved.state is not None else {}
-            resume["prev_radius"] = saved.prev_radius
-    total_budget = budget
-    if done.size:
-        selected = np.concatenate([selected, done])
-        budget -= done.size
-
-    backend = backend_for(m)
-    cells_n = n_cells or default_n_cells(m.rows)
-    t0 = time.perf_counter()
-    validated = False
-
-    def validate() -> None:
-        nonlocal validated
-        if not validated:
-            backend.validate(m, metric, threads, simd)
-            validated = True
-
-    def probe() -> float:
-        validate()
-        return backend.probe_intrinsic_dimension(m, metric, seed)
-
-    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols)
-                   if budget > 0 else ("scan", None))
-    probe_seconds = time.perf_counter() - t0
-    run_callback = callback
-    if callback is not None and done.size:  # the user sees the whole run's picks
-        def run_callback(p, r):
-            callback(np.concatenate([done, p]),
-                     None if r is None or done_radii is None else np.concatenate([done_radii, r]))
-    on_checkpoint = None
-    if ck is not None:
-        def on_checkpoint(p, r, prev_radius, state):
-            ck.save(np.concatenate([done, p]),
-                    None if r is None else (np.concatenate([done_radii, r])
-                                            if done_radii is not None else r),
-                    prev_radius, state)
-    plan = KCenterPlan(budget=budget, selected=selected, start=start, metric=metric,
-                       requested=method, engine=engine, return_radii=return_radii, seed=seed,
-                       num_threads=threads, simd=simd, progress=progress, callback=run_callback,
-                       resume=resume, on_checkpoint=on_checkpoint,
-                       checkpoint_every=float(checkpoint_every),
-                       batch_candidates=batch_candidates or (DEFAULT_BATCH_CANDIDATES
-                                                             if engine == "batched" else 0),
-                       batch_max_picks=batch_max_picks or 0)
-    if dim is not None:
-        plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
-    if engine == "pruned" and budget > 0:
-        validate()
-        plan.projection = backend.build_projection(m, metric, seed, projection_dims)
-        plan.cell_of = backend.build_cells(m, cells_n, metric, seed, threads, plan.projection)
-        plan.n_cells = cells_n
-    # everything before the core call: input check, engine choice, k-means
-    plan.cells_seconds = time.perf_counter() - t0 if validated else 0.0
-    picks, radii, stats = backend.kcenter(m, plan)
-    m = None  # the input (or its copy) was kept alive until here (not del: closures refer to m)
-    if done.size:
-        stats.extra["resumed_from"] = int(done.size)
-        stats.picks = total_budget
-        picks = _prepend(done, picks)
-        if radii is not None:
-            radii = _prepend(done_radii, radii)
-    if ck is not None:
-        ck.remove()  # the run is complete
-    return package(embeddings, picks, radii, stats, return_radii, return_stats)
-
-
-def _prepend(head: np.ndarray, tail):
-    if isinstance(tail, np.ndarray):
-        return np.concatenate([head, tail])
-    import torch
-
-    return torch.cat([torch.from_numpy(head).to(tail.device), tail])
-
-
-def _checkpoint_facts(m, metric: str, budget: int, selected: np.ndarray, start: int) -> dict:
-    """What must match for a checkpoint to continue this run (the method and
-    thread count may change: every method gives the same picks)."""
-    import hashlib
-
-    from .checkpoint import data_digest
-
-    sel = hashlib.sha256(np.ascontiguousarray(selected, dtype=np.int64).tobytes()).hexdigest()
-    return {"rows": m.rows, "cols": m.cols, "dtype": m.dtype_code, "metric": metric,
-            "budget": int(budget), "already_selected_sha256": sel,
-            "start": None if selected.size else int(start), "data": data_digest(m)}
+    return kcenter_single(embeddings, budget, projection_dims=projection_dims,
+                          batch_candidates=batch_candidates, batch_max_picks=batch_max_picks,
+                          checkpoint=ck, checkpoint_every=checkpoint_every, **many)

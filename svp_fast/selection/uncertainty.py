@@ -13,8 +13,9 @@ from typing import Any, Optional
 import numpy as np
 
 from .._arrays import as_matrix, check_budget, check_choice, check_threads, to_callers_library
+from .._threads import UNCERTAINTY_PASS, ThreadChoice, choose_threads
 from ._backends import backend_for
-from ._plan import to_caller
+from ._plan import UncertaintyStats, to_caller
 
 METHODS = ("least_confidence", "entropy", "margin")
 INPUTS = ("logits", "probs")
@@ -26,6 +27,18 @@ def _args(x, method, inputs, num_threads):
     inputs = check_choice(inputs, "inputs", INPUTS)
     threads = check_threads(num_threads)
     return m, method, inputs, threads
+
+
+def _pass_threads(requested: int, m, backend) -> ThreadChoice:
+    """The thread count of one pass over ``m`` (svp_fast._threads; CPU only)."""
+    if backend.name != "cpu":
+        return ThreadChoice(requested, "requested" if requested else "device")
+    return choose_threads(requested, UNCERTAINTY_PASS, m.rows * m.cols)
+
+
+def _stats(raw, backend, choice: ThreadChoice) -> UncertaintyStats:
+    return UncertaintyStats.from_core(raw, backend.name, num_threads=choice.threads,
+                                      extra={"threads_reason": choice.reason})
 
 
 def _rows_of(m, rows: np.ndarray):
@@ -46,19 +59,20 @@ def _uncertainty_groups(x, m, budget, groups, method, inputs, return_scores, ret
     budgets = split_budget(budget, grp.sizes, grp.labels)
     backend = backend_for(m)
     orders, tops = [], []
-    stats = {"candidates": 0, "rows_refined": 0, "tie_groups": 0, "passes": 0}
+    stats = UncertaintyStats(backend=backend.name)
     for g in range(budgets.size):
         k = int(budgets[g])
         if k == 0:
             continue
         rows = grp.members[grp.offsets[g]:grp.offsets[g + 1]]
         sub = as_matrix(_rows_of(m, rows), "x")
+        choice = _pass_threads(threads, sub, backend)
         order, top, st = backend.uncertainty_topk(sub, k, METHODS.index(method),
                                                   INPUTS.index(inputs), check_finite, tol,
-                                                  threads=threads, simd=simd,
+                                                  threads=choice.threads, simd=simd,
                                                   want_stats=return_stats)
-        for key in stats:
-            stats[key] += int((st or {}).get(key, 0))
+        stats.add(_stats(st, backend, choice))
+        stats.num_threads = max(stats.num_threads, choice.threads)  # the most any group used
         orders.append(_global_rows(order, rows))
         tops.append(top)
     order, top = _concat(m, orders), _concat(m, tops, scores=True)
@@ -129,14 +143,18 @@ def uncertainty_scores(
             ``probs_tolerance``; a clear error says which row is not).
         check_finite: reject NaN/Inf (default). Off saves a pass over L1-resident
             rows; non-finite rows then get unspecified scores.
+        num_threads: CPU threads (default: chosen per call as for
+            :func:`kcenter`, from the size of the pass and the free cores).
 
     Returns:
         scores (float32; float64 for float64 input), numpy or torch like ``x``.
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
-    scores = backend_for(m).uncertainty_scores(m, METHODS.index(method), INPUTS.index(inputs),
-                                               check_finite, probs_tolerance, threads=threads,
-                                               simd=simd)
+    backend = backend_for(m)
+    scores = backend.uncertainty_scores(m, METHODS.index(method), INPUTS.index(inputs),
+                                        check_finite, probs_tolerance,
+                                        threads=_pass_threads(threads, m, backend).threads,
+                                        simd=simd)
     return to_callers_library(x, to_caller(x, scores))
 
 
@@ -184,8 +202,10 @@ def uncertainty(
     Returns:
         indices (int64), plus the offsets if ``return_offsets`` (groups),
         their scores (non-increasing; float32, float64 for
-        float64 input) if ``return_scores``, plus a dict of statistics
-        (``rows_refined``, ``candidates``, ``tie_groups``, ``passes``) if
+        float64 input) if ``return_scores``, plus an :class:`UncertaintyStats`
+        (``rows_refined``, ``candidates``, ``tie_groups``, ``passes``,
+        ``num_threads``; a dataclass like :class:`KCenterStats`, which still
+        reads as the dict of the four counts it used to be) if
         ``return_stats``; numpy or torch (on ``x``'s device) like ``x``.
     """
     m, method, inputs, threads = _args(x, method, inputs, num_threads)
@@ -196,12 +216,14 @@ def uncertainty(
     if return_offsets:
         raise ValueError("return_offsets applies with groups=")
     budget = check_budget(budget, m.rows, "the number of rows")
-    order, top, stats = backend_for(m).uncertainty_topk(
+    backend = backend_for(m)
+    choice = _pass_threads(threads, m, backend)
+    order, top, stats = backend.uncertainty_topk(
         m, budget, METHODS.index(method), INPUTS.index(inputs), check_finite, probs_tolerance,
-        threads=threads, simd=simd, want_stats=return_stats)
+        threads=choice.threads, simd=simd, want_stats=return_stats)
     out = [to_caller(x, order)]
     if return_scores:
         out.append(to_caller(x, top))
     if return_stats:
-        out.append(dict(stats))
+        out.append(_stats(stats, backend, choice))
     return to_callers_library(x, out[0] if len(out) == 1 else tuple(out))
