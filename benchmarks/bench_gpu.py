@@ -54,6 +54,7 @@ class Bench:
         self.rows = []
         self.meta = {}
         self.n_big = 3000 if args.dry_run else (200_000 if args.quick else N_IMAGENET)
+        self.model = {}  # the cost model's predictions, by case (gpu_cost_model.py)
 
     # -- timing ---------------------------------------------------------------
 
@@ -156,7 +157,23 @@ class Bench:
 
     # -- output ---------------------------------------------------------------
 
+    def predict(self, device_name: str):
+        """The cost model's prediction of every case, for the device named (the
+        H100's rates for an H100, else the H200's)."""
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import gpu_cost_model
+
+        kind = "h100" if "H100" in device_name else "h200"
+        self.model = gpu_cost_model.predictions(kind, n_big=self.n_big)
+        self.meta["model_device"] = kind
+
     def add(self, row):
+        m = self.model.get(row.get("case"))
+        if m is not None:  # beside the measurement: where the model was wrong
+            row["model_ms"] = m["predicted_s"] * 1e3
+            row["model_floor_ms"] = m["floor_s"] * 1e3
+            if row.get("svp_ms"):
+                row["vs_model"] = row["svp_ms"] / row["model_ms"]
         self.rows.append(row)
         print(row, flush=True)
         self.save()
@@ -167,14 +184,15 @@ class Bench:
             json.dump({**self.meta, "rows": self.rows}, f, indent=1)
 
     def table(self):
-        print("\n| case | PyTorch ms | svp_fast ms | floor ms | x PyTorch | / floor |")
-        print("|---|---|---|---|---|---|")
+        print("\n| case | PyTorch ms | svp_fast ms | floor ms | x PyTorch | / floor | model ms | / model |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in self.rows:
             def f(v, fmt):
                 return "" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
             print(f"| {r['case']} | {f(r.get('torch_ms'), '{:.3f}')} | {f(r.get('svp_ms'), '{:.3f}')} "
                   f"| {f(r.get('floor_ms'), '{:.3f}')} | {f(r.get('vs_torch'), '{:.2f}')} "
-                  f"| {f(r.get('vs_floor'), '{:.2f}')} |")
+                  f"| {f(r.get('vs_floor'), '{:.2f}')} | {f(r.get('model_ms'), '{:.3f}')} "
+                  f"| {f(r.get('vs_model'), '{:.2f}')} |")
 
 
 def torch_kcenter_steps(x, steps, start=0):
@@ -355,6 +373,7 @@ def main(argv=None):
         b.meta["device"] = torch.cuda.get_device_name()
     bw = b.copy_bandwidth()
     b.meta.update(copy_bw=bw, build=svp_fast.build_info())
+    b.predict(b.meta["device"])
     print(f"device {b.meta['device']}; copy bandwidth (read+write) {bw / 1e12:.2f} TB/s", flush=True)
     b.save()
     for name in only:

@@ -392,6 +392,51 @@ def test_gpu_batched_products_agree_bit_for_bit(monkeypatch, dtype, metric):
     assert out["cublas"][2].distance_evals < out["fused"][2].distance_evals
 
 
+def _lattice(n, d, seed):
+    # small integers: distances tie exactly, so a pick's distance often equals a
+    # row's second minimum (the screen's boundary)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-3, 4, (n, d), generator=g).float()
+
+
+@pytest.mark.parametrize("case", ["lattice", "large", "tiny", "near_duplicates", "wide"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_gpu_batched_screen_at_its_boundary(monkeypatch, case, dtype):
+    # the screened product against the fused kernel where the screen's margin
+    # matters: exact ties with m2 (lattice points), magnitudes far from 1
+    # (float32: the 3xBF16 split's relative bound), near-duplicates (distances
+    # below the product's error)
+    from svp_fast.selection import _backend_cuda
+
+    g = torch.Generator().manual_seed(11)
+    n = sized(8000, 2000)
+    if case == "lattice":
+        x = _lattice(n, 16, 3)
+    elif case == "near_duplicates":
+        x = torch.randn(200, 24, generator=g)[torch.randint(0, 200, (n,), generator=g)]
+        x = x + 1e-3 * torch.randn(n, 24, generator=g)
+    elif case == "wide":  # D = 2048: the fused kernel loads 8 chunks a lane, the screen 1
+        n = sized(8000, 600)
+        x = torch.randn(40, 2048, generator=g)[torch.randint(0, 40, (n,), generator=g)]
+        x = x + 0.3 * torch.randn(n, 2048, generator=g)
+    else:
+        x = torch.randn(n, 24, generator=g) * (3e3 if case == "large" else 3e-3)
+    if dtype == torch.float16 and case == "large":
+        x = x / 8  # (within float16's range)
+    x = to_gpu(x.to(dtype))
+    budget = sized(1200, 240) if case != "wide" else sized(1200, 100)
+    out = {}
+    for product in ("fused", "cublas"):
+        monkeypatch.setattr(_backend_cuda, "BATCH_PRODUCT", product)
+        p, r, st = svp_fast.kcenter(x, budget, method="batched", return_radii=True,
+                                    return_stats=True, batch_candidates=64)
+        assert st.extra["product"] == product
+        out[product] = (p.cpu().numpy(), r.cpu().numpy())
+    np.testing.assert_array_equal(out["fused"][0], out["cublas"][0])
+    np.testing.assert_array_equal(out["fused"][1], out["cublas"][1])
+    np.testing.assert_array_equal(out["cublas"][0], svp_fast.kcenter(x.cpu(), budget, method="scan").numpy())
+
+
 
 # ------------------------------------------------------------ many sets, one launch --
 # The grouped kernel (csrc/cuda/grouped.cu) runs small sets on one warp each,

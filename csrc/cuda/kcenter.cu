@@ -17,6 +17,7 @@ namespace svp {
 namespace cuda {
 
 using detail::Layout;
+using detail::PickScreen;
 using detail::run_batched;
 using detail::run_steps;
 
@@ -114,9 +115,14 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
     if (opt.batch_product != 1 && X.dtype != DType::f64) {  // the screened product
       const long long cstride = (X.cols + 3) & ~3LL;
       L.sqn = a.take<double>(n);
-      L.praw = a.take<unsigned char>(T * X.cols * static_cast<long long>(dtype_size(X.dtype)));
+      // float32 rows multiply as bf16 parts: [xh | xl | xh], 3D columns of 2 bytes
+      const bool split = X.dtype == DType::f32;
+      const long long K = split ? 3 * X.cols : X.cols;
+      const long long kbytes = split ? 2 : static_cast<long long>(dtype_size(X.dtype));
+      if (split) L.x3 = a.take<unsigned char>(n * K * kbytes);
+      L.praw = a.take<unsigned char>(T * K * kbytes);
       L.pw = a.take<float>(T * cstride);
-      L.pnc = a.take<double>(T);
+      L.pscreen = a.take<PickScreen>(T);
       // a chunk of rows of the product: about 256 MB of float32
       L.sbuf_rows = std::max<long long>(1, std::min<long long>(n, (256LL << 20) / (4 * T)));
       L.sbuf = a.take<float>(L.sbuf_rows * T);

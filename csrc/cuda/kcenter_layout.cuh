@@ -16,6 +16,13 @@ namespace svp {
 namespace cuda {
 namespace detail {
 
+// What the batched screen (kb_screen) reads of a pick, in float32: |c|^2,
+// |c|, and for cosine the scale of its raw row (1/||c||, taking the product of
+// raw rows to the working space).
+struct PickScreen {
+  float c2, cn, inv_norm;
+};
+
 struct Layout {
   double* norm64 = nullptr;
   void* scale = nullptr;
@@ -66,9 +73,10 @@ struct Layout {
   size_t bsort_bytes = 0;
   // batched, the screened product (float32 accumulation of 16-bit/fp32 rows)
   double* sqn = nullptr;   // [N] |x|^2, float64
-  void* praw = nullptr;    // [T, D] the pass's picks as raw rows
+  void* x3 = nullptr;      // [N, 3D] bf16: float32 rows as [xh | xl | xh] (3xBF16 product)
+  void* praw = nullptr;    // [T, K] the pass's picks as the product's factor (K = D, or 3D split)
   float* pw = nullptr;     // [T, cstride] their working-space vectors
-  double* pnc = nullptr;   // [T] |pw|^2
+  PickScreen* pscreen = nullptr;  // [T] what the screen reads of them
   float* sbuf = nullptr;   // [sbuf_rows, T] a chunk of the product
   long long sbuf_rows = 0;
   int max_blocks = 0;

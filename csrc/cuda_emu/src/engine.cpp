@@ -1007,7 +1007,7 @@ bool launched_cooperatively() {
 // threads can show in a result.
 void atomic_point(const char* file, int line) {
   Thread* t = tls_current;
-  if (!t) return;  // an atomic in host code
+  if (!t) outside_kernel("an atomic", file, line);  // device-only: nvcc refuses it in host code
   Grid& g = grid_of(t);
   g.progress();
   if (g.rng.one_in(options().preempt_odds) && g.slots.size() > 1) t->slot->preempt = true;

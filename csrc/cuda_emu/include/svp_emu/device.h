@@ -58,6 +58,13 @@ constexpr int warpSize = 32;
 #define SVP_EMU_DYNAMIC_SHARED(type, name) \
   type* const name = reinterpret_cast<type*>(::svp_emu::dynamic_shared_memory())
 
+// Device-only functions (nvcc refuses them in host code): called outside a
+// kernel, the emulation stops with the call site, as nvcc would at compile
+// time (checked where it costs nothing: not in the bit casts of hot loops;
+// the real nvcc build of CI is the full check).
+#define SVP_EMU_DEVICE_ONLY(name) \
+  if (!::svp_emu::current_view()) ::svp_emu::outside_kernel(name, svp_site_file, svp_site_line)
+
 // ------------------------------------------------------------- barriers --
 
 inline void __syncthreads(SVP_EMU_SITE) { ::svp_emu::syncthreads(svp_site_file, svp_site_line); }
@@ -134,12 +141,18 @@ inline T __ldcs(const T* p) {
 
 // ------------------------------------------------- bits and conversions --
 
-inline float __uint_as_float(unsigned int x) { return ::svp_emu::from_bits<float>(x); }
-inline unsigned int __float_as_uint(float x) { return static_cast<unsigned>(::svp_emu::to_bits(x)); }
+inline float __uint_as_float(unsigned int x, SVP_EMU_SITE) {
+  return ::svp_emu::from_bits<float>(x);
+}
+inline unsigned int __float_as_uint(float x, SVP_EMU_SITE) {
+  return static_cast<unsigned>(::svp_emu::to_bits(x));
+}
 inline float __int_as_float(int x) { return ::svp_emu::from_bits<float>(static_cast<unsigned>(x)); }
 inline int __float_as_int(float x) { return static_cast<int>(::svp_emu::to_bits(x)); }
-inline long long __double_as_longlong(double x) { return static_cast<long long>(::svp_emu::to_bits(x)); }
-inline double __longlong_as_double(long long x) {
+inline long long __double_as_longlong(double x, SVP_EMU_SITE) {
+  return static_cast<long long>(::svp_emu::to_bits(x));
+}
+inline double __longlong_as_double(long long x, SVP_EMU_SITE) {
   return ::svp_emu::from_bits<double>(static_cast<unsigned long long>(x));
 }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
@@ -254,17 +267,22 @@ inline float atomicExch(float* a, float v, SVP_EMU_SITE) {
 
 // float64 -> float32 rounded towards +inf (exactly: the nearest float, moved up
 // one step when it lies below)
-inline float __double2float_ru(double x) {
+inline float __double2float_ru(double x, SVP_EMU_SITE) {
+  SVP_EMU_DEVICE_ONLY("__double2float_ru");
   float f = static_cast<float>(x);
   if (static_cast<double>(f) < x) f = nextafterf(f, INFINITY);
   return f;
 }
-inline float __double2float_rd(double x) {
+inline float __double2float_rd(double x, SVP_EMU_SITE) {
+  SVP_EMU_DEVICE_ONLY("__double2float_rd");
   float f = static_cast<float>(x);
   if (static_cast<double>(f) > x) f = nextafterf(f, -INFINITY);
   return f;
 }
-inline float __double2float_rn(double x) { return static_cast<float>(x); }
+inline float __double2float_rn(double x, SVP_EMU_SITE) {
+  SVP_EMU_DEVICE_ONLY("__double2float_rn");
+  return static_cast<float>(x);
+}
 
 // ------------------------------------------------------------------ math --
 // CUDA's device min/max overloads (the usual arithmetic conversions).
