@@ -157,7 +157,7 @@ def scan_steps(n, d, es, steps) -> List[Launch]:
                    barriers=steps)]
 
 
-def batched(n, d, es, budget, T, picks_per_pass, screened_in, split: bool) -> List[Launch]:
+def batched(n, d, es, budget, T, picks_per_pass, screened_rows, split: bool) -> List[Launch]:
     """The batched engine (kcenter_batched.cuh): per pass the radix sort of N
     min-distances, the T x T candidate distances, the certified acceptance,
     one host round trip, then the pass's b picks applied to every row as one
@@ -187,7 +187,7 @@ def batched(n, d, es, budget, T, picks_per_pass, screened_in, split: bool) -> Li
     out.append(Launch("cuBLAS GemmEx (S = X P^T)", count=passes * math.ceil(n * b * 4 / (256 << 20)),
                       read=passes * (n * K * ks + b * K * ks), written=passes * n * b * 4,
                       products=passes * 2.0 * n * b * K))
-    exact = screened_in * n * b  # row-pick pairs computed exactly, per pass
+    exact = screened_rows * n / passes  # row-pick pairs computed exactly, per pass (on average)
     out.append(Launch("kb_screen", count=passes * math.ceil(n * b * 4 / (256 << 20)),
                       read=passes * (n * b * 4 + n * (2 * ACC + 8 + 4) + exact * d * es),
                       written=passes * n * 0.01 * (2 * ACC + ASSIGN),
@@ -241,17 +241,18 @@ def cases(prof: Dict[str, dict], n_big: int = N_IMAGENET) -> List[Case]:
     p = prof["batched-small"]
     out.append(Case(f"batched-{n}x64-fp32", f"batched N={n} D=64 {budget} picks (total)",
                     [facts(n, 64, 4), prepare(n)] + batched(n, 64, 4, budget, 256, p["picks_per_pass"],
-                                                            p["screened_in"], split=True)))
+                                                            screened_per_row(p, budget), split=True)))
     budget = n_big // 10 + 1
     for kind, dt, es in [("clustered", "fp16", 2), ("clustered", "fp32", 4), ("noise", "fp16", 2)]:
         p = prof[f"batched-{kind}"]
         out.append(Case(f"imagenet-{n_big}x2048-{dt}" + ("" if kind == "clustered" else "-noise"),
                         f"batched 10% core-set N={n_big} D=2048 {kind} {long_name[dt]} (total)",
                         [facts(n_big, 2048, es), prepare(n_big)]
-                        + batched(n_big, 2048, es, budget, 256, p["picks_per_pass"], p["screened_in"],
-                                  split=dt == "fp32"),
-                        notes=f"{p['picks_per_pass']:.0f} picks a pass, {p['screened_in']:.1e} of the "
-                              f"pairs screened in ({p.get('source', '')})"))
+                        + batched(n_big, 2048, es, budget, 256, p["picks_per_pass"],
+                                  screened_per_row(p, budget), split=dt == "fp32"),
+                        notes=f"{p['picks_per_pass']:.0f} picks a pass ({p.get('source', '')}); "
+                              f"{screened_per_row(p, budget):.0f} exact distances a row "
+                              f"({p.get('screen_source', 'assumed')})"))
     p = prof["pruned-clustered"]
     out.append(Case(f"pruned-{n_big}x2048-fp16", f"pruned 10% core-set N={n_big} D=2048 fp16 (total)",
                     [facts(n_big, 2048, 2), prepare(n_big)]
@@ -320,19 +321,24 @@ def measure(out_path: str = PROFILES, scale: int = 10) -> dict:
     _, st = svp_fast.kcenter(x, 24_000, method="batched", batch_candidates=256, return_stats=True)
     prof["batched-small"] = {"picks_per_pass": 24_000 / st.passes,
                              "source": f"CPU batched engine, 50,000 x 64 fp32, {st.passes} passes"}
-    if svp_fast.build_info().get("cuda_emulated"):
-        prof.update(measure_screen())
     prof["measured"] = {"date": time.strftime("%Y-%m-%d"), "scale": f"1/{scale} of the rows"}
     with open(out_path, "w") as f:
         json.dump(prof, f, indent=1)
+    if svp_fast.build_info().get("cuda_emulated"):
+        for k, v in measure_screen().items():
+            prof.setdefault(k, {}).update(v)
+        with open(out_path, "w") as f:
+            json.dump(prof, f, indent=1)
     return prof
 
 
-def measure_screen(n: int = 6000, budget: int = 600) -> Dict[str, dict]:
-    """The screen's share of exact distances, from the emulated GPU build
-    (small: every emulated thread is a fiber): distance_evals of the screened
-    product less the candidate pairs and the initial application, over the
-    row-pick pairs of the passes."""
+def measure_screen(n: int = 6000, budgets=(150, 600)) -> Dict[str, dict]:
+    """How many exact distances per row the screen lets through, from the
+    emulated GPU build (small: every emulated thread is a fiber), at two
+    budgets: fitted as a + b ln K (a row's nearest two centers change about
+    ln K times over K picks; the first passes, with m2 still infinite, screen
+    nothing out). The distances less the candidates' T x T blocks and the
+    start's application."""
     import torch
 
     from svp_fast import _emulation
@@ -344,16 +350,36 @@ def measure_screen(n: int = 6000, budget: int = 600) -> Dict[str, dict]:
     import svp_fast
 
     out = {}
+    # cuBLAS is the emulation's stand-in (it honours cublasGemmEx's contract)
+    lib = os.path.join(os.path.dirname(svp_fast.__file__), "libcublas_svp_emu.so")
+    ok, why = svp_fast._core.cuda_set_cublas_library(path=lib)
+    if not ok:
+        raise RuntimeError(f"the emulation's cuBLAS stand-in does not load: {why}")
     _backend_cuda.BATCH_PRODUCT = "cublas"
+    T = 256
     for kind in ("clustered", "noise"):
         x = (synthetic_clustered(n, 256, "cpu", dtype=torch.float16) if kind == "clustered"
              else torch.randn(n, 256, generator=torch.Generator().manual_seed(1)).half())
-        _, st = svp_fast.kcenter(_emulation.to_device(x), budget, method="batched", return_stats=True)
-        pairs = max(1.0, float(n) * (budget - 1))
-        screened = max(0.0, st.distance_evals - st.candidate_evals - n)
-        out[f"batched-{kind}"] = {"screened_in": screened / pairs,
-                                  "screen_source": f"emulated GPU, {n:,} x 256 fp16, {budget} picks"}
+        per_row = []
+        for k in budgets:
+            _, st = svp_fast.kcenter(_emulation.to_device(x), k, method="batched", return_stats=True,
+                                     batch_candidates=T)
+            assert st.extra.get("product") == "cublas", st.extra
+            per_row.append(max(0.0, st.distance_evals - st.passes * T * T - n) / n)
+        slope = (per_row[1] - per_row[0]) / (math.log(budgets[1]) - math.log(budgets[0]))
+        out[f"batched-{kind}"] = {
+            "screened_per_row_a": per_row[1] - slope * math.log(budgets[1]),
+            "screened_per_row_b": slope,
+            "screen_source": f"emulated GPU, {n:,} x 256 fp16: {per_row[0]:.1f} and {per_row[1]:.1f} "
+                             f"exact distances a row over {budgets[0]} and {budgets[1]} picks"}
     return out
+
+
+def screened_per_row(p: dict, budget: int) -> float:
+    """Exact distances per row over a run of `budget` picks (the fit of measure_screen)."""
+    if "screened_per_row_b" in p:
+        return max(0.0, p["screened_per_row_a"] + p["screened_per_row_b"] * math.log(max(budget, 2)))
+    return p.get("screened_in", 2e-3) * budget
 
 
 # ----------------------------------------------------------------- report
@@ -364,9 +390,23 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="one JSON object per case")
     ap.add_argument("--kernels", action="store_true", help="every kernel's line in the table")
     ap.add_argument("--measure", action="store_true", help="re-measure the profiles (minutes)")
+    ap.add_argument("--measure-screen", action="store_true",
+                    help="re-measure only the screen's share, on the emulated build")
     ap.add_argument("--profiles", default=PROFILES)
     args = ap.parse_args(argv)
     prof = measure(args.profiles) if args.measure else load_profiles(args.profiles)
+    if args.measure_screen:
+        saved = {}
+        try:
+            with open(args.profiles) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            pass
+        for k, v in measure_screen().items():
+            saved.setdefault(k, {}).update(v)
+        with open(args.profiles, "w") as f:
+            json.dump(saved, f, indent=1)
+        prof = load_profiles(args.profiles)
     dev = DEVICES[args.device]
     cs = cases(prof)
     if args.json:

@@ -10,6 +10,7 @@
 
 #include <cub/device/device_segmented_sort.cuh>
 
+#include "cublas_runtime.h"
 #include "kcenter_layout.cuh"
 #include "kcenter_pruned.cuh"
 
@@ -112,7 +113,10 @@ Layout layout(void* base, int64_t cap, const DeviceMatrix& X, const KCenterCudaO
     L.dmat = a.take<double>(T * T);
     L.bsort_bytes = detail::batched_sort_bytes(n);
     L.bsort_temp = a.take<unsigned char>(static_cast<int64_t>(L.bsort_bytes));
-    if (opt.batch_product != 1 && X.dtype != DType::f64) {  // the screened product
+    // the screened product's memory only where it can run (cuBLAS loads): for
+    // float32 rows it holds their bf16 parts, 1.5x the rows' own size
+    if (opt.batch_product != 1 && X.dtype != DType::f64 &&
+        (opt.batch_product == 2 || Cublas::get().available())) {
       const long long cstride = (X.cols + 3) & ~3LL;
       L.sqn = a.take<double>(n);
       // float32 rows multiply as bf16 parts: [xh | xl | xh], 3D columns of 2 bytes
