@@ -1049,6 +1049,7 @@ const int kSpinSignal = SIGRTMIN + 7;
 // Where a faulting fiber resumes (on its own stack, reset): it reports the
 // fault and ends its launch.
 [[noreturn]] void fault_landing(Thread* t) {
+  asan_forget_stack(t->stack_lo, t->stack_size);  // the frames the fault abandoned
   fail_here(t, cudaErrorIllegalAddress,
             strf("an illegal memory access (%s at address 0x%llx): a device pointer out of bounds "
                  "or null",
@@ -1058,6 +1059,7 @@ const int kSpinSignal = SIGRTMIN + 7;
 // Where a fiber that spun too long without a switch point resumes: it
 // reports where it was (its function) and ends its launch.
 [[noreturn]] void spin_landing(Thread* t) {
+  asan_forget_stack(t->stack_lo, t->stack_size);  // the frames the signal abandoned
   Dl_info info;
   const char* fn = dladdr(reinterpret_cast<void*>(t->fault_address), &info) && info.dli_sname ? info.dli_sname : "?";
   fail_here(t, cudaErrorLaunchTimeout,

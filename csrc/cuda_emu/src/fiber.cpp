@@ -15,6 +15,7 @@
 #endif
 #endif
 #ifdef SVP_EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -33,6 +34,18 @@ void asan_finish_switch(void* fake_stack_save, const void** old_bottom, size_t* 
   __sanitizer_finish_switch_fiber(fake_stack_save, old_bottom, old_size);
 #else
   (void)fake_stack_save, (void)old_bottom, (void)old_size;
+#endif
+}
+
+// A stack handed to a new context may hold the frames of a fiber that was
+// abandoned mid-call (a failed grid's threads are never resumed): their
+// redzones are still poisoned in ASan's shadow, and the new fiber's frames
+// would trip over them (a false stack-buffer-overflow).
+void asan_forget_stack(char* lo, size_t size) {
+#ifdef SVP_EMU_ASAN
+  __asan_unpoison_memory_region(lo, size);
+#else
+  (void)lo, (void)size;
 #endif
 }
 
@@ -89,6 +102,7 @@ namespace svp_emu {
 void switch_context(FiberContext* from, const FiberContext* to) { svp_emu_switch(&from->sp, to->sp); }
 
 void make_context(FiberContext* ctx, char* lo, size_t size, void (*entry)(void*), void* arg) {
+  asan_forget_stack(lo, size);
   // the top, 16-byte aligned, less a little room
   const uintptr_t top = (reinterpret_cast<uintptr_t>(lo) + size - 64) & ~uintptr_t(15);
   // frame, from low to high: r15, r14, r13, r12, rbx, rbp, return address;
@@ -125,6 +139,7 @@ void switch_context(FiberContext* from, const FiberContext* to) {
 }
 
 void make_context(FiberContext* ctx, char* lo, size_t size, void (*entry)(void*), void* arg) {
+  asan_forget_stack(lo, size);
   if (!ctx->sp) ctx->sp = new UContext();
   ucontext_t* uc = &static_cast<UContext*>(ctx->sp)->uc;
   getcontext(uc);

@@ -30,4 +30,8 @@ void make_context(FiberContext* ctx, char* lo, size_t size, void (*entry)(void*)
 void asan_start_switch(void** fake_stack_save, const void* bottom, size_t size);
 void asan_finish_switch(void* fake_stack_save, const void** old_bottom, size_t* old_size);
 
+// Clears ASan's record of the frames once on a stack that is reused from its
+// top (a new context, or a landing after a fault): no-op without ASan.
+void asan_forget_stack(char* lo, size_t size);
+
 }  // namespace svp_emu
