@@ -18,7 +18,7 @@ constexpr int64_t kTile = 16;  // rows refreshed together (stay in L1)
 
 template <typename Acc>
 LazyEngine<Acc>::LazyEngine(const RowSource<Acc>& src, int num_threads)
-    : src_(src), threads_(num_threads) {
+    : src_(src), threads_(num_threads), screen_(src, num_threads) {
   n_ = src.X.rows;
   D_ = src.X.cols;
   direct_centers_ = std::is_same<Acc, float>::value && src.X.dtype == DType::f32 && !src.scale;
@@ -199,6 +199,10 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
   std::sort(rows.begin(), rows.end(),
             [&](int64_t a, int64_t b) { return last_[a] < last_[b] || (last_[a] == last_[b] && a < b); });
   const int64_t nr = static_cast<int64_t>(rows.size());
+  if (nr > 0 && screen_.worth(K - last_[rows[0]])) {
+    refresh_product(rows);
+    return;
+  }
   const D2RowsFn<Acc> d2 = src_.d2();
   const MatrixView& X = src_.X;
   const int64_t D = D_;
@@ -266,6 +270,114 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
   refresh_evals_ += evals;
 }
 
+// The refresh as a blocked matrix product (product_screen.h): the centers
+// the rows have not seen go through the kernel center_block at a time and
+// are applied to every row that lacks some of them, tiles of rows in
+// parallel. Rows come sorted by their last refresh, so a block's rows are a
+// prefix of them, and a tile starts at the first center its first row lacks.
+// Blocks are aligned to multiples of center_block and kept converted to the
+// working space across refreshes (block_of), up to kBlockCacheBytes.
+template <typename Acc>
+const Acc* LazyEngine<Acc>::block_of(int64_t b, int64_t cb, int64_t upto) {
+  constexpr int64_t kBlockCacheBytes = int64_t{64} << 20;
+  const int64_t D = D_;
+  if (cb != block_size_) {  // the tuning changed: start over
+    blocks_.clear();
+    block_bytes_ = 0;
+    block_size_ = cb;
+  }
+  if (static_cast<int64_t>(blocks_.size()) <= b) blocks_.resize(static_cast<size_t>(b + 1));
+  CenterBlock& B = blocks_[static_cast<size_t>(b)];
+  if (B.v.empty()) {
+    B.v.resize(static_cast<size_t>(cb * D));
+    B.n = 0;
+    block_bytes_ += cb * D * static_cast<int64_t>(sizeof(Acc));
+    // the oldest blocks go first: dormant rows that far behind are rare
+    for (size_t o = 0; o < blocks_.size() && block_bytes_ > kBlockCacheBytes; ++o) {
+      if (static_cast<int64_t>(o) == b || blocks_[o].v.empty()) continue;
+      std::vector<Acc>().swap(blocks_[o].v);
+      blocks_[o].n = 0;
+      block_bytes_ -= cb * D * static_cast<int64_t>(sizeof(Acc));
+    }
+  }
+  const int64_t lo = b * cb + B.n, hi = upto;
+  if (hi > lo) {
+    cfacts_.resize(static_cast<size_t>(2 * static_cast<int64_t>(centers_.size())),
+                   std::numeric_limits<double>::quiet_NaN());
+#pragma omp parallel for num_threads(threads_) schedule(static) if ((hi - lo) * D > (1 << 16))
+    for (int64_t j = lo; j < hi; ++j) {
+      const CenterRef& ref = centers_[static_cast<size_t>(j)];
+      src_.center(ref, B.v.data() + (j - b * cb) * D);
+      if (std::isnan(cfacts_[static_cast<size_t>(2 * j)]))
+        screen_.center_facts(&ref, 1, cfacts_.data() + 2 * j);
+    }
+    B.n = hi - b * cb;
+  }
+  return B.v.data();
+}
+
+template <typename Acc>
+void LazyEngine<Acc>::refresh_product(const std::vector<int64_t>& rows) {
+  const int64_t K = static_cast<int64_t>(centers_.size());
+  const int64_t D = D_;
+  const MatrixView& X = src_.X;
+  const int64_t cb = product_tuning().center_block;
+  constexpr int64_t kRows = 48;  // rows per tile
+  screen_.prepare();
+  std::vector<int64_t> ords(static_cast<size_t>(cb));
+  scratch_.resize(static_cast<size_t>(std::max(threads_, 1)));
+  int64_t evals = 0, recomputes = 0;
+  for (int64_t b0 = last_[rows[0]] / cb * cb; b0 < K; b0 += cb) {
+    const int64_t b1 = std::min(K, b0 + cb), nc = b1 - b0;
+    // the rows that lack a center of this block: last < b1, a prefix
+    const int64_t np = std::partition_point(rows.begin(), rows.end(),
+                                            [&](int64_t i) { return last_[i] < b1; }) -
+                       rows.begin();
+    const Acc* cvec = block_of(b0 / cb, cb, b1);
+    for (int64_t c = 0; c < nc; ++c) ords[c] = b0 + c;
+  const double* cf = cfacts_.data() + 2 * b0;
+#pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (np * nc * D > (1 << 18))
+    {
+      const char* ptrs[kRows];
+      Acc sc[kRows], tm[kRows], tm2[kRows];
+      int64_t ids[kRows], ta[kRows], first[kRows];
+      typename ProductScreen<Acc>::Scratch& scratch =
+          scratch_[static_cast<size_t>(omp_get_thread_num())];
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t0 = 0; t0 < np; t0 += kRows) {
+        const int64_t cnt = std::min(kRows, np - t0);
+        for (int64_t r = 0; r < cnt; ++r) {
+          const int64_t i = rows[t0 + r];
+          ids[r] = i;
+          ptrs[r] = X.row(i);
+          if (src_.scale) sc[r] = src_.scale[i];
+          tm[r] = m_[i];
+          tm2[r] = m2_[i];
+          ta[r] = assign_[i];
+          first[r] = last_[i];
+        }
+        // the tile's rows lack the centers from their first row's last on
+        const int64_t c0 = std::max<int64_t>(0, first[0] - b0);
+        recomputes += screen_.apply(ids, ptrs, src_.scale ? sc : nullptr, cnt,
+                                    cvec + c0 * D, D, cf + 2 * c0, nc - c0,
+                                    ords.data() + c0, first, tm, tm2, ta, scratch);
+        evals += cnt * (nc - c0);
+        for (int64_t r = 0; r < cnt; ++r) {
+          const int64_t i = ids[r];
+          m_[i] = tm[r];
+          m2_[i] = tm2[r];
+          assign_[i] = ta[r];
+        }
+      }
+    }
+  }
+  for (int64_t i : rows) last_[i] = K;
+  evals_ += evals;
+  refresh_evals_ += evals;
+  product_pairs_ += evals;
+  product_recomputes_ += recomputes;
+}
+
 template <typename Acc>
 void LazyEngine<Acc>::band(double thr, std::vector<BandMember>& out) {
   // dormant points are below theta <= thr (top2's guarantee)
@@ -321,6 +433,9 @@ bool LazyEngine<Acc>::adopt_state(const double* m, const double* m2, const int64
   centers_.clear();
   remote_.clear();
   for (int64_t j = 0; j < centers; ++j) centers_.push_back(src_.ref(center_rows[j]));
+  cfacts_.clear();
+  blocks_.clear();
+  block_bytes_ = 0;
   double max_stale = -std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < n_; ++i) {
     m_[i] = static_cast<Acc>(m[i]);
@@ -350,6 +465,9 @@ void LazyEngine<Acc>::adopt(std::vector<Acc>&& m, std::vector<Acc>&& m2,
   assign_ = std::move(assign);
   last_.assign(static_cast<size_t>(n_), K);
   centers_.assign(static_cast<size_t>(K), CenterRef{-1, nullptr});  // never read again
+  cfacts_.clear();
+  blocks_.clear();
+  block_bytes_ = 0;
   active_.clear();
   for (int64_t i = 0; i < n_; ++i) {
     in_active_[i] = m_[i] >= Acc(0);

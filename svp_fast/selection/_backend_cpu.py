@@ -125,6 +125,11 @@ class CpuBackend:
         stats = KCenterStats.from_core(
             raw, self.name, cells_seconds=plan.cells_seconds, picks=plan.budget,
             n_cells=plan.n_cells if cell_of is not None else 0, extra=dict(plan.extra))
+        if raw.get("product_pairs", 0):
+            # distances applied as a matrix product (csrc/cpu/product_screen.h),
+            # and the fast distances its screen left to compute
+            stats.extra.update(product_pairs=int(raw["product_pairs"]),
+                               product_recomputes=int(raw["product_recomputes"]))
         if plan.projection is not None:
             stats.extra.update(projection_dims=plan.projection.dims,
                                projection_residual=plan.projection.residual_fraction,
