@@ -1,6 +1,6 @@
 """CPU benchmarks of the selection core, side by side with the baselines in one run.
 
-    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet] [--quick]
+    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet,spread,spread_full] [--quick]
 
 coreset      CIFAR-10-sized core-set: N=50,000, D=64 (Gaussian), 1,000 already
              selected, 24,000 picks: the original SVP loop (numpy + scipy cdist,
@@ -23,6 +23,17 @@ imagenet     (not in the default set) issue 14's CPU target: synthetic clustered
              1,281,167 x 2048 float16, a 10% core-set (128,117 picks) with
              auto, with the pruned engine's projection bound and without it
              (projection_dims=0: the engine before it), picks compared.
+spread       (not in the default set) issue 23: 100,000 x 2048 float16
+             embeddings whose variance spreads over many directions (1,000
+             blobs, power-law spectra k^-0.5, k^-1, k^-2, and isotropic noise),
+             10,000 picks: auto, lazy, batched and pruned side by side, with the
+             fraction of distances each evaluated and its floor (those
+             distances x D multiply-adds at the float32 product rate measured
+             in the same run: torch's (N x D) @ (D x 256) or svp_fast's own
+             kernel, whichever is faster). --methods, --spectra choose.
+spread_full  (not in the default set) the same at 1,281,167 x 2048 float16,
+             a 10% core-set (128,117 picks), auto only unless --methods says
+             (each explicit engine takes tens of minutes to hours here).
 Prints a table per group and writes benchmarks/results/cpu_<group>.json.
 """
 
@@ -44,7 +55,8 @@ import svp_fast  # noqa: E402
 from svp_fast import _core  # noqa: E402
 
 from baselines import first_difference, lean_kcenter_f64, svp_original_kcenter  # noqa: E402
-from datasets import fashion_mnist_proxy_features, isotropic, synthetic_clustered  # noqa: E402
+from datasets import (fashion_mnist_proxy_features, isotropic, spread_blobs,  # noqa: E402
+                      synthetic_clustered)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -270,14 +282,96 @@ def bench_imagenet(quick):
     save("imagenet", rows)
 
 
+SPECTRA = {"power 0.5": 0.5, "power 1": 1.0, "power 2": 2.0, "isotropic": None}
+
+
+def product_rate(d: int = 2048) -> dict:
+    """float32 matrix-product rates (flops/s, two per multiply-add), measured
+    now: torch's (8192 x d) @ (d x 256) with its default threads (the issue's
+    measure), and svp_fast's own kernel on float16 rows with every thread.
+    The floor of a run takes the faster."""
+    import torch
+
+    a = torch.randn(8192, d)
+    b = torch.randn(d, 256)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(5):
+        t, _ = timed(lambda: torch.mm(a, b))
+        best = max(best, 2.0 * 8192 * d * 256 / t)
+    own = max(_core.measure_product_rate(d, True, 0, 0.3) for _ in range(3))
+    return {"torch": best, "svp_fast": own, "floor": max(best, own)}
+
+
+def spread_data(spectrum: str, n: int, d: int = 2048) -> np.ndarray:
+    decay = SPECTRA[spectrum]
+    if decay is None:
+        return isotropic(n, d, seed=23, dtype=np.float16)
+    return spread_blobs(n, d, decay=decay, seed=23, dtype=np.float16)
+
+
+def bench_spread(quick, full=False, methods=None, spectra=None):
+    """Issue 23: engines on embeddings whose variance spreads over many directions."""
+    n = 1_281_167 if full else (20_000 if quick else 100_000)
+    d = 2048
+    budget = -(-n // 10)
+    methods = methods or (["auto"] if full else ["auto", "lazy", "batched", "pruned"])
+    rows = []
+    for spectrum in spectra or SPECTRA:
+        t_gen, x = timed(lambda: spread_data(spectrum, n, d))
+        name = f"{spectrum} {n}x{d} float16"
+        print(f"{name}: generated in {t_gen:.0f} s", flush=True)
+        svp_fast.kcenter(x[:4096], 64, method="lazy")  # warm-up
+        res = []
+        for method in methods:
+            rate = product_rate(d)
+            load0 = os.getloadavg()[0]
+            t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, method=method,
+                                                        return_stats=True))
+            floor = st.distance_evals * d * 2.0 / rate["floor"]
+            res.append((method, t, p, st, floor, rate, (load0, os.getloadavg()[0])))
+            print(f"  {method}: {t:.1f} s ({st.method}, evaluated {st.evaluated_fraction:.3f}, "
+                  f"floor {floor:.1f} s)", flush=True)
+        best = min(t for m, t, *_ in res if m != "auto") if len(res) > 1 else None
+        p0 = res[0][2]
+        for method, t, p, st, floor, rate, load in res:
+            ex = st.extra
+            rows.append({
+                "data": name, "picks": budget, "method": method, "seconds": round(t, 2),
+                "engine": st.method, "evaluated": round(st.evaluated_fraction, 4),
+                "floor s": round(floor, 2), "x floor": round(t / floor, 2) if floor else "",
+                "x best explicit": round(t / best, 2) if best else "",
+                "setup s": round(st.cells_seconds, 2),
+                "product recomputes": (round(ex["product_recomputes"] / ex["product_pairs"], 4)
+                                       if ex.get("product_pairs") else ""),
+                "auto's facts": ", ".join(f"{k} {v:.3g}" for k, v in ex.items()
+                                         if k in ("intrinsic_dimension", "spread_residual")),
+                "torch GFLOP/s": round(rate["torch"] / 1e9), "own GFLOP/s": round(rate["svp_fast"] / 1e9),
+                "load": f"{load[0]:.1f}-{load[1]:.1f}",
+                "same picks": bool(np.array_equal(p, p0))})
+        x = None  # free the rows before the next spectrum is generated
+    cols = ["data", "picks", "method", "seconds", "engine", "evaluated", "floor s", "x floor",
+            "x best explicit", "setup s", "product recomputes", "auto's facts", "torch GFLOP/s",
+            "own GFLOP/s", "load", "same picks"]
+    table(rows, cols)
+    save("spread_full" if full else "spread", rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="coreset,floor,uncertainty,pruned")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--methods", help="spread groups: the methods to run (comma-separated)")
+    ap.add_argument("--spectra", help="spread groups: which of " + ", ".join(SPECTRA))
     args = ap.parse_args(argv)
     print(json.dumps(machine(), default=str))
+    methods = args.methods.split(",") if args.methods else None
+    spectra = args.spectra.split(",") if args.spectra else None
     for name in args.only.split(","):
         print(f"\n## {name}")
+        if name in ("spread", "spread_full"):
+            bench_spread(args.quick, full=name == "spread_full", methods=methods, spectra=spectra)
+            continue
         {"coreset": bench_coreset, "floor": bench_floor, "uncertainty": bench_uncertainty,
          "pruned": bench_pruned, "pruned_repeat": bench_pruned_repeat,
          "batched": bench_batched, "imagenet": bench_imagenet}[name](args.quick)

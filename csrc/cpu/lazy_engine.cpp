@@ -270,17 +270,21 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
   refresh_evals_ += evals;
 }
 
-// The refresh as a blocked matrix product (product_screen.h): the centers
-// the rows have not seen go through the kernel center_block at a time and
-// are applied to every row that lacks some of them, tiles of rows in
-// parallel. Rows come sorted by their last refresh, so a block's rows are a
-// prefix of them, and a tile starts at the first center its first row lacks.
+// The refresh as a blocked matrix product (product_screen.h): tiles of rows
+// (sorted by their last refresh, so a tile's rows lack about the same
+// centers) run in parallel, one parallel region a refresh (a barrier per
+// block of centers cost far more than the blocks on a busy machine); each
+// tile goes through the centers it lacks center_block at a time, in order.
 // Blocks are aligned to multiples of center_block and kept converted to the
-// working space across refreshes (block_of), up to kBlockCacheBytes.
+// working space across refreshes (block_of), the newest first, up to
+// kBlockCacheBytes; a tile converts an older block it needs into its own
+// buffer.
+constexpr int64_t kBlockCacheBytes = int64_t{64} << 20;
+
 template <typename Acc>
 const Acc* LazyEngine<Acc>::block_of(int64_t b, int64_t cb, int64_t upto) {
-  constexpr int64_t kBlockCacheBytes = int64_t{64} << 20;
   const int64_t D = D_;
+  const int64_t bytes = cb * D * static_cast<int64_t>(sizeof(Acc));
   if (cb != block_size_) {  // the tuning changed: start over
     blocks_.clear();
     block_bytes_ = 0;
@@ -289,28 +293,23 @@ const Acc* LazyEngine<Acc>::block_of(int64_t b, int64_t cb, int64_t upto) {
   if (static_cast<int64_t>(blocks_.size()) <= b) blocks_.resize(static_cast<size_t>(b + 1));
   CenterBlock& B = blocks_[static_cast<size_t>(b)];
   if (B.v.empty()) {
-    B.v.resize(static_cast<size_t>(cb * D));
-    B.n = 0;
-    block_bytes_ += cb * D * static_cast<int64_t>(sizeof(Acc));
     // the oldest blocks go first: dormant rows that far behind are rare
-    for (size_t o = 0; o < blocks_.size() && block_bytes_ > kBlockCacheBytes; ++o) {
-      if (static_cast<int64_t>(o) == b || blocks_[o].v.empty()) continue;
+    for (size_t o = 0; o < blocks_.size() && block_bytes_ + bytes > kBlockCacheBytes; ++o) {
+      if (static_cast<int64_t>(o) >= b || blocks_[o].v.empty()) continue;
       std::vector<Acc>().swap(blocks_[o].v);
       blocks_[o].n = 0;
-      block_bytes_ -= cb * D * static_cast<int64_t>(sizeof(Acc));
+      block_bytes_ -= bytes;
     }
+    if (block_bytes_ + bytes > kBlockCacheBytes) return nullptr;  // newer blocks fill it
+    B.v.resize(static_cast<size_t>(cb * D));
+    B.n = 0;
+    block_bytes_ += bytes;
   }
   const int64_t lo = b * cb + B.n, hi = upto;
   if (hi > lo) {
-    cfacts_.resize(static_cast<size_t>(2 * static_cast<int64_t>(centers_.size())),
-                   std::numeric_limits<double>::quiet_NaN());
-#pragma omp parallel for num_threads(threads_) schedule(static) if ((hi - lo) * D > (1 << 16))
-    for (int64_t j = lo; j < hi; ++j) {
-      const CenterRef& ref = centers_[static_cast<size_t>(j)];
-      src_.center(ref, B.v.data() + (j - b * cb) * D);
-      if (std::isnan(cfacts_[static_cast<size_t>(2 * j)]))
-        screen_.center_facts(&ref, 1, cfacts_.data() + 2 * j);
-    }
+#pragma omp parallel for num_threads(threads_) schedule(static) if ((hi - lo) * D > (1 << 18))
+    for (int64_t j = lo; j < hi; ++j)
+      src_.center(centers_[static_cast<size_t>(j)], B.v.data() + (j - b * cb) * D);
     B.n = hi - b * cb;
   }
   return B.v.data();
@@ -324,50 +323,71 @@ void LazyEngine<Acc>::refresh_product(const std::vector<int64_t>& rows) {
   const int64_t cb = product_tuning().center_block;
   constexpr int64_t kRows = 48;  // rows per tile
   screen_.prepare();
-  std::vector<int64_t> ords(static_cast<size_t>(cb));
+  const int64_t nr = static_cast<int64_t>(rows.size());
+  const int64_t jmin = last_[rows[0]];
+  const int64_t bfirst = jmin / cb, blast = (K - 1) / cb;
+  // the blocks this refresh needs, newest first, as far as the cache holds them
+  std::vector<const Acc*> bptr(static_cast<size_t>(blast - bfirst + 1), nullptr);
+  for (int64_t b = blast; b >= bfirst; --b) {
+    bptr[static_cast<size_t>(b - bfirst)] = block_of(b, cb, std::min(K, (b + 1) * cb));
+    if (!bptr[static_cast<size_t>(b - bfirst)]) break;
+  }
+  // the screen's facts of the centers (each computed once) and their ordinals
+  cfacts_.resize(static_cast<size_t>(2 * K), std::numeric_limits<double>::quiet_NaN());
+  for (int64_t j = jmin; j < K; ++j)
+    if (std::isnan(cfacts_[static_cast<size_t>(2 * j)]))
+      screen_.center_facts(&centers_[static_cast<size_t>(j)], 1, cfacts_.data() + 2 * j);
+  while (static_cast<int64_t>(ordinals_.size()) < K)
+    ordinals_.push_back(static_cast<int64_t>(ordinals_.size()));
+  const double* cf = cfacts_.data();
+  const int64_t* ords = ordinals_.data();
   scratch_.resize(static_cast<size_t>(std::max(threads_, 1)));
   int64_t evals = 0, recomputes = 0;
-  for (int64_t b0 = last_[rows[0]] / cb * cb; b0 < K; b0 += cb) {
-    const int64_t b1 = std::min(K, b0 + cb), nc = b1 - b0;
-    // the rows that lack a center of this block: last < b1, a prefix
-    const int64_t np = std::partition_point(rows.begin(), rows.end(),
-                                            [&](int64_t i) { return last_[i] < b1; }) -
-                       rows.begin();
-    const Acc* cvec = block_of(b0 / cb, cb, b1);
-    for (int64_t c = 0; c < nc; ++c) ords[c] = b0 + c;
-  const double* cf = cfacts_.data() + 2 * b0;
-#pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (np * nc * D > (1 << 18))
-    {
-      const char* ptrs[kRows];
-      Acc sc[kRows], tm[kRows], tm2[kRows];
-      int64_t ids[kRows], ta[kRows], first[kRows];
-      typename ProductScreen<Acc>::Scratch& scratch =
-          scratch_[static_cast<size_t>(omp_get_thread_num())];
+  const double work = static_cast<double>(nr) * static_cast<double>(K - jmin) * static_cast<double>(D);
+#pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (work > (1 << 22))
+  {
+    const char* ptrs[kRows];
+    Acc sc[kRows], tm[kRows], tm2[kRows];
+    int64_t ids[kRows], ta[kRows], first[kRows];
+    typename ProductScreen<Acc>::Scratch& scratch =
+        scratch_[static_cast<size_t>(omp_get_thread_num())];
+    std::vector<Acc> own;  // an older block than the cache holds
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t t0 = 0; t0 < np; t0 += kRows) {
-        const int64_t cnt = std::min(kRows, np - t0);
-        for (int64_t r = 0; r < cnt; ++r) {
-          const int64_t i = rows[t0 + r];
-          ids[r] = i;
-          ptrs[r] = X.row(i);
-          if (src_.scale) sc[r] = src_.scale[i];
-          tm[r] = m_[i];
-          tm2[r] = m2_[i];
-          ta[r] = assign_[i];
-          first[r] = last_[i];
-        }
-        // the tile's rows lack the centers from their first row's last on
+    for (int64_t t0 = 0; t0 < nr; t0 += kRows) {
+      const int64_t cnt = std::min(kRows, nr - t0);
+      for (int64_t r = 0; r < cnt; ++r) {
+        const int64_t i = rows[t0 + r];
+        ids[r] = i;
+        ptrs[r] = X.row(i);
+        if (src_.scale) sc[r] = src_.scale[i];
+        tm[r] = m_[i];
+        tm2[r] = m2_[i];
+        ta[r] = assign_[i];
+        first[r] = last_[i];
+      }
+      for (int64_t b = first[0] / cb; b <= blast; ++b) {
+        const int64_t b0 = b * cb, b1 = std::min(K, b0 + cb);
+        // the tile's rows that lack a center of this block (last < b1): a prefix
+        int64_t np = cnt;
+        while (np > 0 && first[np - 1] >= b1) --np;
         const int64_t c0 = std::max<int64_t>(0, first[0] - b0);
-        recomputes += screen_.apply(ids, ptrs, src_.scale ? sc : nullptr, cnt,
-                                    cvec + c0 * D, D, cf + 2 * c0, nc - c0,
-                                    ords.data() + c0, first, tm, tm2, ta, scratch);
-        evals += cnt * (nc - c0);
-        for (int64_t r = 0; r < cnt; ++r) {
-          const int64_t i = ids[r];
-          m_[i] = tm[r];
-          m2_[i] = tm2[r];
-          assign_[i] = ta[r];
+        const Acc* cvec = bptr[static_cast<size_t>(b - bfirst)];
+        if (!cvec) {
+          own.resize(static_cast<size_t>(cb * D));
+          for (int64_t j = b0 + c0; j < b1; ++j)
+            src_.center(centers_[static_cast<size_t>(j)], own.data() + (j - b0) * D);
+          cvec = own.data();
         }
+        recomputes += screen_.apply(ids, ptrs, src_.scale ? sc : nullptr, np, cvec + c0 * D, D,
+                                    cf + 2 * (b0 + c0), b1 - b0 - c0, ords + b0 + c0, first, tm,
+                                    tm2, ta, scratch);
+        evals += np * (b1 - b0 - c0);
+      }
+      for (int64_t r = 0; r < cnt; ++r) {
+        const int64_t i = ids[r];
+        m_[i] = tm[r];
+        m2_[i] = tm2[r];
+        assign_[i] = ta[r];
       }
     }
   }

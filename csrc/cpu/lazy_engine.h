@@ -82,6 +82,7 @@ class LazyEngine final : public Engine<Acc> {
   std::vector<Acc> cbuf_;
   ProductScreen<Acc> screen_;
   std::vector<double> cfacts_;  // the screen's facts of centers 0, 1, ... (2 each)
+  std::vector<int64_t> ordinals_;  // 0, 1, 2, ...
   // blocks of centers in the working space, kept across refreshes
   struct CenterBlock {
     std::vector<Acc> v;  // center_block x D
@@ -89,7 +90,8 @@ class LazyEngine final : public Engine<Acc> {
   };
   std::vector<CenterBlock> blocks_;
   int64_t block_bytes_ = 0, block_size_ = 0;
-  // block b's centers (b * cb .. upto - 1 converted), and their facts
+  // block b's centers (b * cb .. upto - 1 converted), or null when the
+  // cache cannot hold it without dropping a newer block
   const Acc* block_of(int64_t b, int64_t cb, int64_t upto);
   std::vector<typename ProductScreen<Acc>::Scratch> scratch_;  // one per thread
 };

@@ -55,6 +55,11 @@ class CpuBackend:
     def probe_intrinsic_dimension(self, m: Matrix, metric: str, seed: int) -> float:
         return cells.probe_intrinsic_dimension(m, metric=metric, seed=seed)
 
+    def probe_spread(self, m: Matrix, metric: str, seed: int) -> float:
+        """The share of held-out variance outside the projection's directions
+        (projection.spread_residual): the auto rule's test for wide rows."""
+        return projection.spread_residual(m, metric=metric, seed=seed)
+
     def build_projection(self, m: Matrix, metric: str, seed: int, dims: Optional[int] = None):
         """The pruned engine's projection bound (projection.py) with ``dims``
         directions (None: chosen from the data), or None where it would not pay."""

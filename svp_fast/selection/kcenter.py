@@ -19,6 +19,7 @@ from .._progress import check_progress
 from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
 from .cells import default_n_cells
+from .projection import MIN_ROW_BYTES, RESIDUAL_MAX
 from .checkpoint import as_checkpoint
 from .grouped import is_batch, kcenter_grouped, kcenter_sets
 
@@ -38,11 +39,22 @@ KDTREE_MAX_DIM = 8
 KDTREE_MIN_BUDGET = 64
 
 def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None,
-                  cols: Optional[int] = None):
+                  cols: Optional[int] = None, spread=None, row_bytes: Optional[int] = None,
+                  facts: Optional[dict] = None):
     """The engine to run and the intrinsic dimension measured to decide (or None).
 
     ``probe()`` estimates the intrinsic dimension from a small sample; it is
-    called only when the cells are otherwise worth considering. The same rule
+    called only when the cells are otherwise worth considering. ``spread()``
+    (optional) measures the share of the variance outside the few principal
+    directions the pruned engine's projection bound would use; it is called
+    for rows of ``row_bytes`` >= projection.MIN_ROW_BYTES that pass the
+    intrinsic-dimension test: spread out (over projection.RESIDUAL_MAX), no
+    projection would be built, and the cells' per-member work on such wide
+    rows costs far more than the lazy engine's refresh, which runs at the
+    rate of a matrix product (issue 23: 100,000 x 2048 float16 blobs spread
+    over all directions, TwoNN 5.5-8.7: cells 7x the lazy engine's time per
+    distance at about the same share of distances). What was measured goes
+    into ``facts`` (when given). The same rule
     on every backend; the backend says what "lazy" runs (``lazy_engine``),
     what "auto" runs without cells (``auto_engine``), whether "auto" ever
     builds cells there (``auto_considers_cells``), below how many rows cells
@@ -68,6 +80,12 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     dim = probe() if probe is not None else None
     if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
         return backend.auto_engine, dim
+    if spread is not None and row_bytes is not None and row_bytes >= MIN_ROW_BYTES:
+        residual = spread()
+        if facts is not None:
+            facts["spread_residual"] = residual
+        if residual > RESIDUAL_MAX:
+            return backend.auto_engine, dim
     return "pruned", dim  # hands over to lazy_engine when the cells do not prune
 
 
@@ -321,7 +339,15 @@ def kcenter(
         validate()
         return backend.probe_intrinsic_dimension(m, metric, seed)
 
-    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols)
+    spread = None
+    if projection_dims is None and hasattr(backend, "probe_spread"):
+        def spread() -> float:
+            validate()
+            return backend.probe_spread(m, metric, seed)
+
+    facts: dict = {}
+    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols,
+                                 spread=spread, row_bytes=m.cols * m.itemsize, facts=facts)
                    if budget > 0 else ("scan", None))
     probe_seconds = time.perf_counter() - t0
     run_callback = callback
@@ -346,6 +372,7 @@ def kcenter(
                        batch_max_picks=batch_max_picks or 0)
     if dim is not None:
         plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
+    plan.extra.update(facts)
     if engine == "pruned" and budget > 0:
         validate()
         plan.projection = backend.build_projection(m, metric, seed, projection_dims)
