@@ -236,3 +236,36 @@ def test_auto_runs_lazy_on_spread_wide_rows(rng):
     assert st.extra["spread_residual"] > projection.RESIDUAL_MAX
     assert st.method == "lazy"
     assert p.tolist() == svp_fast.kcenter(x, 300, method="scan").tolist()
+
+
+def test_auto_trial_rule():
+    """Narrow rows in a long run: the trial decides between the cells and lazy."""
+    for measured in ("lazy", "pruned"):
+        facts = {}
+        engine, _ = choose_engine("auto", 200_000, 10_000, 512, _Backend(), probe=lambda: 2.5,
+                                  cols=256, spread=lambda: pytest.fail("narrow rows"),
+                                  row_bytes=1024, facts=facts,
+                                  trial=lambda: (measured, {"trial_seconds": 0.1}))
+        assert engine == measured and facts["trial_seconds"] == 0.1
+    # a short run: no trial, the cells as before
+    engine, _ = choose_engine("auto", 20_000, 1_000, 128, _Backend(), probe=lambda: 2.5, cols=64,
+                              row_bytes=256, trial=lambda: pytest.fail("too short to try"))
+    assert engine == "pruned"
+
+
+def test_engine_trial_end_to_end(rng, monkeypatch):
+    """The trial on a real (small) run: it measures both engines and the picks
+    are the scan's whichever it chooses."""
+    import sys
+
+    kc = sys.modules["svp_fast.selection.kcenter"]
+    monkeypatch.setattr(kc, "TRIAL_MIN_WORK", 0)
+    centers = rng.standard_normal((50, 3)) * 10
+    x = (centers[rng.integers(0, 50, 9000)] + rng.standard_normal((9000, 3))) \
+        @ rng.standard_normal((3, 48))
+    x = x.astype(np.float32)
+    sel = rng.choice(9000, 40, replace=False)
+    p, st = svp_fast.kcenter(x, 600, already_selected=sel, return_stats=True)
+    assert {"trial_lazy_s", "trial_pruned_s", "trial_seconds"} <= set(st.extra)
+    assert st.method in ("lazy", "pruned")
+    assert p.tolist() == svp_fast.kcenter(x, 600, already_selected=sel, method="scan").tolist()

@@ -20,6 +20,7 @@ from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, METHODS, METRICS, KCenterPlan, KCenterStats, package
 from .cells import default_n_cells
 from .projection import MIN_ROW_BYTES, RESIDUAL_MAX
+from .trial import TRIAL_MIN_WORK, engine_trial
 from .checkpoint import as_checkpoint
 from .grouped import is_batch, kcenter_grouped, kcenter_sets
 
@@ -40,7 +41,7 @@ KDTREE_MIN_BUDGET = 64
 
 def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None,
                   cols: Optional[int] = None, spread=None, row_bytes: Optional[int] = None,
-                  facts: Optional[dict] = None):
+                  facts: Optional[dict] = None, trial=None):
     """The engine to run and the intrinsic dimension measured to decide (or None).
 
     ``probe()`` estimates the intrinsic dimension from a small sample; it is
@@ -54,7 +55,11 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     rate of a matrix product (issue 23: 100,000 x 2048 float16 blobs spread
     over all directions, TwoNN 5.5-8.7: cells 7x the lazy engine's time per
     distance at about the same share of distances). What was measured goes
-    into ``facts`` (when given). The same rule
+    into ``facts`` (when given). ``trial()`` (optional; selection/trial.py)
+    times the pruned and lazy engines on a sample and returns (engine,
+    facts): it decides for narrower rows when the run is long enough
+    (N x budget x cols >= trial.TRIAL_MIN_WORK) that its cost is a few
+    percent. The same rule
     on every backend; the backend says what "lazy" runs (``lazy_engine``),
     what "auto" runs without cells (``auto_engine``), whether "auto" ever
     builds cells there (``auto_considers_cells``), below how many rows cells
@@ -86,6 +91,11 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
             facts["spread_residual"] = residual
         if residual > RESIDUAL_MAX:
             return backend.auto_engine, dim
+    elif trial is not None and cols is not None and n * budget * cols >= TRIAL_MIN_WORK:
+        engine, measured = trial()
+        if facts is not None:
+            facts.update(measured)
+        return (backend.auto_engine if engine == "lazy" else engine), dim
     return "pruned", dim  # hands over to lazy_engine when the cells do not prune
 
 
@@ -345,9 +355,16 @@ def kcenter(
             validate()
             return backend.probe_spread(m, metric, seed)
 
+    trial = None
+    if hasattr(backend, "probe_spread"):  # the CPU: time the engines on a sample
+        def trial():
+            validate()
+            return engine_trial(m, budget, selected, metric, seed, backend)
+
     facts: dict = {}
     engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols,
-                                 spread=spread, row_bytes=m.cols * m.itemsize, facts=facts)
+                                 spread=spread, row_bytes=m.cols * m.itemsize, facts=facts,
+                                 trial=trial)
                    if budget > 0 else ("scan", None))
     probe_seconds = time.perf_counter() - t0
     run_callback = callback
@@ -381,7 +398,7 @@ def kcenter(
     # everything before the core call: input check, engine choice, k-means
     plan.cells_seconds = time.perf_counter() - t0 if validated else 0.0
     picks, radii, stats = backend.kcenter(m, plan)
-    del m  # keep the input (or its copy) alive until here
+    m = None  # keep the input (or its copy) alive until here
     if done.size:
         stats.extra["resumed_from"] = int(done.size)
         stats.picks = total_budget
