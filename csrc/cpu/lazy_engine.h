@@ -61,6 +61,10 @@ class LazyEngine final : public Engine<Acc> {
   // the same through the product screen (rows sorted by last refresh)
   void refresh_product(const std::vector<int64_t>& rows);
   void compact();
+  void push_dormant(int64_t i);
+  bool pop_dormant(std::pair<Acc, int64_t>* out);
+  bool has_dormant();
+  void rebuild_dormant();
   void recompute_top();
   void lower_theta(const ErrorModel& err);
   void raise_theta(double limit);
@@ -75,6 +79,7 @@ class LazyEngine final : public Engine<Acc> {
   std::vector<std::vector<char>> remote_;  // copies of caller-given centers
   std::vector<int64_t> active_;       // sorted
   std::vector<char> in_active_;
+  std::vector<std::pair<Acc, int64_t>> heap_;  // dormant rows by stale value
   double theta_;
   int64_t target_;
   Top2 top_;
