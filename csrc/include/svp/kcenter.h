@@ -167,8 +167,11 @@ void two_nearest_distances(const double* x, int64_t n, int64_t D, int num_thread
 // columns, blocks of at least min_centers centers, center_block centers per
 // kernel call. Never affects picks or radii. Tests lower the thresholds so
 // that small inputs take the path; benchmarks raise min_cols to compare.
+// Measured on one thread (isotropic rows, 5,000 picks; time without / with
+// the product): lazy 1.06x at 96 columns, 0.98x at 64, 0.81x at 32; batched
+// 1.39x, 1.14x, 0.79x; from 256 columns lazy 1.10-1.38x, batched 2.1-2.3x.
 struct ProductTuning {
-  int64_t min_cols = 128;
+  int64_t min_cols = 96;
   int64_t min_centers = 8;
   int64_t center_block = 64;
 };
