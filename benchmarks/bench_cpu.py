@@ -30,7 +30,8 @@ spread       (not in the default set) issue 23: 100,000 x 2048 float16
              fraction of distances each evaluated and its floor (those
              distances x D multiply-adds at the float32 product rate measured
              in the same run: torch's (N x D) @ (D x 256) or svp_fast's own
-             kernel, whichever is faster). --methods, --spectra choose.
+             kernel, whichever is faster). --methods, --spectra choose; a
+             method "lazy:noproduct" runs it without the product screen.
 spread_full  (not in the default set) the same at 1,281,167 x 2048 float16,
              a 10% core-set (128,117 picks), auto only unless --methods says
              (each explicit engine takes tens of minutes to hours here).
@@ -326,13 +327,20 @@ def bench_spread(quick, full=False, methods=None, spectra=None):
         for method in methods:
             rate = product_rate(d)
             load0 = os.getloadavg()[0]
-            t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, method=method,
-                                                        return_stats=True))
+            # "lazy:noproduct": the engine without the product screen (the engines before)
+            engine, _, variant = method.partition(":")
+            tuning = _core.set_product_tuning(min_cols=1 << 40) if variant == "noproduct" else None
+            try:
+                t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, method=engine,
+                                                            return_stats=True))
+            finally:
+                if tuning:
+                    _core.set_product_tuning(*tuning)
             floor = st.distance_evals * d * 2.0 / rate["floor"]
             res.append((method, t, p, st, floor, rate, (load0, os.getloadavg()[0])))
             print(f"  {method}: {t:.1f} s ({st.method}, evaluated {st.evaluated_fraction:.3f}, "
                   f"floor {floor:.1f} s)", flush=True)
-        best = min(t for m, t, *_ in res if m != "auto") if len(res) > 1 else None
+        best = min((t for m, t, *_ in res if m != "auto"), default=None)
         p0 = res[0][2]
         for method, t, p, st, floor, rate, load in res:
             ex = st.extra
