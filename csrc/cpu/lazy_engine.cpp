@@ -69,7 +69,10 @@ void LazyEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
   }
   int64_t evals = 0;
   const int64_t chunk = 64;
-#pragma omp parallel num_threads(threads_) reduction(+ : evals) if (na * D > (1 << 15))
+  // A parallel region only for large updates: this runs once a pick, and on
+  // a machine shared with other work every region waits for a descheduled
+  // thread (a refresh and an update a pick took 2-3x one thread's time there).
+#pragma omp parallel num_threads(threads_) reduction(+ : evals) if (na * q * D > (int64_t{1} << 22))
   {
     const char* ptrs[chunk];
     Acc sc[chunk], out[chunk];
@@ -390,7 +393,7 @@ void LazyEngine<Acc>::refresh_product(const std::vector<int64_t>& rows) {
   scratch_.resize(static_cast<size_t>(std::max(threads_, 1)));
   int64_t evals = 0, recomputes = 0;
   const double work = static_cast<double>(nr) * static_cast<double>(K - jmin) * static_cast<double>(D);
-#pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (work > (1 << 22))
+#pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (work > (1 << 24))
   {
     const char* ptrs[kRows];
     Acc sc[kRows], tm[kRows], tm2[kRows];
