@@ -392,7 +392,27 @@ void LazyEngine<Acc>::refresh_product(const std::vector<int64_t>& rows) {
   const int64_t* ords = ordinals_.data();
   scratch_.resize(static_cast<size_t>(std::max(threads_, 1)));
   int64_t evals = 0, recomputes = 0;
-  const double work = static_cast<double>(nr) * static_cast<double>(K - jmin) * static_cast<double>(D);
+  // Tiles of at most kRows rows, fewer where the rows lack many centers, so
+  // that no tile holds more than an eighth of a thread's share of the work:
+  // the oldest rows come first and lack the most, and one tile of them could
+  // otherwise keep one thread busy while the other waits. At least 6 rows a
+  // tile (the kernel's block) unless the rows run out.
+  double work = 0;
+  for (int64_t i : rows) work += static_cast<double>(K - last_[i]);
+  const double cap = work / (8.0 * std::max(threads_, 1));
+  std::vector<int64_t> tiles{0};
+  while (tiles.back() < nr) {
+    const int64_t t0 = tiles.back();
+    int64_t t1 = t0;
+    double w = 0;
+    while (t1 < nr && t1 - t0 < kRows && (t1 - t0 < 6 || w + static_cast<double>(K - last_[rows[t0]]) <= cap)) {
+      w += static_cast<double>(K - last_[rows[t0]]);  // each row of the tile runs from its first's
+      ++t1;
+    }
+    tiles.push_back(t1);
+  }
+  const int64_t ntiles = static_cast<int64_t>(tiles.size()) - 1;
+  work *= static_cast<double>(D);
 #pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (work > (1 << 24))
   {
     const char* ptrs[kRows];
@@ -402,8 +422,8 @@ void LazyEngine<Acc>::refresh_product(const std::vector<int64_t>& rows) {
         scratch_[static_cast<size_t>(omp_get_thread_num())];
     std::vector<Acc> own;  // an older block than the cache holds
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t0 = 0; t0 < nr; t0 += kRows) {
-      const int64_t cnt = std::min(kRows, nr - t0);
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int64_t t0 = tiles[t], cnt = tiles[t + 1] - t0;
       for (int64_t r = 0; r < cnt; ++r) {
         const int64_t i = rows[t0 + r];
         ids[r] = i;
