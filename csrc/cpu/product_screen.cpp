@@ -118,11 +118,10 @@ int64_t ProductScreen<Acc>::apply(const int64_t* ids, const char* const* rows, c
   const int64_t D = src_.X.cols;
   const DType dt = src_.X.dtype;
   s.dots.resize(static_cast<size_t>(nr * nc));
-  std::is_same<Acc, float>::value
-      ? src_.k->dot_block_f32(dt, rows, nr, reinterpret_cast<const float*>(cvec), ldc, nc, D,
-                              reinterpret_cast<float*>(s.dots.data()), nc)
-      : src_.k->dot_block_f64(dt, rows, nr, reinterpret_cast<const double*>(cvec), ldc, nc, D,
-                              reinterpret_cast<double*>(s.dots.data()), nc);
+  if constexpr (std::is_same<Acc, float>::value)
+    src_.k->dot_block_f32(dt, rows, nr, cvec, ldc, nc, D, s.dots.data(), nc);
+  else
+    src_.k->dot_block_f64(dt, rows, nr, cvec, ldc, nc, D, s.dots.data(), nc);
   // The screen: per row, skip iff cf0[c] + a t - b cf1[c] >= R (see the header);
   // NaN (float64 squares that overflow) never skips.
   s.hit_count.assign(static_cast<size_t>(nc), 0);
