@@ -286,21 +286,27 @@ def bench_imagenet(quick):
 SPECTRA = {"power 0.5": 0.5, "power 1": 1.0, "power 2": 2.0, "isotropic": None}
 
 
-def product_rate(d: int = 2048) -> dict:
+def product_rate(d: int = 2048, threads: int | None = None) -> dict:
     """float32 matrix-product rates (flops/s, two per multiply-add), measured
-    now: torch's (8192 x d) @ (d x 256) with its default threads (the issue's
-    measure), and svp_fast's own kernel on float16 rows with every thread.
-    The floor of a run takes the faster."""
+    now on ``threads`` threads (None: the default): torch's (8192 x d) @
+    (d x 256) (the issue's measure), and svp_fast's own kernel on float16 rows
+    held in cache. The floor of a run takes the faster."""
     import torch
 
-    a = torch.randn(8192, d)
-    b = torch.randn(d, 256)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(5):
-        t, _ = timed(lambda: torch.mm(a, b))
-        best = max(best, 2.0 * 8192 * d * 256 / t)
-    own = max(_core.measure_product_rate(d, True, 0, 0.3) for _ in range(3))
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a = torch.randn(8192, d)
+        b = torch.randn(d, 256)
+        torch.mm(a, b)
+        best = 0.0
+        for _ in range(5):
+            t, _ = timed(lambda: torch.mm(a, b))
+            best = max(best, 2.0 * 8192 * d * 256 / t)
+    finally:
+        torch.set_num_threads(before)
+    own = max(_core.measure_product_rate(d, True, threads or 0, 0.3) for _ in range(3))
     return {"torch": best, "svp_fast": own, "floor": max(best, own)}
 
 
@@ -311,7 +317,7 @@ def spread_data(spectrum: str, n: int, d: int = 2048) -> np.ndarray:
     return spread_blobs(n, d, decay=decay, seed=23, dtype=np.float16)
 
 
-def bench_spread(quick, full=False, methods=None, spectra=None):
+def bench_spread(quick, full=False, methods=None, spectra=None, threads=None):
     """Issue 23: engines on embeddings whose variance spreads over many directions."""
     n = 1_281_167 if full else (20_000 if quick else 100_000)
     d = 2048
@@ -325,14 +331,15 @@ def bench_spread(quick, full=False, methods=None, spectra=None):
         svp_fast.kcenter(x[:4096], 64, method="lazy")  # warm-up
         res = []
         for method in methods:
-            rate = product_rate(d)
+            rate = product_rate(d, threads)
             load0 = os.getloadavg()[0]
             # "lazy:noproduct": the engine without the product screen (the engines before)
             engine, _, variant = method.partition(":")
             tuning = _core.set_product_tuning(min_cols=1 << 40) if variant == "noproduct" else None
             try:
                 t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, method=engine,
-                                                            return_stats=True))
+                                                            return_stats=True,
+                                                            num_threads=threads))
             finally:
                 if tuning:
                     _core.set_product_tuning(*tuning)
@@ -362,7 +369,7 @@ def bench_spread(quick, full=False, methods=None, spectra=None):
             "x best explicit", "setup s", "product recomputes", "auto's facts", "torch GFLOP/s",
             "own GFLOP/s", "load", "same picks"]
     table(rows, cols)
-    save("spread_full" if full else "spread", rows)
+    save(("spread_full" if full else "spread") + (f"_t{threads}" if threads else ""), rows)
 
 
 def main(argv=None):
@@ -371,6 +378,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--methods", help="spread groups: the methods to run (comma-separated)")
     ap.add_argument("--spectra", help="spread groups: which of " + ", ".join(SPECTRA))
+    ap.add_argument("--threads", type=int, help="spread groups: threads of every run and rate "
+                    "(default: all; one thread is far less sensitive to other work)")
     args = ap.parse_args(argv)
     print(json.dumps(machine(), default=str))
     methods = args.methods.split(",") if args.methods else None
@@ -378,7 +387,8 @@ def main(argv=None):
     for name in args.only.split(","):
         print(f"\n## {name}")
         if name in ("spread", "spread_full"):
-            bench_spread(args.quick, full=name == "spread_full", methods=methods, spectra=spectra)
+            bench_spread(args.quick, full=name == "spread_full", methods=methods, spectra=spectra,
+                         threads=args.threads)
             continue
         {"coreset": bench_coreset, "floor": bench_floor, "uncertainty": bench_uncertainty,
          "pruned": bench_pruned, "pruned_repeat": bench_pruned_repeat,
