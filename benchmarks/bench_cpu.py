@@ -307,7 +307,9 @@ def product_rate(d: int = 2048, threads: int | None = None) -> dict:
     finally:
         torch.set_num_threads(before)
     own = max(_core.measure_product_rate(d, True, threads or 0, 0.3) for _ in range(3))
-    return {"torch": best, "svp_fast": own, "floor": max(best, own)}
+    # per second of the threads' own CPU time: the floor of a one-thread run's CPU time
+    own_cpu = max(_core.measure_product_rate(d, True, threads or 0, 0.3, True) for _ in range(3))
+    return {"torch": best, "svp_fast": own, "floor": max(best, own), "cpu": own_cpu}
 
 
 def spread_data(spectrum: str, n: int, d: int = 2048) -> np.ndarray:
@@ -336,6 +338,7 @@ def bench_spread(quick, full=False, methods=None, spectra=None, threads=None):
             # "lazy:noproduct": the engine without the product screen (the engines before)
             engine, _, variant = method.partition(":")
             tuning = _core.set_product_tuning(min_cols=1 << 40) if variant == "noproduct" else None
+            cpu0 = time.process_time()
             try:
                 t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, method=engine,
                                                             return_stats=True,
@@ -343,19 +346,26 @@ def bench_spread(quick, full=False, methods=None, spectra=None, threads=None):
             finally:
                 if tuning:
                     _core.set_product_tuning(*tuning)
+            cpu = time.process_time() - cpu0  # on one thread: the run's work, whatever else runs
             floor = st.distance_evals * d * 2.0 / rate["floor"]
-            res.append((method, t, p, st, floor, rate, (load0, os.getloadavg()[0])))
-            print(f"  {method}: {t:.1f} s ({st.method}, evaluated {st.evaluated_fraction:.3f}, "
-                  f"floor {floor:.1f} s)", flush=True)
+            res.append((method, t, p, st, floor, rate, (load0, os.getloadavg()[0]), cpu))
+            print(f"  {method}: {t:.1f} s, cpu {cpu:.1f} s ({st.method}, evaluated "
+                  f"{st.evaluated_fraction:.3f}, floor {floor:.1f} s, load {load0:.1f})", flush=True)
         best = min((t for m, t, *_ in res if m != "auto"), default=None)
+        best_cpu = min((r[7] for r in res if r[0] != "auto"), default=None)
         p0 = res[0][2]
-        for method, t, p, st, floor, rate, load in res:
+        for method, t, p, st, floor, rate, load, cpu in res:
             ex = st.extra
             rows.append({
                 "data": name, "picks": budget, "method": method, "seconds": round(t, 2),
                 "engine": st.method, "evaluated": round(st.evaluated_fraction, 4),
                 "floor s": round(floor, 2), "x floor": round(t / floor, 2) if floor else "",
                 "x best explicit": round(t / best, 2) if best else "",
+                "cpu s": round(cpu, 2),
+                "cpu x best": round(cpu / best_cpu, 2) if best_cpu else "",
+                # one thread: the run's CPU time against the kernel's rate per CPU-second
+                "cpu x floor": (round(cpu / (st.distance_evals * d * 2.0 / rate["cpu"]), 2)
+                                if threads == 1 and st.distance_evals else ""),
                 "setup s": round(st.cells_seconds, 2),
                 "product recomputes": (round(ex["product_recomputes"] / ex["product_pairs"], 4)
                                        if ex.get("product_pairs") else ""),
@@ -366,7 +376,7 @@ def bench_spread(quick, full=False, methods=None, spectra=None, threads=None):
                 "same picks": bool(np.array_equal(p, p0))})
         x = None  # free the rows before the next spectrum is generated
     cols = ["data", "picks", "method", "seconds", "engine", "evaluated", "floor s", "x floor",
-            "x best explicit", "setup s", "product recomputes", "auto's facts", "torch GFLOP/s",
+            "x best explicit", "cpu s", "cpu x best", "cpu x floor", "setup s", "product recomputes", "auto's facts", "torch GFLOP/s",
             "own GFLOP/s", "load", "same picks"]
     table(rows, cols)
     save(("spread_full" if full else "spread") + (f"_t{threads}" if threads else ""), rows)

@@ -542,11 +542,12 @@ PYBIND11_MODULE(_core, m) {
     svp::dot_block_kernel(X, reinterpret_cast<const void*>(centers), nc, simd.c_str(),
                           reinterpret_cast<double*>(out));
   });
-  m.def("measure_product_rate", [](int64_t D, bool float16, int threads, double seconds) {
+  m.def("measure_product_rate", [](int64_t D, bool float16, int threads, double seconds,
+                                   bool per_cpu_second) {
     py::gil_scoped_release nogil;
-    return svp::measure_product_rate(D, float16, threads, seconds);
+    return svp::measure_product_rate(D, float16, threads, seconds, per_cpu_second);
   }, py::arg("D") = 2048, py::arg("float16") = true, py::arg("threads") = 0,
-     py::arg("seconds") = 0.5);
+     py::arg("seconds") = 0.5, py::arg("per_cpu_second") = false);
   m.def("max2_kernel", [](std::uintptr_t m, int64_t n, const std::string& simd) {
     float out[2];
     svp::max2_kernel(reinterpret_cast<const float*>(m), n, simd.c_str(), out);

@@ -189,8 +189,11 @@ void dot_block_kernel(const MatrixView& rows, const void* centers, int64_t nc, c
 // The product kernel's multiply-add rate (flops/s, two per multiply-add) on
 // `threads` threads (0: all), each applying blocks of 64 centers to its own
 // rows of D float16 (or float32) columns held in cache: the arithmetic rate
-// the engines' product paths run at, for the benchmarks' floor.
-double measure_product_rate(int64_t D, bool float16, int threads, double seconds);
+// the engines' product paths run at, for the benchmarks' floor. Per wall
+// second, or (per_cpu_second) the sum of the threads' rates per second of
+// their own CPU time, which other work on the machine barely moves.
+double measure_product_rate(int64_t D, bool float16, int threads, double seconds,
+                            bool per_cpu_second = false);
 
 // A kernel of the pruned engine, for tests: the two largest of m[0..n) as a
 // multiset (-1 where fewer than two are >= -1), with the named ISA's kernel
