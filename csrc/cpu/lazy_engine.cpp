@@ -321,9 +321,10 @@ void LazyEngine<Acc>::refresh(std::vector<int64_t>& rows) {
 
 // The refresh as a blocked matrix product (product_screen.h): tiles of rows
 // (sorted by their last refresh, so a tile's rows lack about the same
-// centers) run in parallel, one parallel region a refresh (a barrier per
-// block of centers cost far more than the blocks on a busy machine); each
-// tile goes through the centers it lacks center_block at a time, in order.
+// centers) are shared out to the threads, one parallel region a refresh (a
+// barrier per block of centers cost far more than the blocks on a busy
+// machine); each tile goes through the centers it lacks center_block at a
+// time, in order.
 // Blocks are aligned to multiples of center_block and kept converted to the
 // working space across refreshes (block_of), the newest first, up to
 // kBlockCacheBytes; a tile converts an older block it needs into its own
@@ -413,51 +414,84 @@ void LazyEngine<Acc>::refresh_product(const std::vector<int64_t>& rows) {
   }
   const int64_t ntiles = static_cast<int64_t>(tiles.size()) - 1;
   work *= static_cast<double>(D);
-#pragma omp parallel num_threads(threads_) reduction(+ : evals, recomputes) if (work > (1 << 24))
+  // The tiles to threads, the largest first to the least loaded. Each thread
+  // then goes through the blocks in order and applies each to all of its
+  // tiles that lack some of it: a block is read from memory once a thread
+  // and stays in its L2 across the tiles, and no thread waits on another
+  // before the end.
+  const int nt = work > (1 << 24) ? std::max(threads_, 1) : 1;
+  std::vector<double> tw(static_cast<size_t>(ntiles));
+  std::vector<int64_t> order(static_cast<size_t>(ntiles));
+  for (int64_t t = 0; t < ntiles; ++t) {
+    tw[t] = static_cast<double>(tiles[t + 1] - tiles[t]) *
+            static_cast<double>(K - last_[rows[tiles[t]]]);
+    order[t] = t;
+  }
+  std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return tw[x] > tw[y]; });
+  std::vector<std::vector<int64_t>> mine(static_cast<size_t>(nt));
+  std::vector<double> load(static_cast<size_t>(nt), 0.0);
+  for (int64_t t : order) {
+    const size_t j = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    mine[j].push_back(t);
+    load[j] += tw[t];
+  }
+#pragma omp parallel num_threads(nt) reduction(+ : evals, recomputes)
   {
-    const char* ptrs[kRows];
-    Acc sc[kRows], tm[kRows], tm2[kRows];
-    int64_t ids[kRows], ta[kRows], first[kRows];
+    const std::vector<int64_t>& my = mine[static_cast<size_t>(omp_get_thread_num())];
     typename ProductScreen<Acc>::Scratch& scratch =
         scratch_[static_cast<size_t>(omp_get_thread_num())];
-    std::vector<Acc> own;  // an older block than the cache holds
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < ntiles; ++t) {
-      const int64_t t0 = tiles[t], cnt = tiles[t + 1] - t0;
-      for (int64_t r = 0; r < cnt; ++r) {
-        const int64_t i = rows[t0 + r];
-        ids[r] = i;
-        ptrs[r] = X.row(i);
-        if (src_.scale) sc[r] = src_.scale[i];
-        tm[r] = m_[i];
-        tm2[r] = m2_[i];
-        ta[r] = assign_[i];
-        first[r] = last_[i];
+    // the state of this thread's rows, tile after tile
+    std::vector<int64_t> off{0};
+    for (int64_t t : my) off.push_back(off.back() + tiles[t + 1] - tiles[t]);
+    const size_t R = static_cast<size_t>(off.back());
+    std::vector<const char*> ptrs(R);
+    std::vector<Acc> sc(src_.scale ? R : 0), tm(R), tm2(R);
+    std::vector<int64_t> ids(R), ta(R), first(R);
+    int64_t bmin = blast + 1;
+    for (size_t k = 0; k < my.size(); ++k) {
+      for (int64_t r = 0; r < off[k + 1] - off[k]; ++r) {
+        const int64_t i = rows[tiles[my[k]] + r];
+        const size_t q = static_cast<size_t>(off[k] + r);
+        ids[q] = i;
+        ptrs[q] = X.row(i);
+        if (src_.scale) sc[q] = src_.scale[i];
+        tm[q] = m_[i];
+        tm2[q] = m2_[i];
+        ta[q] = assign_[i];
+        first[q] = last_[i];
       }
-      for (int64_t b = first[0] / cb; b <= blast; ++b) {
-        const int64_t b0 = b * cb, b1 = std::min(K, b0 + cb);
+      bmin = std::min(bmin, first[static_cast<size_t>(off[k])] / cb);
+    }
+    std::vector<Acc> own;  // an older block than the cache holds
+    for (int64_t b = bmin; b <= blast; ++b) {
+      const int64_t b0 = b * cb, b1 = std::min(K, b0 + cb);
+      const Acc* cvec = bptr[static_cast<size_t>(b - bfirst)];
+      for (size_t k = 0; k < my.size(); ++k) {
+        const size_t o = static_cast<size_t>(off[k]);
+        const int64_t cnt = off[k + 1] - off[k];
+        if (first[o] >= b1) continue;  // the tile has this block already
         // the tile's rows that lack a center of this block (last < b1): a prefix
         int64_t np = cnt;
-        while (np > 0 && first[np - 1] >= b1) --np;
-        const int64_t c0 = std::max<int64_t>(0, first[0] - b0);
-        const Acc* cvec = bptr[static_cast<size_t>(b - bfirst)];
-        if (!cvec) {
-          own.resize(static_cast<size_t>(cb * D));
-          for (int64_t j = b0 + c0; j < b1; ++j)
+        while (np > 0 && first[o + static_cast<size_t>(np - 1)] >= b1) --np;
+        const int64_t c0 = std::max<int64_t>(0, first[o] - b0);
+        if (!cvec) {  // converted once a thread, for the tiles that need it
+          own.assign(static_cast<size_t>(cb * D), Acc(0));
+          for (int64_t j = b0; j < b1; ++j)
             src_.center(centers_[static_cast<size_t>(j)], own.data() + (j - b0) * D);
           cvec = own.data();
         }
-        recomputes += screen_.apply(ids, ptrs, src_.scale ? sc : nullptr, np, cvec + c0 * D, D,
-                                    cf + 2 * (b0 + c0), b1 - b0 - c0, ords + b0 + c0, first, tm,
-                                    tm2, ta, scratch);
+        recomputes += screen_.apply(ids.data() + o, ptrs.data() + o,
+                                    src_.scale ? sc.data() + o : nullptr, np, cvec + c0 * D, D,
+                                    cf + 2 * (b0 + c0), b1 - b0 - c0, ords + b0 + c0,
+                                    first.data() + o, tm.data() + o, tm2.data() + o,
+                                    ta.data() + o, scratch);
         evals += np * (b1 - b0 - c0);
       }
-      for (int64_t r = 0; r < cnt; ++r) {
-        const int64_t i = ids[r];
-        m_[i] = tm[r];
-        m2_[i] = tm2[r];
-        assign_[i] = ta[r];
-      }
+    }
+    for (size_t q = 0; q < R; ++q) {
+      m_[ids[q]] = tm[q];
+      m2_[ids[q]] = tm2[q];
+      assign_[ids[q]] = ta[q];
     }
   }
   for (int64_t i : rows) last_[i] = K;
