@@ -40,6 +40,31 @@ namespace cpu {
 
 namespace {
 constexpr double kU64 = 1.1102230246251565e-16;  // 2^-53
+
+// The screen of one row against nc centers: flag[c] = 1 where the pair may
+// change the row (NaN never skips); returns how many. Branch-free, compiled
+// for AVX-512, AVX2 and the baseline (a compare and a multiply-add a pair:
+// the margins of the bound cover a contraction's rounding).
+template <typename Acc>
+inline int64_t screen_row_impl(const Acc* __restrict t, const double* __restrict cf, int64_t nc,
+                               double a, double b, double R, uint8_t* __restrict flag) {
+  int64_t hits = 0;
+  for (int64_t c = 0; c < nc; ++c) {
+    const double val = cf[2 * c] + a * static_cast<double>(t[c]) - b * cf[2 * c + 1];
+    const uint8_t f = !(val >= R);
+    flag[c] = f;
+    hits += f;
+  }
+  return hits;
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) int64_t screen_row(
+    const float* t, const double* cf, int64_t nc, double a, double b, double R, uint8_t* flag) {
+  return screen_row_impl(t, cf, nc, a, b, R, flag);
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) int64_t screen_row(
+    const double* t, const double* cf, int64_t nc, double a, double b, double R, uint8_t* flag) {
+  return screen_row_impl(t, cf, nc, a, b, R, flag);
+}
 }  // namespace
 
 template <typename Acc>
@@ -126,6 +151,7 @@ int64_t ProductScreen<Acc>::apply(const int64_t* ids, const char* const* rows, c
   // The screen: per row, skip iff cf0[c] + a t - b cf1[c] >= R (see the header);
   // NaN (float64 squares that overflow) never skips.
   s.hit_count.assign(static_cast<size_t>(nc), 0);
+  s.flags.resize(static_cast<size_t>(nc));
   s.pairs.clear();
   std::vector<int32_t>& pairs = s.pairs;  // (c, r) of the hits, row after row
   for (int64_t r = 0; r < nr; ++r) {
@@ -144,11 +170,10 @@ int64_t ProductScreen<Acc>::apply(const int64_t* ids, const char* const* rows, c
       b = 0;
       R = thr - 2.0 + k_cos_ + k_tiny_ * inv + 4.0 * kU64 * std::fabs(thr);
     }
-    const Acc* t = s.dots.data() + r * nc;
     const int64_t from = first ? first[r] : std::numeric_limits<int64_t>::min();
+    if (screen_row(s.dots.data() + r * nc, cf, nc, a, b, R, s.flags.data()) == 0) continue;
     for (int64_t c = 0; c < nc; ++c) {
-      const double val = cf[2 * c] + a * static_cast<double>(t[c]) - b * cf[2 * c + 1];
-      if (!(val >= R) && ords[c] >= from) {
+      if (s.flags[c] && ords[c] >= from) {
         pairs.push_back(static_cast<int32_t>(c));
         pairs.push_back(static_cast<int32_t>(r));
         ++s.hit_count[static_cast<size_t>(c)];

@@ -59,6 +59,7 @@ class ProductScreen {
     std::vector<int32_t> pairs, sorted_rows;
     std::vector<int64_t> hit_count, hit_start, pos;
     std::vector<const char*> hit_ptr;
+    std::vector<uint8_t> flags;
   };
 
   // src: the engine's rows; threads for the one pass over the row norms.
