@@ -1,6 +1,6 @@
 """CPU benchmarks of the selection core, side by side with the baselines in one run.
 
-    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet,spread,spread_full] [--quick]
+    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet,auto,spread,spread_full] [--quick]
 
 coreset      CIFAR-10-sized core-set: N=50,000, D=64 (Gaussian), 1,000 already
              selected, 24,000 picks: the original SVP loop (numpy + scipy cdist,
@@ -32,6 +32,10 @@ spread       (not in the default set) issue 23: 100,000 x 2048 float16
              in the same run: torch's (N x D) @ (D x 256) or svp_fast's own
              kernel, whichever is faster). --methods, --spectra choose; a
              method "lazy:noproduct" runs it without the product screen.
+auto         (not in the default set) issue 23's target for auto: the cases of
+             coreset, pruned and batched, each with auto and every explicit
+             engine side by side (wall and CPU seconds; --threads 1 for runs
+             that other work on the machine barely moves).
 spread_full  (not in the default set) the same at 1,281,167 x 2048 float16,
              a 10% core-set (128,117 picks), auto only unless --methods says
              (each explicit engine takes tens of minutes to hours here).
@@ -382,13 +386,60 @@ def bench_spread(quick, full=False, methods=None, spectra=None, threads=None):
     save(("spread_full" if full else "spread") + (f"_t{threads}" if threads else ""), rows)
 
 
+def bench_auto(quick, threads=None):
+    """Issue 23's target for auto: within 1.1x of the best explicit engine on
+    every case of the groups above (the spread group has its own rows), each
+    engine side by side on the same data, wall and CPU seconds."""
+    rng = np.random.default_rng(0)
+    gauss = rng.standard_normal((50_000, 64)).astype(np.float32)
+    sel = rng.choice(50_000, 1000, replace=False)
+    f = 10 if quick else 1
+    cases = [
+        ("CIFAR-sized 50000x64, 1,000 selected", gauss, 24_000 // f, {"already_selected": sel}),
+        ("Fashion-MNIST proxy features 60000x64", fashion_mnist_proxy_features(), 30_000 // f, {}),
+        ("Fashion-MNIST proxy features 60000x64, 6,000 picks", fashion_mnist_proxy_features(),
+         6000 // f, {}),
+        ("synthetic clustered 200000x256", synthetic_clustered(200_000, 256), 10_000 // f, {}),
+        ("isotropic noise 200000x64", isotropic(200_000, 64), 10_000 // f, {}),
+        ("isotropic noise 50000x256, 300 picks", isotropic(50_000, 256, seed=3), 300, {}),
+        ("float16 isotropic 200000x64", isotropic(200_000, 64, seed=2).astype(np.float16),
+         5000 // f, {}),
+    ]
+    rows = []
+    for name, x, b, kw in cases:
+        res = []
+        for method in ("auto", "scan", "lazy", "pruned", "batched"):
+            load0 = os.getloadavg()[0]
+            c = time.process_time()
+            t, (p, st) = timed(lambda: svp_fast.kcenter(x, b, method=method, return_stats=True,
+                                                        num_threads=threads, **kw))
+            res.append((method, t, time.process_time() - c, p, st, load0))
+        best = min(r[1] for r in res[1:])
+        best_cpu = min(r[2] for r in res[1:])
+        for method, t, cpu, p, st, load0 in res:
+            rows.append({"data": name, "picks": b, "method": method, "engine": st.method,
+                         "seconds": round(t, 2), "x best explicit": round(t / best, 2),
+                         "cpu s": round(cpu, 2), "cpu x best": round(cpu / best_cpu, 2),
+                         "evaluated": round(st.evaluated_fraction, 4),
+                         "auto's facts": ", ".join(
+                             f"{k} {v:.3g}" for k, v in st.extra.items()
+                             if k in ("intrinsic_dimension", "spread_residual", "trial_lazy_s",
+                                      "trial_pruned_s", "trial_seconds")),
+                         "load": round(load0, 1),
+                         "same picks": bool(np.array_equal(p, res[0][3]))})
+        print(name, "done", flush=True)
+    table(rows, ["data", "picks", "method", "engine", "seconds", "x best explicit", "cpu s",
+                 "cpu x best", "evaluated", "auto's facts", "load", "same picks"])
+    save("auto" + (f"_t{threads}" if threads else ""), rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="coreset,floor,uncertainty,pruned")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--methods", help="spread groups: the methods to run (comma-separated)")
     ap.add_argument("--spectra", help="spread groups: which of " + ", ".join(SPECTRA))
-    ap.add_argument("--threads", type=int, help="spread groups: threads of every run and rate "
+    ap.add_argument("--threads", type=int, help="auto and spread groups: threads of every run and rate "
                     "(default: all; one thread is far less sensitive to other work)")
     args = ap.parse_args(argv)
     print(json.dumps(machine(), default=str))
@@ -396,6 +447,9 @@ def main(argv=None):
     spectra = args.spectra.split(",") if args.spectra else None
     for name in args.only.split(","):
         print(f"\n## {name}")
+        if name == "auto":
+            bench_auto(args.quick, threads=args.threads)
+            continue
         if name in ("spread", "spread_full"):
             bench_spread(args.quick, full=name == "spread_full", methods=methods, spectra=spectra,
                          threads=args.threads)
