@@ -1,6 +1,6 @@
 """CPU benchmarks of the selection core, side by side with the baselines in one run.
 
-    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet] [--quick]
+    python benchmarks/bench_cpu.py [--only coreset,floor,uncertainty,pruned,pruned_repeat,batched,imagenet,auto,spread,spread_full] [--quick]
 
 coreset      CIFAR-10-sized core-set: N=50,000, D=64 (Gaussian), 1,000 already
              selected, 24,000 picks: the original SVP loop (numpy + scipy cdist,
@@ -23,6 +23,22 @@ imagenet     (not in the default set) issue 14's CPU target: synthetic clustered
              1,281,167 x 2048 float16, a 10% core-set (128,117 picks) with
              auto, with the pruned engine's projection bound and without it
              (projection_dims=0: the engine before it), picks compared.
+spread       (not in the default set) issue 23: 100,000 x 2048 float16
+             embeddings whose variance spreads over many directions (1,000
+             blobs, power-law spectra k^-0.5, k^-1, k^-2, and isotropic noise),
+             10,000 picks: auto, lazy, batched and pruned side by side, with the
+             fraction of distances each evaluated and its floor (those
+             distances x D multiply-adds at the float32 product rate measured
+             in the same run: torch's (N x D) @ (D x 256) or svp_fast's own
+             kernel, whichever is faster). --methods, --spectra choose; a
+             method "lazy:noproduct" runs it without the product screen.
+auto         (not in the default set) issue 23's target for auto: the cases of
+             coreset, pruned and batched, each with auto and every explicit
+             engine side by side (wall and CPU seconds; --threads 1 for runs
+             that other work on the machine barely moves).
+spread_full  (not in the default set) the same at 1,281,167 x 2048 float16,
+             a 10% core-set (128,117 picks), auto only unless --methods says
+             (each explicit engine takes tens of minutes to hours here).
 Prints a table per group and writes benchmarks/results/cpu_<group>.json.
 """
 
@@ -44,7 +60,8 @@ import svp_fast  # noqa: E402
 from svp_fast import _core  # noqa: E402
 
 from baselines import first_difference, lean_kcenter_f64, svp_original_kcenter  # noqa: E402
-from datasets import fashion_mnist_proxy_features, isotropic, synthetic_clustered  # noqa: E402
+from datasets import (fashion_mnist_proxy_features, isotropic, spread_blobs,  # noqa: E402
+                      synthetic_clustered)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -270,14 +287,173 @@ def bench_imagenet(quick):
     save("imagenet", rows)
 
 
+SPECTRA = {"power 0.5": 0.5, "power 1": 1.0, "power 2": 2.0, "isotropic": None}
+
+
+def product_rate(d: int = 2048, threads: int | None = None) -> dict:
+    """float32 matrix-product rates (flops/s, two per multiply-add), measured
+    now on ``threads`` threads (None: the default): torch's (8192 x d) @
+    (d x 256) (the issue's measure), and svp_fast's own kernel on float16 rows
+    held in cache. The floor of a run takes the faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a = torch.randn(8192, d)
+        b = torch.randn(d, 256)
+        torch.mm(a, b)
+        best = 0.0
+        for _ in range(5):
+            t, _ = timed(lambda: torch.mm(a, b))
+            best = max(best, 2.0 * 8192 * d * 256 / t)
+    finally:
+        torch.set_num_threads(before)
+    own = max(_core.measure_product_rate(d, True, threads or 0, 0.3) for _ in range(3))
+    # per second of the threads' own CPU time: the floor of a one-thread run's CPU time
+    own_cpu = max(_core.measure_product_rate(d, True, threads or 0, 0.3, True) for _ in range(3))
+    return {"torch": best, "svp_fast": own, "floor": max(best, own), "cpu": own_cpu}
+
+
+def spread_data(spectrum: str, n: int, d: int = 2048) -> np.ndarray:
+    decay = SPECTRA[spectrum]
+    if decay is None:
+        return isotropic(n, d, seed=23, dtype=np.float16)
+    return spread_blobs(n, d, decay=decay, seed=23, dtype=np.float16)
+
+
+def bench_spread(quick, full=False, methods=None, spectra=None, threads=None):
+    """Issue 23: engines on embeddings whose variance spreads over many directions."""
+    n = 1_281_167 if full else (20_000 if quick else 100_000)
+    d = 2048
+    budget = -(-n // 10)
+    methods = methods or (["auto"] if full else ["auto", "lazy", "batched", "pruned"])
+    rows = []
+    for spectrum in spectra or SPECTRA:
+        t_gen, x = timed(lambda: spread_data(spectrum, n, d))
+        name = f"{spectrum} {n}x{d} float16"
+        print(f"{name}: generated in {t_gen:.0f} s", flush=True)
+        svp_fast.kcenter(x[:4096], 64, method="lazy")  # warm-up
+        res = []
+        for method in methods:
+            rate = product_rate(d, threads)
+            load0 = os.getloadavg()[0]
+            # "lazy:noproduct": the engine without the product screen (the engines before)
+            engine, _, variant = method.partition(":")
+            tuning = _core.set_product_tuning(min_cols=1 << 40) if variant == "noproduct" else None
+            cpu0 = time.process_time()
+            try:
+                t, (p, st) = timed(lambda: svp_fast.kcenter(x, budget, method=engine,
+                                                            return_stats=True,
+                                                            num_threads=threads))
+            finally:
+                if tuning:
+                    _core.set_product_tuning(*tuning)
+            cpu = time.process_time() - cpu0  # on one thread: the run's work, whatever else runs
+            floor = st.distance_evals * d * 2.0 / rate["floor"]
+            res.append((method, t, p, st, floor, rate, (load0, os.getloadavg()[0]), cpu))
+            print(f"  {method}: {t:.1f} s, cpu {cpu:.1f} s ({st.method}, evaluated "
+                  f"{st.evaluated_fraction:.3f}, floor {floor:.1f} s, load {load0:.1f})", flush=True)
+        best = min((t for m, t, *_ in res if m != "auto"), default=None)
+        best_cpu = min((r[7] for r in res if r[0] != "auto"), default=None)
+        p0 = res[0][2]
+        for method, t, p, st, floor, rate, load, cpu in res:
+            ex = st.extra
+            rows.append({
+                "data": name, "picks": budget, "method": method, "seconds": round(t, 2),
+                "engine": st.method, "evaluated": round(st.evaluated_fraction, 4),
+                "floor s": round(floor, 2), "x floor": round(t / floor, 2) if floor else "",
+                "x best explicit": round(t / best, 2) if best else "",
+                "cpu s": round(cpu, 2),
+                "cpu x best": round(cpu / best_cpu, 2) if best_cpu else "",
+                # one thread: the run's CPU time against the kernel's rate per CPU-second
+                "cpu x floor": (round(cpu / (st.distance_evals * d * 2.0 / rate["cpu"]), 2)
+                                if threads == 1 and st.distance_evals else ""),
+                "setup s": round(st.cells_seconds, 2),
+                "product recomputes": (round(ex["product_recomputes"] / ex["product_pairs"], 4)
+                                       if ex.get("product_pairs") else ""),
+                "auto's facts": ", ".join(f"{k} {v:.3g}" for k, v in ex.items()
+                                         if k in ("intrinsic_dimension", "spread_residual")),
+                "torch GFLOP/s": round(rate["torch"] / 1e9), "own GFLOP/s": round(rate["svp_fast"] / 1e9),
+                "load": f"{load[0]:.1f}-{load[1]:.1f}",
+                "same picks": bool(np.array_equal(p, p0))})
+        x = None  # free the rows before the next spectrum is generated
+    cols = ["data", "picks", "method", "seconds", "engine", "evaluated", "floor s", "x floor",
+            "x best explicit", "cpu s", "cpu x best", "cpu x floor", "setup s", "product recomputes", "auto's facts", "torch GFLOP/s",
+            "own GFLOP/s", "load", "same picks"]
+    table(rows, cols)
+    save(("spread_full" if full else "spread") + (f"_t{threads}" if threads else ""), rows)
+
+
+def bench_auto(quick, threads=None):
+    """Issue 23's target for auto: within 1.1x of the best explicit engine on
+    every case of the groups above (the spread group has its own rows), each
+    engine side by side on the same data, wall and CPU seconds."""
+    rng = np.random.default_rng(0)
+    gauss = rng.standard_normal((50_000, 64)).astype(np.float32)
+    sel = rng.choice(50_000, 1000, replace=False)
+    f = 10 if quick else 1
+    cases = [
+        ("CIFAR-sized 50000x64, 1,000 selected", gauss, 24_000 // f, {"already_selected": sel}),
+        ("Fashion-MNIST proxy features 60000x64", fashion_mnist_proxy_features(), 30_000 // f, {}),
+        ("Fashion-MNIST proxy features 60000x64, 6,000 picks", fashion_mnist_proxy_features(),
+         6000 // f, {}),
+        ("synthetic clustered 200000x256", synthetic_clustered(200_000, 256), 10_000 // f, {}),
+        ("isotropic noise 200000x64", isotropic(200_000, 64), 10_000 // f, {}),
+        ("isotropic noise 50000x256, 300 picks", isotropic(50_000, 256, seed=3), 300, {}),
+        ("float16 isotropic 200000x64", isotropic(200_000, 64, seed=2).astype(np.float16),
+         5000 // f, {}),
+    ]
+    rows = []
+    for name, x, b, kw in cases:
+        res = []
+        for method in ("auto", "scan", "lazy", "pruned", "batched"):
+            load0 = os.getloadavg()[0]
+            c = time.process_time()
+            t, (p, st) = timed(lambda: svp_fast.kcenter(x, b, method=method, return_stats=True,
+                                                        num_threads=threads, **kw))
+            res.append((method, t, time.process_time() - c, p, st, load0))
+        best = min(r[1] for r in res[1:])
+        best_cpu = min(r[2] for r in res[1:])
+        for method, t, cpu, p, st, load0 in res:
+            rows.append({"data": name, "picks": b, "method": method, "engine": st.method,
+                         "seconds": round(t, 2), "x best explicit": round(t / best, 2),
+                         "cpu s": round(cpu, 2), "cpu x best": round(cpu / best_cpu, 2),
+                         "evaluated": round(st.evaluated_fraction, 4),
+                         "auto's facts": ", ".join(
+                             f"{k} {v:.3g}" for k, v in st.extra.items()
+                             if k in ("intrinsic_dimension", "spread_residual", "trial_lazy_s",
+                                      "trial_pruned_s", "trial_seconds")),
+                         "load": round(load0, 1),
+                         "same picks": bool(np.array_equal(p, res[0][3]))})
+        print(name, "done", flush=True)
+    table(rows, ["data", "picks", "method", "engine", "seconds", "x best explicit", "cpu s",
+                 "cpu x best", "evaluated", "auto's facts", "load", "same picks"])
+    save("auto" + (f"_t{threads}" if threads else ""), rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="coreset,floor,uncertainty,pruned")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--methods", help="spread groups: the methods to run (comma-separated)")
+    ap.add_argument("--spectra", help="spread groups: which of " + ", ".join(SPECTRA))
+    ap.add_argument("--threads", type=int, help="auto and spread groups: threads of every run and rate "
+                    "(default: all; one thread is far less sensitive to other work)")
     args = ap.parse_args(argv)
     print(json.dumps(machine(), default=str))
+    methods = args.methods.split(",") if args.methods else None
+    spectra = args.spectra.split(",") if args.spectra else None
     for name in args.only.split(","):
         print(f"\n## {name}")
+        if name == "auto":
+            bench_auto(args.quick, threads=args.threads)
+            continue
+        if name in ("spread", "spread_full"):
+            bench_spread(args.quick, full=name == "spread_full", methods=methods, spectra=spectra,
+                         threads=args.threads)
+            continue
         {"coreset": bench_coreset, "floor": bench_floor, "uncertainty": bench_uncertainty,
          "pruned": bench_pruned, "pruned_repeat": bench_pruned_repeat,
          "batched": bench_batched, "imagenet": bench_imagenet}[name](args.quick)

@@ -99,3 +99,34 @@ def synthetic_clustered(n: int, d: int, *, classes: int = 1000, subspace: int = 
 def isotropic(n: int, d: int, *, seed: int = 0, dtype=np.float32) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d), dtype=np.float32).astype(dtype, copy=False)
+
+
+def spread_blobs(n: int, d: int, *, decay: float = 1.0, classes: int = 1000,
+                 noise: float = 0.5, seed: int = 0, dtype=np.float32,
+                 chunk: int = 65536) -> np.ndarray:
+    """Blobs whose centers and within-blob noise spread over all ``d`` directions
+    (issue 23): the variance along the k-th of d random orthogonal directions is
+    proportional to k^-decay (decay 0: isotropic blobs; about 1: the spectra of
+    large networks' penultimate features), class centers drawn with that spectrum
+    and the rows around them with the same spectrum scaled by ``noise``^2. The
+    total variance is about d (rows of norm about sqrt(d)).
+
+    Generated in chunks through one random rotation (a d x d float32 product per
+    chunk), so an ImageNet-sized float16 set needs no float64 copy."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(1, d + 1, dtype=np.float64)
+    spectrum = k ** -float(decay)
+    spectrum *= d / spectrum.sum() / (1.0 + noise * noise)
+    scale = np.sqrt(spectrum).astype(np.float32)
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    rot = (q * np.sign(np.diag(r))).astype(np.float32)  # Haar-distributed rotation
+    centers = rng.standard_normal((classes, d), dtype=np.float32) * scale
+    labels = rng.integers(0, classes, n)
+    out = np.empty((n, d), dtype=dtype)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        z = rng.standard_normal((hi - lo, d), dtype=np.float32)
+        z *= np.float32(noise) * scale
+        z += centers[labels[lo:hi]]
+        out[lo:hi] = z @ rot
+    return out

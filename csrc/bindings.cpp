@@ -130,6 +130,8 @@ py::dict stats_dict(const svp::KCenterStats& s) {
   d["method"] = method_name(s.method_used);
   d["projection_tests"] = s.projection_tests;
   d["projection_skips"] = s.projection_skips;
+  d["product_pairs"] = s.product_pairs;
+  d["product_recomputes"] = s.product_recomputes;
   return d;
 }
 
@@ -543,6 +545,37 @@ PYBIND11_MODULE(_core, m) {
     svp::two_nearest_distances(reinterpret_cast<const double*>(x), n, D, threads,
                                reinterpret_cast<double*>(r1), reinterpret_cast<double*>(r2));
   });
+  m.def("product_tuning", []() {
+    const svp::ProductTuning t = svp::product_tuning();
+    return py::make_tuple(t.min_cols, t.min_centers, t.center_block);
+  });
+  m.def("set_product_tuning", [](int64_t min_cols, int64_t min_centers, int64_t center_block) {
+    svp::ProductTuning t;
+    t.min_cols = min_cols;
+    t.min_centers = min_centers;
+    t.center_block = center_block;
+    const svp::ProductTuning old = svp::set_product_tuning(t);
+    return py::make_tuple(old.min_cols, old.min_centers, old.center_block);
+  }, py::arg("min_cols") = 0, py::arg("min_centers") = 0, py::arg("center_block") = 0);
+  m.def("dot_block_kernel", [](std::uintptr_t rows, int64_t nr, int64_t D, int64_t row_stride,
+                               int dtype, std::uintptr_t centers, int64_t nc,
+                               const std::string& simd, std::uintptr_t out) {
+    svp::MatrixView X;
+    X.data = reinterpret_cast<const void*>(rows);
+    X.rows = nr;
+    X.cols = D;
+    X.row_stride = row_stride;
+    X.dtype = static_cast<svp::DType>(dtype);
+    py::gil_scoped_release nogil;
+    svp::dot_block_kernel(X, reinterpret_cast<const void*>(centers), nc, simd.c_str(),
+                          reinterpret_cast<double*>(out));
+  });
+  m.def("measure_product_rate", [](int64_t D, bool float16, int threads, double seconds,
+                                   bool per_cpu_second) {
+    py::gil_scoped_release nogil;
+    return svp::measure_product_rate(D, float16, threads, seconds, per_cpu_second);
+  }, py::arg("D") = 2048, py::arg("float16") = true, py::arg("threads") = 0,
+     py::arg("seconds") = 0.5, py::arg("per_cpu_second") = false);
   m.def("max2_kernel", [](std::uintptr_t m, int64_t n, const std::string& simd) {
     float out[2];
     svp::max2_kernel(reinterpret_cast<const float*>(m), n, simd.c_str(), out);

@@ -11,6 +11,7 @@ from conftest import SIMD_LEVELS
 from reference import kcenter_ref, uncertainty_scores_ref, uncertainty_topk_ref
 
 import svp_fast
+from svp_fast import _core
 
 # CI runs a small profile; SVP_FAST_HYPOTHESIS=fuzz runs 10,000 examples per test.
 settings.register_profile("ci", max_examples=60, deadline=None,
@@ -55,7 +56,10 @@ def kcenter_cases(draw):
               "batch_max_picks": draw(st.sampled_from([None, 1, 3])),
               "num_threads": draw(st.sampled_from([1, 2])),
               "simd": draw(st.sampled_from(SIMD_LEVELS)),
-              "copy_rows": draw(st.booleans())}  # the pruned engine's cell-order copy
+              "copy_rows": draw(st.booleans()),  # the pruned engine's cell-order copy
+              # the product screen's thresholds and block (svp/kcenter.h, ProductTuning):
+              # the default, or forced with blocks of 1, 3 or 64 centers
+              "product": draw(st.sampled_from([None, (1, 1, 1), (1, 1, 3), (1, 2, 64)]))}
     return x, sel, budget, metric, method, engine
 
 
@@ -66,11 +70,15 @@ def test_kcenter_properties(case):
     x, sel, budget, metric, method, engine = case
     limit = cells.CELL_ORDER_COPY_MAX_BYTES
     cells.CELL_ORDER_COPY_MAX_BYTES = limit if engine.pop("copy_rows") else 0
+    product = engine.pop("product")
+    tuning = _core.set_product_tuning(*product) if product else None
     try:
         picks, radii = svp_fast.kcenter(x, budget, already_selected=sel, metric=metric,
                                         method=method, return_radii=True, **engine)
     finally:
         cells.CELL_ORDER_COPY_MAX_BYTES = limit
+        if tuning:
+            _core.set_product_tuning(*tuning)
     assert picks.shape == (budget,) and picks.dtype == np.int64
     assert len(set(picks.tolist())) == budget
     if sel is not None:

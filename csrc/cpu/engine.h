@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -161,11 +162,23 @@ inline void RowSource<Acc>::center64(const CenterRef& c, double* out) const {
   for (int64_t j = 0; j < D; ++j) out[j] /= nrm;
 }
 
+// center64 rounded to Acc, by the vector kernel (the same arithmetic)
 template <typename Acc>
 inline void RowSource<Acc>::center(const CenterRef& c, Acc* out) const {
-  std::vector<double> tmp(static_cast<size_t>(X.cols));
-  center64(c, tmp.data());
-  for (int64_t j = 0; j < X.cols; ++j) out[j] = static_cast<Acc>(tmp[j]);
+  double nrm = 0;  // Euclidean: no division
+  if (norm64) {
+    if (c.row >= 0) {
+      nrm = norm64[c.row];
+    } else {
+      RowFacts f;
+      k->row_facts(X.dtype, c.raw, X.cols, &f);
+      nrm = std::sqrt(f.sumsq);
+    }
+  }
+  if constexpr (std::is_same<Acc, float>::value)
+    k->center_vec_f32(X.dtype, c.raw, X.cols, nrm, out);
+  else
+    k->center_vec_f64(X.dtype, c.raw, X.cols, nrm, out);
 }
 
 template <typename Acc>
@@ -189,6 +202,10 @@ class Engine {
   virtual double top_candidates(int64_t T, std::vector<BandMember>& out) = 0;
   // Point-center distances computed so far.
   virtual int64_t distance_evals() const = 0;
+  // Of those, the pairs that went through the product screen
+  // (product_screen.h), and the fast distances the screen left to compute.
+  virtual int64_t product_pairs() const { return 0; }
+  virtual int64_t product_recomputes() const { return 0; }
   // The engine's state in row order (a checkpoint): m and m2 (m2 a lower bound
   // on the distance to every other center, floors included), assign, and how
   // many centers each row has seen (`centers` for engines that keep every row

@@ -299,6 +299,8 @@ void run(const MatrixView& X, const KCenterOptions& opt, const cpu::KernelTable&
   }
   poll(opt.budget, picks, true);
   st->distance_evals = engine->distance_evals() + st->candidate_evals;
+  st->product_pairs = engine->product_pairs();
+  st->product_recomputes = engine->product_recomputes();
   st->select_seconds = seconds_since(t_select);
   if (auto* pruned = dynamic_cast<cpu::PrunedEngine<Acc>*>(engine.get())) {
     st->fallback_step = pruned->fallback_step();

@@ -84,6 +84,25 @@ using RefreshTileFn = void (*)(DType dtype, const char* const* rows, int64_t cnt
                                const char* const* centers, int64_t j0, int64_t nc, int64_t D,
                                const int64_t* last, float* m, float* m2, int64_t* assign);
 
+// Dot products of a block of rows with a block of centers, for the product
+// screen (product_screen.h):
+//   out[r * ldo + c] = sum_j x_r[j] * y_c[j]   (r < nr, c < nc)
+// rows: [nr] pointers to raw rows of `dtype` with D elements (widened exactly
+// to Acc as they load; float64 rows only with Acc = double); centers: y_c at
+// centers + c * ldc, D values each. Accumulated as svp/exactness.h's kernels
+// accumulate: each lane adds at most ceil(D / 8) (float) or ceil(D / 4)
+// (double) products by FMA, then a tree of at most 7 levels sums the lanes.
+template <typename Acc>
+using DotBlockFn = void (*)(DType dtype, const char* const* rows, int64_t nr, const Acc* centers,
+                            int64_t ldc, int64_t nc, int64_t D, Acc* out, int64_t ldo);
+
+// A center's vector in the working space, rounded to Acc: out[j] =
+// Acc(double(x_j) / norm), or Acc(double(x_j)) for norm == 0 (Euclidean):
+// the float64 division rounded once, then once more to Acc, as the scalar
+// RowSource::center64 followed by a cast.
+template <typename Acc>
+using CenterVecFn = void (*)(DType dtype, const char* row, int64_t D, double norm, Acc* out);
+
 // The pruned engine's annulus test over n members of a cell (float32
 // state). Each member has its distance p[i] to the cell's centroid and q0[i],
 // q1[i] to the cell's two pivots; the center is at dc, dq0, dq1 from them.
@@ -114,6 +133,10 @@ struct KernelTable {
   Max2Fn max2;
   ExactRowsFn exact_rows;
   UncFunctionFn unc_function;
+  DotBlockFn<float> dot_block_f32;
+  DotBlockFn<double> dot_block_f64;
+  CenterVecFn<float> center_vec_f32;
+  CenterVecFn<double> center_vec_f64;
 };
 
 // The table in use (the best ISA this CPU supports, unless overridden).

@@ -19,6 +19,10 @@ const KernelTable* table_avx2() {
       &isa_avx2::max2,
       &isa_avx2::exact_rows,
       &isa_avx2::unc_function,
+      &isa_avx2::dot_block<isa_avx2::F>,
+      &isa_avx2::dot_block<isa_avx2::D>,
+      &isa_avx2::center_vec<float>,
+      &isa_avx2::center_vec<double>,
   };
   return &table;
 }

@@ -19,6 +19,10 @@ const KernelTable* table_avx512() {
       &isa_avx512::max2,
       &isa_avx512::exact_rows,
       &isa_avx512::unc_function,
+      &isa_avx512::dot_block<isa_avx512::F>,
+      &isa_avx512::dot_block<isa_avx512::D>,
+      &isa_avx512::center_vec<float>,
+      &isa_avx512::center_vec<double>,
   };
   return &table;
 }

@@ -19,6 +19,10 @@ const KernelTable* table_generic() {
       &isa_generic::max2,
       &isa_generic::exact_rows,
       &isa_generic::unc_function,
+      &isa_generic::dot_block<isa_generic::F>,
+      &isa_generic::dot_block<isa_generic::D>,
+      &isa_generic::center_vec<float>,
+      &isa_generic::center_vec<double>,
   };
   return &table;
 }

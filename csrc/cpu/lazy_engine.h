@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "product_screen.h"
 
 namespace svp {
 namespace cpu {
@@ -35,6 +36,8 @@ class LazyEngine final : public Engine<Acc> {
   void band(double thr, std::vector<BandMember>& out) override;
   double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
+  int64_t product_pairs() const override { return product_pairs_; }
+  int64_t product_recomputes() const override { return product_recomputes_; }
   void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
                     int64_t centers) const override;
   // Any state: rows that have not seen every center stay dormant with their
@@ -55,7 +58,13 @@ class LazyEngine final : public Engine<Acc> {
   const Acc* center(int64_t j, Acc* buf) const;
   // refresh `rows` (dormant, live) against the centers they have not seen
   void refresh(std::vector<int64_t>& rows);
+  // the same through the product screen (rows sorted by last refresh)
+  void refresh_product(const std::vector<int64_t>& rows);
   void compact();
+  void push_dormant(int64_t i);
+  bool pop_dormant(std::pair<Acc, int64_t>* out);
+  bool has_dormant();
+  void rebuild_dormant();
   void recompute_top();
   void lower_theta(const ErrorModel& err);
   void raise_theta(double limit);
@@ -70,11 +79,26 @@ class LazyEngine final : public Engine<Acc> {
   std::vector<std::vector<char>> remote_;  // copies of caller-given centers
   std::vector<int64_t> active_;       // sorted
   std::vector<char> in_active_;
+  std::vector<std::pair<Acc, int64_t>> heap_;  // dormant rows by stale value
   double theta_;
   int64_t target_;
   Top2 top_;
-  int64_t evals_ = 0, refresh_evals_ = 0;
+  int64_t evals_ = 0, refresh_evals_ = 0, product_pairs_ = 0, product_recomputes_ = 0;
   std::vector<Acc> cbuf_;
+  ProductScreen<Acc> screen_;
+  std::vector<double> cfacts_;  // the screen's facts of centers 0, 1, ... (2 each)
+  std::vector<int64_t> ordinals_;  // 0, 1, 2, ...
+  // blocks of centers in the working space, kept across refreshes
+  struct CenterBlock {
+    std::vector<Acc> v;  // center_block x D
+    int64_t n = 0;       // converted so far
+  };
+  std::vector<CenterBlock> blocks_;
+  int64_t block_bytes_ = 0, block_size_ = 0;
+  // block b's centers (b * cb .. upto - 1 converted), or null when the
+  // cache cannot hold it without dropping a newer block
+  const Acc* block_of(int64_t b, int64_t cb, int64_t upto);
+  std::vector<typename ProductScreen<Acc>::Scratch> scratch_;  // one per thread
 };
 
 }  // namespace cpu

@@ -40,7 +40,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void update_min(
 
 template <typename Acc>
 ScanEngine<Acc>::ScanEngine(const RowSource<Acc>& src, int num_threads)
-    : src_(src), threads_(num_threads) {
+    : src_(src), threads_(num_threads), screen_(src, num_threads) {
   const int64_t n = src.X.rows;
   m_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
   m2_.assign(static_cast<size_t>(n), std::numeric_limits<Acc>::infinity());
@@ -66,16 +66,30 @@ void ScanEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
   const Acc* scale = src_.scale;
   const MatrixView& X = src_.X;
 
+  // Many centers at once (a batched pass, or already_selected): through the
+  // product screen, center_block centers per kernel call.
+  const bool product = screen_.worth(q);
+  std::vector<double> cf;
+  const int64_t cblock = product_tuning().center_block;
+  if (product) {
+    screen_.prepare();
+    cf.resize(static_cast<size_t>(2 * q));
+    screen_.center_facts(refs, q, cf.data());
+  }
+
   std::vector<Top2> tops(static_cast<size_t>(std::max(threads_, 1)));
-  std::vector<int64_t> evals(tops.size(), 0);
+  std::vector<int64_t> evals(tops.size(), 0), recomputes(tops.size(), 0);
+  scratch_.resize(tops.size());
 #pragma omp parallel num_threads(threads_)
   {
     const int tid = omp_get_thread_num();
     const int nt = omp_get_num_threads();
     std::vector<const char*> ptrs(static_cast<size_t>(chunk));
     std::vector<Acc> sc(static_cast<size_t>(chunk)), out(static_cast<size_t>(chunk));
+    std::vector<int64_t> ids(product ? static_cast<size_t>(chunk) : 0);
+    typename ProductScreen<Acc>::Scratch& scratch = scratch_[static_cast<size_t>(tid)];
     Top2 top;
-    int64_t my_evals = 0;
+    int64_t my_evals = 0, my_recomputes = 0;
     // contiguous ranges of chunks per thread: each thread streams its rows
     const int64_t per = (n_chunks + nt - 1) / nt;
     const int64_t c_lo = tid * per, c_hi = std::min(n_chunks, c_lo + per);
@@ -85,10 +99,21 @@ void ScanEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
       // contiguous state lets the update below run as vector code.
       for (int64_t r = 0; r < cnt; ++r) ptrs[r] = X.row(lo + r);
       if (scale) std::copy(scale + lo, scale + hi, sc.data());
-      for (int64_t k = 0; k < q; ++k) {
-        d2(X.dtype, ptrs.data(), scale ? sc.data() : nullptr, cnt, centers + k * D, D,
-           out.data());
-        update_min(out.data(), m + lo, m2 + lo, assign + lo, cnt, ordinals[k]);
+      if (product) {
+        for (int64_t r = 0; r < cnt; ++r) ids[r] = lo + r;
+        for (int64_t k0 = 0; k0 < q; k0 += cblock) {
+          const int64_t nc = std::min(cblock, q - k0);
+          my_recomputes += screen_.apply(ids.data(), ptrs.data(), scale ? sc.data() : nullptr,
+                                         cnt, centers + k0 * D, D, cf.data() + 2 * k0, nc,
+                                         ordinals + k0, nullptr, m + lo, m2 + lo, assign + lo,
+                                         scratch);
+        }
+      } else {
+        for (int64_t k = 0; k < q; ++k) {
+          d2(X.dtype, ptrs.data(), scale ? sc.data() : nullptr, cnt, centers + k * D, D,
+             out.data());
+          update_min(out.data(), m + lo, m2 + lo, assign + lo, cnt, ordinals[k]);
+        }
       }
       int64_t live = 0;
       for (int64_t r = 0; r < cnt; ++r) live += m[lo + r] >= Acc(0);
@@ -106,11 +131,14 @@ void ScanEngine<Acc>::add_centers(const CenterRef* refs, const int64_t* ordinals
     }
     tops[static_cast<size_t>(tid)] = top;
     evals[static_cast<size_t>(tid)] = my_evals;
+    recomputes[static_cast<size_t>(tid)] = my_recomputes;
   }
   top_ = Top2();
   for (size_t t = 0; t < tops.size(); ++t) {
     top_.merge(tops[t]);
     evals_ += evals[t];
+    if (product) product_pairs_ += evals[t];
+    product_recomputes_ += recomputes[t];
   }
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "product_screen.h"
 
 namespace svp {
 namespace cpu {
@@ -23,6 +24,8 @@ class ScanEngine final : public Engine<Acc> {
   void band(double thr, std::vector<BandMember>& out) override;
   double top_candidates(int64_t T, std::vector<BandMember>& out) override;
   int64_t distance_evals() const override { return evals_; }
+  int64_t product_pairs() const override { return product_pairs_; }
+  int64_t product_recomputes() const override { return product_recomputes_; }
   void export_state(double* m, double* m2, int64_t* assign, int64_t* fresh,
                     int64_t centers) const override;
   bool adopt_state(const double* m, const double* m2, const int64_t* assign, const int64_t* fresh,
@@ -42,8 +45,10 @@ class ScanEngine final : public Engine<Acc> {
   std::vector<Acc> m_, m2_;
   std::vector<int64_t> assign_;
   std::vector<Acc> centers_;  // q x D, the current batch of centers
+  ProductScreen<Acc> screen_;  // many centers at once (a batched pass): the product
+  std::vector<typename ProductScreen<Acc>::Scratch> scratch_;  // one per thread
   Top2 top_;
-  int64_t evals_ = 0;
+  int64_t evals_ = 0, product_pairs_ = 0, product_recomputes_ = 0;
 };
 
 }  // namespace cpu

@@ -55,6 +55,11 @@ class CpuBackend:
     def probe_intrinsic_dimension(self, m: Matrix, metric: str, seed: int) -> float:
         return cells.probe_intrinsic_dimension(m, metric=metric, seed=seed)
 
+    def probe_spread(self, m: Matrix, metric: str, seed: int) -> float:
+        """The share of held-out variance outside the projection's directions
+        (projection.spread_residual): the auto rule's test for wide rows."""
+        return projection.spread_residual(m, metric=metric, seed=seed)
+
     def build_projection(self, m: Matrix, metric: str, seed: int, dims: Optional[int] = None):
         """The pruned engine's projection bound (projection.py) with ``dims``
         directions (None: chosen from the data), or None where it would not pay."""
@@ -126,6 +131,11 @@ class CpuBackend:
             raw, self.name, cells_seconds=plan.cells_seconds, picks=plan.budget,
             num_threads=plan.num_threads,
             n_cells=plan.n_cells if cell_of is not None else 0, extra=dict(plan.extra))
+        if raw.get("product_pairs", 0):
+            # distances applied as a matrix product (csrc/cpu/product_screen.h),
+            # and the fast distances its screen left to compute
+            stats.extra.update(product_pairs=int(raw["product_pairs"]),
+                               product_recomputes=int(raw["product_recomputes"]))
         if plan.projection is not None:
             stats.extra.update(projection_dims=plan.projection.dims,
                                projection_residual=plan.projection.residual_fraction,

@@ -20,6 +20,8 @@ from .._arrays import as_matrix, check_choice, check_threads
 from .._threads import KCENTER_STEP, ThreadChoice, choose_threads
 from ._plan import METHODS, METRICS
 from .cells import default_n_cells
+from .projection import MIN_ROW_BYTES, RESIDUAL_MAX
+from .trial import TRIAL_MIN_WORK
 
 __all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KDTREE_MIN_BUDGET",
            "STEP_SHARING_ENGINES", "check_common", "choose_engine", "plan_group_engines",
@@ -39,11 +41,26 @@ KDTREE_MIN_BUDGET = 64
 
 
 def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None,
-                  cols: Optional[int] = None):
+                  cols: Optional[int] = None, spread=None, row_bytes: Optional[int] = None,
+                  facts: Optional[dict] = None, trial=None):
     """The engine to run and the intrinsic dimension measured to decide (or None).
 
     ``probe()`` estimates the intrinsic dimension from a small sample; it is
-    called only when the cells are otherwise worth considering. The same rule
+    called only when the cells are otherwise worth considering. ``spread()``
+    (optional) measures the share of the variance outside the few principal
+    directions the pruned engine's projection bound would use; it is called
+    for rows of ``row_bytes`` >= projection.MIN_ROW_BYTES that pass the
+    intrinsic-dimension test: spread out (over projection.RESIDUAL_MAX), no
+    projection would be built, and the cells' per-member work on such wide
+    rows costs far more than the lazy engine's refresh, which runs at the
+    rate of a matrix product (issue 23: 100,000 x 2048 float16 blobs spread
+    over all directions, TwoNN 5.5-8.7: cells 7x the lazy engine's time per
+    distance at about the same share of distances). What was measured goes
+    into ``facts`` (when given). ``trial()`` (optional; selection/trial.py)
+    times the pruned and lazy engines on a sample and returns (engine,
+    facts): it decides for narrower rows when the run is long enough
+    (N x budget x cols >= trial.TRIAL_MIN_WORK) that its cost is a few
+    percent. The same rule
     on every backend; the backend says what "lazy" runs (``lazy_engine``),
     what "auto" runs without cells (``auto_engine``), whether "auto" ever
     builds cells there (``auto_considers_cells``), below how many rows cells
@@ -69,6 +86,17 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     dim = probe() if probe is not None else None
     if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
         return backend.auto_engine, dim
+    if spread is not None and row_bytes is not None and row_bytes >= MIN_ROW_BYTES:
+        residual = spread()
+        if facts is not None:
+            facts["spread_residual"] = residual
+        if residual > RESIDUAL_MAX:
+            return backend.auto_engine, dim
+    elif trial is not None and cols is not None and n * budget * cols >= TRIAL_MIN_WORK:
+        engine, measured = trial()
+        if facts is not None:
+            facts.update(measured)
+        return (backend.auto_engine if engine == "lazy" else engine), dim
     return "pruned", dim  # hands over to lazy_engine when the cells do not prune
 
 

@@ -121,9 +121,12 @@ def kcenter(
             bound) and refreshes the rest in cache-blocked batches when needed;
             "pruned" groups points into k-means cells and skips those the
             triangle inequality proves cannot move; "auto" (default) uses
-            cells when the budget is large enough to pay for them and the
+            cells when the budget is large enough to pay for them, the
             data's intrinsic dimension (a TwoNN estimate on 1,000 sampled
-            rows) is at most 16, handing over to "lazy" when they do not
+            rows) is at most 16 and, on the CPU, wide rows (2 KB or more)
+            hold their variance in a few directions or, for narrower rows
+            in long runs, a timed trial on a sample favours them (README:
+            how auto chooses), handing over to "lazy" when they do not
             prune; otherwise "lazy"; points of at most 8 coordinates go to
             "kdtree" on the CPU. "batched" certifies many picks per pass
             over the data: each pass takes the ``batch_candidates`` points

@@ -103,6 +103,59 @@ def choose_dims(sigma2: np.ndarray, total: float, cols: int,
     return (k, resid[k]) if resid[k] <= RESIDUAL_MAX else (0, resid[k])
 
 
+def spread_residual(m: Matrix, *, metric: str = "euclidean", seed: int = 0, k: int = max(DIMS),
+                    rows: int = 1024) -> float:
+    """The share of the variance of held-out rows that lies outside the top
+    ``k`` principal directions of other rows: the principal directions of half
+    of ``rows`` sampled rows, measured on the other half (held out, so that a
+    spread the sample cannot resolve is not mistaken for a few directions, as
+    the in-sample share would be: 1,024 rows of isotropic noise in 2,048
+    columns put 14% of their variance in their own top 64 directions, 3% of
+    the true one). A cheap guide (about 2^29 float64 multiply-adds at 2,048
+    columns) for ``method="auto"``: above RESIDUAL_MAX no projection is built,
+    and the pruned engine on wide rows without it costs more than the lazy
+    engine (BENCHMARKS.md, issue 23). Never affects picks. 1.0 for fewer
+    than 2 k rows."""
+    n, d = m.rows, m.cols
+    s = int(min(n, rows))
+    if s < 2 * k or d <= k:
+        return 0.0 if d <= k else 1.0
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=s, replace=False)) if s < n else np.arange(n)
+    x = _working(_take(m, idx), metric == "cosine", np.empty((s, d), dtype=np.float64))
+    x = x[rng.permutation(s)]
+    a, b = x[: s // 2], x[s // 2:]
+    mu = a.mean(axis=0)
+    a = a - mu
+    b = b - mu
+    peak = float(np.abs(a).max())
+    if not peak > 0:
+        return 0.0
+    a /= peak
+    b /= peak
+    with _one_blas_thread():  # a BLAS pool spinning on a busy machine took 10x longer
+        w, u = np.linalg.eigh(a @ a.T)  # a's right singular vectors: a^T u / sqrt(w)
+        top = np.argsort(w)[::-1][:k]
+        top = top[w[top] > w.max() * 1e-12]
+        v = (u[:, top].T @ a) / np.sqrt(w[top])[:, None]  # (k, d), orthonormal rows
+        total = float(np.einsum("ij,ij->", b, b))
+        bv = b @ v.T
+    if not total > 0:
+        return 0.0
+    inside = float(np.einsum("ij,ij->", bv, bv))
+    return float(min(1.0, max(0.0, 1.0 - inside / total)))
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1, "blas")
+
+
 def _working(x: np.ndarray, normalize: bool, out: np.ndarray) -> np.ndarray:
     """Rows in the engine's working space, float64, into ``out``."""
     np.copyto(out, x, casting="unsafe")

@@ -19,6 +19,7 @@ from .._arrays import as_index_array, as_matrix, check_budget, check_index
 from ._backends import backend_for
 from ._plan import DEFAULT_BATCH_CANDIDATES, KCenterPlan, package
 from ._planner import check_common, choose_engine, random_starts, step_threads
+from .trial import engine_trial
 from .cells import default_n_cells
 
 __all__ = ["kcenter_single"]
@@ -91,7 +92,22 @@ def kcenter_single(embeddings: Any, budget: Any, *, already_selected: Any = None
         validate()
         return backend.probe_intrinsic_dimension(m, metric, seed)
 
-    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols)
+    spread = None
+    if projection_dims is None and hasattr(backend, "probe_spread"):
+        def spread() -> float:
+            validate()
+            return backend.probe_spread(m, metric, seed)
+
+    trial = None
+    if hasattr(backend, "probe_spread"):  # the CPU: time the engines on a sample
+        def trial():
+            validate()
+            return engine_trial(m, budget, selected, metric, seed, backend)
+
+    facts: dict = {}
+    engine, dim = (choose_engine(method, m.rows, budget, cells_n, backend, probe, cols=m.cols,
+                                 spread=spread, row_bytes=m.cols * m.itemsize, facts=facts,
+                                 trial=trial)
                    if budget > 0 else ("scan", None))
     probe_seconds = time.perf_counter() - t0
     choice = step_threads(requested, m, backend, engine)
@@ -118,6 +134,7 @@ def kcenter_single(embeddings: Any, budget: Any, *, already_selected: Any = None
                        batch_max_picks=batch_max_picks or 0)
     if dim is not None:
         plan.extra.update(intrinsic_dimension=dim, probe_seconds=probe_seconds)
+    plan.extra.update(facts)
     plan.extra["threads_reason"] = choice.reason
     if engine == "pruned" and budget > 0:
         validate()
