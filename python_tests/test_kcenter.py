@@ -9,6 +9,7 @@ from conftest import SIMD_LEVELS
 from reference import kcenter_ref
 
 import svp_fast
+from svp_fast.selection import _planner  # the engine rule of every driver
 
 METHODS = ["scan", "lazy", "pruned", "batched", "kdtree"]
 DTYPES = [np.float32, np.float16, np.float64]
@@ -277,7 +278,8 @@ def test_stats_report_pruning(rng):
     assert st2.evaluated_fraction == 1.0
 
 
-def test_auto_skips_cells_on_noise(rng):
+def test_auto_skips_cells_on_noise(rng, monkeypatch):
+    monkeypatch.setattr(_planner, "CELLS_MIN_PAIRS", 0)  # a small run, the rule's later branches
     # Gaussian noise has intrinsic dimension ~38 at D = 64: cells cannot prune
     x = rng.standard_normal((8192, 64)).astype(np.float32)
     p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
@@ -286,7 +288,8 @@ def test_auto_skips_cells_on_noise(rng):
     assert st.extra["intrinsic_dimension"] > 16
 
 
-def test_auto_uses_cells_on_low_dimensional_data(rng):
+def test_auto_uses_cells_on_low_dimensional_data(rng, monkeypatch):
+    monkeypatch.setattr(_planner, "CELLS_MIN_PAIRS", 0)  # a small run, the rule's later branches
     x = clustered(rng, 8192, 32, classes=40, sub=2, noise=0.01).astype(np.float32)
     p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
     np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))
@@ -297,9 +300,8 @@ def test_auto_uses_cells_on_low_dimensional_data(rng):
 
 def test_auto_falls_back_when_cells_do_not_prune(rng, monkeypatch):
     # force the cells onto noise: the engine must notice and hand over to lazy
-    from svp_fast.selection import _planner  # the engine rule of every driver
-
     monkeypatch.setattr(_planner, "CELLS_MAX_INTRINSIC_DIMENSION", float("inf"))
+    monkeypatch.setattr(_planner, "CELLS_MIN_PAIRS", 0)
     x = rng.standard_normal((8192, 64)).astype(np.float32)
     p, st = svp_fast.kcenter(x, 600, method="auto", return_stats=True)
     np.testing.assert_array_equal(p, svp_fast.kcenter(x, 600, method="scan"))

@@ -20,7 +20,7 @@ import svp_fast
 from svp_fast import _core
 from svp_fast._arrays import as_matrix
 from svp_fast.selection.kcenter import choose_engine
-from svp_fast.selection import projection
+from svp_fast.selection import _planner, projection
 
 DTYPE_CODES = {np.float32: 0, np.float16: 1, np.float64: 3}
 OFF = (10**9, 0, 0)  # min_cols beyond any row: the product never runs
@@ -226,9 +226,10 @@ def test_spread_residual_reads_the_spectrum(rng):
     assert projection.spread_residual(low, metric="cosine") < 0.05
 
 
-def test_auto_runs_lazy_on_spread_wide_rows(rng):
+def test_auto_runs_lazy_on_spread_wide_rows(rng, monkeypatch):
     """End to end: wide float16 rows of 1,000 tight blobs spread over every
     direction read a low TwoNN dimension, and auto still keeps the cells away."""
+    monkeypatch.setattr(_planner, "CELLS_MIN_PAIRS", 0)  # a small run, the rule's later branches
     n, d = 6000, 1024
     centers = rng.standard_normal((1000, d))
     x = (centers[rng.integers(0, 1000, n)] + 0.05 * rng.standard_normal((n, d))).astype(np.float16)
@@ -247,10 +248,24 @@ def test_auto_trial_rule():
                                   row_bytes=1024, facts=facts,
                                   trial=lambda: (measured, {"trial_seconds": 0.1}))
         assert engine == measured and facts["trial_seconds"] == 0.1
-    # a short run: no trial, the cells as before
-    engine, _ = choose_engine("auto", 20_000, 1_000, 128, _Backend(), probe=lambda: 2.5, cols=64,
+    # a shorter run (N x budget x D below trial.TRIAL_MIN_WORK): no trial, the cells as before
+    engine, _ = choose_engine("auto", 100_000, 1_000, 316, _Backend(), probe=lambda: 2.5, cols=64,
                               row_bytes=256, trial=lambda: pytest.fail("too short to try"))
     assert engine == "pruned"
+
+
+def test_auto_short_runs_skip_the_probe_and_the_cells(rng):
+    """Below _planner.CELLS_MIN_PAIRS (row, pick) pairs the probe and the cells'
+    k-means would be a large part of the run: lazy, without probing."""
+    n, b = 50_000, 300
+    assert n * b < _planner.CELLS_MIN_PAIRS <= 100_000 * 1_000
+    engine, dim = choose_engine("auto", n, b, 223, _Backend(), cols=256,
+                                probe=lambda: pytest.fail("a short run needs no probe"))
+    assert (engine, dim) == ("lazy", None)
+    x = rng.standard_normal((n, 64)).astype(np.float32)
+    p, st = svp_fast.kcenter(x, b, return_stats=True)
+    assert st.method == "lazy" and "intrinsic_dimension" not in st.extra
+    assert p.tolist() == svp_fast.kcenter(x, b, method="scan").tolist()
 
 
 def test_engine_trial_end_to_end(rng, monkeypatch):
@@ -260,6 +275,7 @@ def test_engine_trial_end_to_end(rng, monkeypatch):
 
     kc = sys.modules["svp_fast.selection._planner"]
     monkeypatch.setattr(kc, "TRIAL_MIN_WORK", 0)
+    monkeypatch.setattr(kc, "CELLS_MIN_PAIRS", 0)
     centers = rng.standard_normal((50, 3)) * 10
     x = (centers[rng.integers(0, 50, 9000)] + rng.standard_normal((9000, 3))) \
         @ rng.standard_normal((3, 48))

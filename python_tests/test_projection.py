@@ -10,7 +10,7 @@ import pytest
 
 import svp_fast
 from svp_fast._arrays import as_matrix
-from svp_fast.selection import _backend_cpu, projection
+from svp_fast.selection import _backend_cpu, _planner, projection
 from svp_fast.selection.projection import build_projection, choose_dims
 
 from reference import kcenter_ref
@@ -145,7 +145,8 @@ def test_projection_pauses_where_it_does_not_pay(rng):
     assert tests < 0.5 * (st.distance_evals + skips)
 
 
-def test_auto_uses_the_projection_on_wide_low_rank_rows(rng):
+def test_auto_uses_the_projection_on_wide_low_rank_rows(rng, monkeypatch):
+    monkeypatch.setattr(_planner, "CELLS_MIN_PAIRS", 0)  # a small run, the rule's later branches
     x = low_rank(rng, 12000, 1024, dtype=np.float16)  # 2 KB rows
     got, st = svp_fast.kcenter(x, 1200, return_stats=True)
     assert st.method == "pruned"

@@ -23,7 +23,7 @@ from .cells import default_n_cells
 from .projection import MIN_ROW_BYTES, RESIDUAL_MAX
 from .trial import TRIAL_MIN_WORK
 
-__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "KDTREE_MAX_DIM", "KDTREE_MIN_BUDGET",
+__all__ = ["CELLS_MAX_INTRINSIC_DIMENSION", "CELLS_MIN_PAIRS", "KDTREE_MAX_DIM", "KDTREE_MIN_BUDGET",
            "STEP_SHARING_ENGINES", "check_common", "choose_engine", "plan_group_engines",
            "positive_or_none", "random_starts", "step_threads", "sub_matrix"]
 
@@ -38,6 +38,15 @@ CELLS_MAX_INTRINSIC_DIMENSION = 16.0
 # and its tree costs about as much as a few dozen scans of the points.
 KDTREE_MAX_DIM = 8
 KDTREE_MIN_BUDGET = 64
+
+# Runs of fewer (row, pick) pairs than this never build cells, nor pay for the
+# probe that decides for them: the TwoNN probe (about 1,000^2 x D
+# multiply-adds) and the cells' k-means are then a large part of the run
+# (measured on 2 cores: 50,000 x 256 noise, 300 picks: the probe 12 ms of a
+# 41 ms lazy run; Fashion-MNIST features 60,000 x 64, 600 picks: the k-means
+# 40 ms, pruned 89 ms against lazy 74 ms; at 6,000 picks pruned took half
+# lazy's time).
+CELLS_MIN_PAIRS = 2**26
 
 
 def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe=None,
@@ -81,7 +90,7 @@ def choose_engine(method: str, n: int, budget: int, n_cells: int, backend, probe
     # Cells cost a k-means (about N x cells x D flops, as matrix products)
     # before the first pick: worth it only over many picks.
     if (not backend.auto_considers_cells or n < backend.cells_min_rows
-            or budget < max(256, n_cells)):
+            or budget < max(256, n_cells) or n * budget < CELLS_MIN_PAIRS):
         return backend.auto_engine, None
     dim = probe() if probe is not None else None
     if dim is not None and dim > CELLS_MAX_INTRINSIC_DIMENSION:
