@@ -71,10 +71,10 @@ def test_one_core_is_always_serial(monkeypatch):
     assert (c.threads, c.reason) == (1, "serial")
 
 
-def _fake_proc(tmp_path, busy_ticks, idle_ticks, running):
+def _fake_proc(tmp_path, busy_ticks, idle_ticks, running, load1=4.0):
     (tmp_path / "stat").write_text(
         f"cpu  {busy_ticks} 0 0 {idle_ticks} 0 0 0 0 0 0\ncpu0 1 0 0 1 0 0 0 0 0 0\n")
-    (tmp_path / "loadavg").write_text(f"0.50 0.40 0.30 {running}/200 4242\n")
+    (tmp_path / "loadavg").write_text(f"{load1:.2f} 0.40 0.30 {running}/200 4242\n")
 
 
 def test_load_meter_reads_proc_less_its_own_time(tmp_path, monkeypatch):
@@ -99,9 +99,15 @@ def test_load_meter_reads_proc_less_its_own_time(tmp_path, monkeypatch):
     clock["cpu"] += 1.0
     _fake_proc(tmp_path, busy_ticks=1200, idle_ticks=5000, running=3)
     assert meter.others_busy() == 0.0
-    # after a long pause the average says nothing about now: the instant count
+    # after a long pause the average says nothing about now: the instant count,
+    # unless the 1-minute load average says the machine has been quieter (a
+    # thread that happens to be running at that instant is not a busy core)
     clock["wall"] += 60
     assert meter.others_busy() == 2.0
+    clock["wall"] += 60
+    _fake_proc(tmp_path, busy_ticks=1300, idle_ticks=5000, running=3, load1=0.3)
+    assert meter.others_busy() == pytest.approx(0.3)
+    assert meter.free_cores() == pytest.approx(1.7)
     # no /proc: no reading
     assert LoadMeter(str(tmp_path / "none"), str(tmp_path / "none")).free_cores() is None
 

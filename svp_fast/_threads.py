@@ -21,7 +21,8 @@ So when ``num_threads`` is not given, each call chooses:
    step of 205 MB were 1.15-1.8x faster on all threads under load).
 3. **Otherwise the cores that are free**: the machine's CPUs less the cores
    other processes kept busy over the last ``WINDOW`` seconds (from
-   ``/proc/stat``, less this process's own CPU time), at least one, at most
+   ``/proc/stat``, less this process's own CPU time; after a pause, the
+   smaller of the threads running now and the 1-minute load average), at least one, at most
    OpenMP's maximum (``OMP_NUM_THREADS``, the CPU affinity). On an idle
    machine that is every thread, as before.
 
@@ -135,9 +136,16 @@ class LoadMeter:
         return (sum(ticks[:8]) - idle) / self.tick
 
     def _running_now(self) -> float:
-        # "0.52 0.58 0.59 3/250 12345": threads running now / all threads
-        running = int(self._read(self.loadavg_path, 128).split()[3].split(b"/")[0])
-        return float(max(0, running - 1))  # less the caller
+        # "0.52 0.58 0.59 3/250 12345": the 1-minute load average, threads
+        # running now / all threads. The instant count alone counts whoever
+        # happens to be on a core at that moment (measured on an idle machine:
+        # the parent of a worker process, just back from writing it a request,
+        # made every first call of the worker run one thread); the 1-minute
+        # average alone lags a load that has just started. Busy others are
+        # the smaller of the two: sustained load raises both.
+        fields = self._read(self.loadavg_path, 128).split()
+        running = int(fields[3].split(b"/")[0])
+        return float(max(0.0, min(running - 1, float(fields[0]))))  # less the caller
 
     def others_busy(self) -> Optional[float]:
         """Cores that other processes kept busy lately (a float >= 0), or None."""
