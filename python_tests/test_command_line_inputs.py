@@ -344,7 +344,7 @@ def test_kcenter_command_on_cuda_resumes_a_checkpoint(tmp_path, rng, capsys):
     from svp_fast._arrays import as_matrix
     from svp_fast.cli import _source_facts
     from svp_fast.selection.checkpoint import KCenterCheckpoint
-    from svp_fast.selection.kcenter import _checkpoint_facts
+    from svp_fast.selection.single import _checkpoint_facts
 
     n, budget, done = sized(5000, 1500), sized(400, 120), sized(150, 50)
     x = rng.normal(size=(n, 8)).astype(np.float32)
