@@ -24,13 +24,14 @@ import torch
 import torch.distributed as dist
 
 import svp_fast
+from conftest import EMULATED
 from distributed_worker import load_api, protocols_of, run_cases, run_failure
 
 sd = load_api()
 PYTHON = sys.executable
 # a hung case fails the test instead of hanging the suite (the emulated CUDA
 # build runs the CUDA shards' kernels on the CPU: longer)
-JOIN_SECONDS = 600 if svp_fast.build_info().get("cuda_emulated") else 150
+JOIN_SECONDS = 600 if EMULATED else 150
 
 # ----------------------------------------------------------------------------- data and cases
 
