@@ -177,6 +177,19 @@ def test_an_order_decided_by_atomics_changes_with_the_seed(emu):
     assert outs[0] != outs[1]
 
 
+def test_grids_launched_back_to_back_between_copies_outlive_their_slot_threads():
+    # The stream's thread runs a grid and waits, on its own stack, for the grid's
+    # slot threads to count themselves out. A slot thread that woke it after
+    # letting go of the lock could touch that stack once the thread had moved on
+    # (a crash seen in a distributed CUDA-shard test). With this setting each
+    # slot thread pauses before its last touch of the grid, and the emulator
+    # aborts if the stream's thread has left the grid by then.
+    rc, out, err = run_alone("launches_then_copies", SVP_EMU_SLOT_EXIT_PAUSE_US="2000")
+    assert rc == 0, f"the process ended with {rc}: {err[-3000:]}"
+    assert out["error"] == "cudaSuccess", out
+    assert out["values"] == [32.0 * sum(range(16))] * 50
+
+
 def test_cub_given_less_temporary_storage_than_it_asked_for(emu):
     assert_failure(run(emu, "cub_temp_too_small"), "cudaErrorInvalidValue",
                    "SortPairsDescending", "smaller than")

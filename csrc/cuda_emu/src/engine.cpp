@@ -264,7 +264,13 @@ struct Grid {
   std::condition_variable cv;
   int slots_running = 0;
 
+  // (SVP_EMU_SLOT_EXIT_PAUSE_US, the emulator's own tests) set by the stream's
+  // thread once it has stopped waiting for the slot threads, just before g
+  // goes out of scope; a slot thread that still touches g after that is a defect
+  std::atomic<bool> stream_left{false};
+
   void progress() { ++progress_count; }
+  void check_still_held() const;
   std::string context(const Thread* t) const;
   std::string state_report() const;
   void fail(cudaError_t code, const std::string& what, const Thread* t);
@@ -419,10 +425,13 @@ void SlotThread::main() {
     grid = nullptr;
     slot = -1;
     give_back(this);
-    {
-      std::lock_guard<std::mutex> lock(g->m);
-      --g->slots_running;
-    }
+    // counted out and the stream's thread woken under the lock: once it is
+    // released that thread may return from run_grid, and g (on its stack) is
+    // gone (woken after the unlock, a late notify_all wrote into whatever the
+    // stream's thread had put there since: a crash in a distributed test)
+    std::lock_guard<std::mutex> lock(g->m);
+    --g->slots_running;
+    g->check_still_held();
     g->cv.notify_all();
   }
 }
@@ -1141,6 +1150,18 @@ void install_fault_handler() {
 
 // ----------------------------------------------------------- run a grid --
 
+// A slot thread about to touch g for the last time (the emulator's own test,
+// SVP_EMU_SLOT_EXIT_PAUSE_US): it pauses, then g must still be the stream
+// thread's (g lives on that thread's stack and is gone once it moves on).
+void Grid::check_still_held() const {
+  if (!options().slot_exit_pause_us) return;
+  std::this_thread::sleep_for(std::chrono::microseconds(options().slot_exit_pause_us));
+  if (stream_left.load()) {
+    fprintf(stderr, "svp_emu: a slot thread touched its grid after the stream's thread had left it\n");
+    abort();
+  }
+}
+
 cudaError_t run_grid(GridLaunch& launch, std::string* detail) {
   install_fault_handler();
   Grid g;
@@ -1197,6 +1218,10 @@ cudaError_t run_grid(GridLaunch& launch, std::string* detail) {
         if (r != pthread_t{}) pthread_kill(r, kSpinSignal);
       }
     }
+  }
+  if (options().slot_exit_pause_us) {  // the emulator's own test: g outlives this a while, marked
+    g.stream_left = true;
+    std::this_thread::sleep_for(std::chrono::microseconds(4 * options().slot_exit_pause_us));
   }
   for (auto& sp : g.slots)  // blocks a failure left behind
     if (sp->block.dyn) free(sp->block.dyn);

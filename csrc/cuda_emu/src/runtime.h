@@ -23,6 +23,10 @@ struct Options {
   unsigned preempt_odds = 64;   // at an atomic or fence, 1 in N: run another resident block
   int max_resident = 32;        // SVP_EMU_MAX_RESIDENT: blocks resident at once in an ordinary launch
   bool quiet = false;           // SVP_EMU_QUIET=1: no report on stderr
+  // SVP_EMU_SLOT_EXIT_PAUSE_US (the emulator's own tests): a slot thread
+  // leaving a grid pauses this long between counting itself out and waking
+  // the stream's thread, widening the window in which that thread may return
+  int slot_exit_pause_us = 0;
 };
 Options& options();
 

@@ -63,6 +63,7 @@ Options& options() {
     x.hang_seconds = static_cast<double>(std::max(1LL, env_int("SVP_EMU_HANG_SECONDS", 120)));
     x.max_resident = static_cast<int>(std::max(1LL, env_int("SVP_EMU_MAX_RESIDENT", 32)));
     x.quiet = env_int("SVP_EMU_QUIET", 0) != 0;
+    x.slot_exit_pause_us = static_cast<int>(std::max(0LL, std::min(1000000LL, env_int("SVP_EMU_SLOT_EXIT_PAUSE_US", 0))));
     return x;
   }();
   return o;
@@ -300,9 +301,13 @@ bool is_pinned(const void* p, size_t n) {
 
 struct Stream;
 
+// A stream's count of completed ops, shared with the ops of other streams
+// that wait for it (a stream may be destroyed before they run)
+using Completed = std::shared_ptr<std::atomic<uint64_t>>;
+
 struct Op {
   std::function<void()> work;
-  std::vector<std::pair<Stream*, uint64_t>> after;  // (stream, its op count) to wait for
+  std::vector<std::pair<Completed, uint64_t>> after;  // (a stream's count, the value to wait for)
 };
 
 struct Stream {
@@ -311,7 +316,7 @@ struct Stream {
   std::condition_variable cv;
   std::deque<Op> queue;
   uint64_t enqueued = 0;
-  std::atomic<uint64_t> completed{0};
+  Completed completed = std::make_shared<std::atomic<uint64_t>>(0);
   bool stop = false;
   std::thread worker;
   void run();
@@ -336,13 +341,13 @@ void Stream::run() {
     }
     for (auto& dep : op.after) {
       std::unique_lock<std::mutex> lock(g_progress_mutex);
-      g_progress_cv.wait(lock, [&] { return dep.first->completed.load() >= dep.second; });
+      g_progress_cv.wait(lock, [&] { return dep.first->load() >= dep.second; });
     }
     // after a kernel failure the device runs nothing more (the context is lost)
     if (sticky() == cudaSuccess) op.work();
     {
       std::lock_guard<std::mutex> lock(g_progress_mutex);
-      completed.fetch_add(1);
+      completed->fetch_add(1);
     }
     g_progress_cv.notify_all();
   }
@@ -382,12 +387,12 @@ void enqueue(cudaStream_t stream, std::function<void()> work) {
       for (Stream* o : g_streams)
         if (o != s && o->blocking) {
           std::lock_guard<std::mutex> l2(o->m);
-          op.after.push_back({o, o->enqueued});
+          op.after.push_back({o->completed, o->enqueued});
         }
     } else if (s->blocking) {
       Stream* l = legacy_stream();
       std::lock_guard<std::mutex> l2(l->m);
-      op.after.push_back({l, l->enqueued});
+      op.after.push_back({l->completed, l->enqueued});
     }
   }
   {
@@ -405,7 +410,7 @@ void wait_stream(Stream* s) {
     target = s->enqueued;
   }
   std::unique_lock<std::mutex> lock(g_progress_mutex);
-  g_progress_cv.wait(lock, [&] { return s->completed.load() >= target; });
+  g_progress_cv.wait(lock, [&] { return s->completed->load() >= target; });
 }
 
 void wait_all() {
@@ -772,7 +777,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(s->m);
   const cudaError_t st = sticky();
   if (st != cudaSuccess) return st;
-  return s->completed.load() >= s->enqueued ? cudaSuccess : cudaErrorNotReady;
+  return s->completed->load() >= s->enqueued ? cudaSuccess : cudaErrorNotReady;
 }
 
 cudaError_t cudaDeviceSynchronize(void) {

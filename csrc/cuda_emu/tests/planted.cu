@@ -154,6 +154,11 @@ __global__ void slots_by_atomic(int* counter, double* out) {
   out[slot] = blockIdx.x * blockDim.x + threadIdx.x;
 }
 
+// Every thread writes its block's index: grids with many resident blocks,
+// launched back to back between copies (the stream's thread leaves each grid
+// while slot threads still count themselves out).
+__global__ void block_index(double* out) { out[blockIdx.x * blockDim.x + threadIdx.x] = blockIdx.x; }
+
 // ---------------------------------------------------------------- host --
 
 struct Outcome {
@@ -301,6 +306,20 @@ Outcome run_case(const std::string& name) {
     Buffer out(4 * kBlock);
     finish(o, launch<slots_by_atomic>(4, kBlock, 0, false, counter, out.p), &out);
     cudaFree(counter);
+  } else if (name == "launches_then_copies") {
+    // values: per launch, the sum of what its grid wrote (copied back at once)
+    const int blocks = 16, threads = 32, launches = 50;
+    Buffer out(static_cast<size_t>(blocks) * threads);
+    std::vector<double> h(out.n);
+    for (int i = 0; i < launches && o.error == "cudaSuccess"; ++i) {
+      cudaMemset(out.p, 0, out.n * sizeof(double));
+      cudaError_t e = launch<block_index>(blocks, threads, 0, false, out.p);
+      if (e == cudaSuccess) e = cudaMemcpy(h.data(), out.p, out.n * sizeof(double), cudaMemcpyDeviceToHost);
+      if (e != cudaSuccess) return finish(o, e, nullptr), o;
+      double sum = 0;
+      for (double v : h) sum += v;
+      o.values.push_back(sum);
+    }
   } else if (name == "cub_temp_too_small" || name == "cub_temp_enough") {
     const int n = 1000;
     float *keys = nullptr, *keys_out = nullptr;
@@ -360,6 +379,7 @@ std::vector<std::string> case_names() {
           "spin_forever",
           "spin_without_yield",
           "slots_by_atomic",
+          "launches_then_copies",
           "cub_temp_too_small",
           "cub_temp_enough"};
 }
