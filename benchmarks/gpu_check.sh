@@ -153,10 +153,7 @@ if (( DRY )); then
 else
   # (emulated: no per-test timeout, the emulation is slower; the distributed CUDA shard too)
   ECO_TIMEOUT=$(( EMU ? 0 : 30 ))
-  # (the distributed CUDA shards under emulation: the full run only, not CI's share: rank 0
-  #  of the world-2 spawn crashed with SIGSEGV or stalled in 2 of 6 clean-clone CI runs on
-  #  2026-12-07, an open defect found by the emulation, to be fixed next; see the note)
-  (( EMU )) && [[ "${SVP_EMU_TEST_SHARE:-1}" == "1" ]] && ECO_TESTS+=("$REPO/python_tests/test_distributed.py")
+  (( EMU )) && ECO_TESTS+=("$REPO/python_tests/test_distributed.py")
   run_stage gpu_ecosystem $(( EMU ? 1800 : 120 )) env SVP_TEST_TIMEOUT=$ECO_TIMEOUT $PY -m pytest -q -rs \
     -p no:cacheprovider -c "$REPO/pyproject.toml" --rootdir "$REPO" "${ECO_TESTS[@]}" \
     -k "not (test_command_line_inputs or test_distributed) or cuda"
