@@ -25,6 +25,8 @@ class CpuBackend:
     auto_engine = "lazy"
     auto_min_budget = 0
     auto_considers_cells = True
+    # auto may time its candidate engines on a sample of the rows (engine_trial)
+    times_engines = True
     # the cells cost a k-means before the first pick: below this many rows a
     # selection is over before they pay
     cells_min_rows = 4096

@@ -52,6 +52,8 @@ class CudaBackend:
     auto_engine = "batched"
     auto_min_budget = 16  # fewer picks: the plain scan, no passes to amortise
     auto_considers_cells = False
+    # no engine trial on the device: its engines are not timed against each other yet
+    times_engines = False
     # below this many rows the scan's step is latency, not bandwidth: cells cannot pay
     cells_min_rows = 65536
     # the GPU runs method="kdtree" as the scan: a step over a point cloud is
