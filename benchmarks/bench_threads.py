@@ -24,6 +24,7 @@ case.
     python benchmarks/bench_threads.py --busy 2            # the shared machine
     python benchmarks/bench_threads.py --baseline-site /tmp/svp_main_site   # idle, against main
     python benchmarks/bench_threads.py --assume-free-cores 2     # the idle choice's own cost
+    python benchmarks/bench_threads.py --baseline-site DIR --pause 2.1 --burst 5   # idle, awake
 
 It prints, per case, the times and ``default / best(1, all)`` (target with
 two busy processes: at most 1.3) and ``default / today`` (target on an idle
@@ -150,6 +151,12 @@ def main(argv=None) -> int:
     p.add_argument("--pause", type=float, default=0.02,
                    help="seconds between two runs (default 0.02): OpenMP threads spin after "
                         "a run before they sleep, and would slow the next run down")
+    p.add_argument("--burst", type=int, default=0, metavar="K",
+                   help="after each pause, one untimed run and K timed runs back to back (the "
+                        "idle comparison: a core idle for a pause takes milliseconds to wake "
+                        "on some VMs, and workers that alternate run by run are load to each "
+                        "other's default; with --pause over 2 s and K runs in one worker, the "
+                        "default sees an idle machine and the cores are awake)")
     p.add_argument("--assume-free-cores", type=float, metavar="F",
                    help="this build's default reads F free cores instead of /proc (e.g. the "
                         "machine's CPU count: what it does on an idle machine, measured on a "
@@ -183,7 +190,8 @@ def main(argv=None) -> int:
         plan = [(w, label, threads) for w in workers for label, threads in variants[w.name]]
         cases = workers[0].info["cases"]
         print(f"bench_threads: {cpus} CPUs, {args.busy} busy processes, suite {args.size}, "
-              f"median of {args.repeat}; load average {os.getloadavg()}"
+              f"median of {args.repeat}" + (f" rounds of {args.burst} runs" if args.burst else "")
+              + f"; load average {os.getloadavg()}"
               + ("" if args.assume_free_cores is None else
                  f"; the default assumes {args.assume_free_cores:g} free cores"), flush=True)
         print(f"one reading of the load: {reading_cost() * 1e6:.1f} us (at most one per "
@@ -204,10 +212,13 @@ def main(argv=None) -> int:
                     # run, on a core the next run (whichever it is) needs
                     for w, lab, threads in plan[r % len(plan):] + plan[:r % len(plan)]:
                         time.sleep(args.pause)
-                        res = w.run(ci, mi, threads)
-                        if r >= args.warmup:
-                            times[lab].append(res["seconds"])
-                            used.setdefault(lab, set()).add(res["threads_used"])
+                        if args.burst:
+                            w.run(ci, mi, threads)  # wakes the cores, untimed
+                        for _ in range(max(1, args.burst)):
+                            res = w.run(ci, mi, threads)
+                            if r >= args.warmup:
+                                times[lab].append(res["seconds"])
+                                used.setdefault(lab, set()).add(res["threads_used"])
                 med = {lab: statistics.median(v) for lab, v in times.items()}
                 rec = {"case": label, "ms": {k: v * 1e3 for k, v in med.items()},
                        "threads_used": {k: sorted(v) for k, v in used.items()},

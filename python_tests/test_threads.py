@@ -171,3 +171,25 @@ def test_subprocess_default_reads_the_real_load():
                          timeout=120, check=True).stdout.split()
     threads, reason, top = int(out[0]), " ".join(out[1:-1]), int(out[-1])
     assert 1 <= threads <= top and reason in ("free cores", "no load reading", "share")
+
+
+def test_bench_threads_times_bursts_and_records_the_threads(tmp_path):
+    """benchmarks/bench_threads.py end to end on one small case, with --burst:
+    every variant's timings, the threads each used, and the ratio it reports."""
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_threads.py"
+    out = tmp_path / "threads.json"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--only", "kcenter float32 N=2000 D=64 lazy", "--repeat", "2",
+         "--warmup", "0", "--burst", "2", "--pause", "0", "--out", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rounds of 2 runs" in proc.stdout
+    (rec,) = json.loads(out.read_text())["records"]
+    assert rec["case"] == "kcenter float32 N=2000 D=64 lazy"
+    assert set(rec["ms"]) == {"default", "1", "all"} and min(rec["ms"].values()) > 0
+    assert rec["threads_used"]["1"] == [1]
+    assert rec["default_over_best"] == pytest.approx(
+        rec["ms"]["default"] / min(rec["ms"]["1"], rec["ms"]["all"]))
