@@ -65,6 +65,30 @@ def test_the_rules(two_cores):
     assert choose_threads(0, UNCERTAINTY_PASS, 100_000 * 100, meter=busy).threads == 2
 
 
+def test_a_batched_pass_shares_from_fewer_rows_than_a_scan_step(two_cores, monkeypatch):
+    # a pass meets the pass's candidates at each row: several steps of work
+    from types import SimpleNamespace
+
+    from svp_fast.selection import _planner
+
+    monkeypatch.setattr(_threads, "LOAD", FixedLoad(0.0))  # every core busy elsewhere
+    cpu = SimpleNamespace(name="cpu")
+
+    def threads(rows, cols, engine):
+        m = SimpleNamespace(rows=rows, cols=cols, itemsize=4)
+        return _planner.step_threads(0, m, cpu, engine)
+
+    # 200,000 x 64 float32 (51 MB): all threads were 1.41x faster for batched under load,
+    # one thread as fast as two for the scan
+    assert (threads(200_000, 64, "batched").threads, threads(200_000, 64, "batched").reason) == \
+        (2, "share")
+    assert threads(200_000, 64, "scan").threads == 1
+    # 20,000 x 256 (20 MB): even; 20,000 x 64 (5 MB): one thread 1.6-3.2x faster
+    assert threads(20_000, 256, "batched").threads == 1
+    assert threads(20_000, 64, "batched").threads == 1
+    assert _threads.KCENTER_BATCHED_PASS.share_from < _threads.KCENTER_STEP.share_from
+
+
 def test_one_core_is_always_serial(monkeypatch):
     monkeypatch.setattr(_threads, "_MAX_THREADS", 1)
     c = choose_threads(0, KCENTER_STEP, 1 << 30, meter=FixedLoad(8.0))

@@ -18,7 +18,8 @@ So when ``num_threads`` is not given, each call chooses:
    thread's share of a region lasts several scheduler time slices, so a late
    thread costs a small part of it, and more threads hold more of the
    contested cores (measured: uncertainty on 100,000 x 100 logits and a scan
-   step of 205 MB were 1.15-1.8x faster on all threads under load).
+   step of 205 MB were 1.15-1.8x faster on all threads under load; a pass of
+   the batched engine, several steps' work, from 32 MB of rows).
 3. **Otherwise the cores that are free**: the machine's CPUs less the cores
    other processes kept busy over the last ``WINDOW`` seconds (from
    ``/proc/stat``, less this process's own CPU time; after a pause, the
@@ -44,7 +45,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["KCENTER_STEP", "LoadMeter", "ThreadChoice", "UNCERTAINTY_PASS", "WorkKind",
+__all__ = ["KCENTER_BATCHED_PASS", "KCENTER_STEP", "LoadMeter", "ThreadChoice", "UNCERTAINTY_PASS", "WorkKind",
            "choose_threads", "max_threads"]
 
 
@@ -67,6 +68,13 @@ class WorkKind:
 # faster at 205 MB (x 256; scan and batched).
 KCENTER_STEP = WorkKind("k-center step", "bytes", serial_below=128 << 10,
                         share_from=128 << 20)
+# One pass of the batched k-center engine, in bytes of rows read: each row
+# meets the pass's candidates, so a pass is several scan steps of work
+# between two barriers and shares from fewer rows. Under two busy processes:
+# one thread 1.6-3.2x faster at 5 MB (20,000 x 64), even at 20 MB
+# (20,000 x 256: 1.03), all threads 1.41x faster at 51 MB (200,000 x 64).
+KCENTER_BATCHED_PASS = WorkKind("k-center batched pass", "bytes", serial_below=128 << 10,
+                                share_from=32 << 20)
 # One pass of top-k uncertainty, in elements of the logits. Idle: 2 threads
 # took 0.95x one thread's time at 2,000 elements (100 x 20) and 0.83x at
 # 20,000. Under load: one thread was 30-50x faster on 10,000 x 100, all

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .._arrays import as_matrix, check_choice, check_threads
-from .._threads import KCENTER_STEP, ThreadChoice, choose_threads
+from .._threads import KCENTER_BATCHED_PASS, KCENTER_STEP, ThreadChoice, choose_threads
 from ._plan import METHODS, METRICS
 from .cells import default_n_cells
 from .projection import MIN_ROW_BYTES, RESIDUAL_MAX
@@ -124,7 +124,8 @@ def step_threads(requested: int, m, backend, engine: Optional[str] = None,
     if backend.name != "cpu":
         return ThreadChoice(requested, "requested" if requested else "device")
     size = (m.rows if rows is None else rows) * m.cols * m.itemsize
-    return choose_threads(requested, KCENTER_STEP, size,
+    kind = KCENTER_BATCHED_PASS if engine == "batched" else KCENTER_STEP
+    return choose_threads(requested, kind, size,
                           share=engine is None or engine in STEP_SHARING_ENGINES)
 
 
