@@ -73,9 +73,9 @@ def _collective_seconds(seconds: float) -> float:
     """How long a rank waits for its peers: ``seconds``, 5x on the emulated
     CUDA build, whose kernels run on the CPU (a clean-clone CI run saw rank 1
     wait more than 60 s at the final barrier for rank 0's CUDA-shard cases)."""
-    import svp_fast
+    from svp_fast._emulation import EMULATED
 
-    return seconds * 5 if svp_fast.build_info().get("cuda_emulated") else seconds
+    return seconds * 5 if EMULATED else seconds
 
 
 def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> None:
@@ -107,12 +107,12 @@ def run_cases(rank: int, world: int, store: str, out_dir: str, cases: list) -> N
                 import torch
                 from cuda_standin import StandInShardLib
 
-                import svp_fast
+                from svp_fast import _core
+                from svp_fast._emulation import EMULATED
 
                 # the emulated build runs the CUDA shard itself (csrc/cuda/shard.cu) on
                 # host rows; other builds, its glue against the stand-in
-                lib = (svp_fast._core if svp_fast.build_info().get("cuda_emulated")
-                       else StandInShardLib)
+                lib = _core if EMULATED else StandInShardLib
                 _shards.SHARDS["cpu"] = lambda m, name: _shards.CudaShard(
                     m, name, lib=lib, torch_device=torch.device("cpu"))
             else:

@@ -99,7 +99,7 @@ def kcenter_single(embeddings: Any, budget: Any, *, already_selected: Any = None
             return backend.probe_spread(m, metric, seed)
 
     trial = None
-    if getattr(backend, "times_engines", False):  # time the engines on a sample
+    if backend.times_engines:  # time the engines on a sample
         def trial():
             validate()
             return engine_trial(m, budget, selected, metric, seed, backend)
